@@ -1,0 +1,21 @@
+# Everyday commands; `just --list` shows them.
+
+# Run the test suite (what CI runs, without fmt/clippy).
+test:
+    cargo test --workspace
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+# The poller scaling benchmark, quick mode (about a minute).
+bench-quick:
+    POLLER_BENCH_QUICK=1 cargo bench -p poller --bench scaling
+
+# The poller scaling benchmark, full run.
+bench:
+    cargo bench -p poller --bench scaling
+
+# The kqueue backend against libkqueue installed at PREFIX.
+test-kqueue prefix:
+    PKG_CONFIG_PATH={{prefix}}/lib/pkgconfig LD_LIBRARY_PATH={{prefix}}/lib cargo test -p poller --features libkqueue

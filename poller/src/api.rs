@@ -1,0 +1,346 @@
+//! The `Backend` trait, what each backend can do, and run-time backend selection.
+
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::event::{Events, Interest, Mode, Token};
+use crate::waker::Waker;
+
+/// One readiness mechanism (select, poll, epoll, kqueue, io_uring).
+///
+/// Every backend has the same semantics (see the crate docs); hot loops are written once, generic over
+/// `B: Backend`, and monomorphized per backend. A backend is used from one thread; its [`Waker`] may
+/// be used from any thread.
+pub trait Backend: Sized + Send {
+    /// Which mechanism this is.
+    const KIND: BackendKind;
+
+    /// Create an instance (its kernel object, preallocated tables and waker). Every descriptor it
+    /// creates is close-on-exec.
+    fn new() -> io::Result<Self>;
+
+    /// What this instance can do on this kernel.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Start watching `fd`. Registering an already registered fd is `AlreadyExists`; a mode or option
+    /// the backend cannot do is `Unsupported`.
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()>;
+
+    /// Like [`register`](Backend::register), but when several pollers watch the same descriptor
+    /// (a shared listening socket), a readiness change wakes only one of them (`EPOLLEXCLUSIVE`).
+    /// Exclusive registrations cannot be modified (a kernel rule): deregister and register again.
+    fn register_exclusive(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        let _ = (fd, token, interest, mode);
+        Err(unsupported(
+            Self::KIND,
+            "exclusive wake-ups (EPOLLEXCLUSIVE)",
+        ))
+    }
+
+    /// Change the token, interest or mode of a registered fd, and re-arm a oneshot registration.
+    /// An fd that is not registered is `NotFound`.
+    fn modify(&mut self, fd: RawFd, token: Token, interest: Interest, mode: Mode)
+        -> io::Result<()>;
+
+    /// Stop watching `fd`; no event for it is reported afterwards. Call it before closing the fd.
+    /// An fd that is not registered is `NotFound`.
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
+
+    /// Wait for readiness and fill `events` (cleared first) with at most `events.capacity()` events.
+    ///
+    /// `Some(Duration::ZERO)` polls without blocking; `None` blocks until an event or a wake-up; a
+    /// positive timeout is never rounded down to zero. A signal does not end the wait early: it is
+    /// resumed with the remaining time. Returns the number of events; 0 means timeout or wake-up.
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize>;
+
+    /// A handle that interrupts a blocked [`wait`](Backend::wait) from any thread.
+    fn waker(&self) -> Waker;
+}
+
+/// Whether a backend can do a thing, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// The kernel mechanism does it.
+    Native,
+    /// The backend does it in user space with the same observable semantics.
+    Emulated,
+    /// Not possible: asking for it is an `Unsupported` error.
+    No,
+}
+
+impl Support {
+    /// `Native` or `Emulated`.
+    pub fn is_supported(self) -> bool {
+        self != Support::No
+    }
+}
+
+/// What a backend instance can do. Asking for a `Support::No` feature is an `Unsupported` error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Edge-triggered registrations (`Mode::Edge`, `Mode::EdgeOneshot`).
+    pub edge: Support,
+    /// Oneshot registrations (`Mode::Oneshot`, `Mode::EdgeOneshot`).
+    pub oneshot: Support,
+    /// [`Backend::register_exclusive`].
+    pub exclusive: Support,
+    /// Events carry [`Event::is_hangup`](crate::Event::is_hangup).
+    pub reports_hangup: bool,
+    /// Events carry [`Event::is_read_hangup`](crate::Event::is_read_hangup).
+    pub reports_read_hangup: bool,
+    /// Events carry [`Event::is_error`](crate::Event::is_error) (select shows errors as readable
+    /// and writable instead).
+    pub reports_error: bool,
+    /// The highest descriptor number that can be registered, if the mechanism has a limit.
+    pub max_fd: Option<RawFd>,
+}
+
+/// The mechanisms, for choosing one at run time (`"epoll".parse()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// `select(2)` (`pselect`): fd_set bitmaps, descriptors below `FD_SETSIZE` only.
+    Select,
+    /// `poll(2)` (`ppoll`): an array of `pollfd`, scanned by the kernel on every call.
+    Poll,
+    /// Linux `epoll(7)`.
+    Epoll,
+    /// BSD/macOS `kqueue(2)`; on Linux through libkqueue (cargo feature `libkqueue`).
+    Kqueue,
+    /// Linux `io_uring` readiness polls (`IORING_OP_POLL_ADD`).
+    IoUring,
+}
+
+impl BackendKind {
+    /// Every mechanism the crate knows, whether or not it is built here.
+    pub const ALL: [BackendKind; 5] = [
+        BackendKind::Select,
+        BackendKind::Poll,
+        BackendKind::Epoll,
+        BackendKind::Kqueue,
+        BackendKind::IoUring,
+    ];
+
+    /// The name used on command lines and in result files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendKind::Select => "select",
+            BackendKind::Poll => "poll",
+            BackendKind::Epoll => "epoll",
+            BackendKind::Kqueue => "kqueue",
+            BackendKind::IoUring => "io_uring",
+        }
+    }
+
+    /// `Ok` when this backend is built and works here, else the reason it is not available
+    /// (not built for this OS, feature off, kernel refused it).
+    pub fn probe(self) -> Result<(), String> {
+        struct Probe;
+        impl WithBackend for Probe {
+            type Output = io::Result<()>;
+            fn run<B: Backend>(self) -> io::Result<()> {
+                B::new().map(drop)
+            }
+        }
+        match self.with(Probe) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) | Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The backends that work on this machine with this build.
+    pub fn available() -> Vec<BackendKind> {
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.probe().is_ok())
+            .collect()
+    }
+
+    /// Run `visitor` monomorphized for this backend: how a binary turns a `--backend` flag into a
+    /// statically dispatched event loop. `Unsupported` when the backend is not built here.
+    pub fn with<V: WithBackend>(self, visitor: V) -> io::Result<V::Output> {
+        match self {
+            BackendKind::Select => Ok(visitor.run::<crate::Select>()),
+            BackendKind::Poll => Ok(visitor.run::<crate::Poll>()),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            BackendKind::Epoll => Ok(visitor.run::<crate::Epoll>()),
+            #[cfg(target_os = "linux")]
+            BackendKind::IoUring => Ok(visitor.run::<crate::IoUring>()),
+            #[cfg(crate_kqueue)]
+            BackendKind::Kqueue => Ok(visitor.run::<crate::Kqueue>()),
+            #[allow(unreachable_patterns)]
+            other => Err(not_built(other)),
+        }
+    }
+}
+
+fn not_built(kind: BackendKind) -> io::Error {
+    let why = match kind {
+        BackendKind::Kqueue if cfg!(target_os = "linux") => {
+            "not built: on Linux it needs libkqueue and the cargo feature `libkqueue`"
+        }
+        _ => "not available on this operating system",
+    };
+    io::Error::new(io::ErrorKind::Unsupported, format!("{kind}: {why}"))
+}
+
+/// A computation generic over the backend, run by [`BackendKind::with`].
+pub trait WithBackend {
+    /// What the computation returns.
+    type Output;
+    /// Run it with backend `B`.
+    fn run<B: Backend>(self) -> Self::Output;
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "select" => Ok(BackendKind::Select),
+            "poll" => Ok(BackendKind::Poll),
+            "epoll" => Ok(BackendKind::Epoll),
+            "kqueue" => Ok(BackendKind::Kqueue),
+            "io_uring" | "io-uring" | "iouring" | "uring" => Ok(BackendKind::IoUring),
+            _ => Err(format!(
+                "unknown backend '{s}' (expected one of: select, poll, epoll, kqueue, io_uring)"
+            )),
+        }
+    }
+}
+
+// ----- errors and checks shared by the backends -----
+
+pub(crate) fn unsupported(kind: BackendKind, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{kind}: {what} is not supported by this backend"),
+    )
+}
+
+pub(crate) fn already_exists(kind: BackendKind, fd: RawFd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{kind}: fd {fd} is already registered"),
+    )
+}
+
+pub(crate) fn not_found(kind: BackendKind, fd: RawFd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{kind}: fd {fd} is not registered"),
+    )
+}
+
+pub(crate) fn invalid_input(kind: BackendKind, what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{kind}: {what}"))
+}
+
+/// The checks every backend makes before touching the kernel, so errors are the same everywhere.
+pub(crate) fn check_request(
+    kind: BackendKind,
+    caps: &Capabilities,
+    fd: RawFd,
+    token: Token,
+    mode: Mode,
+) -> io::Result<()> {
+    if fd < 0 {
+        return Err(invalid_input(kind, format!("fd {fd} is negative")));
+    }
+    if let Some(max) = caps.max_fd {
+        if fd > max {
+            return Err(invalid_input(
+                kind,
+                format!(
+                    "fd {fd} is >= FD_SETSIZE ({}); select can only watch descriptors below it \
+                     (use poll, epoll, kqueue or io_uring)",
+                    max + 1
+                ),
+            ));
+        }
+    }
+    if token == Token::RESERVED {
+        return Err(invalid_input(
+            kind,
+            "Token(usize::MAX) is reserved for the waker".to_string(),
+        ));
+    }
+    if mode.is_edge() && !caps.edge.is_supported() {
+        return Err(unsupported(
+            kind,
+            "edge-triggered mode (it is level-triggered only)",
+        ));
+    }
+    if mode.is_oneshot() && !caps.oneshot.is_supported() {
+        return Err(unsupported(kind, "oneshot mode"));
+    }
+    Ok(())
+}
+
+/// Tracks the time left of a wait so that a wait interrupted by a signal resumes with what remains.
+pub(crate) struct Deadline {
+    timeout: Option<Duration>,
+    start: Option<std::time::Instant>,
+}
+
+impl Deadline {
+    /// Reading the clock only for positive, finite timeouts keeps zero-timeout polls cheap.
+    pub(crate) fn new(timeout: Option<Duration>) -> Deadline {
+        let start = match timeout {
+            Some(t) if !t.is_zero() => Some(std::time::Instant::now()),
+            _ => None,
+        };
+        Deadline { timeout, start }
+    }
+
+    /// The time left: `None` for no timeout, zero once expired.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        match (self.timeout, self.start) {
+            (Some(t), Some(start)) => Some(t.saturating_sub(start.elapsed())),
+            (t, _) => t,
+        }
+    }
+
+    /// Has a finite timeout run out?
+    pub(crate) fn expired(&self) -> bool {
+        self.remaining() == Some(Duration::ZERO)
+    }
+}
+
+/// Milliseconds for `epoll_wait`, rounded up so that 0.1 ms does not become a busy poll; -1 = forever.
+pub(crate) fn ceil_millis(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(t) => {
+            let ms = t.as_nanos().div_ceil(1_000_000);
+            ms.min(libc::c_int::MAX as u128) as libc::c_int
+        }
+    }
+}
+
+/// A `timespec` for ppoll/pselect/kevent; saturates instead of overflowing.
+pub(crate) fn timespec(t: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as _,
+    }
+}

@@ -1,0 +1,224 @@
+//! Linux `epoll(7)`: every mode natively, `EPOLLRDHUP`, and `EPOLLEXCLUSIVE` for shared listeners.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::notify::Notifier;
+use crate::api::{
+    already_exists, ceil_millis, check_request, not_found, unsupported, Backend, BackendKind,
+    Capabilities, Deadline, Support,
+};
+use crate::{Event, Events, Interest, Mode, Token, Waker};
+
+/// The `epoll_event.u64` of the waker; callers cannot use it because `Token::RESERVED` is refused.
+const WAKER_KEY: u64 = u64::MAX;
+
+/// The epoll backend.
+pub struct Epoll {
+    epfd: OwnedFd,
+    /// Kernel-filled buffer, sized to the largest `Events` capacity seen (allocated once).
+    native: Vec<libc::epoll_event>,
+    notifier: Arc<Notifier>,
+}
+
+impl Epoll {
+    fn ctl(&self, op: libc::c_int, fd: RawFd, flags: u32, key: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: flags,
+            u64: key,
+        };
+        // SAFETY: epfd is our epoll descriptor; ev is a valid epoll_event for the duration of the call
+        // (the kernel ignores it for EPOLL_CTL_DEL).
+        let rc = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return Err(match (err.raw_os_error(), op) {
+                (Some(libc::EEXIST), _) => already_exists(Self::KIND, fd),
+                (Some(libc::ENOENT), _) => not_found(Self::KIND, fd),
+                (Some(libc::EPERM), _) => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("epoll: fd {fd} cannot be polled (a regular file or directory?)"),
+                ),
+                (Some(libc::EINVAL), libc::EPOLL_CTL_MOD) => io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "epoll: fd {fd} was registered with EPOLLEXCLUSIVE, which the kernel does \
+                         not allow to be modified; deregister and register it again"
+                    ),
+                ),
+                _ => err,
+            });
+        }
+        Ok(())
+    }
+
+    fn check(&self, fd: RawFd, token: Token, mode: Mode) -> io::Result<()> {
+        check_request(Self::KIND, &self.capabilities(), fd, token, mode)
+    }
+}
+
+/// The epoll flags for an interest and mode. `EPOLLRDHUP` goes with readability, as on every backend.
+fn epoll_flags(interest: Interest, mode: Mode) -> u32 {
+    let mut flags = 0;
+    if interest.is_readable() {
+        flags |= libc::EPOLLIN | libc::EPOLLRDHUP;
+    }
+    if interest.is_writable() {
+        flags |= libc::EPOLLOUT;
+    }
+    if mode.is_edge() {
+        flags |= libc::EPOLLET;
+    }
+    if mode.is_oneshot() {
+        flags |= libc::EPOLLONESHOT;
+    }
+    flags as u32
+}
+
+impl Backend for Epoll {
+    const KIND: BackendKind = BackendKind::Epoll;
+
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes only flags; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor owned by nothing else.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let notifier = Arc::new(Notifier::new()?);
+        let epoll = Epoll {
+            epfd,
+            native: Vec::new(),
+            notifier,
+        };
+        epoll.ctl(
+            libc::EPOLL_CTL_ADD,
+            epoll.notifier.read_fd(),
+            libc::EPOLLIN as u32,
+            WAKER_KEY,
+        )?;
+        Ok(epoll)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            edge: Support::Native,
+            oneshot: Support::Native,
+            exclusive: Support::Native,
+            reports_hangup: true,
+            reports_read_hangup: true,
+            reports_error: true,
+            max_fd: None,
+        }
+    }
+
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        self.check(fd, token, mode)?;
+        self.ctl(
+            libc::EPOLL_CTL_ADD,
+            fd,
+            epoll_flags(interest, mode),
+            token.0 as u64,
+        )
+    }
+
+    fn register_exclusive(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        self.check(fd, token, mode)?;
+        if mode.is_oneshot() {
+            // The kernel rejects EPOLLEXCLUSIVE | EPOLLONESHOT with a bare EINVAL.
+            return Err(unsupported(Self::KIND, "oneshot mode with EPOLLEXCLUSIVE"));
+        }
+        // The kernel allows only IN, OUT, WAKEUP and ET beside EPOLLEXCLUSIVE: no read-hangup
+        // reports for exclusive registrations (they are meant for listening sockets).
+        let flags = (epoll_flags(interest, mode) & !(libc::EPOLLRDHUP as u32))
+            | libc::EPOLLEXCLUSIVE as u32;
+        self.ctl(libc::EPOLL_CTL_ADD, fd, flags, token.0 as u64)
+    }
+
+    fn modify(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        self.check(fd, token, mode)?;
+        self.ctl(
+            libc::EPOLL_CTL_MOD,
+            fd,
+            epoll_flags(interest, mode),
+            token.0 as u64,
+        )
+    }
+
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        if fd < 0 {
+            return Err(not_found(Self::KIND, fd));
+        }
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+        events.clear();
+        if self.native.len() < events.capacity() {
+            // Only when a larger `Events` than ever before is passed: not in a steady loop.
+            self.native
+                .resize(events.capacity(), libc::epoll_event { events: 0, u64: 0 });
+        }
+        let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
+        let deadline = Deadline::new(timeout);
+        let n = loop {
+            let ms = ceil_millis(deadline.remaining());
+            // SAFETY: native holds at least `max` writable epoll_event slots.
+            let n = unsafe {
+                libc::epoll_wait(self.epfd.as_raw_fd(), self.native.as_mut_ptr(), max, ms)
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+            if deadline.expired() {
+                break 0;
+            }
+        };
+        for ev in &self.native[..n] {
+            let (flags, key) = (ev.events, ev.u64);
+            if key == WAKER_KEY {
+                self.notifier.drain();
+                continue;
+            }
+            let has = |f: libc::c_int| flags & f as u32 != 0;
+            events.push(
+                Event::new(Token(key as usize))
+                    .set_readable(has(libc::EPOLLIN))
+                    .set_writable(has(libc::EPOLLOUT))
+                    .set_error(has(libc::EPOLLERR))
+                    .set_hangup(has(libc::EPOLLHUP))
+                    .set_read_hangup(has(libc::EPOLLRDHUP)),
+            );
+        }
+        Ok(events.len())
+    }
+
+    fn waker(&self) -> Waker {
+        Waker::new(self.notifier.clone())
+    }
+}

@@ -1,0 +1,267 @@
+//! `select(2)` (as `pselect`, for nanosecond timeouts): preallocated interest `fd_set`s, copied into
+//! working sets on every wait; only descriptors below `FD_SETSIZE` can be watched.
+//!
+//! Level-triggered only; oneshot is emulated by clearing the descriptor from the interest sets once
+//! it is reported. select has no hangup, read-hangup or error bits: a closed peer shows as readable,
+//! an error as readable and writable (see `Capabilities`).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::check_fd_open;
+use super::notify::Notifier;
+use crate::api::{
+    already_exists, check_request, invalid_input, not_found, timespec, Backend, BackendKind,
+    Capabilities, Deadline, Support,
+};
+use crate::{Event, Events, Interest, Mode, Token, Waker};
+
+// FD_SETSIZE is usize on some targets and c_int on others.
+#[allow(clippy::unnecessary_cast)]
+const SETSIZE: usize = libc::FD_SETSIZE as usize;
+
+#[derive(Clone, Copy)]
+struct Registration {
+    token: Token,
+    interest: Interest,
+    oneshot: bool,
+    /// Index of this fd in `Select::fds`.
+    pos: u32,
+}
+
+/// The select backend.
+pub struct Select {
+    read_interest: libc::fd_set,
+    write_interest: libc::fd_set,
+    read_ready: libc::fd_set,
+    write_ready: libc::fd_set,
+    /// Indexed by fd, `FD_SETSIZE` long, allocated once.
+    regs: Vec<Option<Registration>>,
+    /// The registered fds, densely, so a wait scans only them.
+    fds: Vec<RawFd>,
+    max_fd: RawFd,
+    cursor: usize,
+    notifier: Arc<Notifier>,
+}
+
+fn empty_set() -> libc::fd_set {
+    let mut set = MaybeUninit::<libc::fd_set>::uninit();
+    // SAFETY: FD_ZERO initializes every byte of the set it is given.
+    unsafe {
+        libc::FD_ZERO(set.as_mut_ptr());
+        set.assume_init()
+    }
+}
+
+// The FD_* helpers below are only called with 0 <= fd < FD_SETSIZE, which `check_request` (through
+// `max_fd` in the capabilities) guarantees for every registered fd, and `new` for the waker.
+fn set(fd: RawFd, s: &mut libc::fd_set) {
+    // SAFETY: fd is within 0..FD_SETSIZE (see above) and `s` is an initialized set.
+    unsafe { libc::FD_SET(fd, s) }
+}
+fn clear(fd: RawFd, s: &mut libc::fd_set) {
+    // SAFETY: as for `set`.
+    unsafe { libc::FD_CLR(fd, s) }
+}
+fn is_set(fd: RawFd, s: &libc::fd_set) -> bool {
+    // SAFETY: as for `set`.
+    unsafe { libc::FD_ISSET(fd, s) }
+}
+
+impl Select {
+    fn arm(&mut self, fd: RawFd, interest: Interest) {
+        clear(fd, &mut self.read_interest);
+        clear(fd, &mut self.write_interest);
+        if interest.is_readable() {
+            set(fd, &mut self.read_interest);
+        }
+        if interest.is_writable() {
+            set(fd, &mut self.write_interest);
+        }
+    }
+
+    fn disarm(&mut self, fd: RawFd) {
+        clear(fd, &mut self.read_interest);
+        clear(fd, &mut self.write_interest);
+    }
+
+    fn check(&self, fd: RawFd, token: Token, mode: Mode) -> io::Result<()> {
+        check_request(Self::KIND, &self.capabilities(), fd, token, mode)
+    }
+}
+
+impl Backend for Select {
+    const KIND: BackendKind = BackendKind::Select;
+
+    fn new() -> io::Result<Select> {
+        let notifier = Arc::new(Notifier::new()?);
+        if notifier.read_fd() as usize >= SETSIZE {
+            return Err(invalid_input(
+                Self::KIND,
+                format!(
+                    "the waker's descriptor ({}) is >= FD_SETSIZE ({SETSIZE}): too many files open",
+                    notifier.read_fd()
+                ),
+            ));
+        }
+        let mut select = Select {
+            read_interest: empty_set(),
+            write_interest: empty_set(),
+            read_ready: empty_set(),
+            write_ready: empty_set(),
+            regs: vec![None; SETSIZE],
+            fds: Vec::new(),
+            max_fd: notifier.read_fd(),
+            cursor: 0,
+            notifier,
+        };
+        set(select.notifier.read_fd(), &mut select.read_interest);
+        Ok(select)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            edge: Support::No,
+            oneshot: Support::Emulated,
+            exclusive: Support::No,
+            reports_hangup: false,
+            reports_read_hangup: false,
+            reports_error: false,
+            max_fd: Some(SETSIZE as RawFd - 1),
+        }
+    }
+
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        self.check(fd, token, mode)?;
+        if self.regs[fd as usize].is_some() {
+            return Err(already_exists(Self::KIND, fd));
+        }
+        // A closed fd in the sets would make every pselect fail with EBADF: refuse it now.
+        check_fd_open(fd)?;
+        self.regs[fd as usize] = Some(Registration {
+            token,
+            interest,
+            oneshot: mode.is_oneshot(),
+            pos: self.fds.len() as u32,
+        });
+        self.fds.push(fd);
+        self.max_fd = self.max_fd.max(fd);
+        self.arm(fd, interest);
+        Ok(())
+    }
+
+    fn modify(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        self.check(fd, token, mode)?;
+        let reg = self.regs[fd as usize]
+            .as_mut()
+            .ok_or_else(|| not_found(Self::KIND, fd))?;
+        reg.token = token;
+        reg.interest = interest;
+        reg.oneshot = mode.is_oneshot();
+        self.arm(fd, interest);
+        Ok(())
+    }
+
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        let reg = match usize::try_from(fd).ok().and_then(|i| self.regs.get_mut(i)) {
+            Some(slot) => slot.take().ok_or_else(|| not_found(Self::KIND, fd))?,
+            None => return Err(not_found(Self::KIND, fd)),
+        };
+        self.disarm(fd);
+        let pos = reg.pos as usize;
+        self.fds.swap_remove(pos);
+        if let Some(&moved) = self.fds.get(pos) {
+            if let Some(r) = self.regs[moved as usize].as_mut() {
+                r.pos = pos as u32;
+            }
+        }
+        if fd == self.max_fd {
+            self.max_fd = self
+                .fds
+                .iter()
+                .copied()
+                .fold(self.notifier.read_fd(), RawFd::max);
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+        events.clear();
+        let deadline = Deadline::new(timeout);
+        let mut ready = loop {
+            self.read_ready = self.read_interest;
+            self.write_ready = self.write_interest;
+            let ts = deadline.remaining().map(timespec);
+            let ts_ptr = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: the sets are initialized fd_sets owned by self; nfds is at most FD_SETSIZE;
+            // ts_ptr is null or points to `ts`, alive for the call; a null sigmask is allowed.
+            let n = unsafe {
+                libc::pselect(
+                    self.max_fd + 1,
+                    &mut self.read_ready,
+                    &mut self.write_ready,
+                    std::ptr::null_mut(),
+                    ts_ptr,
+                    std::ptr::null(),
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+            if deadline.expired() {
+                break 0;
+            }
+        };
+        if ready > 0 && is_set(self.notifier.read_fd(), &self.read_ready) {
+            self.notifier.drain();
+            ready -= 1;
+        }
+        // `ready` counts set bits, so an fd both readable and writable counts twice.
+        let len = self.fds.len();
+        let mut k = if self.cursor < len { self.cursor } else { 0 };
+        let mut scanned = 0;
+        while ready > 0 && scanned < len && !events.is_full() {
+            let fd = self.fds[k];
+            let r = is_set(fd, &self.read_ready);
+            let w = is_set(fd, &self.write_ready);
+            if r || w {
+                ready -= r as usize + w as usize;
+                if let Some(reg) = self.regs[fd as usize] {
+                    events.push(Event::new(reg.token).set_readable(r).set_writable(w));
+                    if reg.oneshot {
+                        self.disarm(fd);
+                    }
+                }
+            }
+            scanned += 1;
+            k = if k + 1 == len { 0 } else { k + 1 };
+        }
+        self.cursor = k;
+        Ok(events.len())
+    }
+
+    fn waker(&self) -> Waker {
+        Waker::new(self.notifier.clone())
+    }
+}

@@ -1,0 +1,98 @@
+//! One readiness API over `select`, `poll`, `epoll`, `kqueue` and `io_uring`, with the same semantics
+//! on every backend and no heap allocation in the wait loop.
+//!
+//! ```no_run
+//! use poller::{Backend, Epoll, Events, Interest, Mode, Token};
+//! use std::os::fd::AsRawFd;
+//! use std::time::Duration;
+//!
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! listener.set_nonblocking(true)?;
+//! let mut poller = Epoll::new()?;
+//! poller.register(listener.as_raw_fd(), Token(0), Interest::READABLE, Mode::Level)?;
+//! let mut events = Events::with_capacity(1024); // preallocated once, reused by every wait
+//! poller.wait(&mut events, Some(Duration::from_millis(10)))?;
+//! for event in &events {
+//!     assert_eq!(event.token(), Token(0));
+//! }
+//! # std::io::Result::Ok(())
+//! ```
+//!
+//! Event loops are written once, generic over [`Backend`], and a binary picks the backend at run
+//! time with [`BackendKind::with`], which runs a monomorphized copy (no dynamic dispatch per call).
+//!
+//! # Modes
+//!
+//! | mode | reported | select | poll | epoll | kqueue | io_uring |
+//! |---|---|---|---|---|---|---|
+//! | `Level` | every wait while ready | native | native | native | native | poll re-armed after each event |
+//! | `Edge` | once per readiness change | `Unsupported` | `Unsupported` | `EPOLLET` | `EV_CLEAR` | multishot poll (5.13+) |
+//! | `Oneshot` | once, until `modify` | emulated | emulated | `EPOLLONESHOT` | `EV_DISPATCH` | single-shot poll |
+//! | `EdgeOneshot` | once, until `modify` | `Unsupported` | `Unsupported` | `EPOLLET\|EPOLLONESHOT` | `EV_CLEAR\|EV_DISPATCH` | single-shot poll |
+//! | exclusive | one waiter woken | `Unsupported` | `Unsupported` | `EPOLLEXCLUSIVE` | `Unsupported` | `Unsupported` |
+//!
+//! Emulated oneshot: the backend stops asking the kernel about the fd after reporting it, exactly as
+//! a native oneshot would. select and poll are level-triggered by nature; asking them for an edge
+//! mode is an `Unsupported` error naming the backend, never a silent downgrade.
+//! [`Backend::capabilities`] tells which applies ([`Support::Native`], `Emulated`, `No`).
+//!
+//! # Errors: the raw mechanisms against this crate
+//!
+//! | situation | raw mechanism | this crate, every backend |
+//! |---|---|---|
+//! | register an fd twice | epoll: `EEXIST`; poll: accepted (duplicate entry); kqueue: `EV_ADD` silently modifies | `AlreadyExists` |
+//! | modify an unknown fd | epoll: `ENOENT`; Python's `poll.modify`: `ENOENT`; kqueue: `EV_ADD` silently adds | `NotFound` |
+//! | deregister an unknown fd | epoll: `ENOENT`; Python's `poll.unregister`: `KeyError`; `/dev/poll`: ignored | `NotFound` |
+//! | fd >= `FD_SETSIZE` with select | `FD_SET` writes out of bounds (undefined behaviour) | `InvalidInput` naming the limit |
+//! | register a closed fd | epoll, kqueue: `EBADF`; poll: `POLLNVAL` forever; select: every call fails `EBADF`; io_uring: an error completion | `EBADF` at register |
+//! | edge or exclusive where the kernel has none | (not expressible) | `Unsupported` naming backend and feature |
+//! | modify an `EPOLLEXCLUSIVE` registration | epoll: `EINVAL` | `Unsupported` with the reason |
+//! | `Token(usize::MAX)` | | `InvalidInput`: reserved for the waker |
+//!
+//! # Event flags per backend
+//!
+//! | flag | select | poll / io_uring (`revents`) | epoll | kqueue |
+//! |---|---|---|---|---|
+//! | readable | in read set | `POLLIN` | `EPOLLIN` | `EVFILT_READ` |
+//! | writable | in write set | `POLLOUT` | `EPOLLOUT` | `EVFILT_WRITE` |
+//! | error | not reported (shows as readable+writable) | `POLLERR`, `POLLNVAL` | `EPOLLERR` | `EV_ERROR`, or `EV_EOF` with an error in `fflags` |
+//! | hangup | not reported | `POLLHUP` | `EPOLLHUP` | `EV_EOF` on `EVFILT_WRITE` (needs writable interest) |
+//! | read-hangup | not reported (EOF shows as readable) | `POLLRDHUP` | `EPOLLRDHUP` | `EV_EOF` on `EVFILT_READ` |
+//!
+//! Read-hangup is asked for whenever readability is, on every backend that has it. kqueue reports the
+//! read and write filters of one fd as separate events with the same token; callers that want one
+//! event per fd merge by token (readiness is a set of flags, so merging is an OR).
+//!
+//! # Timeouts and signals
+//!
+//! `Some(Duration::ZERO)` never blocks; `None` blocks until an event or a [`Waker`] wake-up; positive
+//! timeouts are rounded up, never down (epoll takes milliseconds: 0.1 ms waits 1 ms; ppoll, pselect,
+//! kevent and io_uring take nanoseconds). A wait interrupted by a signal (`EINTR`) is resumed with the
+//! time that remains, so it neither fails nor returns early.
+//!
+//! # Not covered
+//!
+//! `/dev/poll` (Solaris, illumos) and Windows IOCP/AFD are out of scope for now.
+
+#![warn(missing_docs)]
+
+mod api;
+pub mod backend;
+mod event;
+mod waker;
+
+pub use api::{Backend, BackendKind, Capabilities, Support, WithBackend};
+pub use event::{Event, Events, Interest, Mode, Token};
+pub use waker::Waker;
+
+pub use backend::poll::Poll;
+pub use backend::select::Select;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use backend::epoll::Epoll;
+
+#[cfg(target_os = "linux")]
+pub use backend::io_uring::IoUring;
+
+#[cfg(crate_kqueue)]
+pub use backend::kqueue::Kqueue;
