@@ -63,6 +63,17 @@
 //! read and write filters of one fd as separate events with the same token; callers that want one
 //! event per fd merge by token (readiness is a set of flags, so merging is an OR).
 //!
+//! # Readiness is a hint
+//!
+//! An event says the fd was ready when the kernel looked; by the time the caller acts it may not be
+//! (another thread read, a spurious wake-up), so callers treat `WouldBlock` as "wait again". One
+//! mechanism difference shows here: epoll, poll, select and kqueue look at the fd during the wait,
+//! while an io_uring poll completion is a snapshot taken when the fd woke up. So with io_uring, data
+//! read between that wake-up and the wait may still be reported once (spurious, never missed), and a
+//! second direction that became ready after the completion (writable after readable) is reported by
+//! the next wait instead of this one. The property test holds io_uring to exactly that, and the
+//! other backends to the exact answer.
+//!
 //! # Timeouts and signals
 //!
 //! `Some(Duration::ZERO)` never blocks; `None` blocks until an event or a [`Waker`] wake-up; positive
