@@ -67,6 +67,7 @@ cases!(
     deregister_then_close_gives_no_stray_events,
     small_event_buffer_batches_fairly,
     connection_refused_reports_error,
+    descriptors_are_close_on_exec,
 );
 
 conformance!(select, poller::Select);
@@ -603,4 +604,37 @@ fn connection_refused_reports_error<B: Backend>(mut p: B) {
         );
     }
     p.deregister(socket.as_raw_fd()).unwrap();
+}
+
+fn descriptors_are_close_on_exec<B: Backend>(p: B) {
+    // The real property: after an exec, none of the crate's descriptors survive. With the backend
+    // alive, a child lists its own fds; anon inodes (eventfd, eventpoll, io_uring; libkqueue's too)
+    // must not be among them. Linux-only: it reads /proc. Pipes are left out: on Linux the crate
+    // creates none, and cargo's jobserver pipe is inherited on purpose.
+    let anon = |listing: &str| {
+        listing
+            .lines()
+            .filter(|l| l.contains("anon_inode:"))
+            .count()
+    };
+    let Ok(ours) = std::process::Command::new("ls")
+        .args(["-l", "/proc/self/fd"])
+        .output()
+    else {
+        return skip("close_on_exec", "cannot run `ls` here");
+    };
+    let parent: String = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .map(|e| format!("{:?}\n", std::fs::read_link(e.path()).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        anon(&parent) >= 1,
+        "the backend's descriptors are open in this process: {parent}"
+    );
+    let child = String::from_utf8_lossy(&ours.stdout);
+    assert_eq!(anon(&child), 0, "descriptors leaked through exec:\n{child}");
+    drop(p);
 }
