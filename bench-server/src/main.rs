@@ -1,6 +1,164 @@
-//! Placeholder: the bench-server binary is not written yet (see the project's open issues).
+//! bench-server: a per-core echo server on every poller backend, with thread-per-connection and
+//! tokio baselines. See `bench-server --help` and bench-server/README.md.
 
-fn main() {
-    eprintln!("bench-server: not implemented yet; only the poller crate exists so far");
-    std::process::exit(2);
+mod baselines;
+mod cli;
+mod event_loop;
+mod listener;
+mod server;
+mod stats;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use crossbeam_channel::RecvTimeoutError;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use cli::{Args, Config, ServerBackend};
+use server::Running;
+use stats::{Report, ThreadReport, Totals};
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "bench-server: {} (see --help)",
+                line.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("bench-server: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> std::io::Result<()> {
+    // Signals are turned into a message; the loops are stopped through their wakers.
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded(1);
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let signals_handle = signals.handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let _ = signal_tx.try_send(());
+            }
+        })?;
+
+    let running = match config.backend {
+        ServerBackend::Poller(kind) => server::start_loops(kind, &config)?,
+        ServerBackend::Threads => baselines::start_threads(&config)?,
+        ServerBackend::Tokio => baselines::start_tokio(&config)?,
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", running.addr)?;
+        out.flush()?;
+    }
+    let started = Instant::now();
+    let failed = wait_for_signal(&running, &config, &signal_rx, started);
+
+    let at_shutdown: Vec<_> = running.counters.iter().map(|c| c.load()).collect();
+    let cores = running.cores.clone();
+    let listen_addr = running.addr;
+    let counters = running.counters.clone();
+    let duration = started.elapsed();
+    let stopped = running.stop();
+    signals_handle.close();
+
+    if let Some(path) = &config.stats_json {
+        let threads: Vec<ThreadReport> = counters
+            .iter()
+            .enumerate()
+            .map(|(id, c)| ThreadReport {
+                id,
+                core: cores.get(id).copied().flatten(),
+                active: at_shutdown[id].active(),
+                counters: c.load(),
+            })
+            .collect();
+        let report = Report {
+            schema: stats::SCHEMA,
+            config: &config,
+            listen_addr,
+            duration_s: duration.as_secs_f64(),
+            totals: Totals::new(&threads),
+            threads,
+        };
+        stats::write_json_atomically(path, &report).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+        })?;
+    }
+    stopped?;
+    if failed {
+        return Err(std::io::Error::other("an event loop stopped unexpectedly"));
+    }
+    Ok(())
+}
+
+/// Print the summary every interval until SIGINT/SIGTERM; true if a thread died first.
+fn wait_for_signal(
+    running: &Running,
+    config: &Config,
+    signals: &crossbeam_channel::Receiver<()>,
+    started: Instant,
+) -> bool {
+    let interval = config.stats_interval;
+    // With summaries off, still look at the threads' health now and then.
+    let tick = if interval.is_zero() {
+        Duration::from_millis(500)
+    } else {
+        interval
+    };
+    let mut before = stats::total(
+        &running
+            .counters
+            .iter()
+            .map(|c| c.load())
+            .collect::<Vec<_>>(),
+    );
+    loop {
+        match signals.recv_timeout(tick) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return false,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if running.failed() {
+            return true;
+        }
+        if !interval.is_zero() {
+            let now = stats::total(
+                &running
+                    .counters
+                    .iter()
+                    .map(|c| c.load())
+                    .collect::<Vec<_>>(),
+            );
+            eprintln!(
+                "{}",
+                stats::summary_line(&now, &before, interval, started.elapsed())
+            );
+            before = now;
+        }
+    }
 }

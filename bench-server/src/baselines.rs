@@ -1,0 +1,212 @@
+//! The baselines a report compares the event loops with: a blocking thread per connection, and the
+//! idiomatic tokio echo server (a task per connection). Same buffer size, same limit, same counters.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cli::Config;
+use crate::listener::{bind, ConnLimit};
+use crate::server::{pin_plan, poke, Running};
+use crate::stats::{Counters, SharedCounters};
+
+/// Counters are added to the shared ones every this many reads, and at close, so that the baselines
+/// do not pay a contended atomic per message (the event loops publish once per wait).
+const FLUSH_EVERY: u64 = 256;
+
+fn flush(shared: &SharedCounters, local: &mut Counters) {
+    shared.add(local);
+    *local = Counters::default();
+}
+
+/// `--backend threads`: one thread accepts, and each connection gets a blocking thread.
+pub fn start_threads(cfg: &Config) -> io::Result<Running> {
+    let listener = bind(cfg.addr, false, false)?;
+    let addr = listener.local_addr()?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let limit = Arc::new(ConnLimit::new(cfg.max_conns));
+    let counters = Arc::new(SharedCounters::default());
+    let (stop, shared, buf_size) = (shutdown.clone(), counters.clone(), cfg.buf_size);
+    let acceptor = std::thread::Builder::new()
+        .name("acceptor".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10)); // EMFILE: back off
+                    continue;
+                };
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let mut c = Counters {
+                    accepted: 1,
+                    ..Counters::default()
+                };
+                if !limit.try_acquire() {
+                    c.rejected = 1;
+                    shared.add(&c);
+                    continue;
+                }
+                let (conn_limit, conn_shared) = (limit.clone(), shared.clone());
+                let spawned = std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        serve_blocking(stream, buf_size, &conn_shared, &mut c);
+                        c.closed += 1;
+                        flush(&conn_shared, &mut c);
+                        conn_limit.release();
+                    });
+                if spawned.is_err() {
+                    // Out of threads: this connection is refused, the server goes on.
+                    shared.add(&Counters {
+                        accepted: 1,
+                        rejected: 1,
+                        ..Counters::default()
+                    });
+                    limit.release();
+                }
+            }
+            Ok(())
+        })?;
+    Ok(Running {
+        addr,
+        counters: vec![counters],
+        cores: vec![None],
+        shutdown,
+        wakers: Vec::new(),
+        threads: vec![acceptor],
+        // Connection threads block in read; they end with the process.
+        extra_stop: Some(Box::new(move || poke(addr))),
+    })
+}
+
+fn serve_blocking(
+    mut stream: TcpStream,
+    buf_size: usize,
+    shared: &SharedCounters,
+    c: &mut Counters,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; buf_size];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => {
+                c.reads += 1; // end-of-file counts, as in the event loops
+                return;
+            }
+            Err(_) => return,
+            Ok(n) => n,
+        };
+        c.reads += 1;
+        c.bytes_in += n as u64;
+        if stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        c.writes += 1;
+        c.bytes_out += n as u64;
+        if c.reads % FLUSH_EVERY == 0 {
+            flush(shared, c);
+        }
+    }
+}
+
+/// `--backend tokio`: the idiomatic tokio echo server on a multi-threaded runtime.
+pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
+    let listener = bind(cfg.addr, false, true)?;
+    let addr = listener.local_addr()?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let limit = Arc::new(ConnLimit::new(cfg.max_conns));
+    let counters = Arc::new(SharedCounters::default());
+    let cores = pin_plan(cfg.threads, cfg.pinned);
+    let next_core = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pin_cores = cores.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
+        .enable_io()
+        .enable_time()
+        .on_thread_start(move || {
+            let i = next_core.fetch_add(1, Ordering::Relaxed);
+            if let Some(Some(core)) = pin_cores.get(i) {
+                core_affinity::set_for_current(*core);
+            }
+        })
+        .build()?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (shared, buf_size) = (counters.clone(), cfg.buf_size);
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    runtime.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop_rx.changed() => return,
+                a = listener.accept() => a,
+            };
+            let Ok((mut stream, _)) = accepted else {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await; // EMFILE: back off
+                continue;
+            };
+            let mut c = Counters {
+                accepted: 1,
+                ..Counters::default()
+            };
+            if !limit.try_acquire() {
+                c.rejected = 1;
+                shared.add(&c);
+                continue;
+            }
+            let (limit, shared) = (limit.clone(), shared.clone());
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let mut buf = vec![0u8; buf_size];
+                loop {
+                    let n = match stream.read(&mut buf).await {
+                        Ok(0) => {
+                            c.reads += 1;
+                            break;
+                        }
+                        Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    c.reads += 1;
+                    c.bytes_in += n as u64;
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    c.writes += 1;
+                    c.bytes_out += n as u64;
+                    if c.reads % FLUSH_EVERY == 0 {
+                        flush(&shared, &mut c);
+                    }
+                }
+                c.closed += 1;
+                flush(&shared, &mut c);
+                limit.release();
+            });
+        }
+    });
+    // This thread owns the runtime until stop; then it ends the accept loop and gives the
+    // connection tasks a second before dropping them.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::Builder::new()
+        .name("tokio-runtime".into())
+        .spawn(move || {
+            let _ = done_rx.recv();
+            let _ = stop_tx.send(true);
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            Ok(())
+        })?;
+    Ok(Running {
+        addr,
+        counters: vec![counters],
+        cores: cores.iter().map(|c| c.map(|c| c.id)).collect(),
+        shutdown,
+        wakers: Vec::new(),
+        threads: vec![holder],
+        extra_stop: Some(Box::new(move || drop(done_tx))),
+    })
+}

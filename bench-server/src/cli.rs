@@ -1,0 +1,294 @@
+//! Command line: flags with human units, and the check that a combination makes sense.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use poller::{BackendKind, Mode, Support};
+use serde::Serialize;
+
+/// A per-core echo server for benchmarking readiness mechanisms.
+///
+/// Every event loop runs on one thread (optionally pinned to a core) and echoes every byte it
+/// reads. The first line on stdout is exactly `listening on <ip>:<port>`; statistics go to stderr
+/// every --stats-interval and, on SIGINT/SIGTERM, to --stats-json. Defaults are the fastest correct
+/// choice for the backend; a combination the backend cannot do exits with status 2 and one line
+/// saying why.
+#[derive(Parser, Debug)]
+#[command(name = "bench-server", version, max_term_width = 100)]
+pub struct Args {
+    /// Address to listen on. Loopback by default: exposing the server to a network is your explicit
+    /// choice. Port 0 picks a free port (printed on the first line).
+    #[arg(long, default_value = "127.0.0.1:7000", value_name = "IP:PORT")]
+    pub addr: SocketAddr,
+
+    /// Readiness mechanism of the event loops (select, poll, epoll, kqueue, io_uring), or a baseline:
+    /// threads (one blocking thread per connection), tokio (one task per connection).
+    /// [default: epoll on Linux, kqueue on macOS and the BSDs]
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<ServerBackend>,
+
+    /// Event-loop threads (tokio: worker threads). [default: the number of cores]
+    #[arg(long, short = 't', value_name = "N", value_parser = parse_count)]
+    pub threads: Option<usize>,
+
+    /// Pin each event loop to its own core (round robin over the cores this process may use).
+    #[arg(long)]
+    pub pin: bool,
+
+    /// How connections reach the loops: reuseport (one SO_REUSEPORT listener per loop), exclusive
+    /// (one listener in every loop with EPOLLEXCLUSIVE; on kqueue: the shared listener in per-thread
+    /// kqueues), shared (one listener in every loop, no exclusivity: the thundering-herd baseline),
+    /// acceptor (one thread accepts and hands sockets to the loops). [default: reuseport]
+    #[arg(long, value_name = "STRATEGY")]
+    pub accept: Option<AcceptStrategy>,
+
+    /// Readiness mode for connections: level (one read per event), edge (read until drained),
+    /// oneshot (re-armed after every event). [default: edge where the backend has it, else level]
+    #[arg(long, value_name = "MODE")]
+    pub trigger: Option<Trigger>,
+
+    /// Most connections open at once, over all loops. At the limit, accepting pauses; existing
+    /// connections keep being served. Units: 10k = 10,000.
+    #[arg(long, default_value = "100k", value_name = "N", value_parser = parse_count)]
+    pub max_conns: usize,
+
+    /// Echo buffer per connection. It bounds memory per connection whatever clients do: once it is
+    /// full and the client does not read, the server stops reading from that client.
+    #[arg(long, default_value = "16KiB", value_name = "BYTES", value_parser = parse_bytes)]
+    pub buf_size: usize,
+
+    /// Most events one wait returns (the Events capacity of each loop).
+    #[arg(long, default_value = "1024", value_name = "N", value_parser = parse_count)]
+    pub events: usize,
+
+    /// Interval of the one-line statistics summary on stderr; 0s turns it off.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+
+    /// On exit, write the full statistics as JSON to FILE (atomically: a temporary file, then rename).
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+}
+
+/// A count with an optional k/M suffix ("10k" = 10,000).
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    let v = parse_size::Config::new()
+        .with_decimal()
+        .parse_size(s)
+        .map_err(|e| format!("'{s}' is not a count ({e}); examples: 64, 10k, 1M"))?;
+    if v == 0 {
+        return Err("must be at least 1".into());
+    }
+    usize::try_from(v).map_err(|_| format!("'{s}' is too large"))
+}
+
+/// A byte size ("64B", "16KiB", "1MiB"; a bare number is bytes).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let v = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("'{s}' is not a size ({e}); examples: 64B, 16KiB, 1MiB"))?;
+    if v == 0 {
+        return Err("must be at least 1 byte".into());
+    }
+    usize::try_from(v).map_err(|_| format!("'{s}' is too large"))
+}
+
+/// A duration ("1s", "250ms", "2m").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))
+}
+
+/// What runs the connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerBackend {
+    /// An event loop per thread on this poller backend.
+    Poller(BackendKind),
+    /// One blocking thread per connection.
+    Threads,
+    /// One tokio task per connection.
+    Tokio,
+}
+
+impl FromStr for ServerBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "threads" => Ok(ServerBackend::Threads),
+            "tokio" => Ok(ServerBackend::Tokio),
+            _ => s.parse().map(ServerBackend::Poller).map_err(|_| {
+                format!("unknown backend '{s}' (expected select, poll, epoll, kqueue, io_uring, threads or tokio)")
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ServerBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerBackend::Poller(k) => k.fmt(f),
+            ServerBackend::Threads => f.write_str("threads"),
+            ServerBackend::Tokio => f.write_str("tokio"),
+        }
+    }
+}
+
+/// How connections reach the event loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceptStrategy {
+    /// One SO_REUSEPORT listener per loop; the kernel spreads connections.
+    Reuseport,
+    /// One listener in every loop with EPOLLEXCLUSIVE.
+    Exclusive,
+    /// One listener in every loop; every loop is woken (thundering herd).
+    Shared,
+    /// A dedicated accept thread hands sockets to the loops.
+    Acceptor,
+}
+
+/// Readiness mode for connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// Level-triggered, one read per event.
+    Level,
+    /// Edge-triggered, read until drained.
+    Edge,
+    /// Level-triggered oneshot, re-armed after every event.
+    Oneshot,
+}
+
+impl Trigger {
+    /// The poller mode for connection sockets.
+    pub fn mode(self) -> Mode {
+        match self {
+            Trigger::Level => Mode::Level,
+            Trigger::Edge => Mode::Edge,
+            Trigger::Oneshot => Mode::Oneshot,
+        }
+    }
+}
+
+/// A checked configuration: every field is what will run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub addr: SocketAddr,
+    #[serde(serialize_with = "as_display")]
+    pub backend: ServerBackend,
+    /// `None` for the baselines, where it does not apply.
+    pub trigger: Option<Trigger>,
+    /// `None` for the baselines.
+    pub accept: Option<AcceptStrategy>,
+    pub threads: usize,
+    pub pinned: bool,
+    pub max_conns: usize,
+    pub buf_size: usize,
+    pub events: usize,
+    #[serde(skip)]
+    pub stats_interval: Duration,
+    #[serde(skip)]
+    pub stats_json: Option<PathBuf>,
+}
+
+fn as_display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn default_backend() -> ServerBackend {
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        ServerBackend::Poller(BackendKind::Epoll)
+    } else {
+        ServerBackend::Poller(BackendKind::Kqueue)
+    }
+}
+
+impl Args {
+    /// Check the combination; the error is the one line printed before exiting with status 2.
+    pub fn into_config(self) -> Result<Config, String> {
+        let backend = self.backend.unwrap_or_else(default_backend);
+        let threads = match self.threads {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let (trigger, accept) = match backend {
+            ServerBackend::Threads | ServerBackend::Tokio => {
+                if let Some(t) = self.trigger {
+                    return Err(format!("--trigger {t:?} does not apply to --backend {backend}: it has no event loop of ours").to_lowercase());
+                }
+                if self.accept.is_some() {
+                    return Err(format!(
+                        "--accept does not apply to --backend {backend}: it accepts on its own"
+                    ));
+                }
+                if backend == ServerBackend::Threads && self.pin {
+                    return Err("--pin does not apply to --backend threads: there is a thread per connection".into());
+                }
+                (None, None)
+            }
+            ServerBackend::Poller(kind) => {
+                let caps = probe_capabilities(kind)?;
+                let trigger = match self.trigger {
+                    Some(Trigger::Edge) if !caps.edge.is_supported() => {
+                        return Err(format!(
+                            "--trigger edge: {kind} is level-triggered only (use level or oneshot)"
+                        ));
+                    }
+                    Some(Trigger::Oneshot) if caps.oneshot == Support::No => {
+                        return Err(format!("--trigger oneshot: {kind} has no oneshot mode"));
+                    }
+                    Some(t) => t,
+                    None if caps.edge.is_supported() => Trigger::Edge,
+                    None => Trigger::Level,
+                };
+                let accept = self.accept.unwrap_or(AcceptStrategy::Reuseport);
+                if accept == AcceptStrategy::Exclusive
+                    && !caps.exclusive.is_supported()
+                    && kind != BackendKind::Kqueue
+                {
+                    return Err(format!(
+                        "--accept exclusive: {kind} has no exclusive wake-up (EPOLLEXCLUSIVE is epoll's; \
+                         use reuseport, shared or acceptor)"
+                    ));
+                }
+                if accept == AcceptStrategy::Reuseport && !cfg!(unix) {
+                    return Err("--accept reuseport needs SO_REUSEPORT".into());
+                }
+                (Some(trigger), Some(accept))
+            }
+        };
+        Ok(Config {
+            addr: self.addr,
+            backend,
+            trigger,
+            accept,
+            threads,
+            pinned: self.pin,
+            max_conns: self.max_conns,
+            buf_size: self.buf_size,
+            events: self.events,
+            stats_interval: self.stats_interval,
+            stats_json: self.stats_json,
+        })
+    }
+}
+
+/// The backend's capabilities, or why it cannot run here.
+fn probe_capabilities(kind: BackendKind) -> Result<poller::Capabilities, String> {
+    struct Caps;
+    impl poller::WithBackend for Caps {
+        type Output = std::io::Result<poller::Capabilities>;
+        fn run<B: poller::Backend>(self) -> Self::Output {
+            B::new().map(|b| b.capabilities())
+        }
+    }
+    match kind.with(Caps) {
+        Ok(Ok(caps)) => Ok(caps),
+        Ok(Err(e)) | Err(e) => Err(format!("--backend {kind} is not available here: {e}")),
+    }
+}

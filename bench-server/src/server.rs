@@ -1,0 +1,246 @@
+//! Starting the event loops for an accept strategy, and stopping them.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use poller::{BackendKind, Waker};
+
+use crate::cli::{AcceptStrategy, Config};
+use crate::event_loop::{Intake, LoopSpec};
+use crate::listener::{bind, ConnLimit};
+use crate::stats::SharedCounters;
+
+/// A running server of any kind: event loops or a baseline.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// One per thread (the baselines have one).
+    pub counters: Vec<Arc<SharedCounters>>,
+    /// The core each thread is pinned to.
+    pub cores: Vec<Option<usize>>,
+    pub shutdown: Arc<AtomicBool>,
+    pub wakers: Vec<Waker>,
+    pub threads: Vec<JoinHandle<io::Result<()>>>,
+    /// Stops what `wakers` cannot reach (a thread blocked in accept, a tokio runtime).
+    pub extra_stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Running {
+    /// A thread ended before shutdown: the server cannot go on.
+    pub fn failed(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
+    }
+
+    /// Ask every thread to stop and wait for them; the first error, if any.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.shutdown.store(true, Ordering::Release);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        if let Some(stop) = self.extra_stop.take() {
+            stop();
+        }
+        let mut result = Ok(());
+        for t in self.threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(io::Error::other("an event loop panicked"))),
+            }
+        }
+        result
+    }
+}
+
+/// Wake a thread blocked in `accept` on `addr` by connecting to it (it checks the flag first).
+pub fn poke(addr: SocketAddr) {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
+}
+
+/// The cores to pin thread i to: round robin over the cores this process may run on.
+pub fn pin_plan(threads: usize, pin: bool) -> Vec<Option<core_affinity::CoreId>> {
+    let cores = if pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    (0..threads)
+        .map(|i| (!cores.is_empty()).then(|| cores[i % cores.len()]))
+        .collect()
+}
+
+/// Start `cfg.threads` event loops on backend `kind`.
+pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
+    let accept = cfg
+        .accept
+        .expect("checked: event loops have an accept strategy");
+    let mode = cfg
+        .trigger
+        .expect("checked: event loops have a trigger")
+        .mode();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let limit = Arc::new(ConnLimit::new(cfg.max_conns));
+    let n = cfg.threads;
+
+    // The intake of each loop, and the acceptor's listener if there is one.
+    let mut intakes = Vec::with_capacity(n);
+    let mut acceptor = None;
+    let addr = match accept {
+        AcceptStrategy::Reuseport => {
+            let first = bind(cfg.addr, true, true)?;
+            let addr = first.local_addr()?; // port 0 resolved once; the others share it
+            intakes.push(Intake::Listener {
+                listener: Arc::new(first),
+                exclusive: false,
+            });
+            for _ in 1..n {
+                intakes.push(Intake::Listener {
+                    listener: Arc::new(bind(addr, true, true)?),
+                    exclusive: false,
+                });
+            }
+            addr
+        }
+        AcceptStrategy::Exclusive | AcceptStrategy::Shared => {
+            let listener = Arc::new(bind(cfg.addr, false, true)?);
+            // kqueue has no exclusive wake-up: the shared listener in per-thread kqueues.
+            let exclusive = accept == AcceptStrategy::Exclusive && kind != BackendKind::Kqueue;
+            if accept == AcceptStrategy::Exclusive && !exclusive {
+                eprintln!("bench-server: kqueue has no exclusive wake-up; each loop's kqueue watches the shared listener");
+            }
+            for _ in 0..n {
+                intakes.push(Intake::Listener {
+                    listener: listener.clone(),
+                    exclusive,
+                });
+            }
+            listener.local_addr()?
+        }
+        AcceptStrategy::Acceptor => {
+            let listener = bind(cfg.addr, false, false)?;
+            let addr = listener.local_addr()?;
+            let mut senders = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                senders.push(tx);
+                intakes.push(Intake::Handoff(rx));
+            }
+            acceptor = Some((listener, senders));
+            addr
+        }
+    };
+
+    let cores = pin_plan(n, cfg.pinned);
+    let counters: Vec<_> = (0..n)
+        .map(|_| Arc::new(SharedCounters::default()))
+        .collect();
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
+    let mut threads = Vec::with_capacity(n + 1);
+    for (i, intake) in intakes.into_iter().enumerate() {
+        let spec = LoopSpec {
+            intake,
+            mode,
+            buf_size: cfg.buf_size,
+            events: cfg.events,
+            limit: limit.clone(),
+            counters: counters[i].clone(),
+            shutdown: shutdown.clone(),
+            ready: ready_tx.clone(),
+        };
+        let core = cores[i];
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("loop-{i}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    kind.with(spec)?
+                })?,
+        );
+    }
+    let mut wakers = Vec::with_capacity(n);
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(w)) => wakers.push(w),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::other("an event loop ended before it was ready")),
+        }
+    }
+
+    let mut extra_stop: Option<Box<dyn FnOnce() + Send>> = None;
+    if let Some((listener, senders)) = acceptor {
+        let (wakers, limit, shutdown) = (wakers.clone(), limit.clone(), shutdown.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || {
+                    run_acceptor(listener, senders, wakers, limit, shutdown);
+                    Ok(())
+                })?,
+        );
+        extra_stop = Some(Box::new(move || poke(addr)));
+    }
+    Ok(Running {
+        addr,
+        counters,
+        cores: cores.iter().map(|c| c.map(|c| c.id)).collect(),
+        shutdown,
+        wakers,
+        threads,
+        extra_stop,
+    })
+}
+
+/// The `acceptor` strategy: accept here (blocking) and hand sockets round robin to the loops.
+fn run_acceptor(
+    listener: TcpListener,
+    senders: Vec<crossbeam_channel::Sender<TcpStream>>,
+    wakers: Vec<Waker>,
+    limit: Arc<ConnLimit>,
+    shutdown: Arc<AtomicBool>,
+) {
+    let mut next = 0;
+    while !shutdown.load(Ordering::Acquire) {
+        if !limit.try_acquire() {
+            std::thread::sleep(Duration::from_millis(10)); // at --max-conns: leave them in the backlog
+            continue;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if shutdown.load(Ordering::Acquire) {
+                    break;
+                }
+                let i = next % senders.len();
+                next += 1;
+                if senders[i].send(stream).is_err() {
+                    limit.release();
+                    break;
+                }
+                let _ = wakers[i].wake();
+            }
+            Err(e) => {
+                limit.release();
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                ) {
+                    std::thread::sleep(Duration::from_millis(50)); // EMFILE and friends: back off
+                }
+            }
+        }
+    }
+}
