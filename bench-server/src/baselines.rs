@@ -22,6 +22,18 @@ fn flush(shared: &SharedCounters, local: &mut Counters) {
     *local = Counters::default();
 }
 
+/// Count an accepted connection at once (the rest is batched per connection), and take its slot in
+/// the limit; false (counted as rejected) at the limit.
+fn accept_counted(shared: &SharedCounters, limit: &ConnLimit) -> bool {
+    let acquired = limit.try_acquire();
+    shared.add(&Counters {
+        accepted: 1,
+        rejected: u64::from(!acquired),
+        ..Counters::default()
+    });
+    acquired
+}
+
 /// `--backend threads`: one thread accepts, and each connection gets a blocking thread.
 pub fn start_threads(cfg: &Config) -> io::Result<Running> {
     let listener = bind(cfg.addr, false, false)?;
@@ -41,28 +53,26 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let mut c = Counters {
-                    accepted: 1,
-                    ..Counters::default()
-                };
-                if !limit.try_acquire() {
-                    c.rejected = 1;
-                    shared.add(&c);
+                if !accept_counted(&shared, &limit) {
                     continue;
                 }
                 let (conn_limit, conn_shared) = (limit.clone(), shared.clone());
                 let spawned = std::thread::Builder::new()
                     .stack_size(64 * 1024)
                     .spawn(move || {
-                        serve_blocking(stream, buf_size, &conn_shared, &mut c);
+                        let mut stream = stream;
+                        let mut c = Counters::default();
+                        serve_blocking(&mut stream, buf_size, &conn_shared, &mut c);
+                        // Count before closing: the client sees the close and may stop the
+                        // server at once.
                         c.closed += 1;
                         flush(&conn_shared, &mut c);
                         conn_limit.release();
+                        drop(stream);
                     });
                 if spawned.is_err() {
                     // Out of threads: this connection is refused, the server goes on.
                     shared.add(&Counters {
-                        accepted: 1,
                         rejected: 1,
                         ..Counters::default()
                     });
@@ -84,7 +94,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
 }
 
 fn serve_blocking(
-    mut stream: TcpStream,
+    stream: &mut TcpStream,
     buf_size: usize,
     shared: &SharedCounters,
     c: &mut Counters,
@@ -150,17 +160,12 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await; // EMFILE: back off
                 continue;
             };
-            let mut c = Counters {
-                accepted: 1,
-                ..Counters::default()
-            };
-            if !limit.try_acquire() {
-                c.rejected = 1;
-                shared.add(&c);
+            if !accept_counted(&shared, &limit) {
                 continue;
             }
             let (limit, shared) = (limit.clone(), shared.clone());
             tokio::spawn(async move {
+                let mut c = Counters::default();
                 let _ = stream.set_nodelay(true);
                 let mut buf = vec![0u8; buf_size];
                 loop {

@@ -39,6 +39,8 @@ pub enum Intake {
 
 /// Everything a loop thread needs.
 pub struct LoopSpec {
+    /// The loop's index: the acceptor hands sockets to loop i and wakes loop i's waker.
+    pub id: usize,
     pub intake: Intake,
     pub mode: Mode,
     pub buf_size: usize,
@@ -46,22 +48,22 @@ pub struct LoopSpec {
     pub limit: Arc<ConnLimit>,
     pub counters: Arc<SharedCounters>,
     pub shutdown: Arc<AtomicBool>,
-    /// The loop sends its waker here once it is ready to serve (or the error that stopped it).
-    pub ready: Sender<io::Result<Waker>>,
+    /// The loop sends its index and waker here once it is ready to serve (or the error that stopped it).
+    pub ready: Sender<(usize, io::Result<Waker>)>,
 }
 
 impl WithBackend for LoopSpec {
     type Output = io::Result<()>;
 
     fn run<B: Backend>(self) -> io::Result<()> {
-        let ready = self.ready.clone();
+        let (ready, id) = (self.ready.clone(), self.id);
         match EventLoop::<B>::new(self) {
             Ok((event_loop, waker)) => {
-                let _ = ready.send(Ok(waker));
+                let _ = ready.send((id, Ok(waker)));
                 event_loop.run()
             }
             Err(e) => {
-                let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
+                let _ = ready.send((id, Err(io::Error::new(e.kind(), e.to_string()))));
                 Err(e)
             }
         }

@@ -149,6 +149,7 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
     let mut threads = Vec::with_capacity(n + 1);
     for (i, intake) in intakes.into_iter().enumerate() {
         let spec = LoopSpec {
+            id: i,
             intake,
             mode,
             buf_size: cfg.buf_size,
@@ -170,14 +171,19 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
                 })?,
         );
     }
-    let mut wakers = Vec::with_capacity(n);
+    // Loops become ready in any order; wakers[i] must be loop i's.
+    let mut wakers: Vec<Option<Waker>> = vec![None; n];
     for _ in 0..n {
         match ready_rx.recv() {
-            Ok(Ok(w)) => wakers.push(w),
-            Ok(Err(e)) => return Err(e),
+            Ok((i, Ok(w))) => wakers[i] = Some(w),
+            Ok((_, Err(e))) => return Err(e),
             Err(_) => return Err(io::Error::other("an event loop ended before it was ready")),
         }
     }
+    let wakers: Vec<Waker> = wakers
+        .into_iter()
+        .map(|w| w.expect("every loop reported"))
+        .collect();
 
     let mut extra_stop: Option<Box<dyn FnOnce() + Send>> = None;
     if let Some((listener, senders)) = acceptor {

@@ -1,0 +1,228 @@
+//! Spawning bench-server and talking to it, for the integration tests. Loopback only; every loop
+//! below is bounded in count and time.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use poller::{BackendKind, Support};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bench-server");
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Print a skip that output capture does not swallow.
+pub fn skip(what: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
+}
+
+/// The poller backends that work here, with their capabilities.
+pub fn backends() -> Vec<(BackendKind, poller::Capabilities)> {
+    struct Caps;
+    impl poller::WithBackend for Caps {
+        type Output = Option<poller::Capabilities>;
+        fn run<B: poller::Backend>(self) -> Self::Output {
+            B::new().ok().map(|b| b.capabilities())
+        }
+    }
+    let mut out = Vec::new();
+    for kind in BackendKind::ALL {
+        match kind.with(Caps) {
+            Ok(Some(caps)) => out.push((kind, caps)),
+            _ => skip(
+                &format!("bench-server {kind}"),
+                &kind.probe().err().unwrap_or_default(),
+            ),
+        }
+    }
+    out
+}
+
+/// Triggers and accept strategies a backend supports (what bench-server accepts for it).
+pub fn combinations(
+    kind: BackendKind,
+    caps: &poller::Capabilities,
+) -> Vec<(&'static str, &'static str)> {
+    let mut triggers = vec!["level", "oneshot"];
+    if caps.edge.is_supported() {
+        triggers.push("edge");
+    }
+    let mut accepts = vec!["reuseport", "shared", "acceptor"];
+    if caps.exclusive != Support::No || kind == BackendKind::Kqueue {
+        accepts.push("exclusive");
+    }
+    triggers
+        .iter()
+        .flat_map(|t| accepts.iter().map(move |a| (*t, *a)))
+        .collect()
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stats: PathBuf,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("bench-server-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Server {
+    /// Start bench-server on 127.0.0.1:0 with `args`; `ulimit_n` runs it under that open-files limit.
+    pub fn start(args: &[&str], ulimit_n: Option<u32>) -> Server {
+        let dir = TempDir::new("stats");
+        let stats = dir.0.join("stats.json");
+        let mut cmd = match ulimit_n {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.args([
+            "--addr",
+            "127.0.0.1:0",
+            "--stats-interval",
+            "0s",
+            "--stats-json",
+        ])
+        .arg(&stats)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn bench-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line {line:?} for {args:?}"))
+            .trim()
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            addr,
+            stats,
+            _dir: dir,
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        s
+    }
+
+    /// SIGTERM; returns the exit status, how long it took, and the stats JSON.
+    pub fn stop(mut self) -> (ExitStatus, Duration, serde_json::Value) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let start = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("bench-server did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = start.elapsed();
+        let json = std::fs::read_to_string(&self.stats).expect("stats JSON written on exit");
+        (
+            status,
+            took,
+            serde_json::from_str(&json).expect("valid JSON"),
+        )
+    }
+
+    /// User+system CPU time of the server so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap_or(100) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
+    /// Resident memory of the server, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send `payload` and read the echo concurrently (the server applies backpressure, so writing all
+/// before reading would deadlock on large payloads); true if every byte came back in order.
+pub fn echo(stream: &TcpStream, payload: &[u8]) -> bool {
+    let mut back = vec![0u8; payload.len()];
+    std::thread::scope(|s| {
+        s.spawn(|| (&*stream).write_all(payload).expect("write"));
+        (&*stream).read_exact(&mut back).is_ok()
+    }) && back == payload
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.gen()).collect()
+}
+
+/// Half-close: the client shuts its write side; the server echoes everything, then closes.
+pub fn half_close(stream: &TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    (&*stream).write_all(data)?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut back = Vec::new();
+    (&*stream).read_to_end(&mut back)?;
+    Ok(back)
+}

@@ -1,0 +1,340 @@
+//! bench-server end to end: the real binary on 127.0.0.1, port 0, for every backend, trigger and
+//! accept strategy it supports, plus the faults a benchmark server must survive.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use poller::BackendKind;
+
+const SIZES: [usize; 6] = [1, 64, 1000, 16 * 1024, 65_543, 1 << 20];
+
+/// Several connections echo random payloads from 1 B to 1 MiB at once, one half-closes, and the
+/// server stops within a second of SIGTERM with a complete stats file.
+fn echo_session(args: &[&str], label: &str) {
+    let server = Server::start(args, None);
+    const CONNS: usize = 8;
+    std::thread::scope(|s| {
+        for c in 0..CONNS {
+            let server = &server;
+            s.spawn(move || {
+                let stream = server.connect();
+                for (i, &len) in SIZES.iter().enumerate() {
+                    let data = payload(len, (c * 100 + i) as u64);
+                    assert!(
+                        echo(&stream, &data),
+                        "{label}: conn {c}: {len} B echoed byte for byte"
+                    );
+                }
+            });
+        }
+    });
+    let hc = server.connect();
+    match half_close(&hc, b"last words") {
+        Ok(back) => assert_eq!(back, b"last words", "{label}: half-close echoes, then EOF"),
+        Err(e) => panic!("{label}: half-close: {e}"),
+    }
+    let (status, took, json) = server.stop();
+    assert!(status.success(), "{label}: exit status {status}");
+    assert!(
+        took < Duration::from_secs(1),
+        "{label}: stopped in {took:?}"
+    );
+    let sent = (CONNS * SIZES.iter().sum::<usize>() + b"last words".len()) as u64;
+    let totals = &json["totals"];
+    assert_eq!(json["schema"], "pollbench.bench-server.stats/1");
+    assert_eq!(totals["bytes_in"], sent, "{label}: {json}");
+    assert_eq!(totals["bytes_out"], sent, "{label}: {json}");
+    assert_eq!(totals["accepted"], (CONNS + 1) as u64, "{label}");
+    assert_eq!(totals["rejected"], 0, "{label}");
+}
+
+#[test]
+fn every_backend_trigger_and_accept_strategy_echoes() {
+    let mut sessions: Vec<Vec<String>> = Vec::new();
+    for (kind, caps) in backends() {
+        for (trigger, accept) in combinations(kind, &caps) {
+            sessions.push(
+                [
+                    "--backend",
+                    kind.name(),
+                    "--trigger",
+                    trigger,
+                    "--accept",
+                    accept,
+                    "--threads",
+                    "2",
+                ]
+                .map(String::from)
+                .to_vec(),
+            );
+        }
+    }
+    for baseline in ["threads", "tokio"] {
+        sessions.push(
+            ["--backend", baseline, "--threads", "2"]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
+    assert!(
+        sessions.len() >= 20,
+        "select, poll, epoll and io_uring combinations at least"
+    );
+    // A few servers at a time keep the run short on two cores.
+    for chunk in sessions.chunks(4) {
+        std::thread::scope(|s| {
+            for args in chunk {
+                s.spawn(move || {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    echo_session(&args, &args.join(" "));
+                });
+            }
+        });
+    }
+}
+
+fn default_servers() -> Vec<Vec<&'static str>> {
+    let mut out: Vec<Vec<&'static str>> = backends()
+        .into_iter()
+        .map(|(k, _)| vec!["--backend", k.name()])
+        .collect();
+    out.push(vec!["--backend", "threads"]);
+    out.push(vec!["--backend", "tokio"]);
+    out
+}
+
+#[test]
+fn a_thousand_concurrent_connections() {
+    for args in default_servers() {
+        let server = Server::start(&args, None);
+        let conns: Vec<TcpStream> = (0..1000).map(|_| server.connect()).collect();
+        for (i, c) in conns.iter().enumerate() {
+            (&*c).write_all(&(i as u64).to_le_bytes()).unwrap();
+        }
+        let mut echoed = 0;
+        let mut refused = 0;
+        for (i, c) in conns.iter().enumerate() {
+            let mut back = [0u8; 8];
+            match (&*c).read_exact(&mut back) {
+                Ok(()) => {
+                    assert_eq!(u64::from_le_bytes(back), i as u64, "{args:?}");
+                    echoed += 1;
+                }
+                Err(_) => refused += 1, // closed at once: select above FD_SETSIZE
+            }
+        }
+        drop(conns);
+        let (status, _, json) = server.stop();
+        assert!(status.success());
+        if args[1] == "select" {
+            // Connections whose descriptor is above FD_SETSIZE are closed at once and counted.
+            assert_eq!(json["totals"]["rejected"], refused as u64, "{json}");
+            assert!(echoed >= 900, "select serves what fits: {echoed}");
+        } else {
+            assert_eq!(echoed, 1000, "{args:?}: all 1,000 connections echoed");
+        }
+    }
+}
+
+#[test]
+fn resets_close_only_that_connection() {
+    for args in default_servers() {
+        let server = Server::start(&args, None);
+        let survivor = server.connect();
+        assert!(echo(&survivor, b"before"));
+        for _ in 0..20 {
+            let victim = server.connect();
+            (&victim).write_all(&payload(100_000, 1)).unwrap();
+            // SO_LINGER 0: close sends RST instead of FIN, with data still in flight.
+            socket2::SockRef::from(&victim)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(victim);
+        }
+        assert!(
+            echo(&survivor, &payload(300_000, 2)),
+            "{args:?}: other connections unaffected"
+        );
+        let late = server.connect();
+        assert!(echo(&late, b"after"), "{args:?}: still accepting");
+        let (status, _, _) = server.stop();
+        assert!(status.success(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_slow_reader_does_not_grow_server_memory() {
+    for (kind, _) in backends() {
+        let server = Server::start(&["--backend", kind.name(), "--buf-size", "16KiB"], None);
+        let stream = server.connect();
+        let before = server.rss();
+        let data = payload(32 << 20, 3);
+        let mut back = vec![0u8; data.len()];
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| (&stream).write_all(&data).unwrap());
+            // The client does not read for a while: the server must stop reading, not buffer.
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(
+                !writer.is_finished(),
+                "{kind}: 32 MiB cannot all be in flight"
+            );
+            let growth = server.rss().saturating_sub(before);
+            assert!(
+                growth < 8 << 20,
+                "{kind}: server grew {growth} bytes while the client was not reading"
+            );
+            (&stream).read_exact(&mut back).unwrap();
+        });
+        assert!(back == data, "{kind}: every byte echoed after the stall");
+        let (status, _, _) = server.stop();
+        assert!(status.success());
+    }
+}
+
+/// Accepting pauses (EMFILE, or the connection limit) without spinning; served connections keep
+/// working; closing some lets the waiting ones in.
+fn saturate(args: &[&str], ulimit_n: Option<u32>, label: &str) {
+    const CLIENTS: usize = 80;
+    let server = Server::start(args, ulimit_n);
+    let mut conns: Vec<TcpStream> = (0..CLIENTS).map(|_| server.connect()).collect();
+    let served = |conns: &[TcpStream], tag: u8| -> Vec<bool> {
+        for c in conns {
+            c.set_nonblocking(false).unwrap();
+            let _ = (&*c).write_all(&[tag]);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        conns
+            .iter()
+            .map(|c| {
+                // A connection accepted late echoes the earlier tags first: served = the last byte
+                // read is this round's tag.
+                c.set_nonblocking(true).unwrap();
+                let mut b = [0u8; 256];
+                matches!((&*c).read(&mut b), Ok(n) if n > 0 && b[n - 1] == tag)
+            })
+            .collect()
+    };
+    let first = served(&conns, 1);
+    let n_served = first.iter().filter(|&&s| s).count();
+    assert!(
+        (5..CLIENTS).contains(&n_served),
+        "{label}: some served, some waiting: {n_served}"
+    );
+    let cpu = server.cpu_time();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = server.cpu_time() - cpu;
+    assert!(
+        spent < Duration::from_millis(300),
+        "{label}: saturated server used {spent:?} of CPU in 1 s"
+    );
+    // Close 30 served connections: descriptors and slots free up, the waiting ones get in.
+    let mut closed = 0;
+    let mut keep = Vec::new();
+    for (c, s) in conns.drain(..).zip(&first) {
+        if *s && closed < 30.min(n_served) {
+            closed += 1;
+        } else {
+            keep.push(c);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut tag = 2;
+    loop {
+        let now_served = served(&keep, tag).iter().filter(|&&s| s).count();
+        if now_served >= n_served.min(keep.len()) && now_served > n_served - closed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{label}: waiting connections were not accepted ({now_served})"
+        );
+        tag += 1;
+    }
+    drop(keep);
+    let (status, _, json) = server.stop();
+    assert!(status.success(), "{label}");
+    assert!(
+        json["totals"]["accept_pauses"].as_u64().unwrap() >= 1,
+        "{label}: {json}"
+    );
+}
+
+#[test]
+fn emfile_pauses_accepting_without_spinning_and_recovers() {
+    for (kind, _) in backends() {
+        saturate(
+            &["--backend", kind.name()],
+            Some(48),
+            &format!("{kind} EMFILE"),
+        );
+    }
+}
+
+#[test]
+fn max_conns_pauses_accepting_without_spinning_and_recovers() {
+    for (kind, _) in backends() {
+        saturate(
+            &["--backend", kind.name(), "--max-conns", "20"],
+            None,
+            &format!("{kind} --max-conns"),
+        );
+    }
+}
+
+#[test]
+fn unsupported_combinations_exit_2_with_one_line() {
+    let mut cases: Vec<Vec<&str>> = vec![
+        vec!["--backend", "select", "--trigger", "edge"],
+        vec!["--backend", "poll", "--trigger", "edge"],
+        vec!["--backend", "poll", "--accept", "exclusive"],
+        vec!["--backend", "threads", "--trigger", "level"],
+        vec!["--backend", "tokio", "--accept", "reuseport"],
+        vec!["--backend", "threads", "--pin"],
+        vec!["--backend", "nonesuch"],
+        vec!["--buf-size", "12XB"],
+        vec!["--threads", "0"],
+        vec!["--stats-interval", "soon"],
+        vec!["--addr", "localhost"],
+    ];
+    if BackendKind::IoUring.probe().is_ok() {
+        cases.push(vec!["--backend", "io_uring", "--accept", "exclusive"]);
+    }
+    if BackendKind::Kqueue.probe().is_err() {
+        cases.push(vec!["--backend", "kqueue"]);
+    }
+    for args in cases {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
+        assert!(stderr.starts_with("bench-server: "), "{stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--addr",
+        "--backend",
+        "--threads",
+        "--pin",
+        "--accept",
+        "--trigger",
+        "--max-conns",
+        "--buf-size",
+        "--events",
+        "--stats-interval",
+        "--stats-json",
+    ] {
+        assert!(help.contains(flag), "--help documents {flag}");
+    }
+}
