@@ -80,7 +80,7 @@ struct Conn {
     last_short: bool,
     /// The client shut its write side; close once everything is echoed.
     read_closed: bool,
-    /// What is registered (level and oneshot modes change it; edge registers both once).
+    /// What is registered: readable, or writable while the client is not reading.
     interest: Interest,
 }
 
@@ -297,12 +297,10 @@ impl<B: Backend> EventLoop<B> {
             self.limit.release();
             return;
         }
-        let edge = self.mode.is_edge();
-        let interest = if edge {
-            Interest::BOTH
-        } else {
-            Interest::READABLE
-        };
+        // Readable only, in every mode; writable is added while a client is not reading. (Edge
+        // registrations of both directions would also wake on every writable edge, and libkqueue
+        // loses EV_CLEAR events of such fds when the event list is full.)
+        let interest = Interest::READABLE;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         // select cannot watch descriptors above FD_SETSIZE: such connections are closed at once.
@@ -342,7 +340,7 @@ impl<B: Backend> EventLoop<B> {
         match conn.pump(edge, hangup, &mut self.c) {
             Outcome::Close => self.close(key),
             Outcome::Wait(interest) => {
-                if edge || (!self.mode.is_oneshot() && interest == conn.interest) {
+                if !self.mode.is_oneshot() && interest == conn.interest {
                     return;
                 }
                 let fd = conn.stream.as_raw_fd();
