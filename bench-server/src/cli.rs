@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use pollbench_common::{parse_bytes, parse_count, parse_duration};
 use poller::{BackendKind, Mode, Support};
 use serde::Serialize;
 
@@ -72,36 +73,6 @@ pub struct Args {
     /// On exit, write the full statistics as JSON to FILE (atomically: a temporary file, then rename).
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
-}
-
-/// A count with an optional k/M suffix ("10k" = 10,000).
-pub fn parse_count(s: &str) -> Result<usize, String> {
-    let v = parse_size::Config::new()
-        .with_decimal()
-        .parse_size(s)
-        .map_err(|e| format!("'{s}' is not a count ({e}); examples: 64, 10k, 1M"))?;
-    if v == 0 {
-        return Err("must be at least 1".into());
-    }
-    usize::try_from(v).map_err(|_| format!("'{s}' is too large"))
-}
-
-/// A byte size ("64B", "16KiB", "1MiB"; a bare number is bytes).
-pub fn parse_bytes(s: &str) -> Result<usize, String> {
-    let v = parse_size::Config::new()
-        .with_binary()
-        .parse_size(s)
-        .map_err(|e| format!("'{s}' is not a size ({e}); examples: 64B, 16KiB, 1MiB"))?;
-    if v == 0 {
-        return Err("must be at least 1 byte".into());
-    }
-    usize::try_from(v).map_err(|_| format!("'{s}' is too large"))
-}
-
-/// A duration ("1s", "250ms", "2m").
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))
 }
 
 /// What runs the connections.

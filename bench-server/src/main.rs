@@ -106,7 +106,7 @@ fn serve(config: Config) -> std::io::Result<()> {
             totals: Totals::new(&threads),
             threads,
         };
-        stats::write_json_atomically(path, &report).map_err(|e| {
+        pollbench_common::write_json_atomically(path, &report).map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
         })?;
     }

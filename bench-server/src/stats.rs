@@ -3,8 +3,6 @@
 //! Each loop counts in plain integers and publishes them with relaxed stores once per iteration, so
 //! the hot path has no atomic read-modify-write; the main thread reads them for the summary.
 
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -229,31 +227,3 @@ impl Totals {
 
 /// The schema identifier written into every stats file.
 pub const SCHEMA: &str = "pollbench.bench-server.stats/1";
-
-/// Write `value` as pretty JSON to `path` atomically: a temporary file beside it, then rename, so a
-/// reader never sees half a file.
-pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("--stats-json needs a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, value)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}

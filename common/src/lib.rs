@@ -1,0 +1,105 @@
+//! What bench-server and load-gen share: parsing human units on the command line ("64B", "16KiB",
+//! "10k", "30s") and writing result files atomically.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A count with an optional k/M suffix ("10k" = 10,000).
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    let v = parse_size::Config::new()
+        .with_decimal()
+        .parse_size(s)
+        .map_err(|e| format!("'{s}' is not a count ({e}); examples: 64, 10k, 1M"))?;
+    if v == 0 {
+        return Err("must be at least 1".into());
+    }
+    usize::try_from(v).map_err(|_| format!("'{s}' is too large"))
+}
+
+/// A byte size ("64B", "16KiB", "1MiB"; a bare number is bytes).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let v = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("'{s}' is not a size ({e}); examples: 64B, 16KiB, 1MiB"))?;
+    if v == 0 {
+        return Err("must be at least 1 byte".into());
+    }
+    usize::try_from(v).map_err(|_| format!("'{s}' is too large"))
+}
+
+/// A duration ("1s", "250ms", "2m").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))
+}
+
+/// Write `value` as pretty JSON to `path` atomically: a temporary file beside it, then rename, so a
+/// reader never sees half a file.
+pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("a result path needs a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, value)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_parse_as_documented() {
+        assert_eq!(parse_count("10k"), Ok(10_000));
+        assert_eq!(parse_count("64"), Ok(64));
+        assert_eq!(parse_bytes("64B"), Ok(64));
+        assert_eq!(parse_bytes("16KiB"), Ok(16 * 1024));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("lots").is_err());
+        assert!(parse_bytes("12XB").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn json_is_written_whole_and_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("pollbench-common-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.json");
+        write_json_atomically(&path, &serde_json::json!({"a": [1, 2, 3]})).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back["a"][2], 3);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.json")]);
+        assert!(write_json_atomically(&dir.join("missing/out.json"), &1).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
