@@ -12,7 +12,6 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use crossbeam_channel::RecvTimeoutError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -21,22 +20,7 @@ use server::Running;
 use stats::{Report, ThreadReport, Totals};
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print(); // --help, --version
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let rendered = e.render().to_string();
-            let line = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "bench-server: {} (see --help)",
-                line.trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
-    };
+    let args: Args = pollbench_common::parse_args_or_exit("bench-server");
     let config = match args.into_config() {
         Ok(c) => c,
         Err(msg) => {

@@ -37,9 +37,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))
 }
 
-/// Write `value` as pretty JSON to `path` atomically: a temporary file beside it, then rename, so a
-/// reader never sees half a file.
-pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+/// Write `bytes` to `path` atomically: a temporary file beside it, synced, then renamed over, so a
+/// reader never sees half a file and a failed write leaves no temporary behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -54,8 +54,7 @@ pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::R
     ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, value)?;
-        f.write_all(b"\n")?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -63,6 +62,34 @@ pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::R
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Write `value` as pretty JSON (and a final newline) to `path` atomically.
+pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
+}
+
+/// Parse the command line; `--help`/`--version` print and exit 0, any other error prints one line
+/// (`NAME: reason (see --help)`) and exits 2.
+pub fn parse_args_or_exit<P: clap::Parser>(name: &str) -> P {
+    match P::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "{name}: {} (see --help)",
+                line.trim_start_matches("error: ")
+            );
+            std::process::exit(2);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,383 @@
-//! Placeholder: the load-gen binary is not written yet (see the project's open issues).
+//! load-gen: drives thousands of connections against an echo server, verifies every echoed byte,
+//! and records latency in HdrHistograms, closed loop or open loop. See `load-gen run --help`.
+
+mod results;
+mod stream;
+mod worker;
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::{Parser, Subcommand};
+use pollbench_common::{parse_bytes, parse_count, parse_duration};
+use poller::BackendKind;
+use serde::Serialize;
+
+use worker::{Errors, Plan, WorkerSpec};
+
+/// Load generator for echo servers: thousands of connections, HdrHistogram latency, open and
+/// closed loop, every byte verified.
+#[derive(Parser)]
+#[command(name = "load-gen", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run load against one echo server and report throughput, latency and errors.
+    ///
+    /// Exit status: 0 when the run completed without a single error (connect, mismatch, closed,
+    /// reset, timeout); 1 otherwise, after writing all results; 2 for bad arguments.
+    Run(RunArgs),
+}
+
+#[derive(Parser, Debug, Serialize)]
+struct RunArgs {
+    /// The echo server, IP:PORT.
+    #[arg(long, value_name = "IP:PORT")]
+    target: SocketAddr,
+
+    /// Connections that carry load (10k = 10,000).
+    #[arg(short = 'c', long, default_value = "1000", value_parser = parse_count, value_name = "N")]
+    connections: usize,
+
+    /// Threads, each an event loop over its share of the connections. [default: number of cores]
+    #[arg(short = 't', long, value_parser = parse_count, value_name = "N")]
+    threads: Option<usize>,
+
+    /// How long to measure, after the warm-up.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "secs")]
+    duration: Duration,
+
+    /// Load before measuring, excluded from every figure.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "secs")]
+    warmup: Duration,
+
+    /// Message size (64B, 1KiB, ...).
+    #[arg(long, default_value = "64B", value_parser = parse_bytes, value_name = "BYTES")]
+    size: usize,
+
+    /// Closed loop: messages each connection keeps in flight.
+    #[arg(long, default_value = "1", value_parser = parse_count, value_name = "N")]
+    pipeline: usize,
+
+    /// Open loop: messages per second over all connections, on a constant schedule (wrk2's model);
+    /// latency counts from each message's intended send time. Without it: closed loop.
+    #[arg(short = 'R', long, value_parser = parse_count, value_name = "MSGS_PER_S")]
+    rate: Option<usize>,
+
+    /// Extra connections that connect and stay silent (the idle-connection experiment).
+    #[arg(long, default_value = "0", value_parser = parse_idle, value_name = "N")]
+    idle: usize,
+
+    /// Most new connections per second while connecting (0 = as fast as possible).
+    #[arg(long, default_value = "0", value_parser = parse_idle, value_name = "N")]
+    connect_rate: usize,
+
+    /// Local addresses to bind connections to, round robin (127.0.0.1,127.0.0.2,...), to go past
+    /// the ephemeral ports of one address.
+    #[arg(long, value_delimiter = ',', value_name = "IP,IP,...")]
+    source: Vec<IpAddr>,
+
+    /// Readiness backend of the client's event loops.
+    #[arg(long, default_value = "epoll", value_name = "NAME")]
+    #[serde(serialize_with = "display")]
+    backend: BackendKind,
+
+    /// A message not echoed within this long counts as a timeout error and closes its connection.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "secs")]
+    timeout: Duration,
+
+    /// How long one connection attempt may take.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "secs")]
+    connect_timeout: Duration,
+
+    /// Write the results as JSON to FILE (atomically), schema in load-gen/README.md.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Write an HdrHistogram interval log (one histogram per second) to FILE.
+    #[arg(long, value_name = "FILE")]
+    hlog: Option<PathBuf>,
+}
+
+fn parse_idle(s: &str) -> Result<usize, String> {
+    if s == "0" {
+        Ok(0)
+    } else {
+        parse_count(s)
+    }
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
 
 fn main() {
-    eprintln!("load-gen: not implemented yet; only the poller crate exists so far");
-    std::process::exit(2);
+    let cli: Cli = pollbench_common::parse_args_or_exit("load-gen");
+    let code = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    std::process::exit(code);
+}
+
+/// User + system CPU time of this process (Linux /proc; USER_HZ is 100 there).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    if let Some(ip) = source {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    socket.connect_timeout(&target.into(), timeout)?;
+    Ok(socket.into())
+}
+
+fn run(args: RunArgs) -> i32 {
+    if let Err(why) = args.backend.probe() {
+        eprintln!("load-gen: --backend {}: {why}", args.backend);
+        return 2;
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(args.connections);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+
+    // Connect: each thread its share, in parallel, paced by --connect-rate.
+    let total = args.connections + args.idle;
+    let pace = (args.connect_rate > 0)
+        .then(|| Duration::from_secs_f64(threads as f64 / args.connect_rate as f64));
+    let connected: Vec<(Vec<(usize, TcpStream)>, Errors, Option<String>)> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let args = &args;
+                    let stop = &stop;
+                    s.spawn(move || {
+                        let mut conns = Vec::new();
+                        let mut errors = Errors::default();
+                        let mut first_error = None;
+                        for index in (t..total).step_by(threads) {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let source = (!args.source.is_empty())
+                                .then(|| args.source[index % args.source.len()]);
+                            match connect(args.target, source, args.connect_timeout) {
+                                Ok(stream) => conns.push((index, stream)),
+                                Err(e) => {
+                                    errors.connect += 1;
+                                    first_error.get_or_insert_with(|| e.to_string());
+                                }
+                            }
+                            if let Some(p) = pace {
+                                std::thread::sleep(p);
+                            }
+                        }
+                        (conns, errors, first_error)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("connector thread"))
+                .collect()
+        });
+    let mut connect_errors = Errors::default();
+    let mut first_error = None;
+    let mut shares: Vec<Vec<(usize, TcpStream)>> = Vec::with_capacity(threads);
+    let mut idle = Vec::new();
+    for (conns, errors, err) in connected {
+        connect_errors.add(&errors);
+        first_error = first_error.or(err);
+        let (busy, silent): (Vec<_>, Vec<_>) =
+            conns.into_iter().partition(|(i, _)| *i < args.connections);
+        shares.push(busy);
+        idle.extend(silent);
+    }
+    let working: usize = shares.iter().map(Vec::len).sum();
+    if working == 0 {
+        eprintln!(
+            "load-gen: cannot connect to {}: {}",
+            args.target,
+            first_error.as_deref().unwrap_or("interrupted")
+        );
+        return 1;
+    }
+
+    // Run.
+    let plan = Arc::new(Plan {
+        size: args.size,
+        pipeline: args.pipeline,
+        rate: args.rate.map(|r| r as f64),
+        connections: args.connections,
+        warmup: args.warmup,
+        duration: args.duration,
+        timeout: args.timeout,
+    });
+    let start = Instant::now() + Duration::from_millis(5);
+    let started_wall = SystemTime::now();
+    let cpu_before = cpu_time();
+    let progress: Vec<Arc<AtomicU64>> = (0..threads).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let alive: Vec<Arc<AtomicU64>> = (0..threads)
+        .map(|_| Arc::new(AtomicU64::new(u64::MAX)))
+        .collect();
+    let handles: Vec<_> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(i, conns)| {
+            let spec = WorkerSpec {
+                conns,
+                plan: plan.clone(),
+                start,
+                stop: stop.clone(),
+                progress: progress[i].clone(),
+                alive: alive[i].clone(),
+            };
+            let backend = args.backend;
+            std::thread::Builder::new()
+                .name(format!("load-{i}"))
+                .spawn(move || backend.with(spec)?)
+                .expect("spawn worker")
+        })
+        .collect();
+    let stopped_early = watch(&args, start, &stop, &progress, &alive);
+    stop.store(true, Ordering::Relaxed);
+    let mut results = Vec::with_capacity(threads);
+    for h in handles {
+        match h.join() {
+            Ok(Ok(r)) => results.push(r),
+            Ok(Err(e)) => {
+                eprintln!("load-gen: a worker failed: {e}");
+                return 1;
+            }
+            Err(_) => {
+                eprintln!("load-gen: a worker panicked");
+                return 1;
+            }
+        }
+    }
+    let cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    let end = Instant::now();
+    drop(idle);
+
+    // Report.
+    let measured = end
+        .saturating_duration_since(start + args.warmup)
+        .min(args.duration);
+    let mut merged = results::merge(results);
+    merged.errors.add(&connect_errors);
+    let secs = measured.as_secs_f64().max(1e-9);
+    let report = results::Report {
+        schema: results::SCHEMA,
+        config: &args,
+        connections: working,
+        connections_alive_at_end: merged.alive,
+        messages: merged.messages,
+        bytes: merged.messages * args.size as u64,
+        duration_s: measured.as_secs_f64(),
+        throughput_msgs_per_s: merged.messages as f64 / secs,
+        throughput_bytes_per_s: (merged.messages * args.size as u64) as f64 / secs,
+        latency_us: results::Percentiles::of(&merged.corrected),
+        latency_uncorrected_us: results::Percentiles::of(&merged.uncorrected),
+        errors: merged.errors,
+        intervals: results::interval_reports(&merged, measured),
+        stopped_early,
+        client_cpu_us_per_msg: cpu
+            .filter(|_| merged.messages > 0)
+            .map(|c| c.as_secs_f64() * 1e6 / merged.messages as f64),
+    };
+    print!("{}", results::summary(&report, args.rate.is_some()));
+    let mut code = if report.errors.total() == 0 && report.stopped_early.is_none() {
+        0
+    } else {
+        1
+    };
+    if let Some(path) = &args.json {
+        if let Err(e) = pollbench_common::write_json_atomically(path, &report) {
+            eprintln!("load-gen: cannot write {}: {e}", path.display());
+            code = 1;
+        }
+    }
+    if let Some(path) = &args.hlog {
+        if let Err(e) = results::write_hlog(path, &merged, started_wall, measured) {
+            eprintln!("load-gen: cannot write {}: {e}", path.display());
+            code = 1;
+        }
+    }
+    code
+}
+
+/// Wait out the run, printing progress each second; the reason if it ended early.
+fn watch(
+    args: &RunArgs,
+    start: Instant,
+    stop: &AtomicBool,
+    progress: &[Arc<AtomicU64>],
+    alive: &[Arc<AtomicU64>],
+) -> Option<String> {
+    let end = start + args.warmup + args.duration;
+    let mut last = (Instant::now(), 0u64);
+    let mut next_print = Instant::now() + Duration::from_secs(1);
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) {
+            return Some("interrupted".into());
+        }
+        let alive_now: u64 = alive.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        if alive_now == 0 {
+            return Some("every connection is gone (did the server die?)".into());
+        }
+        if now >= end {
+            return None;
+        }
+        if now >= next_print {
+            let done: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+            let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+            let phase = if now < start + args.warmup {
+                "warm-up"
+            } else {
+                "measuring"
+            };
+            eprintln!(
+                "[{:>5.1}s] {phase}: {:.0} msgs/s, {} connections alive",
+                now.duration_since(start).as_secs_f64(),
+                rate,
+                alive_now
+            );
+            last = (now, done);
+            next_print += Duration::from_secs(1);
+        }
+    }
 }

@@ -1,0 +1,433 @@
+//! One load-generating thread: an event loop on the poller, generic over the backend, driving its
+//! share of the connections.
+//!
+//! Closed loop: each connection keeps `pipeline` messages in flight. Open loop: messages follow one
+//! constant schedule over all connections (connection c sends its j-th message at
+//! t0 + (c + j*C)/R), and latency is measured from that intended time, so a stalled server shows in
+//! the percentiles (coordinated omission corrected); the time from the actual send is kept too.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use poller::{Backend, Events, Interest, Mode, Token, WithBackend};
+use serde::Serialize;
+
+use crate::stream::ByteStream;
+
+/// Latencies are recorded in microseconds, from 1 µs to 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Errors by kind.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Errors {
+    /// Connections that could not be established.
+    pub connect: u64,
+    /// Echoed bytes that differed from what was sent.
+    pub mismatch: u64,
+    /// Connections the server closed (end-of-file) before the run ended.
+    pub closed: u64,
+    /// Connections reset by the server.
+    pub reset: u64,
+    /// Messages not echoed within --timeout.
+    pub timeout: u64,
+}
+
+impl Errors {
+    pub fn add(&mut self, o: &Errors) {
+        self.connect += o.connect;
+        self.mismatch += o.mismatch;
+        self.closed += o.closed;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.connect + self.mismatch + self.closed + self.reset + self.timeout
+    }
+}
+
+/// What every worker needs to know about the run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub size: usize,
+    pub pipeline: usize,
+    /// Messages per second over all connections (open loop), or closed loop.
+    pub rate: Option<f64>,
+    /// Connections that carry load, over all threads.
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub timeout: Duration,
+}
+
+/// One second of measurement.
+pub struct Interval {
+    pub messages: u64,
+    pub latency: Histogram<u64>,
+}
+
+/// What a worker measured (after warm-up only).
+pub struct WorkerResult {
+    pub corrected: Histogram<u64>,
+    pub uncorrected: Histogram<u64>,
+    pub intervals: Vec<Interval>,
+    pub messages: u64,
+    pub errors: Errors,
+    /// Connections still alive at the end.
+    pub alive: usize,
+}
+
+/// A worker's input: its connections (global index, socket), and shared run state.
+pub struct WorkerSpec {
+    pub conns: Vec<(usize, TcpStream)>,
+    pub plan: Arc<Plan>,
+    pub start: Instant,
+    pub stop: Arc<AtomicBool>,
+    /// Messages completed so far by this worker (read by the progress display).
+    pub progress: Arc<AtomicU64>,
+    /// Connections of this worker still alive (the run ends early when every worker's is 0).
+    pub alive: Arc<AtomicU64>,
+}
+
+struct InFlight {
+    intended: Instant,
+    sent: Option<Instant>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    index: usize,
+    bytes: ByteStream,
+    /// Bytes owed to the server: issued messages * size.
+    owed: u64,
+    /// Bytes written so far.
+    tx: u64,
+    /// Bytes echoed and verified so far.
+    rx: u64,
+    in_flight: VecDeque<InFlight>,
+    writable_registered: bool,
+    alive: bool,
+}
+
+impl WithBackend for WorkerSpec {
+    type Output = std::io::Result<WorkerResult>;
+
+    fn run<B: Backend>(self) -> std::io::Result<WorkerResult> {
+        Worker::<B>::new(self)?.run()
+    }
+}
+
+struct Worker<B: Backend> {
+    poller: B,
+    conns: Vec<Conn>,
+    plan: Arc<Plan>,
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+    alive_shared: Arc<AtomicU64>,
+    result: WorkerResult,
+    scratch: Vec<u8>,
+    /// Open loop: the next message of this worker's schedule.
+    next_k: u64,
+    /// Timeouts are looked for at most this often: the scan is O(connections).
+    next_timeout_scan: Instant,
+}
+
+const TIMEOUT_SCAN: Duration = Duration::from_millis(100);
+
+impl<B: Backend> Worker<B> {
+    fn new(spec: WorkerSpec) -> std::io::Result<Worker<B>> {
+        let mut poller = B::new()?;
+        let pipeline = spec.plan.pipeline.max(1);
+        let mut conns = Vec::with_capacity(spec.conns.len());
+        for (slot, (index, stream)) in spec.conns.into_iter().enumerate() {
+            stream.set_nonblocking(true)?;
+            let _ = stream.set_nodelay(true);
+            poller.register(
+                stream.as_raw_fd(),
+                Token(slot),
+                Interest::READABLE,
+                Mode::Level,
+            )?;
+            conns.push(Conn {
+                stream,
+                index,
+                bytes: ByteStream::new(index as u64),
+                owed: 0,
+                tx: 0,
+                rx: 0,
+                in_flight: VecDeque::with_capacity(pipeline.max(16)),
+                writable_registered: false,
+                alive: true,
+            });
+        }
+        let plan = spec.plan;
+        spec.alive.store(conns.len() as u64, Ordering::Relaxed);
+        Ok(Worker {
+            poller,
+            measure_from: spec.start + plan.warmup,
+            end: spec.start + plan.warmup + plan.duration,
+            start: spec.start,
+            stop: spec.stop,
+            progress: spec.progress,
+            alive_shared: spec.alive,
+            result: WorkerResult {
+                corrected: new_histogram(),
+                uncorrected: new_histogram(),
+                intervals: Vec::new(),
+                messages: 0,
+                errors: Errors::default(),
+                alive: conns.len(),
+            },
+            conns,
+            scratch: vec![0u8; 64 * 1024],
+            next_k: 0,
+            next_timeout_scan: spec.start,
+            plan,
+        })
+    }
+
+    fn run(mut self) -> std::io::Result<WorkerResult> {
+        let mut events = Events::with_capacity(1024);
+        let now = Instant::now();
+        if self.plan.rate.is_none() {
+            for slot in 0..self.conns.len() {
+                for _ in 0..self.plan.pipeline.max(1) {
+                    self.issue(slot, now);
+                }
+                self.flush(slot);
+            }
+        }
+        loop {
+            let now = Instant::now();
+            if now >= self.end || self.stop.load(Ordering::Relaxed) || self.result.alive == 0 {
+                break;
+            }
+            let mut wake_at = self.end;
+            if self.plan.rate.is_some() {
+                wake_at = wake_at.min(self.issue_due(now));
+            }
+            if now >= self.next_timeout_scan {
+                self.check_timeouts(now);
+                self.next_timeout_scan = now + TIMEOUT_SCAN;
+            }
+            wake_at = wake_at.min(self.next_timeout_scan);
+            let timeout = wake_at.saturating_duration_since(Instant::now());
+            self.poller.wait(&mut events, Some(timeout))?;
+            for event in &events {
+                let slot = event.token().0;
+                if event.is_writable() {
+                    self.flush(slot);
+                }
+                if event.is_readable() || event.is_error() || event.is_hangup() {
+                    self.receive(slot);
+                }
+            }
+        }
+        Ok(self.result)
+    }
+
+    /// Open loop: issue every message whose intended time has come; returns when the next is due.
+    fn issue_due(&mut self, now: Instant) -> Instant {
+        let m = self.conns.len() as u64;
+        if m == 0 {
+            return self.end;
+        }
+        let mut touched = false;
+        while self.due(self.next_k) <= now {
+            let slot = (self.next_k % m) as usize;
+            let intended = self.due(self.next_k);
+            self.next_k += 1;
+            if self.conns[slot].alive {
+                self.issue(slot, intended);
+                touched = true;
+            }
+        }
+        if touched {
+            for slot in 0..self.conns.len() {
+                if self.conns[slot].tx < self.conns[slot].owed {
+                    self.flush(slot);
+                }
+            }
+        }
+        self.due(self.next_k)
+    }
+
+    /// Open loop: when this worker's k-th message is due. It goes to the worker's connection
+    /// k mod m, whose global index c places it in the global schedule at (c + j*C)/R, j = k / m.
+    fn due(&self, k: u64) -> Instant {
+        let rate = self.plan.rate.expect("open loop");
+        let m = self.conns.len() as u64;
+        let conn = &self.conns[(k % m) as usize];
+        let j = (k / m) as f64;
+        self.start
+            + Duration::from_secs_f64((conn.index as f64 + j * self.plan.connections as f64) / rate)
+    }
+
+    fn issue(&mut self, slot: usize, intended: Instant) {
+        let c = &mut self.conns[slot];
+        c.owed += self.plan.size as u64;
+        c.in_flight.push_back(InFlight {
+            intended,
+            sent: None,
+        });
+    }
+
+    /// Write owed bytes; register for writability if the socket is full.
+    fn flush(&mut self, slot: usize) {
+        let size = self.plan.size as u64;
+        let c = &mut self.conns[slot];
+        if !c.alive {
+            return;
+        }
+        while c.tx < c.owed {
+            let n = ((c.owed - c.tx) as usize).min(self.scratch.len());
+            c.bytes.fill(c.tx, &mut self.scratch[..n]);
+            match (&c.stream).write(&self.scratch[..n]) {
+                Ok(written) => {
+                    let now = Instant::now();
+                    // Messages whose first byte went out in this write were sent now.
+                    let done = c.rx / size;
+                    let first = c.tx.div_ceil(size);
+                    let last = (c.tx + written as u64).div_ceil(size);
+                    for msg in first.max(done)..last {
+                        if let Some(f) = c.in_flight.get_mut((msg - done) as usize) {
+                            f.sent.get_or_insert(now);
+                        }
+                    }
+                    c.tx += written as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(slot, &e),
+            }
+        }
+        let c = &mut self.conns[slot];
+        let want = c.tx < c.owed;
+        if want != c.writable_registered {
+            let interest = if want {
+                Interest::BOTH
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poller
+                .modify(c.stream.as_raw_fd(), Token(slot), interest, Mode::Level)
+                .is_ok()
+            {
+                c.writable_registered = want;
+            }
+        }
+    }
+
+    fn receive(&mut self, slot: usize) {
+        let size = self.plan.size as u64;
+        loop {
+            let c = &mut self.conns[slot];
+            if !c.alive {
+                return;
+            }
+            let n = match (&c.stream).read(&mut self.scratch) {
+                Ok(0) => {
+                    self.result.errors.closed += 1;
+                    return self.kill(slot);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(slot, &e),
+            };
+            if n as u64 > c.tx - c.rx || c.bytes.check(c.rx, &self.scratch[..n]).is_err() {
+                self.result.errors.mismatch += 1;
+                return self.kill(slot);
+            }
+            let before = c.rx / size;
+            c.rx += n as u64;
+            let completed = c.rx / size - before;
+            let now = Instant::now();
+            for _ in 0..completed {
+                let Some(f) = c.in_flight.pop_front() else {
+                    break;
+                };
+                if f.intended >= self.measure_from {
+                    record(&mut self.result, f, now, self.measure_from);
+                    self.progress.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if self.plan.rate.is_none() && completed > 0 && now < self.end {
+                for _ in 0..completed {
+                    self.issue(slot, now);
+                }
+                self.flush(slot);
+            }
+            if n < self.scratch.len() {
+                return; // a short read: drained
+            }
+        }
+    }
+
+    /// Close connections whose oldest message has waited longer than the timeout.
+    fn check_timeouts(&mut self, now: Instant) {
+        for slot in 0..self.conns.len() {
+            let c = &self.conns[slot];
+            let Some(oldest) = c.in_flight.front().filter(|_| c.alive) else {
+                continue;
+            };
+            if oldest.sent.unwrap_or(oldest.intended) + self.plan.timeout <= now {
+                self.result.errors.timeout += 1;
+                self.kill(slot);
+            }
+        }
+    }
+
+    fn fail(&mut self, slot: usize, e: &std::io::Error) {
+        match e.kind() {
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted => {
+                self.result.errors.reset += 1
+            }
+            _ => self.result.errors.closed += 1,
+        }
+        self.kill(slot);
+    }
+
+    fn kill(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        if c.alive {
+            c.alive = false;
+            c.in_flight.clear();
+            let _ = self.poller.deregister(c.stream.as_raw_fd());
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            self.result.alive -= 1;
+            self.alive_shared.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn record(result: &mut WorkerResult, f: InFlight, now: Instant, measure_from: Instant) {
+    let micros = |d: Duration| (d.as_micros() as u64).clamp(1, 60_000_000);
+    let corrected = micros(now.saturating_duration_since(f.intended));
+    let uncorrected = micros(now.saturating_duration_since(f.sent.unwrap_or(f.intended)));
+    result.corrected.saturating_record(corrected);
+    result.uncorrected.saturating_record(uncorrected);
+    result.messages += 1;
+    let second = now.saturating_duration_since(measure_from).as_secs() as usize;
+    while result.intervals.len() <= second {
+        result.intervals.push(Interval {
+            messages: 0,
+            latency: new_histogram(),
+        });
+    }
+    let interval = &mut result.intervals[second];
+    interval.messages += 1;
+    interval.latency.saturating_record(corrected);
+}
