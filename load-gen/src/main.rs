@@ -142,6 +142,13 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// What one connector thread opened, and what failed.
+struct Connected {
+    conns: Vec<(usize, TcpStream)>,
+    errors: Errors,
+    first_error: Option<String>,
+}
+
 fn connect(
     target: SocketAddr,
     source: Option<IpAddr>,
@@ -177,47 +184,55 @@ fn run(args: RunArgs) -> i32 {
     let total = args.connections + args.idle;
     let pace = (args.connect_rate > 0)
         .then(|| Duration::from_secs_f64(threads as f64 / args.connect_rate as f64));
-    let connected: Vec<(Vec<(usize, TcpStream)>, Errors, Option<String>)> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let args = &args;
-                    let stop = &stop;
-                    s.spawn(move || {
-                        let mut conns = Vec::new();
-                        let mut errors = Errors::default();
-                        let mut first_error = None;
-                        for index in (t..total).step_by(threads) {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            let source = (!args.source.is_empty())
-                                .then(|| args.source[index % args.source.len()]);
-                            match connect(args.target, source, args.connect_timeout) {
-                                Ok(stream) => conns.push((index, stream)),
-                                Err(e) => {
-                                    errors.connect += 1;
-                                    first_error.get_or_insert_with(|| e.to_string());
-                                }
-                            }
-                            if let Some(p) = pace {
-                                std::thread::sleep(p);
+    let connected: Vec<Connected> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let args = &args;
+                let stop = &stop;
+                s.spawn(move || {
+                    let mut conns = Vec::new();
+                    let mut errors = Errors::default();
+                    let mut first_error = None;
+                    for index in (t..total).step_by(threads) {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let source = (!args.source.is_empty())
+                            .then(|| args.source[index % args.source.len()]);
+                        match connect(args.target, source, args.connect_timeout) {
+                            Ok(stream) => conns.push((index, stream)),
+                            Err(e) => {
+                                errors.connect += 1;
+                                first_error.get_or_insert_with(|| e.to_string());
                             }
                         }
-                        (conns, errors, first_error)
-                    })
+                        if let Some(p) = pace {
+                            std::thread::sleep(p);
+                        }
+                    }
+                    Connected {
+                        conns,
+                        errors,
+                        first_error,
+                    }
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("connector thread"))
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("connector thread"))
+            .collect()
+    });
     let mut connect_errors = Errors::default();
     let mut first_error = None;
     let mut shares: Vec<Vec<(usize, TcpStream)>> = Vec::with_capacity(threads);
     let mut idle = Vec::new();
-    for (conns, errors, err) in connected {
+    for Connected {
+        conns,
+        errors,
+        first_error: err,
+    } in connected
+    {
         connect_errors.add(&errors);
         first_error = first_error.or(err);
         let (busy, silent): (Vec<_>, Vec<_>) =
