@@ -19,6 +19,21 @@ use cli::{Args, Config, ServerBackend};
 use server::Running;
 use stats::{Report, ThreadReport, Totals};
 
+#[cfg(feature = "count-allocs")]
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Heap allocations since start (feature `count-allocs`), else `None`.
+fn allocations() -> Option<u64> {
+    #[cfg(feature = "count-allocs")]
+    {
+        let s = GLOBAL.stats();
+        Some((s.allocations + s.reallocations) as u64)
+    }
+    #[cfg(not(feature = "count-allocs"))]
+    None
+}
+
 fn main() -> ExitCode {
     let args: Args = pollbench_common::parse_args_or_exit("bench-server");
     let config = match args.into_config() {
@@ -86,6 +101,7 @@ fn serve(config: Config) -> std::io::Result<()> {
             schema: stats::SCHEMA,
             config: &config,
             listen_addr,
+            allocations: allocations(),
             duration_s: duration.as_secs_f64(),
             totals: Totals::new(&threads),
             threads,

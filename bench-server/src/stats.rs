@@ -187,6 +187,8 @@ pub struct Report<'a> {
     pub config: &'a Config,
     /// The address actually listened on (port 0 resolved).
     pub listen_addr: std::net::SocketAddr,
+    /// Heap allocations (and reallocations) since start; only with the `count-allocs` feature.
+    pub allocations: Option<u64>,
     pub duration_s: f64,
     pub totals: Totals,
     pub threads: Vec<ThreadReport>,
