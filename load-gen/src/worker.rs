@@ -106,8 +106,8 @@ struct Conn {
     stream: TcpStream,
     index: usize,
     bytes: ByteStream,
-    /// Bytes owed to the server: issued messages * size.
-    owed: u64,
+    /// Messages issued (closed loop: on each reply; open loop: by the schedule).
+    issued: u64,
     /// Bytes written so far.
     tx: u64,
     /// Bytes echoed and verified so far.
@@ -163,7 +163,7 @@ impl<B: Backend> Worker<B> {
                 stream,
                 index,
                 bytes: ByteStream::new(index as u64),
-                owed: 0,
+                issued: 0,
                 tx: 0,
                 rx: 0,
                 in_flight: VecDeque::with_capacity(pipeline.max(16)),
@@ -255,7 +255,7 @@ impl<B: Backend> Worker<B> {
         }
         if touched {
             for slot in 0..self.conns.len() {
-                if self.conns[slot].tx < self.conns[slot].owed {
+                if self.conns[slot].tx < self.sendable(slot) {
                     self.flush(slot);
                 }
             }
@@ -276,22 +276,32 @@ impl<B: Backend> Worker<B> {
 
     fn issue(&mut self, slot: usize, intended: Instant) {
         let c = &mut self.conns[slot];
-        c.owed += self.plan.size as u64;
+        c.issued += 1;
         c.in_flight.push_back(InFlight {
             intended,
             sent: None,
         });
     }
 
+    /// Bytes the connection may have written: at most `pipeline` messages on the wire, as in wrk2.
+    /// Scheduled messages beyond that wait for replies; their late actual send is what the
+    /// uncorrected latency measures from, and their intended time what the corrected one does.
+    fn sendable(&self, slot: usize) -> u64 {
+        let c = &self.conns[slot];
+        let size = self.plan.size as u64;
+        c.issued.min(c.rx / size + self.plan.pipeline.max(1) as u64) * size
+    }
+
     /// Write owed bytes; register for writability if the socket is full.
     fn flush(&mut self, slot: usize) {
         let size = self.plan.size as u64;
+        let target = self.sendable(slot);
         let c = &mut self.conns[slot];
         if !c.alive {
             return;
         }
-        while c.tx < c.owed {
-            let n = ((c.owed - c.tx) as usize).min(self.scratch.len());
+        while c.tx < target {
+            let n = ((target - c.tx) as usize).min(self.scratch.len());
             c.bytes.fill(c.tx, &mut self.scratch[..n]);
             match (&c.stream).write(&self.scratch[..n]) {
                 Ok(written) => {
@@ -313,7 +323,7 @@ impl<B: Backend> Worker<B> {
             }
         }
         let c = &mut self.conns[slot];
-        let want = c.tx < c.owed;
+        let want = c.tx < target;
         if want != c.writable_registered {
             let interest = if want {
                 Interest::BOTH
@@ -364,11 +374,13 @@ impl<B: Backend> Worker<B> {
                     self.progress.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if self.plan.rate.is_none() && completed > 0 && now < self.end {
-                for _ in 0..completed {
-                    self.issue(slot, now);
+            if completed > 0 && now < self.end {
+                if self.plan.rate.is_none() {
+                    for _ in 0..completed {
+                        self.issue(slot, now);
+                    }
                 }
-                self.flush(slot);
+                self.flush(slot); // replies free pipeline slots for waiting messages
             }
             if n < self.scratch.len() {
                 return; // a short read: drained

@@ -77,8 +77,9 @@
 //! # Timeouts and signals
 //!
 //! `Some(Duration::ZERO)` never blocks; `None` blocks until an event or a [`Waker`] wake-up; positive
-//! timeouts are rounded up, never down (epoll takes milliseconds: 0.1 ms waits 1 ms; ppoll, pselect,
-//! kevent and io_uring take nanoseconds). A wait interrupted by a signal (`EINTR`) is resumed with the
+//! timeouts are never rounded down to a busy poll. All backends take nanosecond timeouts (epoll
+//! through `epoll_pwait2`, Linux 5.11+; on older kernels `epoll_wait` takes milliseconds, rounded
+//! up, so 0.1 ms waits 1 ms). A wait interrupted by a signal (`EINTR`) is resumed with the
 //! time that remains, so it neither fails nor returns early.
 //!
 //! # Not covered

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, ceil_millis, check_request, not_found, unsupported, Backend, BackendKind,
-    Capabilities, Deadline, Support,
+    already_exists, ceil_millis, check_request, not_found, timespec, unsupported, Backend,
+    BackendKind, Capabilities, Deadline, Support,
 };
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -21,6 +21,9 @@ pub struct Epoll {
     /// Kernel-filled buffer, sized to the largest `Events` capacity seen (allocated once).
     native: Vec<libc::epoll_event>,
     notifier: Arc<Notifier>,
+    /// `epoll_pwait2` (Linux 5.11+) takes a nanosecond timeout; without it, `epoll_wait` takes
+    /// milliseconds, rounded up. Turned off at the first `ENOSYS`.
+    pwait2: bool,
 }
 
 impl Epoll {
@@ -93,6 +96,7 @@ impl Backend for Epoll {
             epfd,
             native: Vec::new(),
             notifier,
+            pwait2: cfg!(target_pointer_width = "64"),
         };
         epoll.ctl(
             libc::EPOLL_CTL_ADD,
@@ -183,15 +187,41 @@ impl Backend for Epoll {
         let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
         let deadline = Deadline::new(timeout);
         let n = loop {
-            let ms = ceil_millis(deadline.remaining());
-            // SAFETY: native holds at least `max` writable epoll_event slots.
-            let n = unsafe {
-                libc::epoll_wait(self.epfd.as_raw_fd(), self.native.as_mut_ptr(), max, ms)
+            let n = if self.pwait2 {
+                let ts = deadline.remaining().map(timespec);
+                let ts_ptr = ts
+                    .as_ref()
+                    .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+                // SAFETY: native holds at least `max` writable epoll_event slots; ts_ptr is null or
+                // points to `ts` (on 64-bit targets libc::timespec is the kernel's __kernel_timespec),
+                // alive for the call; a null sigmask makes the kernel ignore sigsetsize.
+                let rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_epoll_pwait2,
+                        self.epfd.as_raw_fd(),
+                        self.native.as_mut_ptr(),
+                        max,
+                        ts_ptr,
+                        std::ptr::null::<libc::sigset_t>(),
+                        0usize,
+                    )
+                };
+                rc as libc::c_int
+            } else {
+                let ms = ceil_millis(deadline.remaining());
+                // SAFETY: native holds at least `max` writable epoll_event slots.
+                unsafe {
+                    libc::epoll_wait(self.epfd.as_raw_fd(), self.native.as_mut_ptr(), max, ms)
+                }
             };
             if n >= 0 {
                 break n as usize;
             }
             let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOSYS) && self.pwait2 {
+                self.pwait2 = false; // a kernel before 5.11 (or a seccomp filter): milliseconds
+                continue;
+            }
             if err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
             }
