@@ -369,7 +369,8 @@ impl<B: Backend> Worker<B> {
                 let Some(f) = c.in_flight.pop_front() else {
                     break;
                 };
-                if f.intended >= self.measure_from {
+                // Only what was both sent (intended) and echoed inside the measured window counts.
+                if f.intended >= self.measure_from && now < self.end {
                     record(&mut self.result, f, now, self.measure_from);
                     self.progress.fetch_add(1, Ordering::Relaxed);
                 }

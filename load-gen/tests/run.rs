@@ -1,0 +1,529 @@
+//! `load-gen run` end to end, against bench-server and against small misbehaving servers written
+//! here. Loopback only; every run is bounded by its --duration and a watchdog.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_load-gen");
+
+fn skip(what: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
+}
+
+struct Temp(PathBuf);
+impl Temp {
+    fn new(tag: &str) -> Temp {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let p = std::env::temp_dir().join(format!("load-gen-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Temp(p)
+    }
+}
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run load-gen to completion (killed after `limit`); output and the JSON it wrote, if any.
+fn run(args: &[&str], limit: Duration) -> (Output, Option<serde_json::Value>, Temp) {
+    let dir = Temp::new("run");
+    let json = dir.0.join("out.json");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_limit(&mut child, limit);
+    let value = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("valid JSON"));
+    (out, value, dir)
+}
+
+fn wait_with_limit(child: &mut Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("load-gen did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}
+
+/// A test server: each connection is served by `serve` on its own thread.
+fn server(serve: impl Fn(TcpStream, usize) + Send + Sync + Clone + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream, i));
+        }
+    });
+    addr
+}
+
+/// Echo until EOF, passing each chunk through `alter` (position in the stream, bytes).
+fn echo_with(mut s: TcpStream, mut alter: impl FnMut(u64, &mut [u8])) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut pos = 0u64;
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        alter(pos, &mut buf[..n]);
+        pos += n as u64;
+        if s.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// A child process killed when dropped, so a failing test leaves no server behind.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// bench-server, built beside this test by `cargo test --workspace`.
+fn bench_server() -> Option<(KillOnDrop, SocketAddr)> {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent()?.parent()?.join("bench-server");
+    if !bin.exists() {
+        skip(
+            "load-gen against bench-server",
+            "bench-server is not built (run `cargo test --workspace`)",
+        );
+        return None;
+    }
+    let mut child = Command::new(bin)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--stats-interval",
+            "0s",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    Some((KillOnDrop(child), addr))
+}
+
+#[test]
+fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
+    let Some((_server, addr)) = bench_server() else {
+        return;
+    };
+    let target = addr.to_string();
+    let dir = Temp::new("hlog");
+    let hlog = dir.0.join("run.hlog");
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &target,
+            "-c",
+            "50",
+            "-t",
+            "2",
+            "-d",
+            "2s",
+            "--warmup",
+            "500ms",
+            "--hlog",
+            hlog.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    let json = json.expect("JSON written");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["schema"], "pollbench.load-gen.run/1");
+    let messages = json["messages"].as_u64().unwrap();
+    assert!(messages > 1000, "{json}");
+    assert_eq!(json["bytes"].as_u64().unwrap(), messages * 64);
+    assert_eq!(json["errors"]["mismatch"], 0);
+    assert_eq!(
+        json["intervals"].as_array().unwrap().len(),
+        2,
+        "one interval per measured second"
+    );
+    for key in ["p50", "p90", "p99", "p999", "p9999", "max", "mean"] {
+        assert!(json["latency_us"][key].as_f64().unwrap() > 0.0, "{key}");
+        assert!(json["latency_uncorrected_us"][key].is_number(), "{key}");
+    }
+    // The interval log reads back with the hdrhistogram crate and holds every measured message.
+    let text = std::fs::read(&hlog).unwrap();
+    let header = String::from_utf8_lossy(&text);
+    assert!(
+        header.contains("#[Histogram log format version 1.3]")
+            && header.contains("\"StartTimestamp\"")
+    );
+    let mut deserializer = hdrhistogram::serialization::Deserializer::new();
+    let mut total = 0;
+    let mut intervals = 0;
+    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&text) {
+        if let hdrhistogram::serialization::interval_log::LogEntry::Interval(h) =
+            entry.expect("valid log line")
+        {
+            let bytes = base64_decode(h.encoded_histogram());
+            let hist: hdrhistogram::Histogram<u64> =
+                deserializer.deserialize(&mut &bytes[..]).unwrap();
+            total += hist.len();
+            intervals += 1;
+        }
+    }
+    assert_eq!(intervals, 2);
+    assert_eq!(total, messages, "the hlog holds every measured message");
+
+    // Open loop: the rate is honoured even below the thread count (wrk2 turned that into full load).
+    let (out, json, _t) = run(
+        &[
+            "--target", &target, "-c", "4", "-t", "4", "-d", "3s", "--warmup", "0s", "-R", "3",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success());
+    let sent = json.unwrap()["messages"].as_u64().unwrap();
+    assert!((6..=12).contains(&sent), "3 msgs/s for 3 s: {sent}");
+}
+
+/// Standard base64, for the hlog's encoded histograms (no extra dependency for one test).
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|&c| val(c) as u32).collect();
+        let n = v
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, x)| acc | (x << (18 - 6 * i)));
+        out.push((n >> 16) as u8);
+        if v.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if v.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_corrupted_byte_is_a_mismatch_and_exit_1() {
+    let addr = server(|s, _| {
+        echo_with(s, |pos, buf| {
+            if (pos..pos + buf.len() as u64).contains(&1000) {
+                buf[(1000 - pos) as usize] ^= 0x40;
+            }
+        })
+    });
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "4",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "--warmup",
+            "0s",
+        ],
+        Duration::from_secs(20),
+    );
+    let json = json.expect("results written despite errors");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        json["errors"]["mismatch"], 4,
+        "each connection's corruption detected: {json}"
+    );
+}
+
+#[test]
+fn a_one_second_stall_shows_in_corrected_not_uncorrected_latency() {
+    let start = Instant::now();
+    let stall = (Duration::from_millis(1200), Duration::from_millis(2200));
+    let addr = server(move |s, _| {
+        let mut writer = s.try_clone().unwrap();
+        echo_with(s, |_, _| {
+            let t = start.elapsed();
+            if t >= stall.0 && t < stall.1 {
+                std::thread::sleep(stall.1 - t); // the whole server stops for a second
+            }
+        });
+        let _ = writer.flush();
+    });
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "10",
+            "-t",
+            "1",
+            "-d",
+            "3500ms",
+            "--warmup",
+            "0s",
+            "-R",
+            "1000",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = json.unwrap();
+    let corrected = json["latency_us"]["p99"].as_u64().unwrap();
+    let uncorrected = json["latency_uncorrected_us"]["p99"].as_u64().unwrap();
+    assert!(
+        corrected >= 500_000,
+        "corrected p99 shows the 1 s stall: {corrected} us"
+    );
+    assert!(
+        uncorrected < 100_000,
+        "uncorrected p99 hides it (coordinated omission): {uncorrected} us"
+    );
+}
+
+#[test]
+fn connections_the_server_closes_are_counted_and_exit_1() {
+    let addr = server(|mut s, _| {
+        let mut buf = [0u8; 64];
+        for _ in 0..10 {
+            // Ten 64-byte messages echoed, then the server closes.
+            if s.read_exact(&mut buf).is_err() || s.write_all(&buf).is_err() {
+                return;
+            }
+        }
+    });
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "6",
+            "-t",
+            "2",
+            "-d",
+            "2s",
+            "--warmup",
+            "0s",
+        ],
+        Duration::from_secs(20),
+    );
+    let json = json.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["errors"]["closed"], 6, "{json}");
+    assert_eq!(json["connections_alive_at_end"], 0);
+}
+
+#[test]
+fn a_dying_server_stops_the_run_early_with_partial_results() {
+    let born = Instant::now();
+    let addr = server(move |s, _| {
+        let killer = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500).saturating_sub(born.elapsed()));
+            let _ = killer.shutdown(std::net::Shutdown::Both);
+        });
+        echo_with(s, |_, _| {});
+    });
+    let started = Instant::now();
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "8",
+            "-t",
+            "2",
+            "-d",
+            "30s",
+            "--warmup",
+            "0s",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stopped at once, not after 30 s"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let json = json.expect("partial results written");
+    assert!(
+        json["stopped_early"]
+            .as_str()
+            .unwrap()
+            .contains("every connection is gone"),
+        "{json}"
+    );
+    assert!(
+        json["messages"].as_u64().unwrap() > 0,
+        "what was measured before is kept"
+    );
+}
+
+#[test]
+fn an_unreachable_target_fails_within_the_connect_timeout() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let (out, _, _t) = run(
+        &[
+            "--target",
+            &target,
+            "-c",
+            "3",
+            "--connect-timeout",
+            "2s",
+            "-d",
+            "5s",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot connect to {target}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line() {
+    for args in [
+        vec!["run"],
+        vec!["run", "--target", "nowhere"],
+        vec!["run", "--target", "127.0.0.1:9", "--size", "12XB"],
+        vec!["run", "--target", "127.0.0.1:9", "--duration", "soon"],
+        vec!["run", "--target", "127.0.0.1:9", "--backend", "nonesuch"],
+        vec!["run", "--target", "127.0.0.1:9", "-c", "0"],
+        vec!["fly"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
+        assert!(stderr.starts_with("load-gen: "), "{stderr}");
+    }
+}
+
+#[test]
+fn ctrl_c_writes_partial_results() {
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let dir = Temp::new("sigint");
+    let json = dir.0.join("out.json");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "4",
+            "-t",
+            "1",
+            "-d",
+            "30s",
+            "--warmup",
+            "0s",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    nix_kill(child.id(), libc::SIGINT);
+    let out = wait_with_limit(&mut child, Duration::from_secs(10));
+    assert!(sent.elapsed() < Duration::from_secs(2), "stops promptly");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an interrupted run is not a clean pass"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(json["stopped_early"], "interrupted");
+    assert!(json["messages"].as_u64().unwrap() > 0);
+}
+
+fn nix_kill(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
