@@ -1,6 +1,7 @@
 //! load-gen: drives thousands of connections against an echo server, verifies every echoed byte,
 //! and records latency in HdrHistograms, closed loop or open loop. See `load-gen run --help`.
 
+mod merge;
 mod results;
 mod stream;
 mod worker;
@@ -34,6 +35,39 @@ enum Command {
     /// Exit status: 0 when the run completed without a single error (connect, mismatch, closed,
     /// reset, timeout); 1 otherwise, after writing all results; 2 for bad arguments.
     Run(RunArgs),
+    /// Merge the --hlog files of several client machines (or runs) into one summary, exactly:
+    /// histograms are added, intervals aligned on wall-clock seconds.
+    Merge(MergeArgs),
+}
+
+#[derive(Parser, Debug)]
+struct MergeArgs {
+    /// Interval logs written by `load-gen run --hlog`.
+    #[arg(required = true, value_name = "HLOG")]
+    files: Vec<PathBuf>,
+
+    /// Write the merged results as JSON to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn run_merge(args: MergeArgs) -> i32 {
+    match merge::merge(&args.files) {
+        Err(e) => {
+            eprintln!("load-gen: {e}");
+            1
+        }
+        Ok(m) => {
+            print!("{}", merge::summary(&m));
+            if let Some(path) = &args.json {
+                if let Err(e) = pollbench_common::write_json_atomically(path, &m) {
+                    eprintln!("load-gen: cannot write {}: {e}", path.display());
+                    return 1;
+                }
+            }
+            0
+        }
+    }
 }
 
 #[derive(Parser, Debug, Serialize)]
@@ -130,6 +164,7 @@ fn main() {
     let cli: Cli = pollbench_common::parse_args_or_exit("load-gen");
     let code = match cli.command {
         Command::Run(args) => run(args),
+        Command::Merge(args) => run_merge(args),
     };
     std::process::exit(code);
 }
@@ -353,6 +388,16 @@ fn run(args: RunArgs) -> i32 {
     code
 }
 
+/// Clears the progress bar however `watch` returns.
+struct FinishBar(Option<indicatif::ProgressBar>);
+impl Drop for FinishBar {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Wait out the run, printing progress each second; the reason if it ended early.
 fn watch(
     args: &RunArgs,
@@ -364,6 +409,18 @@ fn watch(
     let end = start + args.warmup + args.duration;
     let mut last = (Instant::now(), 0u64);
     let mut next_print = Instant::now() + Duration::from_secs(1);
+    // A progress bar with the time left on a terminal; plain lines (for logs) otherwise.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new((args.warmup + args.duration).as_millis() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {eta} left  {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let _finish = FinishBar(bar.clone());
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
@@ -385,12 +442,20 @@ fn watch(
             } else {
                 "measuring"
             };
-            eprintln!(
-                "[{:>5.1}s] {phase}: {:.0} msgs/s, {} connections alive",
-                now.duration_since(start).as_secs_f64(),
-                rate,
-                alive_now
-            );
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(now.duration_since(start).as_millis() as u64);
+                    bar.set_message(format!(
+                        "{phase}: {rate:.0} msgs/s, {alive_now} connections alive"
+                    ));
+                }
+                None => eprintln!(
+                    "[{:>5.1}s] {phase}: {:.0} msgs/s, {} connections alive",
+                    now.duration_since(start).as_secs_f64(),
+                    rate,
+                    alive_now
+                ),
+            }
             last = (now, done);
             next_print += Duration::from_secs(1);
         }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+
 const BIN: &str = env!("CARGO_BIN_EXE_load-gen");
 
 fn skip(what: &str, why: &str) {
@@ -218,7 +220,9 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
         if let hdrhistogram::serialization::interval_log::LogEntry::Interval(h) =
             entry.expect("valid log line")
         {
-            let bytes = base64_decode(h.encoded_histogram());
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(h.encoded_histogram())
+                .unwrap();
             let hist: hdrhistogram::Histogram<u64> =
                 deserializer.deserialize(&mut &bytes[..]).unwrap();
             total += hist.len();
@@ -227,6 +231,32 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
     }
     assert_eq!(intervals, 2);
     assert_eq!(total, messages, "the hlog holds every measured message");
+    // Two client machines' logs merge exactly: here the same log twice doubles every count.
+    let merged_json = dir.0.join("merged.json");
+    let out = Command::new(BIN)
+        .args([
+            "merge",
+            hlog.to_str().unwrap(),
+            hlog.to_str().unwrap(),
+            "--json",
+            merged_json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    assert_eq!(merged["messages"].as_u64().unwrap(), 2 * messages);
+    assert_eq!(merged["intervals"].as_array().unwrap().len(), 2);
+    let bad = Command::new(BIN)
+        .args(["merge", "/nonexistent.hlog"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
 
     // Open loop: the rate is honoured even below the thread count (wrk2 turned that into full load).
     let (out, json, _t) = run(
@@ -238,35 +268,6 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
     assert!(out.status.success());
     let sent = json.unwrap()["messages"].as_u64().unwrap();
     assert!((6..=12).contains(&sent), "3 msgs/s for 3 s: {sent}");
-}
-
-/// Standard base64, for the hlog's encoded histograms (no extra dependency for one test).
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let v: Vec<u32> = chunk.iter().map(|&c| val(c) as u32).collect();
-        let n = v
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, x)| acc | (x << (18 - 6 * i)));
-        out.push((n >> 16) as u8);
-        if v.len() > 2 {
-            out.push((n >> 8) as u8);
-        }
-        if v.len() > 3 {
-            out.push(n as u8);
-        }
-    }
-    out
 }
 
 #[test]
