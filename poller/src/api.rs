@@ -326,6 +326,35 @@ impl Deadline {
     }
 }
 
+/// Run a kernel wait with the time that is left, again after every signal (`EINTR`), until it
+/// returns or the deadline passes (then 0 events). `call` gets the time left (`None`: no limit) and
+/// returns the system call's result: the number of events, or negative with `errno` set.
+pub(crate) fn wait_retrying(
+    timeout: Option<Duration>,
+    mut call: impl FnMut(Option<Duration>) -> libc::c_int,
+) -> io::Result<usize> {
+    let deadline = Deadline::new(timeout);
+    loop {
+        let n = call(deadline.remaining());
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+        if deadline.expired() {
+            return Ok(0);
+        }
+    }
+}
+
+/// A pointer for system calls that take an optional `timespec`: null for "no limit".
+pub(crate) fn timespec_ptr(ts: &Option<libc::timespec>) -> *const libc::timespec {
+    ts.as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec)
+}
+
 /// Milliseconds for `epoll_wait`, rounded up so that 0.1 ms does not become a busy poll; -1 = forever.
 pub(crate) fn ceil_millis(timeout: Option<Duration>) -> libc::c_int {
     match timeout {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, ceil_millis, check_request, not_found, timespec, unsupported, Backend,
-    BackendKind, Capabilities, Deadline, Support,
+    already_exists, ceil_millis, check_request, not_found, timespec, timespec_ptr, unsupported,
+    wait_retrying, Backend, BackendKind, Capabilities, Support,
 };
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -185,50 +185,39 @@ impl Backend for Epoll {
                 .resize(events.capacity(), libc::epoll_event { events: 0, u64: 0 });
         }
         let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
-        let deadline = Deadline::new(timeout);
-        let n = loop {
-            let n = if self.pwait2 {
-                let ts = deadline.remaining().map(timespec);
-                let ts_ptr = ts
-                    .as_ref()
-                    .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-                // SAFETY: native holds at least `max` writable epoll_event slots; ts_ptr is null or
-                // points to `ts` (on 64-bit targets libc::timespec is the kernel's __kernel_timespec),
-                // alive for the call; a null sigmask makes the kernel ignore sigsetsize.
+        let n = wait_retrying(timeout, |left| {
+            if self.pwait2 {
+                let ts = left.map(timespec);
+                // SAFETY: native holds at least `max` writable epoll_event slots; the timespec
+                // pointer is null or points to `ts` (on 64-bit targets libc::timespec is the
+                // kernel's __kernel_timespec), alive for the call; a null sigmask makes the kernel
+                // ignore sigsetsize.
                 let rc = unsafe {
                     libc::syscall(
                         libc::SYS_epoll_pwait2,
                         self.epfd.as_raw_fd(),
                         self.native.as_mut_ptr(),
                         max,
-                        ts_ptr,
+                        timespec_ptr(&ts),
                         std::ptr::null::<libc::sigset_t>(),
                         0usize,
                     )
-                };
-                rc as libc::c_int
-            } else {
-                let ms = ceil_millis(deadline.remaining());
-                // SAFETY: native holds at least `max` writable epoll_event slots.
-                unsafe {
-                    libc::epoll_wait(self.epfd.as_raw_fd(), self.native.as_mut_ptr(), max, ms)
+                } as libc::c_int;
+                if rc >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                    return rc;
                 }
-            };
-            if n >= 0 {
-                break n as usize;
-            }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENOSYS) && self.pwait2 {
                 self.pwait2 = false; // a kernel before 5.11 (or a seccomp filter): milliseconds
-                continue;
             }
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
+            // SAFETY: native holds at least `max` writable epoll_event slots.
+            unsafe {
+                libc::epoll_wait(
+                    self.epfd.as_raw_fd(),
+                    self.native.as_mut_ptr(),
+                    max,
+                    ceil_millis(left),
+                )
             }
-            if deadline.expired() {
-                break 0;
-            }
-        };
+        })?;
         for ev in &self.native[..n] {
             let (flags, key) = (ev.events, ev.u64);
             if key == WAKER_KEY {

@@ -9,6 +9,10 @@
 //! kqueue itself accepts `EV_ADD` of a registered fd (it modifies) and knows nothing of tokens, so an
 //! fd-indexed table gives the uniform `AlreadyExists` / `NotFound` errors.
 
+// kevent field and flag types differ between macOS, the BSDs and libkqueue; the casts that are
+// no-ops on one are needed on another.
+#![allow(clippy::unnecessary_cast)]
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -16,8 +20,8 @@ use std::time::Duration;
 
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, not_found, timespec, Backend, BackendKind, Capabilities,
-    Deadline, Support,
+    already_exists, check_request, not_found, timespec, timespec_ptr, wait_retrying, Backend,
+    BackendKind, Capabilities, Support,
 };
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -294,14 +298,10 @@ impl Backend for Kqueue {
             self.pending.reserve(events.capacity());
         }
         let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
-        let deadline = Deadline::new(timeout);
-        let n = loop {
-            let ts = deadline.remaining().map(timespec);
-            let ts_ptr = ts
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-            // SAFETY: pending holds `len` valid changes; native has room for `max` events; ts_ptr
-            // is null or points to `ts`, which outlives the call.
+        let n = wait_retrying(timeout, |left| {
+            let ts = left.map(timespec);
+            // SAFETY: pending holds `len` valid changes; native has room for `max` events; the
+            // timespec pointer is null or points to `ts`, which outlives the call.
             let n = unsafe {
                 ffi::kevent(
                     self.kq.as_raw_fd(),
@@ -309,22 +309,13 @@ impl Backend for Kqueue {
                     self.pending.len() as _,
                     self.native.as_mut_ptr(),
                     max,
-                    ts_ptr,
+                    timespec_ptr(&ts),
                 )
             };
             // The changes were applied before the kernel waited, whatever the outcome.
             self.pending.clear();
-            if n >= 0 {
-                break n as usize;
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-            if deadline.expired() {
-                break 0;
-            }
-        };
+            n
+        })?;
         let waker_fd = self.notifier.read_fd() as usize;
         for i in 0..n {
             let ev = self.native[i];

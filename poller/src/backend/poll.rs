@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::check_fd_open;
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, not_found, timespec, Backend, BackendKind, Capabilities,
-    Deadline, Support,
+    already_exists, check_request, not_found, timespec, timespec_ptr, wait_retrying, Backend,
+    BackendKind, Capabilities, Support,
 };
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -162,33 +162,19 @@ impl Backend for Poll {
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
-        let deadline = Deadline::new(timeout);
-        let mut ready = loop {
-            let ts = deadline.remaining().map(timespec);
-            let ts_ptr = ts
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-            // SAFETY: pollfds is a valid array of `len` pollfd; ts_ptr is null or points to `ts`,
-            // which outlives the call; a null sigmask leaves the mask alone.
-            let n = unsafe {
+        let mut ready = wait_retrying(timeout, |left| {
+            let ts = left.map(timespec);
+            // SAFETY: pollfds is a valid array of `len` pollfd; the timespec pointer is null or
+            // points to `ts`, which outlives the call; a null sigmask leaves the mask alone.
+            unsafe {
                 libc::ppoll(
                     self.pollfds.as_mut_ptr(),
                     self.pollfds.len() as libc::nfds_t,
-                    ts_ptr,
+                    timespec_ptr(&ts),
                     std::ptr::null(),
                 )
-            };
-            if n >= 0 {
-                break n as usize;
             }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-            if deadline.expired() {
-                break 0;
-            }
-        };
+        })?;
         if ready > 0 && self.pollfds[0].revents != 0 {
             self.notifier.drain();
             ready -= 1;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use super::check_fd_open;
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, invalid_input, not_found, timespec, Backend, BackendKind,
-    Capabilities, Deadline, Support,
+    already_exists, check_request, invalid_input, not_found, timespec, timespec_ptr, wait_retrying,
+    Backend, BackendKind, Capabilities, Support,
 };
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -202,37 +202,24 @@ impl Backend for Select {
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
-        let deadline = Deadline::new(timeout);
-        let mut ready = loop {
+        let mut ready = wait_retrying(timeout, |left| {
             self.read_ready = self.read_interest;
             self.write_ready = self.write_interest;
-            let ts = deadline.remaining().map(timespec);
-            let ts_ptr = ts
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            let ts = left.map(timespec);
             // SAFETY: the sets are initialized fd_sets owned by self; nfds is at most FD_SETSIZE;
-            // ts_ptr is null or points to `ts`, alive for the call; a null sigmask is allowed.
-            let n = unsafe {
+            // the timespec pointer is null or points to `ts`, alive for the call; a null sigmask
+            // is allowed.
+            unsafe {
                 libc::pselect(
                     self.max_fd + 1,
                     &mut self.read_ready,
                     &mut self.write_ready,
                     std::ptr::null_mut(),
-                    ts_ptr,
+                    timespec_ptr(&ts),
                     std::ptr::null(),
                 )
-            };
-            if n >= 0 {
-                break n as usize;
             }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-            if deadline.expired() {
-                break 0;
-            }
-        };
+        })?;
         if ready > 0 && is_set(self.notifier.read_fd(), &self.read_ready) {
             self.notifier.drain();
             ready -= 1;
