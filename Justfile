@@ -8,6 +8,14 @@ test:
 ci:
     bash .ci/run
 
+# A benchmark suite end to end (quick, smoke, or a path to a .toml); writes results/<run>/report.md.
+suite name="quick":
+    cargo run --release -p load-gen -- suite {{name}}
+
+# Rebuild the report of a run directory.
+report dir:
+    cargo run --release -p load-gen -- report {{dir}}
+
 # The poller scaling benchmark, quick mode (about a minute).
 bench-quick:
     POLLER_BENCH_QUICK=1 cargo bench -p poller --bench scaling

@@ -2,8 +2,10 @@
 //! and records latency in HdrHistograms, closed loop or open loop. See `load-gen run --help`.
 
 mod merge;
+mod report;
 mod results;
 mod stream;
+mod suite;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -38,6 +40,152 @@ enum Command {
     /// Merge the --hlog files of several client machines (or runs) into one summary, exactly:
     /// histograms are added, intervals aligned on wall-clock seconds.
     Merge(MergeArgs),
+    /// Run a benchmark suite (scripts/suites/NAME.toml): every cell against a fresh bench-server,
+    /// results in results/<UTC time>-<host>-<suite>/ with meta.json, cells/ and report.md.
+    ///
+    /// Exit status: 0 when every cell that could run here completed; 1 if any failed.
+    Suite(SuiteArgs),
+    /// Rebuild report.md of a results directory from its data.
+    Report(ReportArgs),
+}
+
+#[derive(Parser, Debug)]
+struct SuiteArgs {
+    /// A suite name (quick, full, smoke: scripts/suites/NAME.toml) or a path to a .toml file.
+    #[arg(value_name = "SUITE")]
+    suite: String,
+
+    /// Where run directories go. [default: results/ beside scripts/]
+    #[arg(long, value_name = "DIR")]
+    results: Option<PathBuf>,
+}
+
+#[derive(Parser, Debug)]
+struct ReportArgs {
+    /// A run directory written by `load-gen suite`.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+}
+
+fn run_suite(args: SuiteArgs) -> i32 {
+    let fail = |msg: String| {
+        eprintln!("load-gen: {msg}");
+        1
+    };
+    let path = match suite::Suite::locate(&args.suite) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let suite = match suite::Suite::load(&path) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    for d in [&suite.duration, &suite.warmup] {
+        if let Err(e) = pollbench_common::parse_duration(d) {
+            return fail(format!("{}: {e}", path.display()));
+        }
+    }
+    let server = match suite::find_or_build_server() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let name = path
+        .file_stem()
+        .map_or("suite".into(), |s| s.to_string_lossy().to_string());
+    let results = args.results.unwrap_or_else(|| {
+        // results/ beside the scripts/ the suite came from, or here.
+        path.canonicalize()
+            .ok()
+            .and_then(|p| {
+                p.ancestors()
+                    .find(|a| a.join("scripts").is_dir())
+                    .map(|a| a.join("results"))
+            })
+            .unwrap_or_else(|| PathBuf::from("results"))
+    });
+    let started = std::time::SystemTime::now();
+    let stamp = humantime::format_rfc3339_seconds(started)
+        .to_string()
+        .replace([':', '-'], "");
+    let dir = match report::new_run_dir(&results, &stamp, &name) {
+        Ok(d) => d,
+        Err(e) => {
+            return fail(format!(
+                "cannot create a run directory in {}: {e}",
+                results.display()
+            ))
+        }
+    };
+    let cells = suite.cells();
+    let suite_text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut meta = report::Meta::collect(
+        &name,
+        suite_text,
+        humantime::format_rfc3339_seconds(started).to_string(),
+        cells.clone(),
+    );
+    eprintln!(
+        "suite {name}: {} cells, results in {}",
+        cells.len(),
+        dir.display()
+    );
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(cells.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "[{elapsed_precise}] {wide_bar} {pos}/{len} cells, {eta} left  {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let mut failed = 0;
+    for (i, cell) in cells.iter().enumerate() {
+        if let Some(bar) = &bar {
+            bar.set_message(cell.id.clone());
+        }
+        let outcome = suite::run_cell(cell, &suite, &server, &dir.join("cells"));
+        let line = format!(
+            "[{}/{}] {}: {}{}",
+            i + 1,
+            cells.len(),
+            cell.id,
+            outcome.status,
+            outcome
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        match &bar {
+            Some(bar) => {
+                bar.println(line);
+                bar.inc(1);
+            }
+            None => eprintln!("{line}"),
+        }
+        failed += usize::from(outcome.status == "failed");
+        meta.outcomes.push(outcome);
+        // Written after every cell, so an interrupted suite still has a usable directory.
+        if let Err(e) = pollbench_common::write_json_atomically(&dir.join("meta.json"), &meta) {
+            return fail(format!("cannot write meta.json: {e}"));
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match report::write_report(&dir) {
+        Ok(p) => println!("report: {}", p.display()),
+        Err(e) => return fail(e),
+    }
+    if failed > 0 {
+        eprintln!(
+            "load-gen: {failed} of {} cells failed (see the report)",
+            cells.len()
+        );
+        return 1;
+    }
+    0
 }
 
 #[derive(Parser, Debug)]
@@ -165,6 +313,17 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => run(args),
         Command::Merge(args) => run_merge(args),
+        Command::Suite(args) => run_suite(args),
+        Command::Report(args) => match report::write_report(&args.dir) {
+            Ok(p) => {
+                println!("report: {}", p.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("load-gen: {e}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }
@@ -339,6 +498,18 @@ fn run(args: RunArgs) -> i32 {
     }
     let cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
     let end = Instant::now();
+    // Idle connections must still be open: a server that closed them (select cannot watch
+    // descriptors above FD_SETSIZE) did not really hold them, and the run must say so.
+    let mut idle_errors = Errors::default();
+    for (_, stream) in &idle {
+        let _ = stream.set_nonblocking(true);
+        match std::io::Read::read(&mut &*stream, &mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(0) => idle_errors.closed += 1,
+            Ok(_) => idle_errors.mismatch += 1, // the server sent something nobody asked for
+            Err(_) => idle_errors.reset += 1,
+        }
+    }
     drop(idle);
 
     // Report.
@@ -347,6 +518,7 @@ fn run(args: RunArgs) -> i32 {
         .min(args.duration);
     let mut merged = results::merge(results);
     merged.errors.add(&connect_errors);
+    merged.errors.add(&idle_errors);
     let secs = measured.as_secs_f64().max(1e-9);
     let report = results::Report {
         schema: results::SCHEMA,

@@ -528,3 +528,96 @@ fn nix_kill(pid: u32, signal: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
+    if bench_server().is_none() {
+        return; // said why
+    }
+    let dir = Temp::new("suite");
+    let out = Command::new(BIN)
+        .args(["suite", "smoke", "--results"])
+        .arg(&dir.0)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1, "one run directory");
+    let run = &runs[0];
+    assert!(run
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with("-smoke"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let outcomes = meta["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), meta["cells"].as_array().unwrap().len());
+    assert!(outcomes.iter().all(|o| o["status"] == "ok"), "{outcomes:?}");
+    for key in [
+        "git_commit",
+        "rustc",
+        "kernel",
+        "cores",
+        "fd_limit",
+        "suite_file",
+    ] {
+        assert!(!meta[key].is_null(), "meta.json has {key}");
+    }
+    for o in outcomes {
+        let id = o["id"].as_str().unwrap();
+        for ext in ["json", "server.json", "hlog"] {
+            assert!(
+                run.join("cells").join(format!("{id}.{ext}")).exists(),
+                "{id}.{ext}"
+            );
+        }
+        let cell: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("cells").join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            cell["messages"].as_u64().unwrap() > 0,
+            "{id} measured something"
+        );
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("| connections | poll | epoll |"),
+        "{report}"
+    );
+    assert!(report.contains("| idle connections | epoll |"), "{report}");
+    // `load-gen report DIR` rebuilds the same report from the data.
+    std::fs::remove_file(run.join("report.md")).unwrap();
+    let out = Command::new(BIN).arg("report").arg(run).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(run.join("report.md")).unwrap(),
+        report
+    );
+    // A second run never overwrites the first.
+    let again = Command::new(BIN)
+        .args(["suite", "smoke", "--results"])
+        .arg(&dir.0)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
+    let missing = Command::new(BIN)
+        .args(["suite", "nonesuch"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no suite 'nonesuch'"));
+}

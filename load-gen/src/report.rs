@@ -1,0 +1,259 @@
+//! A run directory's machine description (meta.json) and its Markdown report, rebuilt from the
+//! cells' files by `load-gen report DIR`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::suite::{Cell, Outcome};
+
+/// What the run ran on, and what it ran.
+#[derive(Serialize, Deserialize)]
+pub struct Meta {
+    pub schema: String,
+    pub suite: String,
+    pub suite_file: String,
+    pub started_utc: String,
+    pub host: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub rustc: Option<String>,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
+    pub cores: usize,
+    pub memory_bytes: Option<u64>,
+    pub fd_limit: Option<u64>,
+    pub cells: Vec<Cell>,
+    pub outcomes: Vec<Outcome>,
+}
+
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+pub fn host_name() -> String {
+    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "host".into())
+}
+
+impl Meta {
+    pub fn collect(suite: &str, suite_file: String, started_utc: String, cells: Vec<Cell>) -> Meta {
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        });
+        let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            let kib: u64 = m
+                .lines()
+                .find(|l| l.starts_with("MemTotal"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some(kib * 1024)
+        });
+        Meta {
+            schema: "pollbench.results.meta/1".into(),
+            suite: suite.into(),
+            suite_file,
+            started_utc,
+            host: host_name(),
+            git_commit: command_line("git", &["rev-parse", "HEAD"]),
+            git_dirty: command_line("git", &["status", "--porcelain"]).map(|s| !s.is_empty()),
+            rustc: command_line("rustc", &["--version"]),
+            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+            cpu_model,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes,
+            fd_limit: crate::suite::fd_limit(),
+            cells,
+            outcomes: Vec::new(),
+        }
+    }
+}
+
+/// A new run directory under `results`: never an existing one.
+pub fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(results)?;
+    for n in 1.. {
+        let name = if n == 1 {
+            format!("{stamp}-{}-{suite}", host_name())
+        } else {
+            format!("{stamp}-{}-{suite}-{n}", host_name())
+        };
+        let dir = results.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::create_dir(dir.join("cells"))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!()
+}
+
+fn cell_json(dir: &Path, id: &str) -> Option<Value> {
+    serde_json::from_str(
+        &std::fs::read_to_string(dir.join("cells").join(format!("{id}.json"))).ok()?,
+    )
+    .ok()
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Rebuild report.md of a run directory from meta.json and the cells' files.
+pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
+    let meta: Meta = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("meta.json"))
+            .map_err(|e| format!("{}: {e}", dir.join("meta.json").display()))?,
+    )
+    .map_err(|e| format!("meta.json: {e}"))?;
+    let outcomes: BTreeMap<&str, &Outcome> =
+        meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# pollbench: suite `{}`, {}\n",
+        meta.suite, meta.started_utc
+    );
+    let _ = writeln!(
+        md,
+        "Machine: {} ({} cores, {:.1} GiB), Linux {}, {}, open-files limit {}. Commit {}{}.\n",
+        meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        meta.cores,
+        meta.memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
+        meta.kernel.as_deref().unwrap_or("?"),
+        meta.rustc.as_deref().unwrap_or("rustc ?"),
+        meta.fd_limit.map_or("?".into(), |l| l.to_string()),
+        meta.git_commit
+            .as_deref()
+            .map_or("unknown", |c| &c[..c.len().min(12)]),
+        if meta.git_dirty == Some(true) {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        },
+    );
+    let _ = writeln!(
+        md,
+        "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
+         Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
+    );
+    let mut sweeps: Vec<&str> = meta.cells.iter().map(|c| c.sweep.as_str()).collect();
+    sweeps.dedup();
+    let mut notes = Vec::new();
+    for sweep in sweeps {
+        let cells: Vec<&Cell> = meta.cells.iter().filter(|c| c.sweep == sweep).collect();
+        let by_idle = cells.iter().any(|c| c.idle > 0);
+        let mut columns: Vec<String> = Vec::new();
+        for c in &cells {
+            let col = column(c);
+            if !columns.contains(&col) {
+                columns.push(col);
+            }
+        }
+        let mut rows: Vec<usize> = cells
+            .iter()
+            .map(|c| if by_idle { c.idle } else { c.connections })
+            .collect();
+        rows.sort();
+        rows.dedup();
+        let x = if by_idle {
+            "idle connections"
+        } else {
+            "connections"
+        };
+        let rate = cells.first().and_then(|c| c.rate);
+        let _ = writeln!(
+            md,
+            "## {sweep}: msgs/s and p99 against {x}{}\n",
+            rate.map_or(" (closed loop)".into(), |r| format!(
+                " (open loop, {r} msgs/s)"
+            ))
+        );
+        let _ = writeln!(md, "| {x} | {} |", columns.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
+        for row in rows {
+            let mut line = format!("| {row} |");
+            for col in &columns {
+                let cell = cells.iter().find(|c| {
+                    column(c) == *col && (if by_idle { c.idle } else { c.connections }) == row
+                });
+                let text = match cell {
+                    None => "".to_string(),
+                    Some(c) => match (outcomes.get(c.id.as_str()), cell_json(dir, &c.id)) {
+                        (Some(o), Some(j)) if o.status == "ok" => format!(
+                            "{} / {}",
+                            fmt_rate(j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0)),
+                            crate::results::human_us(
+                                j["latency_us"]["p99"].as_f64().unwrap_or(0.0)
+                            )
+                        ),
+                        (Some(o), _) => {
+                            notes.push(format!(
+                                "`{}`: {} ({})",
+                                c.id,
+                                o.status,
+                                o.reason.as_deref().unwrap_or("")
+                            ));
+                            format!("{} [{}]", o.status, notes.len())
+                        }
+                        (None, _) => "not run".into(),
+                    },
+                };
+                let _ = write!(line, " {text} |");
+            }
+            let _ = writeln!(md, "{line}");
+        }
+        md.push('\n');
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(md, "## Cells that did not complete\n");
+        for (i, n) in notes.iter().enumerate() {
+            let _ = writeln!(md, "{}. {n}", i + 1);
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "## The suite\n\n```toml\n{}\n```",
+        meta.suite_file.trim_end()
+    );
+    let path = dir.join("report.md");
+    pollbench_common::write_atomically(&path, md.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn column(c: &Cell) -> String {
+    let mut col = c.backend.clone();
+    for part in [&c.trigger, &c.accept].into_iter().flatten() {
+        col.push(' ');
+        col.push_str(part);
+    }
+    col
+}

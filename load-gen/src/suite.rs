@@ -1,0 +1,351 @@
+//! `load-gen suite NAME`: run every cell of a suite (a TOML file under scripts/suites/) against a
+//! fresh bench-server, and write a results directory with the cells' data and a report.
+//!
+//! A cell is backend x trigger x accept x connections x idle (and the suite's size, pipeline, rate,
+//! threads). For each cell the runner starts bench-server on port 0, waits until it accepts, runs
+//! `load-gen run`, stops the server with SIGTERM, and keeps both JSON files and the hlog. A failing
+//! cell is recorded with its reason and the suite goes on.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A suite file.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    pub description: String,
+    pub duration: String,
+    pub warmup: String,
+    #[serde(default = "default_size")]
+    pub size: String,
+    #[serde(default = "one")]
+    pub pipeline: usize,
+    #[serde(default = "one")]
+    pub server_threads: usize,
+    #[serde(default = "one")]
+    pub client_threads: usize,
+    pub sweep: Vec<Sweep>,
+}
+
+fn default_size() -> String {
+    "64B".into()
+}
+fn one() -> usize {
+    1
+}
+
+/// One sweep: the cartesian product of its lists.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    pub name: String,
+    pub backends: Vec<String>,
+    pub connections: Vec<usize>,
+    #[serde(default)]
+    pub idle: Vec<usize>,
+    #[serde(default)]
+    pub triggers: Vec<String>,
+    #[serde(default)]
+    pub accepts: Vec<String>,
+    /// Open loop at this many messages per second; closed loop if absent.
+    pub rate: Option<u64>,
+}
+
+/// One cell to run.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Cell {
+    pub id: String,
+    pub sweep: String,
+    pub backend: String,
+    pub trigger: Option<String>,
+    pub accept: Option<String>,
+    pub connections: usize,
+    pub idle: usize,
+    pub rate: Option<u64>,
+}
+
+/// What happened to a cell.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Outcome {
+    pub id: String,
+    /// "ok", "failed" or "skipped".
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl Suite {
+    /// Find a suite by name (scripts/suites/NAME.toml, searched upwards from here) or path.
+    pub fn locate(name: &str) -> Result<PathBuf, String> {
+        let direct = PathBuf::from(name);
+        if direct.extension().is_some_and(|e| e == "toml") && direct.exists() {
+            return Ok(direct);
+        }
+        let mut dir = std::env::current_dir().map_err(|e| e.to_string())?;
+        loop {
+            let candidate = dir.join("scripts/suites").join(format!("{name}.toml"));
+            if candidate.exists() {
+                return Ok(candidate);
+            }
+            if !dir.pop() {
+                return Err(format!("no suite '{name}': expected scripts/suites/{name}.toml or a path to a .toml file"));
+            }
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Suite, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for sweep in &self.sweep {
+            let idles = if sweep.idle.is_empty() {
+                vec![0]
+            } else {
+                sweep.idle.clone()
+            };
+            let opt = |v: &Vec<String>| -> Vec<Option<String>> {
+                if v.is_empty() {
+                    vec![None]
+                } else {
+                    v.iter().cloned().map(Some).collect()
+                }
+            };
+            for backend in &sweep.backends {
+                for trigger in opt(&sweep.triggers) {
+                    for accept in opt(&sweep.accepts) {
+                        for &connections in &sweep.connections {
+                            for &idle in &idles {
+                                let mut id = format!("{}-{backend}", sweep.name);
+                                for part in [&trigger, &accept].into_iter().flatten() {
+                                    id.push('-');
+                                    id.push_str(part);
+                                }
+                                id.push_str(&format!("-c{connections}"));
+                                if !sweep.idle.is_empty() {
+                                    id.push_str(&format!("-idle{idle}"));
+                                }
+                                cells.push(Cell {
+                                    id,
+                                    sweep: sweep.name.clone(),
+                                    backend: backend.clone(),
+                                    trigger: trigger.clone(),
+                                    accept: accept.clone(),
+                                    connections,
+                                    idle,
+                                    rate: sweep.rate,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cells
+    }
+}
+
+/// bench-server beside this binary; built with cargo if it is not there yet.
+pub fn find_or_build_server() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().ok_or("no directory for load-gen")?;
+    let server = dir.join("bench-server");
+    if server.exists() {
+        return Ok(server);
+    }
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    eprintln!(
+        "bench-server is not built yet; building it (cargo build{} -p bench-server)",
+        if release { " --release" } else { "" }
+    );
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["build", "-p", "bench-server"]);
+    if release {
+        cargo.arg("--release");
+    }
+    let status = cargo
+        .status()
+        .map_err(|e| format!("cannot run cargo to build bench-server: {e}"))?;
+    if !status.success() || !server.exists() {
+        return Err("building bench-server failed; build it with `cargo build --release -p bench-server` and retry".into());
+    }
+    Ok(server)
+}
+
+/// The open-files limit of this process.
+pub fn fd_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run one cell; its files go to `dir` as ID.json (load-gen), ID.server.json, ID.hlog.
+pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Outcome {
+    let outcome = |status: &str, reason: Option<String>| Outcome {
+        id: cell.id.clone(),
+        status: status.into(),
+        reason,
+    };
+    let need = (cell.connections + cell.idle) as u64 + 64;
+    if let Some(limit) = fd_limit() {
+        if limit < need {
+            return outcome("skipped", Some(format!("open-files limit {limit} is below the {need} this cell needs (raise ulimit -n)")));
+        }
+    }
+    let poller_backend = !matches!(cell.backend.as_str(), "threads" | "tokio");
+    if poller_backend {
+        if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
+            if let Err(why) = kind.probe() {
+                return outcome("skipped", Some(why));
+            }
+        }
+    }
+    let mut cmd = Command::new(server_bin);
+    cmd.args([
+        "--addr",
+        "127.0.0.1:0",
+        "--stats-interval",
+        "0s",
+        "--backend",
+        &cell.backend,
+    ])
+    .args([
+        "--threads",
+        &suite.server_threads.to_string(),
+        "--stats-json",
+    ])
+    .arg(dir.join(format!("{}.server.json", cell.id)))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if let Some(t) = &cell.trigger {
+        cmd.args(["--trigger", t]);
+    }
+    if let Some(a) = &cell.accept {
+        cmd.args(["--accept", a]);
+    }
+    let mut server = match cmd.spawn() {
+        Ok(c) => ServerProcess(c),
+        Err(e) => return outcome("failed", Some(format!("cannot start bench-server: {e}"))),
+    };
+    let mut line = String::new();
+    let _ = BufReader::new(server.0.stdout.take().expect("piped")).read_line(&mut line);
+    let Some(addr) = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
+        let mut err = String::new();
+        let _ =
+            std::io::Read::read_to_string(&mut server.0.stderr.take().expect("piped"), &mut err);
+        return outcome(
+            "failed",
+            Some(format!("bench-server did not start: {}", err.trim())),
+        );
+    };
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        return outcome(
+            "failed",
+            Some("bench-server does not accept connections".into()),
+        );
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let mut run = Command::new(exe);
+    run.args(["run", "--target", &addr.to_string()])
+        .args([
+            "-c",
+            &cell.connections.to_string(),
+            "-t",
+            &suite.client_threads.to_string(),
+        ])
+        .args([
+            "-d",
+            &suite.duration,
+            "--warmup",
+            &suite.warmup,
+            "--size",
+            &suite.size,
+        ])
+        .args([
+            "--pipeline",
+            &suite.pipeline.to_string(),
+            "--idle",
+            &cell.idle.to_string(),
+        ])
+        .arg("--json")
+        .arg(dir.join(format!("{}.json", cell.id)))
+        .arg("--hlog")
+        .arg(dir.join(format!("{}.hlog", cell.id)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(rate) = cell.rate {
+        run.args(["-R", &rate.to_string()]);
+    }
+    let limit = pollbench_common::parse_duration(&suite.duration).unwrap_or_default()
+        + pollbench_common::parse_duration(&suite.warmup).unwrap_or_default()
+        + Duration::from_secs(60);
+    let result = match run.spawn() {
+        Ok(mut child) => {
+            let start = Instant::now();
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    let _ = std::io::Read::read_to_string(
+                        &mut child.stderr.take().expect("piped"),
+                        &mut err,
+                    );
+                    break Ok((status, err));
+                }
+                if start.elapsed() > limit {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(format!("load-gen did not finish within {limit:?}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Err(e) => Err(format!("cannot start load-gen: {e}")),
+    };
+    // Graceful stop, so the server writes its statistics.
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let stop = Instant::now();
+    while stop.elapsed() < Duration::from_secs(5) && matches!(server.0.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match result {
+        Err(e) => outcome("failed", Some(e)),
+        Ok((status, _)) if status.success() => outcome("ok", None),
+        Ok((status, err)) => {
+            let last = err
+                .lines()
+                .rfind(|l| !l.starts_with('['))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            outcome(
+                "failed",
+                Some(format!(
+                    "load-gen exited with {status}: {last} (see {}.json)",
+                    cell.id
+                )),
+            )
+        }
+    }
+}
