@@ -1,6 +1,7 @@
 //! load-gen: drives thousands of connections against an echo server, verifies every echoed byte,
 //! and records latency in HdrHistograms, closed loop or open loop. See `load-gen run --help`.
 
+mod charts;
 mod merge;
 mod report;
 mod results;

@@ -195,6 +195,10 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 " (open loop, {r} msgs/s)"
             ))
         );
+        let charts = sweep_charts(dir, sweep, x, &cells, &columns, by_idle, &outcomes);
+        for (file, alt) in &charts {
+            let _ = writeln!(md, "![{alt}]({file})\n");
+        }
         let _ = writeln!(md, "| {x} | {} |", columns.join(" | "));
         let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
         for row in rows {
@@ -256,4 +260,64 @@ fn column(c: &Cell) -> String {
         col.push_str(part);
     }
     col
+}
+
+/// The SVG charts of one sweep (throughput and p99 per backend), as (file name, description).
+fn sweep_charts(
+    dir: &Path,
+    sweep: &str,
+    x: &str,
+    cells: &[&Cell],
+    columns: &[String],
+    by_idle: bool,
+    outcomes: &BTreeMap<&str, &Outcome>,
+) -> Vec<(String, String)> {
+    let series = |metric: &dyn Fn(&Value) -> Option<f64>| -> Vec<crate::charts::Series> {
+        columns
+            .iter()
+            .map(|col| crate::charts::Series {
+                label: col.clone(),
+                points: cells
+                    .iter()
+                    .filter(|c| {
+                        column(c) == *col
+                            && outcomes
+                                .get(c.id.as_str())
+                                .is_some_and(|o| o.status == "ok")
+                    })
+                    .filter_map(|c| {
+                        let j = cell_json(dir, &c.id)?;
+                        Some((
+                            (if by_idle { c.idle } else { c.connections }) as f64,
+                            metric(&j)?,
+                        ))
+                    })
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    };
+    let mut out = Vec::new();
+    let plots: [(&str, &str, Box<dyn Fn(&Value) -> Option<f64>>); 2] = [
+        (
+            "throughput",
+            "messages per second",
+            Box::new(|j: &Value| j["throughput_msgs_per_s"].as_f64()),
+        ),
+        (
+            "p99",
+            "p99 latency (µs)",
+            Box::new(|j: &Value| j["latency_us"]["p99"].as_f64()),
+        ),
+    ];
+    for (name, y, metric) in plots {
+        let file = format!("{sweep}-{name}.svg");
+        let title = format!("{sweep}: {y} against {x}");
+        match crate::charts::line_chart(&dir.join(&file), &title, x, y, &series(&*metric), by_idle)
+        {
+            Ok(()) => out.push((file, title)),
+            Err(e) => eprintln!("load-gen: {e}"),
+        }
+    }
+    out
 }

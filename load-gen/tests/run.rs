@@ -596,6 +596,23 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         "{report}"
     );
     assert!(report.contains("| idle connections | epoll |"), "{report}");
+    for chart in [
+        "connections-throughput.svg",
+        "connections-p99.svg",
+        "idle-throughput.svg",
+        "idle-p99.svg",
+    ] {
+        let svg =
+            std::fs::read_to_string(run.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
+        assert!(
+            svg.starts_with("<svg") && svg.contains("epoll"),
+            "{chart} is an SVG with its series"
+        );
+        assert!(
+            report.contains(&format!("]({chart})")),
+            "report.md shows {chart}"
+        );
+    }
     // `load-gen report DIR` rebuilds the same report from the data.
     std::fs::remove_file(run.join("report.md")).unwrap();
     let out = Command::new(BIN).arg("report").arg(run).output().unwrap();
