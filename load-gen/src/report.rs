@@ -262,6 +262,9 @@ fn column(c: &Cell) -> String {
     col
 }
 
+/// What a chart plots of one cell's load-gen JSON.
+type Metric = fn(&Value) -> Option<f64>;
+
 /// The SVG charts of one sweep (throughput and p99 per backend), as (file name, description).
 fn sweep_charts(
     dir: &Path,
@@ -298,23 +301,18 @@ fn sweep_charts(
             .collect()
     };
     let mut out = Vec::new();
-    let plots: [(&str, &str, Box<dyn Fn(&Value) -> Option<f64>>); 2] = [
-        (
-            "throughput",
-            "messages per second",
-            Box::new(|j: &Value| j["throughput_msgs_per_s"].as_f64()),
-        ),
-        (
-            "p99",
-            "p99 latency (µs)",
-            Box::new(|j: &Value| j["latency_us"]["p99"].as_f64()),
-        ),
+    let plots: [(&str, &str, Metric); 2] = [
+        ("throughput", "messages per second", |j| {
+            j["throughput_msgs_per_s"].as_f64()
+        }),
+        ("p99", "p99 latency (µs)", |j| {
+            j["latency_us"]["p99"].as_f64()
+        }),
     ];
     for (name, y, metric) in plots {
         let file = format!("{sweep}-{name}.svg");
         let title = format!("{sweep}: {y} against {x}");
-        match crate::charts::line_chart(&dir.join(&file), &title, x, y, &series(&*metric), by_idle)
-        {
+        match crate::charts::line_chart(&dir.join(&file), &title, x, y, &series(&metric), by_idle) {
             Ok(()) => out.push((file, title)),
             Err(e) => eprintln!("load-gen: {e}"),
         }
