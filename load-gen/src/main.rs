@@ -527,6 +527,7 @@ fn run(args: RunArgs) -> i32 {
         connections: working,
         connections_alive_at_end: merged.alive,
         messages: merged.messages,
+        unfinished_messages: merged.unfinished,
         bytes: merged.messages * args.size as u64,
         duration_s: measured.as_secs_f64(),
         throughput_msgs_per_s: merged.messages as f64 / secs,
@@ -541,11 +542,16 @@ fn run(args: RunArgs) -> i32 {
             .map(|c| c.as_secs_f64() * 1e6 / merged.messages as f64),
     };
     print!("{}", results::summary(&report, args.rate.is_some()));
-    let mut code = if report.errors.total() == 0 && report.stopped_early.is_none() {
-        0
-    } else {
-        1
-    };
+    // A run that completed no message measured nothing: that is a failure, not a result.
+    let measured_nothing = report.messages == 0;
+    if measured_nothing {
+        eprintln!(
+            "load-gen: no message completed inside the measured window ({} unfinished)",
+            report.unfinished_messages
+        );
+    }
+    let clean = report.errors.total() == 0 && report.stopped_early.is_none() && !measured_nothing;
+    let mut code = if clean { 0 } else { 1 };
     if let Some(path) = &args.json {
         if let Err(e) = pollbench_common::write_json_atomically(path, &report) {
             eprintln!("load-gen: cannot write {}: {e}", path.display());

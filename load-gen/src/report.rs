@@ -217,13 +217,14 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                                 j["latency_us"]["p99"].as_f64().unwrap_or(0.0)
                             )
                         ),
-                        (Some(o), _) => {
-                            notes.push(format!(
-                                "`{}`: {} ({})",
-                                c.id,
-                                o.status,
-                                o.reason.as_deref().unwrap_or("")
-                            ));
+                        (Some(o), json) => {
+                            let mut reason = o.reason.clone().unwrap_or_default();
+                            // Older runs recorded no error breakdown; the cell's data has it.
+                            if let Some(j) = json.filter(|_| !reason.contains("errors:")) {
+                                reason
+                                    .push_str(&format!("; {}", crate::suite::failure_summary(&j)));
+                            }
+                            notes.push(format!("`{}`: {} ({reason})", c.id, o.status));
                             format!("{} [{}]", o.status, notes.len())
                         }
                         (None, _) => "not run".into(),

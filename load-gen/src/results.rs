@@ -54,6 +54,8 @@ pub struct Report<'a, C: Serialize> {
     pub connections: usize,
     pub connections_alive_at_end: usize,
     pub messages: u64,
+    /// Messages due inside the measured window that were not echoed by its end.
+    pub unfinished_messages: u64,
     pub bytes: u64,
     pub duration_s: f64,
     pub throughput_msgs_per_s: f64,
@@ -78,6 +80,7 @@ pub struct Merged {
     pub messages: u64,
     pub errors: Errors,
     pub alive: usize,
+    pub unfinished: u64,
 }
 
 pub fn merge(results: Vec<WorkerResult>) -> Merged {
@@ -88,6 +91,7 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
         messages: 0,
         errors: Errors::default(),
         alive: 0,
+        unfinished: 0,
     };
     for r in results {
         m.corrected.add(&r.corrected).expect("same bounds");
@@ -95,6 +99,7 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
         m.messages += r.messages;
         m.errors.add(&r.errors);
         m.alive += r.alive;
+        m.unfinished += r.unfinished;
         for (i, iv) in r.intervals.into_iter().enumerate() {
             while m.intervals.len() <= i {
                 m.intervals.push((0, new_histogram()));
@@ -188,6 +193,13 @@ pub fn summary<C: Serialize>(r: &Report<'_, C>, open_loop: bool) -> String {
         e.reset,
         e.timeout
     );
+    if r.unfinished_messages > 0 {
+        let _ = writeln!(
+            s,
+            "unfinished: {} messages were due in the window and not echoed by its end (not in the figures above)",
+            r.unfinished_messages
+        );
+    }
     if let Some(why) = &r.stopped_early {
         let _ = writeln!(s, "stopped early: {why}");
     }

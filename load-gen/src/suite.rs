@@ -54,6 +54,10 @@ pub struct Sweep {
     pub accepts: Vec<String>,
     /// Open loop at this many messages per second; closed loop if absent.
     pub rate: Option<u64>,
+    /// Override the suite's server threads for this sweep (accept strategies need several).
+    pub server_threads: Option<usize>,
+    /// Override the suite's client threads for this sweep.
+    pub client_threads: Option<usize>,
 }
 
 /// One cell to run.
@@ -67,6 +71,8 @@ pub struct Cell {
     pub connections: usize,
     pub idle: usize,
     pub rate: Option<u64>,
+    pub server_threads: usize,
+    pub client_threads: usize,
 }
 
 /// What happened to a cell.
@@ -141,6 +147,12 @@ impl Suite {
                                     connections,
                                     idle,
                                     rate: sweep.rate,
+                                    server_threads: sweep
+                                        .server_threads
+                                        .unwrap_or(self.server_threads),
+                                    client_threads: sweep
+                                        .client_threads
+                                        .unwrap_or(self.client_threads),
                                 });
                             }
                         }
@@ -227,7 +239,7 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
     ])
     .args([
         "--threads",
-        &suite.server_threads.to_string(),
+        &cell.server_threads.to_string(),
         "--stats-json",
     ])
     .arg(dir.join(format!("{}.server.json", cell.id)))
@@ -271,7 +283,7 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
             "-c",
             &cell.connections.to_string(),
             "-t",
-            &suite.client_threads.to_string(),
+            &cell.client_threads.to_string(),
         ])
         .args([
             "-d",
@@ -333,19 +345,48 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
         Err(e) => outcome("failed", Some(e)),
         Ok((status, _)) if status.success() => outcome("ok", None),
         Ok((status, err)) => {
-            let last = err
-                .lines()
-                .rfind(|l| !l.starts_with('['))
-                .unwrap_or("")
-                .trim()
-                .to_string();
+            let why = std::fs::read_to_string(dir.join(format!("{}.json", cell.id)))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .map(|j| failure_summary(&j))
+                .unwrap_or_else(|| {
+                    err.lines()
+                        .rfind(|l| !l.starts_with('['))
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                });
             outcome(
                 "failed",
-                Some(format!(
-                    "load-gen exited with {status}: {last} (see {}.json)",
-                    cell.id
-                )),
+                Some(format!("load-gen exited with {status}: {why}")),
             )
         }
+    }
+}
+
+/// What went wrong in a cell, from load-gen's JSON: errors by kind, and why it stopped early.
+pub fn failure_summary(j: &serde_json::Value) -> String {
+    let mut parts: Vec<String> = ["connect", "mismatch", "closed", "reset", "timeout"]
+        .iter()
+        .filter_map(|k| {
+            j["errors"][k]
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| format!("{n} {k}"))
+        })
+        .collect();
+    if let Some(why) = j["stopped_early"].as_str() {
+        parts.push(format!("stopped early: {why}"));
+    }
+    if j["messages"].as_u64() == Some(0) {
+        let unfinished = j["unfinished_messages"].as_u64().unwrap_or(0);
+        parts.push(format!(
+            "no message completed in the measured window ({unfinished} unfinished)"
+        ));
+    }
+    if parts.is_empty() {
+        "no errors recorded".into()
+    } else {
+        format!("errors: {}", parts.join(", "))
     }
 }

@@ -83,6 +83,9 @@ pub struct WorkerResult {
     pub errors: Errors,
     /// Connections still alive at the end.
     pub alive: usize,
+    /// Messages due inside the measured window but not echoed by its end (a server too slow to
+    /// answer them at all); not in `messages` or the histograms, so reported on their own.
+    pub unfinished: u64,
 }
 
 /// A worker's input: its connections (global index, socket), and shared run state.
@@ -188,6 +191,7 @@ impl<B: Backend> Worker<B> {
                 messages: 0,
                 errors: Errors::default(),
                 alive: conns.len(),
+                unfinished: 0,
             },
             conns,
             scratch: vec![0u8; 64 * 1024],
@@ -234,6 +238,14 @@ impl<B: Backend> Worker<B> {
                 }
             }
         }
+        let measure_from = self.measure_from;
+        self.result.unfinished = self
+            .conns
+            .iter()
+            .filter(|c| c.alive)
+            .flat_map(|c| c.in_flight.iter())
+            .filter(|f| f.intended >= measure_from)
+            .count() as u64;
         Ok(self.result)
     }
 
