@@ -249,9 +249,14 @@ impl Backend for IoUring {
     const KIND: BackendKind = BackendKind::IoUring;
 
     fn new() -> io::Result<IoUring> {
+        // Cooperative task running (Linux 5.19+): completions are posted when this thread next
+        // enters the kernel, instead of interrupting it on every poll wake-up. Older kernels
+        // refuse the flag; then the ring is set up without it.
         let ring = Ring::builder()
             .setup_cqsize(CQ_ENTRIES)
+            .setup_coop_taskrun()
             .build(RING_ENTRIES)
+            .or_else(|_| Ring::builder().setup_cqsize(CQ_ENTRIES).build(RING_ENTRIES))
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("io_uring: io_uring_setup failed: {e}"))
             })?;
