@@ -251,15 +251,6 @@ impl Args {
 
 /// The backend's capabilities, or why it cannot run here.
 fn probe_capabilities(kind: BackendKind) -> Result<poller::Capabilities, String> {
-    struct Caps;
-    impl poller::WithBackend for Caps {
-        type Output = std::io::Result<poller::Capabilities>;
-        fn run<B: poller::Backend>(self) -> Self::Output {
-            B::new().map(|b| b.capabilities())
-        }
-    }
-    match kind.with(Caps) {
-        Ok(Ok(caps)) => Ok(caps),
-        Ok(Err(e)) | Err(e) => Err(format!("--backend {kind} is not available here: {e}")),
-    }
+    kind.capabilities()
+        .map_err(|e| format!("--backend {kind} is not available here: {e}"))
 }

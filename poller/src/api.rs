@@ -149,17 +149,20 @@ impl BackendKind {
     /// `Ok` when this backend is built and works here, else the reason it is not available
     /// (not built for this OS, feature off, kernel refused it).
     pub fn probe(self) -> Result<(), String> {
-        struct Probe;
-        impl WithBackend for Probe {
-            type Output = io::Result<()>;
-            fn run<B: Backend>(self) -> io::Result<()> {
-                B::new().map(drop)
+        self.capabilities().map(drop).map_err(|e| e.to_string())
+    }
+
+    /// What an instance of this backend can do here (one is created and dropped to find out), or
+    /// why it cannot run here.
+    pub fn capabilities(self) -> io::Result<Capabilities> {
+        struct Caps;
+        impl WithBackend for Caps {
+            type Output = io::Result<Capabilities>;
+            fn run<B: Backend>(self) -> io::Result<Capabilities> {
+                B::new().map(|b| b.capabilities())
             }
         }
-        match self.with(Probe) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) | Err(e) => Err(e.to_string()),
-        }
+        self.with(Caps)?
     }
 
     /// The backends that work on this machine with this build.

@@ -21,21 +21,11 @@ pub fn skip(what: &str, why: &str) {
 
 /// The poller backends that work here, with their capabilities.
 pub fn backends() -> Vec<(BackendKind, poller::Capabilities)> {
-    struct Caps;
-    impl poller::WithBackend for Caps {
-        type Output = Option<poller::Capabilities>;
-        fn run<B: poller::Backend>(self) -> Self::Output {
-            B::new().ok().map(|b| b.capabilities())
-        }
-    }
     let mut out = Vec::new();
     for kind in BackendKind::ALL {
-        match kind.with(Caps) {
-            Ok(Some(caps)) => out.push((kind, caps)),
-            _ => skip(
-                &format!("bench-server {kind}"),
-                &kind.probe().err().unwrap_or_default(),
-            ),
+        match kind.capabilities() {
+            Ok(caps) => out.push((kind, caps)),
+            Err(e) => skip(&format!("bench-server {kind}"), &e.to_string()),
         }
     }
     out

@@ -26,7 +26,6 @@ const SETSIZE: usize = libc::FD_SETSIZE as usize;
 #[derive(Clone, Copy)]
 struct Registration {
     token: Token,
-    interest: Interest,
     oneshot: bool,
     /// Index of this fd in `Select::fds`.
     pos: u32,
@@ -149,7 +148,6 @@ impl Backend for Select {
         check_fd_open(fd)?;
         self.regs[fd as usize] = Some(Registration {
             token,
-            interest,
             oneshot: mode.is_oneshot(),
             pos: self.fds.len() as u32,
         });
@@ -171,7 +169,6 @@ impl Backend for Select {
             .as_mut()
             .ok_or_else(|| not_found(Self::KIND, fd))?;
         reg.token = token;
-        reg.interest = interest;
         reg.oneshot = mode.is_oneshot();
         self.arm(fd, interest);
         Ok(())
