@@ -255,21 +255,14 @@ impl<B: Backend> Worker<B> {
         if m == 0 {
             return self.end;
         }
-        let mut touched = false;
         while self.due(self.next_k) <= now {
             let slot = (self.next_k % m) as usize;
             let intended = self.due(self.next_k);
             self.next_k += 1;
             if self.conns[slot].alive {
                 self.issue(slot, intended);
-                touched = true;
-            }
-        }
-        if touched {
-            for slot in 0..self.conns.len() {
-                if self.conns[slot].tx < self.sendable(slot) {
-                    self.flush(slot);
-                }
+                // Only this connection has something new to send: no scan over all of them.
+                self.flush(slot);
             }
         }
         self.due(self.next_k)
