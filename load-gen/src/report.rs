@@ -132,8 +132,20 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
             .map_err(|e| format!("{}: {e}", dir.join("meta.json").display()))?,
     )
     .map_err(|e| format!("meta.json: {e}"))?;
+    // Every cell's data, read once for the tables and the charts.
+    let data: BTreeMap<&str, Value> = meta
+        .cells
+        .iter()
+        .filter_map(|c| Some((c.id.as_str(), cell_json(dir, &c.id)?)))
+        .collect();
     let outcomes: BTreeMap<&str, &Outcome> =
         meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
+    // The charts plot only cells that completed.
+    let completed: BTreeMap<&str, &Value> = data
+        .iter()
+        .filter(|(id, _)| outcomes.get(*id).is_some_and(|o| o.status == "ok"))
+        .map(|(id, v)| (*id, v))
+        .collect();
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -195,7 +207,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 " (open loop, {r} msgs/s)"
             ))
         );
-        let charts = sweep_charts(dir, sweep, x, &cells, &columns, by_idle, &outcomes);
+        let charts = sweep_charts(dir, sweep, x, &cells, &columns, by_idle, &completed);
         for (file, alt) in &charts {
             let _ = writeln!(md, "![{alt}]({file})\n");
         }
@@ -209,7 +221,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 });
                 let text = match cell {
                     None => "".to_string(),
-                    Some(c) => match (outcomes.get(c.id.as_str()), cell_json(dir, &c.id)) {
+                    Some(c) => match (outcomes.get(c.id.as_str()), data.get(c.id.as_str())) {
                         (Some(o), Some(j)) if o.status == "ok" => format!(
                             "{} / {}",
                             fmt_rate(j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0)),
@@ -221,8 +233,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                             let mut reason = o.reason.clone().unwrap_or_default();
                             // Older runs recorded no error breakdown; the cell's data has it.
                             if let Some(j) = json.filter(|_| !reason.contains("errors:")) {
-                                reason
-                                    .push_str(&format!("; {}", crate::suite::failure_summary(&j)));
+                                reason.push_str(&format!("; {}", crate::suite::failure_summary(j)));
                             }
                             notes.push(format!("`{}`: {} ({reason})", c.id, o.status));
                             format!("{} [{}]", o.status, notes.len())
@@ -274,7 +285,7 @@ fn sweep_charts(
     cells: &[&Cell],
     columns: &[String],
     by_idle: bool,
-    outcomes: &BTreeMap<&str, &Outcome>,
+    completed: &BTreeMap<&str, &Value>,
 ) -> Vec<(String, String)> {
     let series = |metric: &dyn Fn(&Value) -> Option<f64>| -> Vec<crate::charts::Series> {
         columns
@@ -283,17 +294,12 @@ fn sweep_charts(
                 label: col.clone(),
                 points: cells
                     .iter()
-                    .filter(|c| {
-                        column(c) == *col
-                            && outcomes
-                                .get(c.id.as_str())
-                                .is_some_and(|o| o.status == "ok")
-                    })
+                    .filter(|c| column(c) == *col)
                     .filter_map(|c| {
-                        let j = cell_json(dir, &c.id)?;
+                        let j = completed.get(c.id.as_str())?;
                         Some((
                             (if by_idle { c.idle } else { c.connections }) as f64,
-                            metric(&j)?,
+                            metric(j)?,
                         ))
                     })
                     .collect(),
