@@ -130,18 +130,6 @@ fn rate(now: u64, before: u64, secs: f64) -> f64 {
     now.saturating_sub(before) as f64 / secs.max(1e-9)
 }
 
-fn si(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{:.2}G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
-}
-
 /// The periodic stderr line: totals over the last interval.
 pub fn summary_line(
     now: &Counters,
@@ -159,10 +147,10 @@ pub fn summary_line(
         now.active(),
         now.accepted.saturating_sub(before.accepted),
         (now.closed + now.rejected).saturating_sub(before.closed + before.rejected),
-        si(rate(now.bytes_in, before.bytes_in, s)),
-        si(rate(now.bytes_out, before.bytes_out, s)),
-        si(rate(now.reads, before.reads, s)),
-        si(rate(now.writes, before.writes, s)),
+        pollbench_common::human_count(rate(now.bytes_in, before.bytes_in, s)),
+        pollbench_common::human_count(rate(now.bytes_out, before.bytes_out, s)),
+        pollbench_common::human_count(rate(now.reads, before.reads, s)),
+        pollbench_common::human_count(rate(now.writes, before.writes, s)),
         if waits == 0 { 0.0 } else { events as f64 / waits as f64 },
         if waits == 0 { 0.0 } else { 100.0 * empty as f64 / waits as f64 },
     )

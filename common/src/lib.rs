@@ -37,6 +37,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))
 }
 
+/// A count or rate for people: 950, 12.3k, 4.56M, 1.20G.
+pub fn human_count(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 /// Write `bytes` to `path` atomically: a temporary file beside it, synced, then renamed over, so a
 /// reader never sees half a file and a failed write leaves no temporary behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -109,6 +122,10 @@ mod tests {
         assert!(parse_count("lots").is_err());
         assert!(parse_bytes("12XB").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(human_count(950.0), "950");
+        assert_eq!(human_count(12_345.0), "12.3k");
+        assert_eq!(human_count(4_560_000.0), "4.56M");
+        assert_eq!(human_count(1.2e9), "1.20G");
     }
 
     #[test]

@@ -115,16 +115,6 @@ fn cell_json(dir: &Path, id: &str) -> Option<Value> {
     .ok()
 }
 
-fn fmt_rate(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
-}
-
 /// Rebuild report.md of a run directory from meta.json and the cells' files.
 pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
     let meta: Meta = serde_json::from_str(
@@ -224,7 +214,9 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                     Some(c) => match (outcomes.get(c.id.as_str()), data.get(c.id.as_str())) {
                         (Some(o), Some(j)) if o.status == "ok" => format!(
                             "{} / {}",
-                            fmt_rate(j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0)),
+                            pollbench_common::human_count(
+                                j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0)
+                            ),
                             crate::results::human_us(
                                 j["latency_us"]["p99"].as_f64().unwrap_or(0.0)
                             )
