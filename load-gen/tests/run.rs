@@ -361,6 +361,10 @@ fn connections_the_server_closes_are_counted_and_exit_1() {
                 return;
             }
         }
+        // Close cleanly: FIN first, then drain what the client already sent. Closing with unread
+        // data would send RST instead, which load-gen rightly counts as a reset, not a close.
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
     });
     let (out, json, _t) = run(
         &[
