@@ -45,6 +45,8 @@ pub struct LoopSpec {
     pub mode: Mode,
     pub buf_size: usize,
     pub events: usize,
+    /// Poll without blocking for this long after the last event (zero: always block).
+    pub busy_poll: Duration,
     pub limit: Arc<ConnLimit>,
     pub counters: Arc<SharedCounters>,
     pub shutdown: Arc<AtomicBool>,
@@ -151,6 +153,7 @@ struct EventLoop<B: Backend> {
     mode: Mode,
     buf_size: usize,
     events: usize,
+    busy_poll: Duration,
     listener: Option<(Arc<TcpListener>, bool)>,
     handoff: Option<Receiver<TcpStream>>,
     /// The listener is registered (not paused).
@@ -180,6 +183,7 @@ impl<B: Backend> EventLoop<B> {
             mode: spec.mode,
             buf_size: spec.buf_size,
             events: spec.events,
+            busy_poll: spec.busy_poll,
             listener,
             handoff,
             listening: false,
@@ -195,11 +199,19 @@ impl<B: Backend> EventLoop<B> {
 
     fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(self.events);
+        let busy_polling = !self.busy_poll.is_zero();
+        let mut last_event = Instant::now();
         while !self.shutdown.load(Ordering::Acquire) {
-            let timeout = self
-                .resume_at
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = if busy_polling && last_event.elapsed() < self.busy_poll {
+                Some(Duration::ZERO)
+            } else {
+                self.resume_at
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+            };
             self.poller.wait(&mut events, timeout)?;
+            if busy_polling && !events.is_empty() {
+                last_event = Instant::now();
+            }
             let work_before = self.work();
             self.c.waits += 1;
             self.c.events += events.len() as u64;

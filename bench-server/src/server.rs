@@ -154,6 +154,7 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
             mode,
             buf_size: cfg.buf_size,
             events: cfg.events,
+            busy_poll: cfg.busy_poll,
             limit: limit.clone(),
             counters: counters[i].clone(),
             shutdown: shutdown.clone(),

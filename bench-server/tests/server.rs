@@ -264,6 +264,53 @@ fn saturate(args: &[&str], ulimit_n: Option<u32>, label: &str) {
     );
 }
 
+/// Busy polling echoes like blocking waits, spins while traffic flows, and sleeps once the window
+/// after the last event has passed: an idle server with --busy-poll uses no CPU.
+#[test]
+fn busy_polling_spins_only_within_its_window() {
+    for (kind, _) in backends() {
+        let label = format!("{} --busy-poll", kind.name());
+        let server = Server::start(
+            &[
+                "--backend",
+                kind.name(),
+                "--threads",
+                "1",
+                "--busy-poll",
+                "300ms",
+            ],
+            None,
+        );
+        let stream = server.connect();
+        let cpu = server.cpu_time();
+        assert!(echo(&stream, &payload(1000, 7)), "{label}: echoes");
+        std::thread::sleep(Duration::from_millis(200));
+        let spinning = server.cpu_time() - cpu;
+        // Past the window the loop blocks again; give it the window plus slack to get there.
+        std::thread::sleep(Duration::from_millis(400));
+        let cpu = server.cpu_time();
+        std::thread::sleep(Duration::from_secs(1));
+        let idle = server.cpu_time() - cpu;
+        assert!(
+            spinning >= Duration::from_millis(100),
+            "{label}: spun within the window: {spinning:?} of CPU in 200 ms"
+        );
+        assert!(
+            idle < Duration::from_millis(100),
+            "{label}: idle after the window: {idle:?} of CPU in 1 s"
+        );
+        assert!(
+            echo(&stream, &payload(70_000, 8)),
+            "{label}: echoes after sleeping"
+        );
+        drop(stream);
+        let (status, _, json) = server.stop();
+        assert!(status.success(), "{label}");
+        assert_eq!(json["config"]["busy_poll_us"], 300_000, "{label}: {json}");
+        assert_eq!(json["totals"]["bytes_out"], 71_000, "{label}: {json}");
+    }
+}
+
 #[test]
 fn emfile_pauses_accepting_without_spinning_and_recovers() {
     for (kind, _) in backends() {
@@ -295,6 +342,8 @@ fn unsupported_combinations_exit_2_with_one_line() {
         vec!["--backend", "threads", "--trigger", "level"],
         vec!["--backend", "tokio", "--accept", "reuseport"],
         vec!["--backend", "threads", "--pin"],
+        vec!["--backend", "tokio", "--busy-poll", "50us"],
+        vec!["--busy-poll", "briefly"],
         vec!["--backend", "nonesuch"],
         vec!["--buf-size", "12XB"],
         vec!["--threads", "0"],
@@ -332,6 +381,7 @@ fn unsupported_combinations_exit_2_with_one_line() {
         "--max-conns",
         "--buf-size",
         "--events",
+        "--busy-poll",
         "--stats-interval",
         "--stats-json",
     ] {
