@@ -17,13 +17,13 @@ fn skip(what: &str, why: &str) {
 
 struct Temp(PathBuf);
 impl Temp {
+    /// A fresh directory, named by a counter rather than the clock (two in one tick collided).
     fn new(tag: &str) -> Temp {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("load-gen-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
+        let _ = std::fs::remove_dir_all(&p); // left by an earlier process with this pid
+        std::fs::create_dir(&p).unwrap();
         Temp(p)
     }
 }

@@ -61,14 +61,14 @@ pub struct Server {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A fresh directory. Names come from a counter, not the clock: two tests starting servers in
+    /// the same clock tick once shared a directory, and one's cleanup deleted the other's stats.
     pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("bench-server-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bench-server-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir); // left by an earlier process with this pid
+        std::fs::create_dir(&dir).unwrap();
         TempDir(dir)
     }
 }
@@ -147,7 +147,12 @@ impl Server {
             std::thread::sleep(Duration::from_millis(5));
         };
         let took = start.elapsed();
-        let json = std::fs::read_to_string(&self.stats).expect("stats JSON written on exit");
+        let json = std::fs::read_to_string(&self.stats).unwrap_or_else(|e| {
+            panic!(
+                "stats JSON {} not written on exit ({e}); the server exited with {status}",
+                self.stats.display()
+            )
+        });
         (
             status,
             took,
