@@ -2,9 +2,12 @@
 //! idiomatic tokio echo server (a task per connection). Same buffer size, same limit, same counters.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,14 +37,23 @@ fn accept_counted(shared: &SharedCounters, limit: &ConnLimit) -> bool {
     acquired
 }
 
+/// How long shutdown waits for the connection threads to count what they echoed and end.
+const THREADS_STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// `--backend threads`: one thread accepts, and each connection gets a blocking thread.
+///
+/// Connection threads block in `read`, where no flag reaches them. Each registers a handle of its
+/// socket, so shutdown can shut the sockets down: every blocked read returns, the thread counts what
+/// it echoed and ends, and the statistics are complete.
 pub fn start_threads(cfg: &Config) -> io::Result<Running> {
     let listener = bind(cfg.addr, false, false)?;
     let addr = listener.local_addr()?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
     let counters = Arc::new(SharedCounters::default());
+    let open: Arc<Mutex<Slab<TcpStream>>> = Arc::default();
     let (stop, shared, buf_size) = (shutdown.clone(), counters.clone(), cfg.buf_size);
+    let registry = open.clone();
     let acceptor = std::thread::Builder::new()
         .name("acceptor".into())
         .spawn(move || {
@@ -56,7 +68,18 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
                 if !accept_counted(&shared, &limit) {
                     continue;
                 }
+                let Ok(handle) = stream.try_clone() else {
+                    // No descriptor for the handle (EMFILE): refuse this one, go on.
+                    shared.add(&Counters {
+                        rejected: 1,
+                        ..Counters::default()
+                    });
+                    limit.release();
+                    continue;
+                };
+                let key = registry.lock().expect("registry").insert(handle);
                 let (conn_limit, conn_shared) = (limit.clone(), shared.clone());
+                let conn_registry = registry.clone();
                 let spawned = std::thread::Builder::new()
                     .stack_size(64 * 1024)
                     .spawn(move || {
@@ -68,9 +91,11 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
                         c.closed += 1;
                         flush(&conn_shared, &mut c);
                         conn_limit.release();
+                        conn_registry.lock().expect("registry").remove(key);
                         drop(stream);
                     });
                 if spawned.is_err() {
+                    registry.lock().expect("registry").remove(key);
                     // Out of threads: this connection is refused, the server goes on.
                     shared.add(&Counters {
                         rejected: 1,
@@ -88,8 +113,16 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
         shutdown,
         wakers: Vec::new(),
         threads: vec![acceptor],
-        // Connection threads block in read; they end with the process.
-        extra_stop: Some(Box::new(move || poke(addr))),
+        extra_stop: Some(Box::new(move || {
+            poke(addr);
+            for (_, s) in open.lock().expect("registry").iter() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            let deadline = Instant::now() + THREADS_STOP_GRACE;
+            while !open.lock().expect("registry").is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })),
     })
 }
 
