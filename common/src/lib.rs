@@ -37,6 +37,40 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))
 }
 
+/// A percentage ("10%" or "10"), returned as a fraction (0.10). Must be above 0.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage; examples: 10%, 2.5%"))?;
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(format!("'{s}': must be above 0%"));
+    }
+    Ok(v / 100.0)
+}
+
+/// A CPU list as taskset and /sys write it: "1", "0-3", "0,2,4-5". Ids in the order given.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("'{s}' is not a CPU list; examples: 1, 2-3, 0,2,4-7");
+    let mut ids = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.parse::<usize>(), hi.parse::<usize>()),
+            None => (part.parse::<usize>(), part.parse::<usize>()),
+        };
+        let (Ok(lo), Ok(hi)) = (lo, hi) else {
+            return Err(bad());
+        };
+        if lo > hi {
+            return Err(bad());
+        }
+        ids.extend(lo..=hi);
+    }
+    Ok(ids)
+}
+
 /// A count or rate for people: 950, 12.3k, 4.56M, 1.20G.
 pub fn human_count(v: f64) -> String {
     if v >= 1e9 {
@@ -122,6 +156,16 @@ mod tests {
         assert!(parse_count("lots").is_err());
         assert!(parse_bytes("12XB").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_cpu_list("1"), Ok(vec![1]));
+        assert_eq!(parse_cpu_list("0,2,4-6"), Ok(vec![0, 2, 4, 5, 6]));
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("one").is_err());
+        assert!(parse_cpu_list("").is_err());
+        assert_eq!(parse_percent("10%"), Ok(0.10));
+        assert_eq!(parse_percent("2.5"), Ok(0.025));
+        assert!(parse_percent("0%").is_err());
+        assert!(parse_percent("-5%").is_err());
+        assert!(parse_percent("ten").is_err());
         assert_eq!(human_count(950.0), "950");
         assert_eq!(human_count(12_345.0), "12.3k");
         assert_eq!(human_count(4_560_000.0), "4.56M");

@@ -1,5 +1,5 @@
 //! SVG line charts for a run's report (plotters): one series per backend against connections or
-//! idle connections, on logarithmic x axes.
+//! idle connections, on logarithmic x axes; and latency percentile spectra.
 
 use std::path::Path;
 
@@ -87,4 +87,102 @@ pub fn line_chart(
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
+}
+
+/// The percentile spectrum of a latency histogram: (nines, µs) points where nines = -log10(1 - q),
+/// so 1 is p90, 2 is p99 and 3 is p99.9. Stops where the histogram has too few values to say more.
+pub fn spectrum_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
+    let max_nines = (h.len().max(1) as f64).log10().min(5.0);
+    let steps = (max_nines * 20.0).ceil() as usize;
+    (0..=steps)
+        .map(|i| {
+            let nines = (i as f64 / 20.0).min(max_nines);
+            let q = 1.0 - 10f64.powf(-nines);
+            (nines, (h.value_at_quantile(q) as f64).max(1.0))
+        })
+        .collect()
+}
+
+/// Draw latency percentile spectra (points from [`spectrum_points`]) into an SVG at `path`: x in
+/// nines (labelled 0%, 90%, 99%, ...), y in microseconds on a log scale.
+pub fn spectrum_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+    let points = series.iter().flat_map(|s| s.points.iter());
+    let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max).ceil();
+    let y_max = points.map(|p| p.1).fold(10.0, f64::max) * 2.0;
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Debug| format!("chart {}: {e:?}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .x_labels(x_max as usize + 1)
+        .x_label_formatter(&|v| {
+            let pct = 100.0 * (1.0 - 10f64.powf(-v.round()));
+            let digits = (v.round() as usize).saturating_sub(2);
+            format!("{pct:.digits$}%")
+        })
+        .y_desc("latency (µs)")
+        .y_label_formatter(&|v| {
+            if *v >= 1e6 {
+                format!("{:.0}s", v / 1e6)
+            } else if *v >= 1e3 {
+                format!("{:.0}ms", v / 1e3)
+            } else {
+                format!("{v:.0}µs")
+            }
+        })
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spectrum_follows_the_histogram_to_its_resolution() {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        // 1,000 values: 1..=1000 µs. The spectrum reaches 3 nines (p99.9) and no further.
+        for v in 1..=1000 {
+            h.record(v).unwrap();
+        }
+        let points = spectrum_points(&h);
+        assert_eq!(points.first().unwrap().0, 0.0);
+        assert_eq!(points.last().unwrap().0, 3.0);
+        let at = |nines: f64| {
+            points
+                .iter()
+                .find(|p| (p.0 - nines).abs() < 1e-9)
+                .unwrap()
+                .1
+        };
+        assert!((at(1.0) - 900.0).abs() <= 1.0, "p90 {}", at(1.0));
+        assert!((at(2.0) - 990.0).abs() <= 1.0, "p99 {}", at(2.0));
+        assert!(points.windows(2).all(|w| w[0].1 <= w[1].1), "monotonic");
+    }
 }

@@ -2,6 +2,7 @@
 //! and records latency in HdrHistograms, closed loop or open loop. See `load-gen run --help`.
 
 mod charts;
+mod compare;
 mod merge;
 mod report;
 mod results;
@@ -48,6 +49,11 @@ enum Command {
     Suite(SuiteArgs),
     /// Rebuild report.md of a results directory from its data.
     Report(ReportArgs),
+    /// Compare two results directories cell by cell: msgs/s and p99 deltas, with regressions flagged
+    /// beyond the thresholds. Prints a Markdown table.
+    ///
+    /// Exit status: 0 when no cell regressed; 1 when one did (or a directory cannot be read).
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Parser, Debug)]
@@ -269,6 +275,11 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',', value_name = "IP,IP,...")]
     source: Vec<IpAddr>,
 
+    /// Pin load thread i to the i-th core of this list (round robin), as taskset writes it: "1",
+    /// "2-3", "0,2". Keeps the client off the server's pinned cores. [default: not pinned]
+    #[arg(long, value_parser = parse_cpus, value_name = "LIST")]
+    cpus: Option<CpuList>,
+
     /// Readiness backend of the client's event loops.
     #[arg(long, default_value = "epoll", value_name = "NAME")]
     #[serde(serialize_with = "display")]
@@ -293,6 +304,26 @@ struct RunArgs {
     hlog: Option<PathBuf>,
 }
 
+/// Core ids to pin load threads to, round robin.
+#[derive(Clone, Debug, Serialize)]
+struct CpuList(Vec<usize>);
+
+/// A CPU list whose every core this process may run on.
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let ids = pollbench_common::parse_cpu_list(s)?;
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    match ids.iter().find(|id| !allowed.contains(id)) {
+        Some(id) => Err(format!(
+            "core {id} is not one this process may use ({allowed:?})"
+        )),
+        None => Ok(CpuList(ids)),
+    }
+}
+
 fn parse_idle(s: &str) -> Result<usize, String> {
     if s == "0" {
         Ok(0)
@@ -315,6 +346,7 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Merge(args) => run_merge(args),
         Command::Suite(args) => run_suite(args),
+        Command::Compare(args) => compare::run(args),
         Command::Report(args) => match report::write_report(&args.dir) {
             Ok(p) => {
                 println!("report: {}", p.display());
@@ -475,9 +507,17 @@ fn run(args: RunArgs) -> i32 {
                 alive: alive[i].clone(),
             };
             let backend = args.backend;
+            let core = args.cpus.as_ref().map(|c| c.0[i % c.0.len()]);
             std::thread::Builder::new()
                 .name(format!("load-{i}"))
-                .spawn(move || backend.with(spec)?)
+                .spawn(move || {
+                    if let Some(id) = core {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                            return Err(std::io::Error::other(format!("cannot pin to core {id}")));
+                        }
+                    }
+                    backend.with(spec)?
+                })
                 .expect("spawn worker")
         })
         .collect();

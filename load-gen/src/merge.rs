@@ -58,6 +58,17 @@ fn read_log(path: &Path) -> Result<Vec<(u64, Histogram<u64>)>, String> {
     Ok(out)
 }
 
+/// The whole measured (corrected) histogram of one log: its intervals added up.
+pub fn total_of_log(path: &Path) -> Result<Histogram<u64>, String> {
+    let mut total = new_histogram();
+    for (_, hist) in read_log(path)? {
+        total
+            .add(&hist)
+            .map_err(|e| format!("{}: {e:?}", path.display()))?;
+    }
+    Ok(total)
+}
+
 pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
     let mut total = new_histogram();
     let mut by_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();

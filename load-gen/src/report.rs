@@ -165,6 +165,22 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
         "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
          Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
     );
+    let suite: Option<crate::suite::Suite> = toml::from_str(&meta.suite_file).ok();
+    let repeat = suite.as_ref().map_or(1, |s| s.repeat);
+    if repeat > 1 {
+        let _ = writeln!(
+            md,
+            "Every cell ran {repeat} times. Tables and charts show the median run by msgs/s; \
+             ±x% is the farthest any run's msgs/s was from that median.\n"
+        );
+    }
+    if suite.as_ref().is_some_and(|s| s.pin) {
+        let _ = writeln!(
+            md,
+            "Pinned: the server's loops on the first cores, load-gen's threads on the cores after \
+             them (shared when none are left).\n"
+        );
+    }
     let mut sweeps: Vec<&str> = meta.cells.iter().map(|c| c.sweep.as_str()).collect();
     sweeps.dedup();
     let mut notes = Vec::new();
@@ -197,9 +213,16 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 " (open loop, {r} msgs/s)"
             ))
         );
-        let charts = sweep_charts(dir, sweep, x, &cells, &columns, by_idle, &completed);
-        for (file, alt) in &charts {
+        let (shown, linked) = sweep_charts(dir, sweep, x, &cells, &columns, by_idle, &completed);
+        for (file, alt) in &shown {
             let _ = writeln!(md, "![{alt}]({file})\n");
+        }
+        if !linked.is_empty() {
+            let links: Vec<String> = linked
+                .iter()
+                .map(|(file, alt)| format!("[{alt}]({file})"))
+                .collect();
+            let _ = writeln!(md, "More charts: {}.\n", links.join(", "));
         }
         let _ = writeln!(md, "| {x} | {} |", columns.join(" | "));
         let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
@@ -212,15 +235,17 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 let text = match cell {
                     None => "".to_string(),
                     Some(c) => match (outcomes.get(c.id.as_str()), data.get(c.id.as_str())) {
-                        (Some(o), Some(j)) if o.status == "ok" => format!(
-                            "{} / {}",
-                            pollbench_common::human_count(
-                                j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0)
-                            ),
-                            crate::results::human_us(
-                                j["latency_us"]["p99"].as_f64().unwrap_or(0.0)
+                        (Some(o), Some(j)) if o.status == "ok" => {
+                            let msgs = j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0);
+                            format!(
+                                "{}{} / {}",
+                                pollbench_common::human_count(msgs),
+                                spread(o, msgs),
+                                crate::results::human_us(
+                                    j["latency_us"]["p99"].as_f64().unwrap_or(0.0)
+                                )
                             )
-                        ),
+                        }
                         (Some(o), json) => {
                             let mut reason = o.reason.clone().unwrap_or_default();
                             // Older runs recorded no error breakdown; the cell's data has it.
@@ -257,6 +282,19 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// " ±x%" for a repeated cell: the farthest run's msgs/s from the median's.
+fn spread(o: &Outcome, median: f64) -> String {
+    if o.repeats.len() < 2 || median <= 0.0 {
+        return String::new();
+    }
+    let far = o
+        .repeats
+        .iter()
+        .map(|r| (r.msgs_per_s - median).abs())
+        .fold(0.0, f64::max);
+    format!(" ±{:.0}%", 100.0 * far / median)
+}
+
 fn column(c: &Cell) -> String {
     let mut col = c.backend.clone();
     for part in [&c.trigger, &c.accept].into_iter().flatten() {
@@ -266,10 +304,14 @@ fn column(c: &Cell) -> String {
     col
 }
 
+/// A chart written into the run directory: (file name, description).
+type Chart = (String, String);
+
 /// What a chart plots of one cell's load-gen JSON.
 type Metric = fn(&Value) -> Option<f64>;
 
-/// The SVG charts of one sweep (throughput and p99 per backend), as (file name, description).
+/// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99, the
+/// latency spectrum) and those to link (p50, p99.9).
 fn sweep_charts(
     dir: &Path,
     sweep: &str,
@@ -278,7 +320,7 @@ fn sweep_charts(
     columns: &[String],
     by_idle: bool,
     completed: &BTreeMap<&str, &Value>,
-) -> Vec<(String, String)> {
+) -> (Vec<Chart>, Vec<Chart>) {
     let series = |metric: &dyn Fn(&Value) -> Option<f64>| -> Vec<crate::charts::Series> {
         columns
             .iter()
@@ -299,22 +341,105 @@ fn sweep_charts(
             .filter(|s| !s.points.is_empty())
             .collect()
     };
-    let mut out = Vec::new();
-    let plots: [(&str, &str, Metric); 2] = [
-        ("throughput", "messages per second", |j| {
-            j["throughput_msgs_per_s"].as_f64()
-        }),
-        ("p99", "p99 latency (µs)", |j| {
-            j["latency_us"]["p99"].as_f64()
-        }),
+    let (mut shown, mut linked) = (Vec::new(), Vec::new());
+    let plots: [(&str, &str, Metric, bool); 4] = [
+        (
+            "throughput",
+            "messages per second",
+            |j| j["throughput_msgs_per_s"].as_f64(),
+            true,
+        ),
+        (
+            "p99",
+            "p99 latency (µs)",
+            |j| j["latency_us"]["p99"].as_f64(),
+            true,
+        ),
+        (
+            "p50",
+            "p50 latency (µs)",
+            |j| j["latency_us"]["p50"].as_f64(),
+            false,
+        ),
+        (
+            "p999",
+            "p99.9 latency (µs)",
+            |j| j["latency_us"]["p999"].as_f64(),
+            false,
+        ),
     ];
-    for (name, y, metric) in plots {
+    for (name, y, metric, show) in plots {
         let file = format!("{sweep}-{name}.svg");
         let title = format!("{sweep}: {y} against {x}");
         match crate::charts::line_chart(&dir.join(&file), &title, x, y, &series(&metric), by_idle) {
-            Ok(()) => out.push((file, title)),
+            Ok(()) => if show { &mut shown } else { &mut linked }.push((file, title)),
             Err(e) => eprintln!("load-gen: {e}"),
         }
     }
-    out
+    if let Some(chart) = spectrum_chart(dir, sweep, x, cells, columns, by_idle, completed) {
+        shown.push(chart);
+    }
+    (shown, linked)
+}
+
+/// The latency percentile spectrum of every backend at one load of the sweep: the largest
+/// connection (or idle) count that every backend with a completed cell completed, else the largest
+/// any completed.
+fn spectrum_chart(
+    dir: &Path,
+    sweep: &str,
+    x: &str,
+    cells: &[&Cell],
+    columns: &[String],
+    by_idle: bool,
+    completed: &BTreeMap<&str, &Value>,
+) -> Option<Chart> {
+    let row = |c: &Cell| if by_idle { c.idle } else { c.connections };
+    let done: Vec<&Cell> = cells
+        .iter()
+        .copied()
+        .filter(|c| completed.contains_key(c.id.as_str()))
+        .collect();
+    let ran: Vec<&String> = columns
+        .iter()
+        .filter(|col| done.iter().any(|c| column(c) == **col))
+        .collect();
+    let everywhere = done
+        .iter()
+        .map(|c| row(c))
+        .filter(|&r| {
+            ran.iter()
+                .all(|col| done.iter().any(|c| row(c) == r && column(c) == **col))
+        })
+        .max();
+    let at = everywhere.or_else(|| done.iter().map(|c| row(c)).max())?;
+    let series: Vec<crate::charts::Series> = columns
+        .iter()
+        .filter_map(|col| {
+            let cell = done.iter().find(|c| row(c) == at && column(c) == *col)?;
+            let hlog = dir.join("cells").join(format!("{}.hlog", cell.id));
+            match crate::merge::total_of_log(&hlog) {
+                Ok(h) => Some(crate::charts::Series {
+                    label: col.clone(),
+                    points: crate::charts::spectrum_points(&h),
+                }),
+                Err(e) => {
+                    eprintln!("load-gen: {e}");
+                    None
+                }
+            }
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let file = format!("{sweep}-spectrum.svg");
+    let title = format!("{sweep}: latency by percentile at {at} {x}");
+    match crate::charts::spectrum_chart(&dir.join(&file), &title, &series) {
+        Ok(()) => Some((file, title)),
+        Err(e) => {
+            eprintln!("load-gen: {e}");
+            None
+        }
+    }
 }

@@ -29,6 +29,13 @@ pub struct Suite {
     pub server_threads: usize,
     #[serde(default = "one")]
     pub client_threads: usize,
+    /// Run every cell this many times; the report shows the median run (by msgs/s) and the spread.
+    #[serde(default = "one")]
+    pub repeat: usize,
+    /// Pin the server's loops to the first cores and load-gen's threads to the cores after them,
+    /// so the two do not migrate onto each other's cores between runs.
+    #[serde(default)]
+    pub pin: bool,
     pub sweep: Vec<Sweep>,
 }
 
@@ -82,6 +89,16 @@ pub struct Outcome {
     /// "ok", "failed" or "skipped".
     pub status: String,
     pub reason: Option<String>,
+    /// Each run of a repeated cell, in run order (empty when the suite runs cells once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<Repeat>,
+}
+
+/// One run of a repeated cell.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub struct Repeat {
+    pub msgs_per_s: f64,
+    pub p99_us: f64,
 }
 
 impl Suite {
@@ -207,12 +224,91 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Run one cell; its files go to `dir` as ID.json (load-gen), ID.server.json, ID.hlog.
+/// The three files a run of a cell leaves, by extension.
+const CELL_FILES: [&str; 3] = ["json", "server.json", "hlog"];
+
+/// Run one cell `suite.repeat` times; its files go to `dir` as ID.json (load-gen), ID.server.json
+/// and ID.hlog. A repeated cell keeps every run as ID.rK.* and copies the median run (by msgs/s) to
+/// ID.*, so reports and comparisons read one file per cell either way.
 pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Outcome {
+    if suite.repeat <= 1 {
+        return run_once(cell, suite, server_bin, dir, &cell.id);
+    }
+    let mut repeats = Vec::with_capacity(suite.repeat);
+    for k in 1..=suite.repeat {
+        let stem = format!("{}.r{k}", cell.id);
+        let mut outcome = run_once(cell, suite, server_bin, dir, &stem);
+        if outcome.status != "ok" {
+            if outcome.status == "failed" {
+                outcome.reason = outcome.reason.map(|r| format!("run {k}: {r}"));
+            }
+            return outcome;
+        }
+        let data: Option<serde_json::Value> =
+            std::fs::read_to_string(dir.join(format!("{stem}.json")))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+        let Some(j) = data else {
+            let reason = format!("run {k}: load-gen wrote no readable {stem}.json");
+            return Outcome {
+                reason: Some(reason),
+                status: "failed".into(),
+                ..outcome
+            };
+        };
+        repeats.push(Repeat {
+            msgs_per_s: j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0),
+            p99_us: j["latency_us"]["p99"].as_f64().unwrap_or(0.0),
+        });
+    }
+    let mut order: Vec<usize> = (0..repeats.len()).collect();
+    order.sort_by(|&a, &b| repeats[a].msgs_per_s.total_cmp(&repeats[b].msgs_per_s));
+    let median = order[(order.len() - 1) / 2] + 1;
+    for ext in CELL_FILES {
+        let from = dir.join(format!("{}.r{median}.{ext}", cell.id));
+        let to = dir.join(format!("{}.{ext}", cell.id));
+        if let Err(e) =
+            std::fs::read(&from).and_then(|b| pollbench_common::write_atomically(&to, &b))
+        {
+            return Outcome {
+                id: cell.id.clone(),
+                status: "failed".into(),
+                reason: Some(format!(
+                    "cannot copy the median run to {}: {e}",
+                    to.display()
+                )),
+                repeats,
+            };
+        }
+    }
+    Outcome {
+        id: cell.id.clone(),
+        status: "ok".into(),
+        reason: None,
+        repeats,
+    }
+}
+
+/// The cores load-gen's threads may use when the server's loops are pinned to the first
+/// `server_threads` cores: the rest, or none (no pinning) when nothing is left over.
+pub fn client_cores(server_threads: usize) -> Option<String> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    (server_threads < cores.len()).then(|| {
+        cores[server_threads..]
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into `dir`.
+fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &str) -> Outcome {
     let outcome = |status: &str, reason: Option<String>| Outcome {
         id: cell.id.clone(),
         status: status.into(),
         reason,
+        repeats: Vec::new(),
     };
     let need = (cell.connections + cell.idle) as u64 + 64;
     if let Some(limit) = fd_limit() {
@@ -242,7 +338,7 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
         &cell.server_threads.to_string(),
         "--stats-json",
     ])
-    .arg(dir.join(format!("{}.server.json", cell.id)))
+    .arg(dir.join(format!("{stem}.server.json")))
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     if let Some(t) = &cell.trigger {
@@ -250,6 +346,9 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
     }
     if let Some(a) = &cell.accept {
         cmd.args(["--accept", a]);
+    }
+    if suite.pin {
+        cmd.arg("--pin");
     }
     let mut server = match cmd.spawn() {
         Ok(c) => ServerProcess(c),
@@ -300,13 +399,20 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
             &cell.idle.to_string(),
         ])
         .arg("--json")
-        .arg(dir.join(format!("{}.json", cell.id)))
+        .arg(dir.join(format!("{stem}.json")))
         .arg("--hlog")
-        .arg(dir.join(format!("{}.hlog", cell.id)))
+        .arg(dir.join(format!("{stem}.hlog")))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(rate) = cell.rate {
         run.args(["-R", &rate.to_string()]);
+    }
+    if let Some(cores) = suite
+        .pin
+        .then(|| client_cores(cell.server_threads))
+        .flatten()
+    {
+        run.args(["--cpus", &cores]);
     }
     let limit = pollbench_common::parse_duration(&suite.duration).unwrap_or_default()
         + pollbench_common::parse_duration(&suite.warmup).unwrap_or_default()
@@ -345,7 +451,7 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
         Err(e) => outcome("failed", Some(e)),
         Ok((status, _)) if status.success() => outcome("ok", None),
         Ok((status, err)) => {
-            let why = std::fs::read_to_string(dir.join(format!("{}.json", cell.id)))
+            let why = std::fs::read_to_string(dir.join(format!("{stem}.json")))
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
                 .map(|j| failure_summary(&j))

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -473,6 +473,11 @@ fn bad_flags_exit_2_with_one_line() {
         vec!["run", "--target", "127.0.0.1:9", "--duration", "soon"],
         vec!["run", "--target", "127.0.0.1:9", "--backend", "nonesuch"],
         vec!["run", "--target", "127.0.0.1:9", "-c", "0"],
+        vec!["run", "--target", "127.0.0.1:9", "--cpus", "100000"],
+        vec!["run", "--target", "127.0.0.1:9", "--cpus", "3-1"],
+        vec!["compare", "only-one-dir"],
+        vec!["compare", "a", "b", "--threshold", "0%"],
+        vec!["compare", "a", "b", "--latency-threshold", "lots"],
         vec!["fly"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
@@ -533,6 +538,53 @@ fn nix_kill(pid: u32, signal: i32) {
     assert!(status.success());
 }
 
+/// `load-gen compare` on real smoke-suite data: a run against itself has no regression; against a
+/// copy in which one cell lost half its throughput in every repeat, exactly that cell regresses.
+fn compare_flags_regressions(run: &Path, dir: &Temp) {
+    let compare = |old: &Path, new: &Path| {
+        let out = Command::new(BIN)
+            .arg("compare")
+            .args([old, new])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, table) = compare(run, run);
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("cells in both: 0 regressed"), "{table}");
+    let worse = dir.0.join("worse");
+    std::fs::create_dir_all(worse.join("cells")).unwrap();
+    for entry in std::fs::read_dir(run.join("cells")).unwrap().flatten() {
+        std::fs::copy(entry.path(), worse.join("cells").join(entry.file_name())).unwrap();
+    }
+    let victim = "connections-epoll-c100";
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    for o in meta["outcomes"].as_array_mut().unwrap() {
+        if o["id"] == victim {
+            for r in o["repeats"].as_array_mut().unwrap() {
+                r["msgs_per_s"] = (r["msgs_per_s"].as_f64().unwrap() / 2.0).into();
+            }
+        }
+    }
+    std::fs::write(worse.join("meta.json"), meta.to_string()).unwrap();
+    let cell_path = worse.join("cells").join(format!("{victim}.json"));
+    let mut cell: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cell_path).unwrap()).unwrap();
+    cell["throughput_msgs_per_s"] = (cell["throughput_msgs_per_s"].as_f64().unwrap() / 2.0).into();
+    std::fs::write(&cell_path, cell.to_string()).unwrap();
+    let (code, table) = compare(run, &worse);
+    assert_eq!(code, Some(1), "{table}");
+    let flagged: Vec<&str> = table.lines().filter(|l| l.contains("REGRESSION")).collect();
+    assert_eq!(flagged.len(), 1, "{table}");
+    assert!(flagged[0].starts_with(&format!("| {victim} |")), "{table}");
+    assert!(flagged[0].contains("-50.0%"), "{table}");
+    assert!(table.contains("cells in both: 1 regressed"), "{table}");
+}
+
 #[test]
 fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
     if bench_server().is_none() {
@@ -577,14 +629,30 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
     ] {
         assert!(!meta[key].is_null(), "meta.json has {key}");
     }
+    let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
     for o in outcomes {
         let id = o["id"].as_str().unwrap();
-        for ext in ["json", "server.json", "hlog"] {
-            assert!(
-                run.join("cells").join(format!("{id}.{ext}")).exists(),
-                "{id}.{ext}"
-            );
+        for stem in [id.to_string(), format!("{id}.r1"), format!("{id}.r2")] {
+            for ext in ["json", "server.json", "hlog"] {
+                assert!(
+                    run.join("cells").join(format!("{stem}.{ext}")).exists(),
+                    "{stem}.{ext}"
+                );
+            }
         }
+        // repeat = 2: both runs recorded, and the cell's file is the lower-median (slower) run.
+        let repeats = o["repeats"].as_array().expect("repeats recorded");
+        assert_eq!(repeats.len(), 2, "{o}");
+        let slower = repeats
+            .iter()
+            .map(|r| r["msgs_per_s"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        // pin = true: the server's loop on the first core, load-gen's thread on the next.
+        let server: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("cells").join(format!("{id}.server.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(server["config"]["pinned"], true, "{id}");
         let cell: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(run.join("cells").join(format!("{id}.json"))).unwrap(),
         )
@@ -593,6 +661,14 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
             cell["messages"].as_u64().unwrap() > 0,
             "{id} measured something"
         );
+        assert_eq!(
+            cell["throughput_msgs_per_s"].as_f64().unwrap(),
+            slower,
+            "{id}"
+        );
+        if two_cores {
+            assert_eq!(cell["config"]["cpus"], serde_json::json!([1]), "{id}");
+        }
     }
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(
@@ -600,11 +676,15 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         "{report}"
     );
     assert!(report.contains("| idle connections | epoll |"), "{report}");
+    assert!(report.contains("Every cell ran 2 times"), "{report}");
+    assert!(report.contains(" ±"), "{report}");
     for chart in [
         "connections-throughput.svg",
         "connections-p99.svg",
+        "connections-spectrum.svg",
         "idle-throughput.svg",
         "idle-p99.svg",
+        "idle-spectrum.svg",
     ] {
         let svg =
             std::fs::read_to_string(run.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
@@ -634,6 +714,7 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         .unwrap();
     assert!(again.status.success());
     assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
+    compare_flags_regressions(run, &dir);
     let missing = Command::new(BIN)
         .args(["suite", "nonesuch"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -66,7 +66,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("bench-server-{tag}-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("bench-server-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir); // left by an earlier process with this pid
         std::fs::create_dir(&dir).unwrap();
         TempDir(dir)

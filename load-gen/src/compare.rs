@@ -1,0 +1,334 @@
+//! `load-gen compare OLD NEW`: per-cell deltas between two run directories, with regressions flagged
+//! beyond a threshold, for tuning an event loop change by change.
+//!
+//! Cells are matched by id. A cell regresses when its throughput falls by more than the throughput
+//! threshold, its p99 grows by more than the latency threshold, or it completed in OLD and not in
+//! NEW. When both runs repeated their cells, a delta beyond the threshold whose min–max ranges still
+//! overlap is reported as noise, not as a regression.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use pollbench_common::{human_count, parse_percent};
+use serde::Serialize;
+
+use crate::report::Meta;
+use crate::results::human_us;
+use crate::suite::Outcome;
+
+#[derive(Parser, Debug)]
+pub struct CompareArgs {
+    /// The baseline run directory (written by `load-gen suite`).
+    #[arg(value_name = "OLD")]
+    old: PathBuf,
+
+    /// The run to judge against it.
+    #[arg(value_name = "NEW")]
+    new: PathBuf,
+
+    /// A cell regresses when its msgs/s fall by more than this.
+    #[arg(long, default_value = "10%", value_parser = parse_percent, value_name = "PERCENT")]
+    threshold: f64,
+
+    /// A cell regresses when its p99 latency grows by more than this (tails are noisier than
+    /// throughput, hence the wider default).
+    #[arg(long, default_value = "25%", value_parser = parse_percent, value_name = "PERCENT")]
+    latency_threshold: f64,
+
+    /// Also write the comparison as JSON to FILE (atomically; schema pollbench.compare/1).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// One side of a cell: what the report shows for it.
+#[derive(Serialize, Clone, Debug)]
+struct Side {
+    status: String,
+    msgs_per_s: Option<f64>,
+    p99_us: Option<f64>,
+    /// min and max over the cell's repeats, when it was repeated.
+    msgs_per_s_range: Option<(f64, f64)>,
+    p99_us_range: Option<(f64, f64)>,
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    Regression,
+    Improvement,
+    /// Beyond a threshold, but the repeats' ranges overlap.
+    Noise,
+    Same,
+    /// Failed or skipped in both.
+    NotComparable,
+}
+
+#[derive(Serialize)]
+struct CellDelta {
+    id: String,
+    old: Side,
+    new: Side,
+    /// new / old - 1
+    msgs_per_s_change: Option<f64>,
+    p99_change: Option<f64>,
+    verdict: Verdict,
+    why: String,
+}
+
+#[derive(Serialize)]
+struct Comparison {
+    schema: &'static str,
+    old: PathBuf,
+    new: PathBuf,
+    threshold: f64,
+    latency_threshold: f64,
+    cells: Vec<CellDelta>,
+    only_in_old: Vec<String>,
+    only_in_new: Vec<String>,
+    regressions: usize,
+}
+
+fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
+    let path = dir.join("meta.json");
+    let meta: Meta = serde_json::from_str(
+        &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let outcomes: BTreeMap<&str, &Outcome> =
+        meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
+    let mut sides = BTreeMap::new();
+    for cell in &meta.cells {
+        let Some(outcome) = outcomes.get(cell.id.as_str()) else {
+            continue; // never reached (an interrupted run)
+        };
+        let data = (outcome.status == "ok")
+            .then(|| {
+                let file = dir.join("cells").join(format!("{}.json", cell.id));
+                let text = std::fs::read_to_string(&file).ok()?;
+                serde_json::from_str::<serde_json::Value>(&text).ok()
+            })
+            .flatten();
+        let range = |f: fn(&crate::suite::Repeat) -> f64| {
+            (outcome.repeats.len() > 1).then(|| {
+                let values = outcome.repeats.iter().map(f);
+                (
+                    values.clone().fold(f64::INFINITY, f64::min),
+                    values.fold(f64::NEG_INFINITY, f64::max),
+                )
+            })
+        };
+        sides.insert(
+            cell.id.clone(),
+            Side {
+                status: outcome.status.clone(),
+                msgs_per_s: data
+                    .as_ref()
+                    .and_then(|j| j["throughput_msgs_per_s"].as_f64()),
+                p99_us: data.as_ref().and_then(|j| j["latency_us"]["p99"].as_f64()),
+                msgs_per_s_range: range(|r| r.msgs_per_s),
+                p99_us_range: range(|r| r.p99_us),
+            },
+        );
+    }
+    Ok((meta, sides))
+}
+
+fn overlap(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a.0 <= b.1 && b.0 <= a.1)
+}
+
+fn judge(old: &Side, new: &Side, args: &CompareArgs) -> CellDelta {
+    let change = |o: Option<f64>, n: Option<f64>| match (o, n) {
+        (Some(o), Some(n)) if o > 0.0 => Some(n / o - 1.0),
+        _ => None,
+    };
+    let msgs = change(old.msgs_per_s, new.msgs_per_s);
+    let p99 = change(old.p99_us, new.p99_us);
+    let (verdict, why) = match (old.status == "ok", new.status == "ok") {
+        (true, false) => (Verdict::Regression, format!("now {}", new.status)),
+        (false, true) => (Verdict::Improvement, format!("was {}", old.status)),
+        (false, false) => (Verdict::NotComparable, format!("{} in both", new.status)),
+        (true, true) => {
+            let mut worse = Vec::new();
+            let mut better = Vec::new();
+            let mut noise = Vec::new();
+            if let Some(d) = msgs {
+                let ranges = overlap(old.msgs_per_s_range, new.msgs_per_s_range);
+                if d < -args.threshold {
+                    if ranges { &mut noise } else { &mut worse }.push("msgs/s");
+                } else if d > args.threshold {
+                    if ranges { &mut noise } else { &mut better }.push("msgs/s");
+                }
+            }
+            if let Some(d) = p99 {
+                let ranges = overlap(old.p99_us_range, new.p99_us_range);
+                if d > args.latency_threshold {
+                    if ranges { &mut noise } else { &mut worse }.push("p99");
+                } else if d < -args.latency_threshold {
+                    if ranges { &mut noise } else { &mut better }.push("p99");
+                }
+            }
+            if !worse.is_empty() {
+                (Verdict::Regression, worse.join(", "))
+            } else if !better.is_empty() {
+                (Verdict::Improvement, better.join(", "))
+            } else if !noise.is_empty() {
+                (
+                    Verdict::Noise,
+                    format!("{}: the repeats' ranges overlap", noise.join(", ")),
+                )
+            } else {
+                (Verdict::Same, String::new())
+            }
+        }
+    };
+    CellDelta {
+        id: String::new(),
+        old: old.clone(),
+        new: new.clone(),
+        msgs_per_s_change: msgs,
+        p99_change: p99,
+        verdict,
+        why,
+    }
+}
+
+fn side_text(s: &Side, value: Option<f64>, human: fn(f64) -> String) -> String {
+    match value {
+        Some(v) if s.status == "ok" => human(v),
+        _ => s.status.clone(),
+    }
+}
+
+fn percent(change: Option<f64>) -> String {
+    change.map_or(String::new(), |d| format!("{:+.1}%", d * 100.0))
+}
+
+fn describe(meta: &Meta) -> String {
+    format!(
+        "suite {}, {}, commit {}, {} ({} cores)",
+        meta.suite,
+        meta.started_utc,
+        meta.git_commit
+            .as_deref()
+            .map_or("unknown", |c| &c[..c.len().min(12)]),
+        meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        meta.cores
+    )
+}
+
+/// Run `load-gen compare`: 0 without regressions, 1 with at least one (or an unreadable run).
+pub fn run(args: CompareArgs) -> i32 {
+    let (old_meta, old) = match load(&args.old) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("load-gen: {e}");
+            return 1;
+        }
+    };
+    let (new_meta, new) = match load(&args.new) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("load-gen: {e}");
+            return 1;
+        }
+    };
+    let mut cells = Vec::new();
+    for (id, o) in &old {
+        if let Some(n) = new.get(id) {
+            let mut delta = judge(o, n, &args);
+            delta.id = id.clone();
+            cells.push(delta);
+        }
+    }
+    let only_in_old: Vec<String> = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
+    let only_in_new: Vec<String> = new
+        .keys()
+        .filter(|k| !old.contains_key(*k))
+        .cloned()
+        .collect();
+    let count = |v: Verdict| cells.iter().filter(|c| c.verdict == v).count();
+    let regressions = count(Verdict::Regression);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "OLD {}: {}", args.old.display(), describe(&old_meta));
+    let _ = writeln!(out, "NEW {}: {}", args.new.display(), describe(&new_meta));
+    if (&old_meta.cpu_model, old_meta.cores, &old_meta.kernel)
+        != (&new_meta.cpu_model, new_meta.cores, &new_meta.kernel)
+    {
+        let _ = writeln!(
+            out,
+            "note: the runs come from different machines or kernels; deltas mix both changes"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n| cell | msgs/s OLD → NEW | change | p99 OLD → NEW | change | verdict |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let human_rate: fn(f64) -> String = human_count;
+    let human_lat: fn(f64) -> String = human_us;
+    for c in &cells {
+        let verdict = match c.verdict {
+            Verdict::Regression => format!("**REGRESSION** ({})", c.why),
+            Verdict::Improvement => format!("better ({})", c.why),
+            Verdict::Noise => format!("noise ({})", c.why),
+            Verdict::Same => String::new(),
+            Verdict::NotComparable => c.why.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} → {} | {} | {} → {} | {} | {verdict} |",
+            c.id,
+            side_text(&c.old, c.old.msgs_per_s, human_rate),
+            side_text(&c.new, c.new.msgs_per_s, human_rate),
+            percent(c.msgs_per_s_change),
+            side_text(&c.old, c.old.p99_us, human_lat),
+            side_text(&c.new, c.new.p99_us, human_lat),
+            percent(c.p99_change),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} cells in both: {regressions} regressed, {} improved, {} within noise, {} unchanged \
+         (thresholds: msgs/s -{:.0}%, p99 +{:.0}%), {} not comparable.",
+        cells.len(),
+        count(Verdict::Improvement),
+        count(Verdict::Noise),
+        count(Verdict::Same),
+        args.threshold * 100.0,
+        args.latency_threshold * 100.0,
+        count(Verdict::NotComparable),
+    );
+    if !only_in_old.is_empty() {
+        let _ = writeln!(out, "Only in OLD: {}", only_in_old.join(", "));
+    }
+    if !only_in_new.is_empty() {
+        let _ = writeln!(out, "Only in NEW: {}", only_in_new.join(", "));
+    }
+    print!("{out}");
+    if let Some(path) = &args.json {
+        let comparison = Comparison {
+            schema: "pollbench.compare/1",
+            old: args.old.clone(),
+            new: args.new.clone(),
+            threshold: args.threshold,
+            latency_threshold: args.latency_threshold,
+            cells,
+            only_in_old,
+            only_in_new,
+            regressions,
+        };
+        if let Err(e) = pollbench_common::write_json_atomically(path, &comparison) {
+            eprintln!("load-gen: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
+    i32::from(regressions > 0)
+}
