@@ -16,6 +16,10 @@ suite name="quick":
 report dir:
     cargo run --release -p load-gen -- report {{dir}}
 
+# Compare two run directories cell by cell (exit 1 when a cell regressed).
+compare old new:
+    cargo run --release -p load-gen -- compare {{old}} {{new}}
+
 # The poller scaling benchmark, quick mode (about a minute).
 bench-quick:
     POLLER_BENCH_QUICK=1 cargo bench -p poller --bench scaling
