@@ -87,11 +87,6 @@ fn run_suite(args: SuiteArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    for d in [&suite.duration, &suite.warmup] {
-        if let Err(e) = pollbench_common::parse_duration(d) {
-            return fail(format!("{}: {e}", path.display()));
-        }
-    }
     let server = match suite::find_or_build_server() {
         Ok(s) => s,
         Err(e) => return fail(e),

@@ -206,12 +206,15 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
             "connections"
         };
         let rate = cells.first().and_then(|c| c.rate);
+        let one_rate = cells.iter().all(|c| c.rate == rate);
         let _ = writeln!(
             md,
             "## {sweep}: msgs/s and p99 against {x}{}\n",
-            rate.map_or(" (closed loop)".into(), |r| format!(
-                " (open loop, {r} msgs/s)"
-            ))
+            match (rate, one_rate) {
+                (_, false) => " (open loop at the rate in each column)".to_string(),
+                (Some(r), true) => format!(" (open loop, {r} msgs/s)"),
+                (None, true) => " (closed loop)".to_string(),
+            }
         );
         let (shown, linked) = sweep_charts(dir, sweep, x, &cells, &columns, by_idle, &completed);
         for (file, alt) in &shown {
@@ -296,6 +299,9 @@ fn spread(o: &Outcome, median: f64) -> String {
 }
 
 fn column(c: &Cell) -> String {
+    if !c.label.is_empty() {
+        return c.label.clone();
+    }
     let mut col = c.backend.clone();
     for part in [&c.trigger, &c.accept].into_iter().flatten() {
         col.push(' ');

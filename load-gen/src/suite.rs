@@ -61,6 +61,15 @@ pub struct Sweep {
     pub accepts: Vec<String>,
     /// Open loop at this many messages per second; closed loop if absent.
     pub rate: Option<u64>,
+    /// Several open-loop rates: a column each (instead of `rate`).
+    #[serde(default)]
+    pub rates: Vec<u64>,
+    /// Message sizes, a column each. [default: the suite's size]
+    #[serde(default)]
+    pub sizes: Vec<String>,
+    /// Closed-loop pipeline depths, a column each. [default: the suite's pipeline]
+    #[serde(default)]
+    pub pipelines: Vec<usize>,
     /// Override the suite's server threads for this sweep (accept strategies need several).
     pub server_threads: Option<usize>,
     /// Override the suite's client threads for this sweep.
@@ -71,6 +80,10 @@ pub struct Sweep {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Cell {
     pub id: String,
+    /// The report column: backend, plus trigger, accept, size, pipeline and rate where the sweep
+    /// varies them. Empty in runs from before it existed.
+    #[serde(default)]
+    pub label: String,
     pub sweep: String,
     pub backend: String,
     pub trigger: Option<String>,
@@ -78,6 +91,12 @@ pub struct Cell {
     pub connections: usize,
     pub idle: usize,
     pub rate: Option<u64>,
+    /// Message size and pipeline depth; absent in runs from before sweeps could vary them (the
+    /// suite's values then apply).
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default)]
+    pub pipeline: Option<usize>,
     pub server_threads: usize,
     pub client_threads: usize,
 }
@@ -123,54 +142,85 @@ impl Suite {
     pub fn load(path: &Path) -> Result<Suite, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let suite: Suite = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        suite
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(suite)
     }
 
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
         for sweep in &self.sweep {
-            let idles = if sweep.idle.is_empty() {
-                vec![0]
+            let idles = or_one(&sweep.idle, 0);
+            let sizes = or_one(&sweep.sizes, self.size.clone());
+            let pipelines = or_one(&sweep.pipelines, self.pipeline);
+            let rates: Vec<Option<u64>> = if sweep.rates.is_empty() {
+                vec![sweep.rate]
             } else {
-                sweep.idle.clone()
+                sweep.rates.iter().copied().map(Some).collect()
             };
-            let opt = |v: &Vec<String>| -> Vec<Option<String>> {
-                if v.is_empty() {
-                    vec![None]
-                } else {
-                    v.iter().cloned().map(Some).collect()
-                }
-            };
+            let triggers = optional(&sweep.triggers);
+            let accepts = optional(&sweep.accepts);
             for backend in &sweep.backends {
-                for trigger in opt(&sweep.triggers) {
-                    for accept in opt(&sweep.accepts) {
-                        for &connections in &sweep.connections {
-                            for &idle in &idles {
-                                let mut id = format!("{}-{backend}", sweep.name);
-                                for part in [&trigger, &accept].into_iter().flatten() {
-                                    id.push('-');
-                                    id.push_str(part);
+                for trigger in &triggers {
+                    for accept in &accepts {
+                        for size in &sizes {
+                            for &pipeline in &pipelines {
+                                for &rate in &rates {
+                                    for &connections in &sweep.connections {
+                                        for &idle in &idles {
+                                            // The label names what the report's columns vary; the
+                                            // id adds the row (connections, idle).
+                                            let mut label = backend.clone();
+                                            for part in [trigger, accept].into_iter().flatten() {
+                                                label.push(' ');
+                                                label.push_str(part);
+                                            }
+                                            if !sweep.sizes.is_empty() {
+                                                label.push_str(&format!(" {size}"));
+                                            }
+                                            if !sweep.pipelines.is_empty() {
+                                                label.push_str(&format!(" pipeline {pipeline}"));
+                                            }
+                                            if let Some(r) =
+                                                rate.filter(|_| !sweep.rates.is_empty())
+                                            {
+                                                label.push_str(&format!(" {r}/s"));
+                                            }
+                                            let mut id = format!(
+                                                "{}-{}",
+                                                sweep.name,
+                                                label.replace(' ', "-")
+                                            )
+                                            .replace("-pipeline-", "-p")
+                                            .replace("/s", "ps");
+                                            id.push_str(&format!("-c{connections}"));
+                                            if !sweep.idle.is_empty() {
+                                                id.push_str(&format!("-idle{idle}"));
+                                            }
+                                            cells.push(Cell {
+                                                id,
+                                                label,
+                                                sweep: sweep.name.clone(),
+                                                backend: backend.clone(),
+                                                trigger: trigger.clone(),
+                                                accept: accept.clone(),
+                                                connections,
+                                                idle,
+                                                rate,
+                                                size: Some(size.clone()),
+                                                pipeline: Some(pipeline),
+                                                server_threads: sweep
+                                                    .server_threads
+                                                    .unwrap_or(self.server_threads),
+                                                client_threads: sweep
+                                                    .client_threads
+                                                    .unwrap_or(self.client_threads),
+                                            });
+                                        }
+                                    }
                                 }
-                                id.push_str(&format!("-c{connections}"));
-                                if !sweep.idle.is_empty() {
-                                    id.push_str(&format!("-idle{idle}"));
-                                }
-                                cells.push(Cell {
-                                    id,
-                                    sweep: sweep.name.clone(),
-                                    backend: backend.clone(),
-                                    trigger: trigger.clone(),
-                                    accept: accept.clone(),
-                                    connections,
-                                    idle,
-                                    rate: sweep.rate,
-                                    server_threads: sweep
-                                        .server_threads
-                                        .unwrap_or(self.server_threads),
-                                    client_threads: sweep
-                                        .client_threads
-                                        .unwrap_or(self.client_threads),
-                                });
                             }
                         }
                     }
@@ -178,6 +228,70 @@ impl Suite {
             }
         }
         cells
+    }
+
+    /// What the TOML format cannot say: lists that must not be empty, values that must parse.
+    fn check(&self) -> Result<(), String> {
+        pollbench_common::parse_duration(&self.duration).map_err(|e| format!("duration: {e}"))?;
+        pollbench_common::parse_duration(&self.warmup).map_err(|e| format!("warmup: {e}"))?;
+        if self.repeat == 0 {
+            return Err("repeat must be at least 1".into());
+        }
+        if self.sweep.is_empty() {
+            return Err("no [[sweep]]: a suite needs at least one".into());
+        }
+        for s in &self.sweep {
+            let name = &s.name;
+            if s.backends.is_empty() || s.connections.is_empty() {
+                return Err(format!(
+                    "sweep '{name}': backends and connections must not be empty"
+                ));
+            }
+            if s.rate.is_some() && !s.rates.is_empty() {
+                return Err(format!(
+                    "sweep '{name}': give rate (one) or rates (a list), not both"
+                ));
+            }
+            for size in s.sizes.iter().chain([&self.size]) {
+                pollbench_common::parse_bytes(size)
+                    .map_err(|e| format!("sweep '{name}': size {e}"))?;
+            }
+            if s.pipelines.iter().chain([&self.pipeline]).any(|&p| p == 0)
+                || s.rates.contains(&0)
+                || s.rate == Some(0)
+            {
+                return Err(format!(
+                    "sweep '{name}': pipelines and rates must be at least 1"
+                ));
+            }
+        }
+        if self
+            .sweep
+            .iter()
+            .enumerate()
+            .any(|(i, s)| self.sweep[..i].iter().any(|t| t.name == s.name))
+        {
+            return Err("two sweeps have the same name: cell ids would collide".into());
+        }
+        Ok(())
+    }
+}
+
+/// The list, or the one default value when the list is empty.
+fn or_one<T: Clone>(list: &[T], default: T) -> Vec<T> {
+    if list.is_empty() {
+        vec![default]
+    } else {
+        list.to_vec()
+    }
+}
+
+/// The list as options, or a single None (the flag is left to bench-server's default).
+fn optional(list: &[String]) -> Vec<Option<String>> {
+    if list.is_empty() {
+        vec![None]
+    } else {
+        list.iter().cloned().map(Some).collect()
     }
 }
 
@@ -347,7 +461,8 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
     if let Some(a) = &cell.accept {
         cmd.args(["--accept", a]);
     }
-    if suite.pin {
+    // The threads baseline has a thread per connection, nothing to pin; its client still is.
+    if suite.pin && cell.backend != "threads" {
         cmd.arg("--pin");
     }
     let mut server = match cmd.spawn() {
@@ -390,11 +505,11 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
             "--warmup",
             &suite.warmup,
             "--size",
-            &suite.size,
+            cell.size.as_deref().unwrap_or(&suite.size),
         ])
         .args([
             "--pipeline",
-            &suite.pipeline.to_string(),
+            &cell.pipeline.unwrap_or(suite.pipeline).to_string(),
             "--idle",
             &cell.idle.to_string(),
         ])
@@ -494,5 +609,76 @@ pub fn failure_summary(j: &serde_json::Value) -> String {
         "no errors recorded".into()
     } else {
         format!("errors: {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite(text: &str) -> Result<Suite, String> {
+        let suite: Suite = toml::from_str(text).map_err(|e| e.to_string())?;
+        suite.check()?;
+        Ok(suite)
+    }
+
+    const HEAD: &str = "description = \"t\"\nduration = \"1s\"\nwarmup = \"0s\"\n";
+
+    #[test]
+    fn every_list_of_a_sweep_is_a_dimension_of_its_cells() {
+        let s = suite(&format!(
+            "{HEAD}size = \"128B\"\n[[sweep]]\nname = \"mix\"\nbackends = [\"poll\", \"epoll\"]\n\
+             sizes = [\"64B\", \"4KiB\"]\npipelines = [1, 8]\nrates = [1000, 5000]\n\
+             connections = [10, 100]\n\
+             [[sweep]]\nname = \"plain\"\nbackends = [\"epoll\"]\nconnections = [10]\n"
+        ))
+        .unwrap();
+        let cells = s.cells();
+        assert_eq!(cells.len(), 2 * 2 * 2 * 2 * 2 + 1);
+        let ids: std::collections::BTreeSet<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), cells.len(), "ids are unique");
+        let c = cells
+            .iter()
+            .find(|c| c.id == "mix-epoll-4KiB-p8-5000ps-c100")
+            .expect("id names every varied value");
+        assert_eq!(c.label, "epoll 4KiB pipeline 8 5000/s");
+        assert_eq!(
+            (c.size.as_deref(), c.pipeline, c.rate, c.connections),
+            (Some("4KiB"), Some(8), Some(5000), 100)
+        );
+        // A sweep that varies nothing but connections keeps the short id, and the suite's values.
+        let plain = cells.iter().find(|c| c.sweep == "plain").unwrap();
+        assert_eq!(plain.id, "plain-epoll-c10");
+        assert_eq!(plain.label, "epoll");
+        assert_eq!(
+            (plain.size.as_deref(), plain.pipeline, plain.rate),
+            (Some("128B"), Some(1), None)
+        );
+    }
+
+    #[test]
+    fn a_suite_that_cannot_run_as_written_is_refused_with_the_reason() {
+        let sweep = "[[sweep]]\nname = \"a\"\nbackends = [\"epoll\"]\nconnections = [10]\n";
+        for (extra, top, why) in [
+            ("rate = 5\nrates = [1, 2]\n", "", "not both"),
+            ("sizes = [\"12XB\"]\n", "", "size"),
+            ("pipelines = [0]\n", "", "at least 1"),
+            ("", "repeat = 0\n", "repeat"),
+            ("", "duration = \"soon\"\n", "duration"),
+            ("colour = \"red\"\n", "", "unknown field"),
+        ] {
+            let text = if top.starts_with("duration") {
+                format!("description = \"t\"\nwarmup = \"0s\"\n{top}{sweep}{extra}")
+            } else {
+                format!("{HEAD}{top}{sweep}{extra}")
+            };
+            let err = suite(&text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        let twice = format!("{HEAD}{sweep}{sweep}");
+        assert!(suite(&twice).unwrap_err().contains("same name"));
+        assert!(suite(&format!("{HEAD}{sweep}")).is_ok());
     }
 }
