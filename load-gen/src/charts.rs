@@ -22,8 +22,18 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// Draw `series` into an SVG at `path`; x on a log scale, y linear from 0. With `zero_at_one`, x = 0
-/// (no idle connections) is drawn at 1 and labelled 0.
+/// How a chart's y axis shows its values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum YAxis {
+    /// Linear from 0: counts and rates.
+    Linear,
+    /// Decades of microseconds, so that one backend's collapse to seconds does not flatten the
+    /// others' microseconds into the x axis.
+    LogMicros,
+}
+
+/// Draw `series` into an SVG at `path`; x on a log scale, y as `y_axis` says. With `zero_at_one`,
+/// x = 0 (no idle connections) is drawn at 1 and labelled 0.
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -31,10 +41,20 @@ pub fn line_chart(
     y_label: &str,
     series: &[Series],
     zero_at_one: bool,
+    y_axis: YAxis,
 ) -> Result<(), String> {
+    // A log axis is drawn as log10 of the values on a linear axis, labelled back in µs.
+    let log = y_axis == YAxis::LogMicros;
+    let y_of = |v: f64| if log { v.max(1.0).log10() } else { v };
     let points = series.iter().flat_map(|s| s.points.iter());
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max);
-    let y_max = points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
+    let (y_min, y_max) = if log {
+        let ys = points.map(|p| y_of(p.1));
+        let lo = ys.clone().fold(f64::INFINITY, f64::min).floor().max(0.0);
+        (lo.min(2.0), ys.fold(0.0, f64::max).ceil().max(lo + 1.0))
+    } else {
+        (0.0, points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1)
+    };
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     let err = |e: &dyn std::fmt::Debug| format!("chart {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -43,7 +63,7 @@ pub fn line_chart(
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((1f64..x_max * 1.5).log_scale(), 0f64..y_max)
+        .build_cartesian_2d((1f64..x_max * 1.5).log_scale(), y_min..y_max)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -56,8 +76,15 @@ pub fn line_chart(
             }
         })
         .y_desc(y_label)
+        .y_labels(if log {
+            (y_max - y_min) as usize + 1
+        } else {
+            10
+        })
         .y_label_formatter(&|v| {
-            if *v >= 1e3 {
+            if log {
+                micros(10f64.powf(*v))
+            } else if *v >= 1e3 {
                 format!("{:.0}k", v / 1e3)
             } else {
                 format!("{v:.0}")
@@ -67,7 +94,11 @@ pub fn line_chart(
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let pts: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (x.max(1.0), y)).collect();
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .map(|&(x, y)| (x.max(1.0), y_of(y)))
+            .collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
@@ -87,6 +118,17 @@ pub fn line_chart(
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
+}
+
+/// A latency axis label: 100µs, 10ms, 2s.
+fn micros(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.0}s", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}ms", v / 1e3)
+    } else {
+        format!("{v:.0}µs")
+    }
 }
 
 /// The percentile spectrum of a latency histogram: (nines, µs) points where nines = -log10(1 - q),
@@ -129,15 +171,7 @@ pub fn spectrum_chart(path: &Path, title: &str, series: &[Series]) -> Result<(),
             format!("{pct:.digits$}%")
         })
         .y_desc("latency (µs)")
-        .y_label_formatter(&|v| {
-            if *v >= 1e6 {
-                format!("{:.0}s", v / 1e6)
-            } else if *v >= 1e3 {
-                format!("{:.0}ms", v / 1e3)
-            } else {
-                format!("{v:.0}µs")
-            }
-        })
+        .y_label_formatter(&|v| micros(*v))
         .draw()
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {

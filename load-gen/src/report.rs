@@ -348,36 +348,50 @@ fn sweep_charts(
             .collect()
     };
     let (mut shown, mut linked) = (Vec::new(), Vec::new());
-    let plots: [(&str, &str, Metric, bool); 4] = [
+    use crate::charts::YAxis;
+    let plots: [(&str, &str, Metric, bool, YAxis); 4] = [
         (
             "throughput",
             "messages per second",
             |j| j["throughput_msgs_per_s"].as_f64(),
             true,
+            YAxis::Linear,
         ),
         (
             "p99",
-            "p99 latency (µs)",
+            "p99 latency",
             |j| j["latency_us"]["p99"].as_f64(),
             true,
+            YAxis::LogMicros,
         ),
         (
             "p50",
-            "p50 latency (µs)",
+            "p50 latency",
             |j| j["latency_us"]["p50"].as_f64(),
             false,
+            YAxis::LogMicros,
         ),
         (
             "p999",
-            "p99.9 latency (µs)",
+            "p99.9 latency",
             |j| j["latency_us"]["p999"].as_f64(),
             false,
+            YAxis::LogMicros,
         ),
     ];
-    for (name, y, metric, show) in plots {
+    for (name, y, metric, show, y_axis) in plots {
         let file = format!("{sweep}-{name}.svg");
         let title = format!("{sweep}: {y} against {x}");
-        match crate::charts::line_chart(&dir.join(&file), &title, x, y, &series(&metric), by_idle) {
+        let chart = crate::charts::line_chart(
+            &dir.join(&file),
+            &title,
+            x,
+            y,
+            &series(&metric),
+            by_idle,
+            y_axis,
+        );
+        match chart {
             Ok(()) => if show { &mut shown } else { &mut linked }.push((file, title)),
             Err(e) => eprintln!("load-gen: {e}"),
         }
