@@ -50,8 +50,12 @@ pub fn line_chart(
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max);
     let (y_min, y_max) = if log {
         let ys = points.map(|p| y_of(p.1));
-        let lo = ys.clone().fold(f64::INFINITY, f64::min).floor().max(0.0);
-        (lo.min(2.0), ys.fold(0.0, f64::max).ceil().max(lo + 1.0))
+        let lo = ys
+            .clone()
+            .fold(f64::INFINITY, f64::min)
+            .floor()
+            .clamp(0.0, 2.0);
+        (lo, ys.fold(0.0, f64::max).ceil().max(lo + 1.0))
     } else {
         (0.0, points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1)
     };

@@ -380,17 +380,14 @@ fn sweep_charts(
         ),
     ];
     for (name, y, metric, show, y_axis) in plots {
+        let series = series(&metric);
+        if series.is_empty() {
+            continue; // no cell of the sweep completed: nothing to draw
+        }
         let file = format!("{sweep}-{name}.svg");
         let title = format!("{sweep}: {y} against {x}");
-        let chart = crate::charts::line_chart(
-            &dir.join(&file),
-            &title,
-            x,
-            y,
-            &series(&metric),
-            by_idle,
-            y_axis,
-        );
+        let chart =
+            crate::charts::line_chart(&dir.join(&file), &title, x, y, &series, by_idle, y_axis);
         match chart {
             Ok(()) => if show { &mut shown } else { &mut linked }.push((file, title)),
             Err(e) => eprintln!("load-gen: {e}"),

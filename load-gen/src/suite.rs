@@ -430,6 +430,18 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
             return outcome("skipped", Some(format!("open-files limit {limit} is below the {need} this cell needs (raise ulimit -n)")));
         }
     }
+    // select cannot watch a descriptor at or above FD_SETSIZE: bench-server would close those
+    // connections, so the cell could only fail. That is the mechanism's limit, known in advance.
+    let server_fds = cell.connections + cell.idle + 16; // + listener, waker, stdio, slack
+    if cell.backend == "select" && server_fds > libc::FD_SETSIZE {
+        return outcome(
+            "skipped",
+            Some(format!(
+                "select cannot watch descriptors at or above FD_SETSIZE ({}); this cell needs about {server_fds}",
+                libc::FD_SETSIZE
+            )),
+        );
+    }
     let poller_backend = !matches!(cell.backend.as_str(), "threads" | "tokio");
     if poller_backend {
         if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {

@@ -723,3 +723,51 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no suite 'nonesuch'"));
 }
+
+/// A select cell that needs descriptors at or above FD_SETSIZE is skipped with the reason before
+/// anything starts, and the suite still succeeds (a skip is not a failure).
+#[test]
+fn select_cells_beyond_fd_setsize_are_skipped_with_the_reason() {
+    if bench_server().is_none() {
+        return; // said why
+    }
+    let dir = Temp::new("fdsetsize");
+    let suite = dir.0.join("wide.toml");
+    std::fs::write(
+        &suite,
+        "description = \"select past FD_SETSIZE\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"wide\"\nbackends = [\"select\"]\nconnections = [2000]\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(&suite)
+        .arg("--results")
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "nothing was run"
+    );
+    let run = std::fs::read_dir(dir.0.join("results"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let outcome = &meta["outcomes"][0];
+    assert_eq!(outcome["status"], "skipped", "{outcome}");
+    assert!(
+        outcome["reason"].as_str().unwrap().contains("FD_SETSIZE"),
+        "{outcome}"
+    );
+}
