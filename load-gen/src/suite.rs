@@ -432,7 +432,7 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
     }
     // select cannot watch a descriptor at or above FD_SETSIZE: bench-server would close those
     // connections, so the cell could only fail. That is the mechanism's limit, known in advance.
-    let server_fds = cell.connections + cell.idle + 16; // + listener, waker, stdio, slack
+    let server_fds = cell.connections + cell.idle + 8; // + stdio, listener, waker, signal pipe
     if cell.backend == "select" && server_fds > libc::FD_SETSIZE {
         return outcome(
             "skipped",
