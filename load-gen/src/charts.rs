@@ -1,8 +1,10 @@
 //! SVG line charts for a run's report (plotters): one series per backend against connections or
 //! idle connections, on logarithmic x axes; and latency percentile spectra.
 
+use std::fmt::Debug;
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// One line: a label and its (x, y) points, x > 0.
@@ -59,14 +61,9 @@ pub fn line_chart(
     } else {
         (0.0, points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1)
     };
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Debug| format!("chart {}: {e:?}", path.display());
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let err = |e: &dyn Debug| chart_error(path, e);
+    let root = canvas(path)?;
+    let mut chart = builder(&root, title)
         .build_cartesian_2d((1f64..x_max * 1.5).log_scale(), y_min..y_max)
         .map_err(|e| err(&e))?;
     chart
@@ -103,25 +100,76 @@ pub fn line_chart(
             .iter()
             .map(|&(x, y)| (x.max(1.0), y_of(y)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        draw_line(&mut chart, &s.label, pts.clone(), color).map_err(|e| err(&e))?;
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(|e| err(&e))?;
     }
+    finish(&root, &mut chart, SeriesLabelPosition::UpperRight).map_err(|e| err(&e))
+}
+
+/// A white SVG canvas at `path`.
+fn canvas(path: &Path) -> Result<DrawingArea<SVGBackend<'_>, Shift>, String> {
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| chart_error(path, &e))?;
+    Ok(root)
+}
+
+fn chart_error(path: &Path, e: &dyn Debug) -> String {
+    format!("chart {}: {e:?}", path.display())
+}
+
+/// The title, margins and label areas every chart shares.
+fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    b
+}
+
+type Chart<'a, X, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>;
+type DrawError = DrawingAreaErrorKind<<SVGBackend<'static> as DrawingBackend>::ErrorType>;
+
+/// One labelled line, with its legend entry.
+fn draw_line<X, Y>(
+    chart: &mut Chart<'_, X, Y>,
+    label: &str,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// Draw the legend and write the file.
+fn finish<X, Y>(
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    chart: &mut Chart<'_, X, Y>,
+    legend: SeriesLabelPosition,
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+        .position(legend)
+        .draw()?;
+    root.present()
 }
 
 /// A latency axis label: 100µs, 10ms, 2s.
@@ -155,14 +203,9 @@ pub fn spectrum_chart(path: &Path, title: &str, series: &[Series]) -> Result<(),
     let points = series.iter().flat_map(|s| s.points.iter());
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max).ceil();
     let y_max = points.map(|p| p.1).fold(10.0, f64::max) * 2.0;
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Debug| format!("chart {}: {e:?}", path.display());
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let err = |e: &dyn Debug| chart_error(path, e);
+    let root = canvas(path)?;
+    let mut chart = builder(&root, title)
         .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
         .map_err(|e| err(&e))?;
     chart
@@ -180,22 +223,9 @@ pub fn spectrum_chart(path: &Path, title: &str, series: &[Series]) -> Result<(),
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        draw_line(&mut chart, &s.label, s.points.clone(), color).map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+    finish(&root, &mut chart, SeriesLabelPosition::UpperLeft).map_err(|e| err(&e))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod report;
 mod results;
 mod stream;
 mod suite;
+mod sweep_charts;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -1,0 +1,180 @@
+//! The SVG charts of one sweep of a run: throughput and latency against connections (or idle
+//! connections), and the latency percentile spectrum of every backend at one load.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::report::column;
+use crate::suite::Cell;
+
+/// A chart written into the run directory: (file name, description).
+pub type Chart = (String, String);
+
+/// What a chart plots of one cell's load-gen JSON.
+type Metric = fn(&Value) -> Option<f64>;
+
+/// One sweep of a run, as its charts need it.
+#[derive(Clone, Copy)]
+pub struct SweepView<'a> {
+    pub dir: &'a Path,
+    pub name: &'a str,
+    /// The x axis: "connections" or "idle connections".
+    pub x: &'a str,
+    pub cells: &'a [&'a Cell],
+    /// The report's columns (backend, and what else the sweep varies).
+    pub columns: &'a [String],
+    pub by_idle: bool,
+    /// The load-gen JSON of the cells that completed, by id.
+    pub completed: &'a BTreeMap<&'a str, &'a Value>,
+}
+
+impl SweepView<'_> {
+    /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99, the
+    /// latency spectrum) and those to link (p50, p99.9).
+    pub fn charts(&self) -> (Vec<Chart>, Vec<Chart>) {
+        let SweepView {
+            dir,
+            name: sweep,
+            x,
+            cells,
+            columns,
+            by_idle,
+            completed,
+        } = *self;
+        let series = |metric: &dyn Fn(&Value) -> Option<f64>| -> Vec<crate::charts::Series> {
+            columns
+                .iter()
+                .map(|col| crate::charts::Series {
+                    label: col.clone(),
+                    points: cells
+                        .iter()
+                        .filter(|c| column(c) == *col)
+                        .filter_map(|c| {
+                            let j = completed.get(c.id.as_str())?;
+                            Some((
+                                (if by_idle { c.idle } else { c.connections }) as f64,
+                                metric(j)?,
+                            ))
+                        })
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect()
+        };
+        let (mut shown, mut linked) = (Vec::new(), Vec::new());
+        use crate::charts::YAxis;
+        let plots: [(&str, &str, Metric, bool, YAxis); 4] = [
+            (
+                "throughput",
+                "messages per second",
+                |j| j["throughput_msgs_per_s"].as_f64(),
+                true,
+                YAxis::Linear,
+            ),
+            (
+                "p99",
+                "p99 latency",
+                |j| j["latency_us"]["p99"].as_f64(),
+                true,
+                YAxis::LogMicros,
+            ),
+            (
+                "p50",
+                "p50 latency",
+                |j| j["latency_us"]["p50"].as_f64(),
+                false,
+                YAxis::LogMicros,
+            ),
+            (
+                "p999",
+                "p99.9 latency",
+                |j| j["latency_us"]["p999"].as_f64(),
+                false,
+                YAxis::LogMicros,
+            ),
+        ];
+        for (name, y, metric, show, y_axis) in plots {
+            let series = series(&metric);
+            if series.is_empty() {
+                continue; // no cell of the sweep completed: nothing to draw
+            }
+            let file = format!("{sweep}-{name}.svg");
+            let title = format!("{sweep}: {y} against {x}");
+            let chart =
+                crate::charts::line_chart(&dir.join(&file), &title, x, y, &series, by_idle, y_axis);
+            match chart {
+                Ok(()) => if show { &mut shown } else { &mut linked }.push((file, title)),
+                Err(e) => eprintln!("load-gen: {e}"),
+            }
+        }
+        if let Some(chart) = self.spectrum() {
+            shown.push(chart);
+        }
+        (shown, linked)
+    }
+
+    /// The latency percentile spectrum of every backend at one load of the sweep: the largest
+    /// connection (or idle) count that every backend with a completed cell completed, else the largest
+    /// any completed.
+    fn spectrum(&self) -> Option<Chart> {
+        let SweepView {
+            dir,
+            name: sweep,
+            x,
+            cells,
+            columns,
+            by_idle,
+            completed,
+        } = *self;
+        let row = |c: &Cell| if by_idle { c.idle } else { c.connections };
+        let done: Vec<&Cell> = cells
+            .iter()
+            .copied()
+            .filter(|c| completed.contains_key(c.id.as_str()))
+            .collect();
+        let ran: Vec<&String> = columns
+            .iter()
+            .filter(|col| done.iter().any(|c| column(c) == **col))
+            .collect();
+        let everywhere = done
+            .iter()
+            .map(|c| row(c))
+            .filter(|&r| {
+                ran.iter()
+                    .all(|col| done.iter().any(|c| row(c) == r && column(c) == **col))
+            })
+            .max();
+        let at = everywhere.or_else(|| done.iter().map(|c| row(c)).max())?;
+        let series: Vec<crate::charts::Series> = columns
+            .iter()
+            .filter_map(|col| {
+                let cell = done.iter().find(|c| row(c) == at && column(c) == *col)?;
+                let hlog = dir.join("cells").join(format!("{}.hlog", cell.id));
+                match crate::merge::total_of_log(&hlog) {
+                    Ok(h) => Some(crate::charts::Series {
+                        label: col.clone(),
+                        points: crate::charts::spectrum_points(&h),
+                    }),
+                    Err(e) => {
+                        eprintln!("load-gen: {e}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        if series.is_empty() {
+            return None;
+        }
+        let file = format!("{sweep}-spectrum.svg");
+        let title = format!("{sweep}: latency by percentile at {at} {x}");
+        match crate::charts::spectrum_chart(&dir.join(&file), &title, &series) {
+            Ok(()) => Some((file, title)),
+            Err(e) => {
+                eprintln!("load-gen: {e}");
+                None
+            }
+        }
+    }
+}
