@@ -351,6 +351,51 @@ fn a_one_second_stall_shows_in_corrected_not_uncorrected_latency() {
     );
 }
 
+/// A server that stalls through the warm-up answers its backlog inside the measured window: those
+/// echoes count, with their latency from the time they were due (over a second), instead of the
+/// window seeing only messages that were also due inside it.
+#[test]
+fn backlog_from_the_warm_up_is_measured_when_it_is_answered() {
+    let start = Instant::now();
+    let stall_until = Duration::from_millis(1500);
+    let addr = server(move |s, _| {
+        echo_with(s, |_, _| {
+            if let Some(left) = stall_until.checked_sub(start.elapsed()) {
+                std::thread::sleep(left); // nothing is echoed until 1.5 s
+            }
+        });
+    });
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "10",
+            "-t",
+            "1",
+            "-d",
+            "2s",
+            "--warmup",
+            "1s",
+            "-R",
+            "1000",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = json.unwrap();
+    let max = json["latency_us"]["max"].as_u64().unwrap();
+    assert!(
+        max >= 1_000_000,
+        "messages due early in the warm-up, echoed after 1.5 s, are measured: max {max} us"
+    );
+    assert!(json["messages"].as_u64().unwrap() >= 1000, "{json}");
+}
+
 #[test]
 fn connections_the_server_closes_are_counted_and_exit_1() {
     let addr = server(|mut s, _| {
