@@ -105,7 +105,14 @@ pub fn line_chart(
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(|e| err(&e))?;
     }
-    finish(&root, &mut chart, SeriesLabelPosition::UpperRight).map_err(|e| err(&e))
+    // Latency grows to the upper right and throughput falls to the lower right: keep the legend
+    // in the corner the lines leave free.
+    let legend = if log {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::LowerLeft
+    };
+    finish(&root, &mut chart, legend).map_err(|e| err(&e))
 }
 
 /// A white SVG canvas at `path`.
