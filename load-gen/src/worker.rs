@@ -94,7 +94,7 @@ pub struct WorkerSpec {
     pub plan: Arc<Plan>,
     pub start: Instant,
     pub stop: Arc<AtomicBool>,
-    /// Messages completed so far by this worker (read by the progress display).
+    /// Messages echoed so far by this worker, warm-up included (read by the progress display).
     pub progress: Arc<AtomicU64>,
     /// Connections of this worker still alive (the run ends early when every worker's is 0).
     pub alive: Arc<AtomicU64>,
@@ -379,9 +379,10 @@ impl<B: Backend> Worker<B> {
                 // latency (from the intended time) is what a client of it would see.
                 if now >= self.measure_from && now < self.end {
                     record(&mut self.result, f, now, self.measure_from);
-                    self.progress.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // Every echo, warm-up included, so the progress display shows the warm-up's rate too.
+            self.progress.fetch_add(completed, Ordering::Relaxed);
             if completed > 0 && now < self.end {
                 if self.plan.rate.is_none() {
                     for _ in 0..completed {

@@ -351,6 +351,41 @@ fn a_one_second_stall_shows_in_corrected_not_uncorrected_latency() {
     );
 }
 
+/// The progress lines (plain on a pipe) show the warm-up's rate, not 0 msgs/s.
+#[test]
+fn progress_lines_show_the_warm_up_rate() {
+    let Some((_server, addr)) = bench_server() else {
+        return; // said why
+    };
+    let (out, _, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "4",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "--warmup",
+            "2500ms",
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warm_up_rates: Vec<f64> = stderr
+        .lines()
+        .filter_map(|l| l.split("warm-up: ").nth(1))
+        .filter_map(|rest| rest.split(" msgs/s").next()?.parse().ok())
+        .collect();
+    assert!(!warm_up_rates.is_empty(), "warm-up lines: {stderr}");
+    assert!(
+        warm_up_rates.iter().all(|&r| r > 0.0),
+        "every warm-up line shows the echoes: {stderr}"
+    );
+}
+
 /// A server that stalls through the warm-up answers its backlog inside the measured window: those
 /// echoes count, with their latency from the time they were due (over a second), instead of the
 /// window seeing only messages that were also due inside it.
