@@ -14,7 +14,7 @@ use clap::Parser;
 use pollbench_common::{human_count, parse_percent};
 use serde::Serialize;
 
-use crate::report::Meta;
+use crate::report::{cell_json, Meta};
 use crate::results::human_us;
 use crate::suite::Outcome;
 
@@ -91,11 +91,7 @@ struct Comparison {
 }
 
 fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
-    let path = dir.join("meta.json");
-    let meta: Meta = serde_json::from_str(
-        &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = Meta::read(dir)?;
     let outcomes: BTreeMap<&str, &Outcome> =
         meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
     let mut sides = BTreeMap::new();
@@ -104,11 +100,7 @@ fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
             continue; // never reached (an interrupted run)
         };
         let data = (outcome.status == "ok")
-            .then(|| {
-                let file = dir.join("cells").join(format!("{}.json", cell.id));
-                let text = std::fs::read_to_string(&file).ok()?;
-                serde_json::from_str::<serde_json::Value>(&text).ok()
-            })
+            .then(|| cell_json(dir, &cell.id))
             .flatten();
         let range = |f: fn(&crate::suite::Repeat) -> f64| {
             (outcome.repeats.len() > 1).then(|| {
@@ -139,7 +131,7 @@ fn overlap(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> bool {
     matches!((a, b), (Some(a), Some(b)) if a.0 <= b.1 && b.0 <= a.1)
 }
 
-fn judge(old: &Side, new: &Side, args: &CompareArgs) -> CellDelta {
+fn judge(id: &str, old: &Side, new: &Side, args: &CompareArgs) -> CellDelta {
     let change = |o: Option<f64>, n: Option<f64>| match (o, n) {
         (Some(o), Some(n)) if o > 0.0 => Some(n / o - 1.0),
         _ => None,
@@ -185,7 +177,7 @@ fn judge(old: &Side, new: &Side, args: &CompareArgs) -> CellDelta {
         }
     };
     CellDelta {
-        id: String::new(),
+        id: id.to_string(),
         old: old.clone(),
         new: new.clone(),
         msgs_per_s_change: msgs,
@@ -211,9 +203,7 @@ fn describe(meta: &Meta) -> String {
         "suite {}, {}, commit {}, {} ({} cores)",
         meta.suite,
         meta.started_utc,
-        meta.git_commit
-            .as_deref()
-            .map_or("unknown", |c| &c[..c.len().min(12)]),
+        meta.short_commit(),
         meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
         meta.cores
     )
@@ -235,14 +225,10 @@ pub fn run(args: CompareArgs) -> i32 {
             return 1;
         }
     };
-    let mut cells = Vec::new();
-    for (id, o) in &old {
-        if let Some(n) = new.get(id) {
-            let mut delta = judge(o, n, &args);
-            delta.id = id.clone();
-            cells.push(delta);
-        }
-    }
+    let cells: Vec<CellDelta> = old
+        .iter()
+        .filter_map(|(id, o)| Some(judge(id, o, new.get(id)?, &args)))
+        .collect();
     let only_in_old: Vec<String> = old
         .keys()
         .filter(|k| !new.contains_key(*k))

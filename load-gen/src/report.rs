@@ -108,20 +108,36 @@ pub fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<
     unreachable!()
 }
 
-fn cell_json(dir: &Path, id: &str) -> Option<Value> {
-    serde_json::from_str(
-        &std::fs::read_to_string(dir.join("cells").join(format!("{id}.json"))).ok()?,
-    )
-    .ok()
+/// A JSON file, or None when it is missing or unreadable (a cell that left no data).
+pub fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The load-gen JSON of cell `id` in run directory `dir`.
+pub fn cell_json(dir: &Path, id: &str) -> Option<Value> {
+    read_json(&dir.join("cells").join(format!("{id}.json")))
+}
+
+impl Meta {
+    /// The meta.json of run directory `dir`; the error names the file.
+    pub fn read(dir: &Path) -> Result<Meta, String> {
+        let path = dir.join("meta.json");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The first 12 hex digits of the commit the run was built from.
+    pub fn short_commit(&self) -> &str {
+        self.git_commit
+            .as_deref()
+            .map_or("unknown", |c| &c[..c.len().min(12)])
+    }
 }
 
 /// Rebuild report.md of a run directory from meta.json and the cells' files.
 pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
-    let meta: Meta = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("meta.json"))
-            .map_err(|e| format!("{}: {e}", dir.join("meta.json").display()))?,
-    )
-    .map_err(|e| format!("meta.json: {e}"))?;
+    let meta = Meta::read(dir)?;
     // Every cell's data, read once for the tables and the charts.
     let data: BTreeMap<&str, Value> = meta
         .cells
@@ -151,9 +167,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
         meta.kernel.as_deref().unwrap_or("?"),
         meta.rustc.as_deref().unwrap_or("rustc ?"),
         meta.fd_limit.map_or("?".into(), |l| l.to_string()),
-        meta.git_commit
-            .as_deref()
-            .map_or("unknown", |c| &c[..c.len().min(12)]),
+        meta.short_commit(),
         if meta.git_dirty == Some(true) {
             " (with uncommitted changes)"
         } else {
@@ -194,10 +208,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 columns.push(col);
             }
         }
-        let mut rows: Vec<usize> = cells
-            .iter()
-            .map(|c| if by_idle { c.idle } else { c.connections })
-            .collect();
+        let mut rows: Vec<usize> = cells.iter().map(|c| c.row(by_idle)).collect();
         rows.sort();
         rows.dedup();
         let x = if by_idle {
@@ -241,9 +252,9 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
         for row in rows {
             let mut line = format!("| {row} |");
             for col in &columns {
-                let cell = cells.iter().find(|c| {
-                    column(c) == *col && (if by_idle { c.idle } else { c.connections }) == row
-                });
+                let cell = cells
+                    .iter()
+                    .find(|c| column(c) == *col && c.row(by_idle) == row);
                 let text = match cell {
                     None => "".to_string(),
                     Some(c) => match (outcomes.get(c.id.as_str()), data.get(c.id.as_str())) {

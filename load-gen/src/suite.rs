@@ -101,6 +101,17 @@ pub struct Cell {
     pub client_threads: usize,
 }
 
+impl Cell {
+    /// The report row the cell is in: its idle connections in an idle sweep, else its connections.
+    pub fn row(&self, by_idle: bool) -> usize {
+        if by_idle {
+            self.idle
+        } else {
+            self.connections
+        }
+    }
+}
+
 /// What happened to a cell.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Outcome {
@@ -358,11 +369,7 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
             }
             return outcome;
         }
-        let data: Option<serde_json::Value> =
-            std::fs::read_to_string(dir.join(format!("{stem}.json")))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-        let Some(j) = data else {
+        let Some(j) = crate::report::read_json(&dir.join(format!("{stem}.json"))) else {
             let reason = format!("run {k}: load-gen wrote no readable {stem}.json");
             return Outcome {
                 reason: Some(reason),
@@ -578,9 +585,7 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
         Err(e) => outcome("failed", Some(e)),
         Ok((status, _)) if status.success() => outcome("ok", None),
         Ok((status, err)) => {
-            let why = std::fs::read_to_string(dir.join(format!("{stem}.json")))
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            let why = crate::report::read_json(&dir.join(format!("{stem}.json")))
                 .map(|j| failure_summary(&j))
                 .unwrap_or_else(|| {
                     err.lines()

@@ -16,7 +16,6 @@ pub type Chart = (String, String);
 type Metric = fn(&Value) -> Option<f64>;
 
 /// One sweep of a run, as its charts need it.
-#[derive(Clone, Copy)]
 pub struct SweepView<'a> {
     pub dir: &'a Path,
     pub name: &'a str,
@@ -34,29 +33,19 @@ impl SweepView<'_> {
     /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99, the
     /// latency spectrum) and those to link (p50, p99.9).
     pub fn charts(&self) -> (Vec<Chart>, Vec<Chart>) {
-        let SweepView {
-            dir,
-            name: sweep,
-            x,
-            cells,
-            columns,
-            by_idle,
-            completed,
-        } = *self;
+        let (sweep, x) = (self.name, self.x);
         let series = |metric: &dyn Fn(&Value) -> Option<f64>| -> Vec<crate::charts::Series> {
-            columns
+            self.columns
                 .iter()
                 .map(|col| crate::charts::Series {
                     label: col.clone(),
-                    points: cells
+                    points: self
+                        .cells
                         .iter()
                         .filter(|c| column(c) == *col)
                         .filter_map(|c| {
-                            let j = completed.get(c.id.as_str())?;
-                            Some((
-                                (if by_idle { c.idle } else { c.connections }) as f64,
-                                metric(j)?,
-                            ))
+                            let j = self.completed.get(c.id.as_str())?;
+                            Some((c.row(self.by_idle) as f64, metric(j)?))
                         })
                         .collect(),
                 })
@@ -102,8 +91,15 @@ impl SweepView<'_> {
             }
             let file = format!("{sweep}-{name}.svg");
             let title = format!("{sweep}: {y} against {x}");
-            let chart =
-                crate::charts::line_chart(&dir.join(&file), &title, x, y, &series, by_idle, y_axis);
+            let chart = crate::charts::line_chart(
+                &self.dir.join(&file),
+                &title,
+                x,
+                y,
+                &series,
+                self.by_idle,
+                y_axis,
+            );
             match chart {
                 Ok(()) => if show { &mut shown } else { &mut linked }.push((file, title)),
                 Err(e) => eprintln!("load-gen: {e}"),
@@ -119,22 +115,15 @@ impl SweepView<'_> {
     /// connection (or idle) count that every backend with a completed cell completed, else the largest
     /// any completed.
     fn spectrum(&self) -> Option<Chart> {
-        let SweepView {
-            dir,
-            name: sweep,
-            x,
-            cells,
-            columns,
-            by_idle,
-            completed,
-        } = *self;
-        let row = |c: &Cell| if by_idle { c.idle } else { c.connections };
-        let done: Vec<&Cell> = cells
+        let row = |c: &Cell| c.row(self.by_idle);
+        let done: Vec<&Cell> = self
+            .cells
             .iter()
             .copied()
-            .filter(|c| completed.contains_key(c.id.as_str()))
+            .filter(|c| self.completed.contains_key(c.id.as_str()))
             .collect();
-        let ran: Vec<&String> = columns
+        let ran: Vec<&String> = self
+            .columns
             .iter()
             .filter(|col| done.iter().any(|c| column(c) == **col))
             .collect();
@@ -147,11 +136,12 @@ impl SweepView<'_> {
             })
             .max();
         let at = everywhere.or_else(|| done.iter().map(|c| row(c)).max())?;
-        let series: Vec<crate::charts::Series> = columns
+        let series: Vec<crate::charts::Series> = self
+            .columns
             .iter()
             .filter_map(|col| {
                 let cell = done.iter().find(|c| row(c) == at && column(c) == *col)?;
-                let hlog = dir.join("cells").join(format!("{}.hlog", cell.id));
+                let hlog = self.dir.join("cells").join(format!("{}.hlog", cell.id));
                 match crate::merge::total_of_log(&hlog) {
                     Ok(h) => Some(crate::charts::Series {
                         label: col.clone(),
@@ -167,9 +157,9 @@ impl SweepView<'_> {
         if series.is_empty() {
             return None;
         }
-        let file = format!("{sweep}-spectrum.svg");
-        let title = format!("{sweep}: latency by percentile at {at} {x}");
-        match crate::charts::spectrum_chart(&dir.join(&file), &title, &series) {
+        let file = format!("{}-spectrum.svg", self.name);
+        let title = format!("{}: latency by percentile at {at} {}", self.name, self.x);
+        match crate::charts::spectrum_chart(&self.dir.join(&file), &title, &series) {
             Ok(()) => Some((file, title)),
             Err(e) => {
                 eprintln!("load-gen: {e}");
