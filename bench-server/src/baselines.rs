@@ -37,6 +37,16 @@ fn accept_counted(shared: &SharedCounters, limit: &ConnLimit) -> bool {
     acquired
 }
 
+/// Refuse an accepted connection that cannot be served (no descriptor or no thread for it): count
+/// it as rejected and give its slot in the limit back. The caller drops the socket.
+fn refuse(shared: &SharedCounters, limit: &ConnLimit) {
+    shared.add(&Counters {
+        rejected: 1,
+        ..Counters::default()
+    });
+    limit.release();
+}
+
 /// How long shutdown waits for the connection threads to count what they echoed and end.
 const THREADS_STOP_GRACE: Duration = Duration::from_secs(1);
 
@@ -69,12 +79,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
                     continue;
                 }
                 let Ok(handle) = stream.try_clone() else {
-                    // No descriptor for the handle (EMFILE): refuse this one, go on.
-                    shared.add(&Counters {
-                        rejected: 1,
-                        ..Counters::default()
-                    });
-                    limit.release();
+                    refuse(&shared, &limit); // no descriptor for the handle (EMFILE)
                     continue;
                 };
                 let key = registry.lock().expect("registry").insert(handle);
@@ -96,12 +101,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
                     });
                 if spawned.is_err() {
                     registry.lock().expect("registry").remove(key);
-                    // Out of threads: this connection is refused, the server goes on.
-                    shared.add(&Counters {
-                        rejected: 1,
-                        ..Counters::default()
-                    });
-                    limit.release();
+                    refuse(&shared, &limit); // out of threads; the server goes on
                 }
             }
             Ok(())
