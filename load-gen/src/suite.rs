@@ -437,24 +437,23 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
             return outcome("skipped", Some(format!("open-files limit {limit} is below the {need} this cell needs (raise ulimit -n)")));
         }
     }
-    // select cannot watch a descriptor at or above FD_SETSIZE: bench-server would close those
-    // connections, so the cell could only fail. That is the mechanism's limit, known in advance.
-    let server_fds = cell.connections + cell.idle + 8; // + stdio, listener, waker, signal pipe
-    if cell.backend == "select" && server_fds > libc::FD_SETSIZE {
-        return outcome(
-            "skipped",
-            Some(format!(
-                "select cannot watch descriptors at or above FD_SETSIZE ({}); this cell needs about {server_fds}",
-                libc::FD_SETSIZE
-            )),
-        );
-    }
-    let poller_backend = !matches!(cell.backend.as_str(), "threads" | "tokio");
-    if poller_backend {
-        if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
-            if let Err(why) = kind.probe() {
-                return outcome("skipped", Some(why));
-            }
+    // An event-loop backend (the baselines do not parse as one) that cannot run here, or cannot
+    // watch as many descriptors as the cell needs (select: FD_SETSIZE), is skipped with the reason:
+    // bench-server would close the connections past the limit, so the cell could only fail.
+    if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
+        let caps = match kind.capabilities() {
+            Ok(caps) => caps,
+            Err(why) => return outcome("skipped", Some(why.to_string())),
+        };
+        let server_fds = cell.connections + cell.idle + 8; // + stdio, listener, waker, signal pipe
+        if let Some(max) = caps.max_fd.filter(|&max| server_fds > max as usize + 1) {
+            return outcome(
+                "skipped",
+                Some(format!(
+                    "{kind} cannot watch descriptors at or above FD_SETSIZE ({}); this cell needs about {server_fds}",
+                    max + 1
+                )),
+            );
         }
     }
     let mut cmd = Command::new(server_bin);
