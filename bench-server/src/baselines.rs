@@ -196,39 +196,24 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
             if !accept_counted(&shared, &limit) {
                 continue;
             }
-            let (limit, shared) = (limit.clone(), shared.clone());
+            let task = TaskCounters {
+                c: Counters::default(),
+                shared: shared.clone(),
+                limit: limit.clone(),
+            };
             tokio::spawn(async move {
-                let mut c = Counters::default();
-                let _ = stream.set_nodelay(true);
-                let mut buf = vec![0u8; buf_size];
-                loop {
-                    let n = match stream.read(&mut buf).await {
-                        Ok(0) => {
-                            c.reads += 1;
-                            break;
-                        }
-                        Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    c.reads += 1;
-                    c.bytes_in += n as u64;
-                    if stream.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    c.writes += 1;
-                    c.bytes_out += n as u64;
-                    if c.reads % FLUSH_EVERY == 0 {
-                        flush(&shared, &mut c);
-                    }
-                }
-                c.closed += 1;
-                flush(&shared, &mut c);
-                limit.release();
+                let mut task = task;
+                serve_tokio(&mut stream, buf_size, &mut task).await;
+                task.c.closed += 1;
+                // Count before closing: the client sees the close and may stop the server at once.
+                drop(task);
+                drop(stream);
             });
         }
     });
-    // This thread owns the runtime until stop; then it ends the accept loop and gives the
-    // connection tasks a second before dropping them.
+    // This thread owns the runtime until stop; then it ends the accept loop and shuts the runtime
+    // down: every connection task is dropped at its next await, and its TaskCounters add what it
+    // counted. The second is for the worker threads to finish dropping them.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::Builder::new()
         .name("tokio-runtime".into())
@@ -247,4 +232,55 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
         threads: vec![holder],
         extra_stop: Some(Box::new(move || drop(done_tx))),
     })
+}
+
+/// A tokio connection task's counters. They are added to the shared ones every `FLUSH_EVERY` reads
+/// and when the task ends, however it ends: on `Drop`, so that the tasks the runtime's shutdown
+/// drops at an await (connections still open at SIGTERM) are counted too, with nothing added per
+/// read. Dropping also gives the connection's slot in the limit back.
+struct TaskCounters {
+    c: Counters,
+    shared: Arc<SharedCounters>,
+    limit: Arc<ConnLimit>,
+}
+
+impl Drop for TaskCounters {
+    fn drop(&mut self) {
+        flush(&self.shared, &mut self.c);
+        self.limit.release();
+    }
+}
+
+/// Echo until end-of-file or an error. Every read and every write is counted as soon as it returns,
+/// before the next await, so the counts are exact wherever the task is dropped. (`write_all` would
+/// lose a partly written echo's bytes if dropped between its writes.)
+async fn serve_tokio(stream: &mut tokio::net::TcpStream, buf_size: usize, task: &mut TaskCounters) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; buf_size];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => {
+                task.c.reads += 1; // end-of-file counts, as in the event loops
+                return;
+            }
+            Err(_) => return,
+            Ok(n) => n,
+        };
+        task.c.reads += 1;
+        task.c.bytes_in += n as u64;
+        let mut done = 0;
+        while done < n {
+            match stream.write(&buf[done..n]).await {
+                Ok(0) | Err(_) => return,
+                Ok(w) => {
+                    task.c.writes += 1;
+                    task.c.bytes_out += w as u64;
+                    done += w;
+                }
+            }
+        }
+        if task.c.reads % FLUSH_EVERY == 0 {
+            flush(&task.shared, &mut task.c);
+        }
+    }
 }

@@ -98,6 +98,58 @@ fn every_backend_trigger_and_accept_strategy_echoes() {
     }
 }
 
+/// The tokio baseline counts every byte echoed on connections that are still open at SIGTERM. Its
+/// tasks batch their counters (every 256 reads, and at close), and the runtime's shutdown drops
+/// them at their next await: before the fix, 10,000 echoed bytes over 20 open connections were
+/// reported as `bytes_in: 0`.
+#[test]
+fn tokio_counts_what_open_connections_echoed_before_shutdown() {
+    const CONNS: usize = 20;
+    const ROUNDS: usize = 10; // messages per connection, each echoed before the next is sent
+    const SIZE: usize = 50; // 20 x 10 x 50 = 10,000 bytes
+    let server = Server::start(&["--backend", "tokio", "--threads", "2"], None);
+    let conns: Vec<TcpStream> = (0..CONNS).map(|_| server.connect()).collect();
+    for round in 0..ROUNDS {
+        for (i, c) in conns.iter().enumerate() {
+            let data = payload(SIZE, (round * CONNS + i) as u64);
+            assert!(
+                echo(c, &data),
+                "conn {i} round {round}: echoed byte for byte"
+            );
+        }
+    }
+    // Every connection stays open through SIGTERM.
+    let (status, took, json) = server.stop();
+    drop(conns);
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(2), "stopped in {took:?}");
+    let sent = (CONNS * ROUNDS * SIZE) as u64;
+    let totals = &json["totals"];
+    let field = |name: &str| {
+        totals[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("totals.{name} in {json}"))
+    };
+    assert_eq!(field("bytes_in"), sent, "{json}");
+    assert_eq!(field("bytes_out"), sent, "{json}");
+    assert_eq!(field("accepted"), CONNS as u64, "{json}");
+    assert_eq!(field("rejected"), 0, "{json}");
+    assert_eq!(
+        field("active"),
+        CONNS as u64,
+        "open when shutdown began: {json}"
+    );
+    // No end-of-file was read (the clients never closed), and each message was sent only after
+    // the previous echo arrived, so every message took at least one read of its own; every read's
+    // bytes took at least one write to echo.
+    let (reads, writes) = (field("reads"), field("writes"));
+    assert!(
+        reads >= (CONNS * ROUNDS) as u64 && reads <= sent,
+        "reads {reads}: {json}"
+    );
+    assert!(writes >= reads && writes <= sent, "writes {writes}: {json}");
+}
+
 fn default_servers() -> Vec<Vec<&'static str>> {
     let mut out: Vec<Vec<&'static str>> = backends()
         .into_iter()
