@@ -31,10 +31,18 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
     usize::try_from(v).map_err(|_| format!("'{s}' is too large"))
 }
 
-/// A duration ("1s", "250ms", "2m").
+/// The longest duration any option takes: 30 days. Deadlines are computed as `Instant + duration`,
+/// which panics on overflow; no benchmark phase or timeout needs longer.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A duration ("1s", "250ms", "2m"), at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); examples: 1s, 250ms"))?;
+    if d > MAX_DURATION {
+        return Err(format!("'{s}' is too long (at most 30 days)"));
+    }
+    Ok(d)
 }
 
 /// A percentage ("10%" or "10"), returned as a fraction (0.10). Must be above 0.
@@ -50,7 +58,11 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
     Ok(v / 100.0)
 }
 
-/// A CPU list as taskset and /sys write it: "1", "0-3", "0,2,4-5". Ids in the order given.
+/// The largest CPU id a CPU list may name: Linux's own ceiling (NR_CPUS is at most 8192).
+pub const MAX_CPU_ID: usize = 8191;
+
+/// A CPU list as taskset and /sys write it: "1", "0-3", "0,2,4-5". Ids in the order given, each at
+/// most [`MAX_CPU_ID`] (a range is expanded, so "0-4000000000" must be refused, not allocated).
 pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     let bad = || format!("'{s}' is not a CPU list; examples: 1, 2-3, 0,2,4-7");
     let mut ids = Vec::new();
@@ -65,6 +77,11 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
         };
         if lo > hi {
             return Err(bad());
+        }
+        if hi > MAX_CPU_ID {
+            return Err(format!(
+                "'{s}': CPU {hi} does not exist (ids go up to {MAX_CPU_ID})"
+            ));
         }
         ids.extend(lo..=hi);
     }
@@ -161,6 +178,14 @@ mod tests {
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("one").is_err());
         assert!(parse_cpu_list("").is_err());
+        assert_eq!(parse_cpu_list("8191").map(|v| v.len()), Ok(1));
+        assert!(parse_cpu_list("0-4000000000")
+            .unwrap_err()
+            .contains("does not exist"));
+        assert_eq!(parse_duration("30days"), Ok(MAX_DURATION));
+        assert!(parse_duration("100000000y")
+            .unwrap_err()
+            .contains("too long"));
         assert_eq!(parse_percent("10%"), Ok(0.10));
         assert_eq!(parse_percent("2.5"), Ok(0.025));
         assert!(parse_percent("0%").is_err());

@@ -281,7 +281,10 @@ struct RunArgs {
     #[serde(serialize_with = "display")]
     backend: BackendKind,
 
-    /// A message not echoed within this long counts as a timeout error and closes its connection.
+    /// A message not echoed within this long of when it was due (sent, in closed loop) counts as a
+    /// timeout error and closes its connection. It also bounds the client's memory: open loop holds
+    /// at most rate x (timeout + 0.1 s) messages in flight, 32 bytes each (a run that would need
+    /// more than 2 GiB is refused).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     #[serde(serialize_with = "secs")]
     timeout: Duration,
@@ -365,6 +368,9 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// The most memory a run may need for its in-flight messages (see `worker::in_flight_bound`).
+const MAX_IN_FLIGHT_BYTES: u64 = 2 << 30;
+
 /// What one connector thread opened, and what failed.
 struct Connected {
     conns: Vec<(usize, TcpStream)>,
@@ -389,9 +395,93 @@ fn connect(
     Ok(socket.into())
 }
 
+/// Open every connection (busy and idle), each of `threads` threads its share, paced by
+/// --connect-rate. Fails only when a thread cannot be started; the ones started are stopped first.
+fn connect_all(
+    args: &RunArgs,
+    threads: usize,
+    stop: &AtomicBool,
+) -> std::io::Result<Vec<Connected>> {
+    let total = args.connections + args.idle;
+    let pace = (args.connect_rate > 0)
+        .then(|| Duration::from_secs_f64(threads as f64 / args.connect_rate as f64));
+    let connect_share = |t: usize| {
+        let mut conns = Vec::new();
+        let mut errors = Errors::default();
+        let mut first_error = None;
+        for index in (t..total).step_by(threads) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let source = (!args.source.is_empty()).then(|| args.source[index % args.source.len()]);
+            match connect(args.target, source, args.connect_timeout) {
+                Ok(stream) => conns.push((index, stream)),
+                Err(e) => {
+                    errors.connect += 1;
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+            if let Some(p) = pace {
+                std::thread::sleep(p);
+            }
+        }
+        Connected {
+            conns,
+            errors,
+            first_error,
+        }
+    };
+    std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let spawned = std::thread::Builder::new()
+                .name(format!("connect-{t}"))
+                .spawn_scoped(s, move || connect_share(t));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // The scope joins the threads already started once they see the stop flag.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(handles
+            .into_iter()
+            .map(|h| h.join().expect("a connector thread does not panic"))
+            .collect())
+    })
+}
+
+/// A thread could not be started (too many for this machine's memory or process limits): a
+/// one-line error and exit status 2, as for any option this machine cannot honour.
+fn cannot_start_threads(threads: usize, e: &std::io::Error) -> i32 {
+    eprintln!("load-gen: cannot start {threads} threads ({e}); ask for fewer with --threads");
+    2
+}
+
 fn run(args: RunArgs) -> i32 {
     if let Err(why) = args.backend.probe() {
         eprintln!("load-gen: --backend {}: {why}", args.backend);
+        return 2;
+    }
+    // Refused before any connection is made: what the run's in-flight messages could take.
+    let plan = Arc::new(Plan {
+        size: args.size,
+        pipeline: args.pipeline,
+        rate: args.rate.map(|r| r as f64),
+        connections: args.connections,
+        warmup: args.warmup,
+        duration: args.duration,
+        timeout: args.timeout,
+    });
+    let in_flight_bytes = worker::in_flight_bound(&plan).saturating_mul(worker::IN_FLIGHT_BYTES);
+    if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
+        eprintln!(
+            "load-gen: this run could hold {} MiB of messages in flight (connections x pipeline, plus rate x timeout in open loop), over the {} MiB limit: lower --pipeline, --rate or --timeout",
+            in_flight_bytes >> 20,
+            MAX_IN_FLIGHT_BYTES >> 20
+        );
         return 2;
     }
     let threads = args
@@ -404,48 +494,10 @@ fn run(args: RunArgs) -> i32 {
     }
 
     // Connect: each thread its share, in parallel, paced by --connect-rate.
-    let total = args.connections + args.idle;
-    let pace = (args.connect_rate > 0)
-        .then(|| Duration::from_secs_f64(threads as f64 / args.connect_rate as f64));
-    let connected: Vec<Connected> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let args = &args;
-                let stop = &stop;
-                s.spawn(move || {
-                    let mut conns = Vec::new();
-                    let mut errors = Errors::default();
-                    let mut first_error = None;
-                    for index in (t..total).step_by(threads) {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let source = (!args.source.is_empty())
-                            .then(|| args.source[index % args.source.len()]);
-                        match connect(args.target, source, args.connect_timeout) {
-                            Ok(stream) => conns.push((index, stream)),
-                            Err(e) => {
-                                errors.connect += 1;
-                                first_error.get_or_insert_with(|| e.to_string());
-                            }
-                        }
-                        if let Some(p) = pace {
-                            std::thread::sleep(p);
-                        }
-                    }
-                    Connected {
-                        conns,
-                        errors,
-                        first_error,
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("connector thread"))
-            .collect()
-    });
+    let connected = match connect_all(&args, threads, &stop) {
+        Ok(c) => c,
+        Err(e) => return cannot_start_threads(threads, &e),
+    };
     let mut connect_errors = Errors::default();
     let mut first_error = None;
     let mut shares: Vec<Vec<(usize, TcpStream)>> = Vec::with_capacity(threads);
@@ -474,49 +526,46 @@ fn run(args: RunArgs) -> i32 {
     }
 
     // Run.
-    let plan = Arc::new(Plan {
-        size: args.size,
-        pipeline: args.pipeline,
-        rate: args.rate.map(|r| r as f64),
-        connections: args.connections,
-        warmup: args.warmup,
-        duration: args.duration,
-        timeout: args.timeout,
-    });
     let start = Instant::now() + Duration::from_millis(5);
-    let started_wall = SystemTime::now();
+    // The wall-clock time the measured window opens (after the warm-up): the hlog's StartTime, to
+    // which its intervals are relative, and what `merge` aligns logs from several clients on.
+    let window_wall = SystemTime::now() + Duration::from_millis(5) + args.warmup;
     let cpu_before = cpu_time();
     let progress: Vec<Arc<AtomicU64>> = (0..threads).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let alive: Vec<Arc<AtomicU64>> = (0..threads)
-        .map(|_| Arc::new(AtomicU64::new(u64::MAX)))
-        .collect();
-    let handles: Vec<_> = shares
-        .into_iter()
-        .enumerate()
-        .map(|(i, conns)| {
-            let spec = WorkerSpec {
-                conns,
-                plan: plan.clone(),
-                start,
-                stop: stop.clone(),
-                progress: progress[i].clone(),
-                alive: alive[i].clone(),
-            };
-            let backend = args.backend;
-            let core = args.cpus.as_ref().map(|c| c.0[i % c.0.len()]);
-            std::thread::Builder::new()
-                .name(format!("load-{i}"))
-                .spawn(move || {
-                    if let Some(id) = core {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                            return Err(std::io::Error::other(format!("cannot pin to core {id}")));
-                        }
+    let alive = alive_counters(&shares);
+    let mut handles = Vec::with_capacity(threads);
+    for (i, conns) in shares.into_iter().enumerate() {
+        let spec = WorkerSpec {
+            conns,
+            plan: plan.clone(),
+            start,
+            stop: stop.clone(),
+            progress: progress[i].clone(),
+            alive: alive[i].clone(),
+        };
+        let backend = args.backend;
+        let core = args.cpus.as_ref().map(|c| c.0[i % c.0.len()]);
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-{i}"))
+            .spawn(move || {
+                if let Some(id) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        return Err(std::io::Error::other(format!("cannot pin to core {id}")));
                     }
-                    backend.with(spec)?
-                })
-                .expect("spawn worker")
-        })
-        .collect();
+                }
+                backend.with(spec)?
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return cannot_start_threads(threads, &e);
+            }
+        }
+    }
     let stopped_early = watch(&args, start, &stop, &progress, &alive);
     stop.store(true, Ordering::Relaxed);
     let mut results = Vec::with_capacity(threads);
@@ -595,12 +644,23 @@ fn run(args: RunArgs) -> i32 {
         }
     }
     if let Some(path) = &args.hlog {
-        if let Err(e) = results::write_hlog(path, &merged, started_wall, measured) {
+        if let Err(e) = results::write_hlog(path, &merged, window_wall, measured) {
             eprintln!("load-gen: cannot write {}: {e}", path.display());
             code = 1;
         }
     }
     code
+}
+
+/// One counter per worker of its connections still alive, each starting at the worker's share, so
+/// the watcher's sum is the number of live connections from the first moment, before any worker
+/// has started (a counter that started at a sentinel made the sum overflow, or wrap to 0 and end
+/// the run as if every connection were gone).
+fn alive_counters(shares: &[Vec<(usize, TcpStream)>]) -> Vec<Arc<AtomicU64>> {
+    shares
+        .iter()
+        .map(|share| Arc::new(AtomicU64::new(share.len() as u64)))
+        .collect()
 }
 
 /// Clears the progress bar however `watch` returns.
@@ -674,5 +734,28 @@ fn watch(
             last = (now, done);
             next_print += Duration::from_secs(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_counters_sum_to_the_connections_before_any_worker_runs() {
+        // The watcher sums these from the moment the workers are spawned. Starting each at a
+        // sentinel (u64::MAX) overflowed that sum in debug builds and wrapped it in release: one
+        // worker at 1 and one not yet started summed to 0, "every connection is gone".
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conn = |i| (i, TcpStream::connect(addr).unwrap());
+        let shares = vec![vec![conn(0), conn(2)], vec![conn(1)], Vec::new()];
+        let alive = alive_counters(&shares);
+        let loads: Vec<u64> = alive.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        assert_eq!(loads, vec![2, 1, 0]);
+        let total = alive
+            .iter()
+            .try_fold(0u64, |sum, a| sum.checked_add(a.load(Ordering::Relaxed)));
+        assert_eq!(total, Some(3));
     }
 }

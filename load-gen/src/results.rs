@@ -208,14 +208,16 @@ pub fn summary<C: Serialize>(r: &Report<'_, C>, open_loop: bool) -> String {
 
 /// An HdrHistogram interval log (V2 compressed, with the version and legend lines) that
 /// HdrHistogram's HistogramLogProcessor reads; values in microseconds. Written atomically.
+/// `window_start` is the wall-clock time the measured window opened (after the warm-up): the log's
+/// StartTime, from which its intervals count.
 pub fn write_hlog(
     path: &Path,
     m: &Merged,
-    started: SystemTime,
+    window_start: SystemTime,
     measured: Duration,
 ) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::new();
-    let start_secs = started
+    let start_secs = window_start
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();

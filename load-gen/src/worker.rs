@@ -96,14 +96,31 @@ pub struct WorkerSpec {
     pub stop: Arc<AtomicBool>,
     /// Messages echoed so far by this worker, warm-up included (read by the progress display).
     pub progress: Arc<AtomicU64>,
-    /// Connections of this worker still alive (the run ends early when every worker's is 0).
+    /// Connections of this worker still alive (the run ends early when every worker's is 0): starts
+    /// at the number of `conns`, and the worker subtracts each one it loses.
     pub alive: Arc<AtomicU64>,
 }
 
+/// A message issued and not yet echoed: one per scheduled message, the run's only memory that grows
+/// with load (see [`in_flight_bound`]).
 struct InFlight {
     intended: Instant,
     sent: Option<Instant>,
 }
+
+/// The most messages a run can hold in flight at once, over all workers: closed loop,
+/// `pipeline` per connection; open loop also every message due in the last `timeout` (plus one
+/// timeout scan), since an older one times out and closes its connection.
+pub fn in_flight_bound(plan: &Plan) -> u64 {
+    let pipelined = plan.connections as u64 * plan.pipeline.max(1) as u64;
+    let scheduled = plan.rate.map_or(0.0, |rate| {
+        rate * (plan.timeout + TIMEOUT_SCAN).as_secs_f64() + plan.connections as f64
+    });
+    pipelined.saturating_add(scheduled.min(u64::MAX as f64) as u64)
+}
+
+/// The memory one in-flight message takes in the client.
+pub const IN_FLIGHT_BYTES: u64 = std::mem::size_of::<InFlight>() as u64;
 
 struct Conn {
     stream: TcpStream,
@@ -169,13 +186,12 @@ impl<B: Backend> Worker<B> {
                 issued: 0,
                 tx: 0,
                 rx: 0,
-                in_flight: VecDeque::with_capacity(pipeline.max(16)),
+                in_flight: VecDeque::with_capacity(pipeline.clamp(16, 1024)),
                 writable_registered: false,
                 alive: true,
             });
         }
         let plan = spec.plan;
-        spec.alive.store(conns.len() as u64, Ordering::Relaxed);
         Ok(Worker {
             poller,
             measure_from: spec.start + plan.warmup,
@@ -397,14 +413,16 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    /// Close connections whose oldest message has waited longer than the timeout.
+    /// Close connections whose oldest message is not echoed `timeout` after it was due. Counting
+    /// from the due time, not the actual send, bounds the queue: a message waiting unsent behind a
+    /// slow server times out too, so no connection holds more than `timeout` of its schedule.
     fn check_timeouts(&mut self, now: Instant) {
         for slot in 0..self.conns.len() {
             let c = &self.conns[slot];
             let Some(oldest) = c.in_flight.front().filter(|_| c.alive) else {
                 continue;
             };
-            if oldest.sent.unwrap_or(oldest.intended) + self.plan.timeout <= now {
+            if oldest.intended + self.plan.timeout <= now {
                 self.result.errors.timeout += 1;
                 self.kill(slot);
             }

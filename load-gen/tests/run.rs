@@ -270,6 +270,65 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
     assert!((6..=12).contains(&sent), "3 msgs/s for 3 s: {sent}");
 }
 
+/// The `#[StartTime: ...]` of an hlog, in seconds since the epoch.
+fn hlog_start_time(hlog: &Path) -> f64 {
+    let text = std::fs::read_to_string(hlog).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#[StartTime: "))
+        .expect("a StartTime line");
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_hlog_start_time_is_the_measured_windows_start_after_the_warm_up() {
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let dir = Temp::new("starttime");
+    let hlog = dir.0.join("run.hlog");
+    let epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = epoch(std::time::SystemTime::now());
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "--warmup",
+            "1500ms",
+            "--hlog",
+            hlog.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    let after = epoch(std::time::SystemTime::now());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(json.unwrap()["messages"].as_u64().unwrap() > 0);
+    // The intervals count from the end of the warm-up, so StartTime must too: at least the warm-up
+    // after the process started, and at least the measured second before it ended. (Taken before
+    // the warm-up, it was early by 1.5 s, and merge misaligned logs whose warm-ups differ.)
+    let start = hlog_start_time(&hlog);
+    assert!(
+        start >= before + 1.5,
+        "StartTime {start:.3} is before the warm-up ended (process started {before:.3})"
+    );
+    assert!(
+        start <= after - 1.0,
+        "StartTime {start:.3}, run ended {after:.3}"
+    );
+}
+
 #[test]
 fn a_corrupted_byte_is_a_mismatch_and_exit_1() {
     let addr = server(|s, _| {
@@ -546,7 +605,36 @@ fn an_unreachable_target_fails_within_the_connect_timeout() {
 
 #[test]
 fn bad_flags_exit_2_with_one_line() {
+    // A live target, so a run that got past its checks would connect and reach its run phase
+    // (where an overflowing deadline used to panic and a huge pipeline to exhaust memory).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let live = listener.local_addr().unwrap().to_string();
+    let live = live.as_str();
     for args in [
+        vec!["run", "--target", live, "--cpus", "0-4000000000"],
+        vec!["run", "--target", live, "-c", "2", "-d", "100000000y"],
+        vec!["run", "--target", live, "-c", "2", "--warmup", "100000000y"],
+        vec![
+            "run",
+            "--target",
+            live,
+            "-c",
+            "2",
+            "--timeout",
+            "100000000y",
+        ],
+        vec!["run", "--target", live, "-c", "1000", "--pipeline", "100M"],
+        vec![
+            "run",
+            "--target",
+            live,
+            "-c",
+            "2",
+            "-R",
+            "100M",
+            "--timeout",
+            "30s",
+        ],
         vec!["run"],
         vec!["run", "--target", "nowhere"],
         vec!["run", "--target", "127.0.0.1:9", "--size", "12XB"],
@@ -566,6 +654,77 @@ fn bad_flags_exit_2_with_one_line() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
         assert!(stderr.starts_with("load-gen: "), "{stderr}");
     }
+}
+
+#[test]
+fn threads_that_cannot_be_started_exit_2_with_one_line() {
+    // Address space for about a hundred thread stacks: most of the 3,000 threads asked for cannot
+    // start. (A thread spawn used to `expect`, and the panic aborted the process.)
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let script = format!(
+        "ulimit -v 400000 && exec {BIN} run --target {target} -c 3000 -t 3000 -d 1s --connect-timeout 1s"
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .env("MALLOC_ARENA_MAX", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_limit(&mut child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.starts_with("load-gen: cannot start 3000 threads"),
+        "{stderr}"
+    );
+    drop(listener);
+}
+
+#[test]
+fn a_message_queued_past_its_timeout_is_a_timeout_so_the_backlog_is_bounded() {
+    // A server that answers every message 20 ms after reading it: each message is echoed well
+    // within --timeout of its actual send, but at 1,000 msgs/s the backlog behind the pipeline
+    // grows by 950 messages a second. It must time out (from the due time) instead of growing for
+    // the whole run (the old rule timed from the actual send and let the queue grow unbounded).
+    let addr = server(|mut s, _| {
+        let mut buf = [0u8; 64];
+        while s.read_exact(&mut buf).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+            if s.write_all(&buf).is_err() {
+                return;
+            }
+        }
+    });
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "-R",
+            "1000",
+            "-d",
+            "3s",
+            "--warmup",
+            "0s",
+            "--timeout",
+            "1s",
+        ],
+        Duration::from_secs(30),
+    );
+    let json = json.expect("JSON written");
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["errors"]["timeout"], 1, "{json}");
+    assert_eq!(json["connections_alive_at_end"], 0, "{json}");
+    assert!(
+        json["stopped_early"].as_str().is_some(),
+        "the run ends when its only connection is gone: {json}"
+    );
 }
 
 #[test]
