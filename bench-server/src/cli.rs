@@ -41,8 +41,7 @@ pub struct Args {
     pub pin: bool,
 
     /// How connections reach the loops: reuseport (one SO_REUSEPORT listener per loop), exclusive
-    /// (one listener in every loop with EPOLLEXCLUSIVE; on kqueue: the shared listener in per-thread
-    /// kqueues), shared (one listener in every loop, no exclusivity: the thundering-herd baseline),
+    /// (one listener in every loop with EPOLLEXCLUSIVE: epoll only, refused elsewhere), shared (one listener in every loop, no exclusivity: the thundering-herd baseline),
     /// acceptor (one thread accepts and hands sockets to the loops). [default: reuseport]
     #[arg(long, value_name = "STRATEGY")]
     pub accept: Option<AcceptStrategy>,
@@ -223,32 +222,7 @@ impl Args {
             }
             ServerBackend::Poller(kind) => {
                 let caps = probe_capabilities(kind)?;
-                let trigger = match self.trigger {
-                    Some(Trigger::Edge) if !caps.edge.is_supported() => {
-                        return Err(format!(
-                            "--trigger edge: {kind} is level-triggered only (use level or oneshot)"
-                        ));
-                    }
-                    Some(Trigger::Oneshot) if caps.oneshot == Support::No => {
-                        return Err(format!("--trigger oneshot: {kind} has no oneshot mode"));
-                    }
-                    Some(t) => t,
-                    None if caps.edge.is_supported() => Trigger::Edge,
-                    None => Trigger::Level,
-                };
-                let accept = self.accept.unwrap_or(AcceptStrategy::Reuseport);
-                if accept == AcceptStrategy::Exclusive
-                    && !caps.exclusive.is_supported()
-                    && kind != BackendKind::Kqueue
-                {
-                    return Err(format!(
-                        "--accept exclusive: {kind} has no exclusive wake-up (EPOLLEXCLUSIVE is epoll's; \
-                         use reuseport, shared or acceptor)"
-                    ));
-                }
-                if accept == AcceptStrategy::Reuseport && !cfg!(unix) {
-                    return Err("--accept reuseport needs SO_REUSEPORT".into());
-                }
+                let (trigger, accept) = check_poller(kind, &caps, self.trigger, self.accept)?;
                 (Some(trigger), Some(accept))
             }
         };
@@ -269,8 +243,103 @@ impl Args {
     }
 }
 
+/// The trigger and accept strategy an event loop on `kind` runs with (the defaults filled in), or the
+/// one-line reason it cannot do what was asked. `caps` is what `kind` can do: a pure decision, so
+/// it is tested for every backend's capabilities, built here or not.
+pub fn check_poller(
+    kind: BackendKind,
+    caps: &poller::Capabilities,
+    trigger: Option<Trigger>,
+    accept: Option<AcceptStrategy>,
+) -> Result<(Trigger, AcceptStrategy), String> {
+    let name = kind.name();
+    let trigger = match trigger {
+        Some(Trigger::Edge) if !caps.edge.is_supported() => {
+            return Err(format!(
+                "--trigger edge: {name} is level-triggered only (use level or oneshot)"
+            ));
+        }
+        Some(Trigger::Oneshot) if caps.oneshot == Support::No => {
+            return Err(format!("--trigger oneshot: {name} has no oneshot mode"));
+        }
+        Some(t) => t,
+        None if caps.edge.is_supported() => Trigger::Edge,
+        None => Trigger::Level,
+    };
+    let accept = accept.unwrap_or(AcceptStrategy::Reuseport);
+    if accept == AcceptStrategy::Exclusive && !caps.exclusive.is_supported() {
+        return Err(format!(
+            "--accept exclusive: {name} has no exclusive wake-up (EPOLLEXCLUSIVE is epoll's; \
+             use reuseport, shared or acceptor)"
+        ));
+    }
+    if accept == AcceptStrategy::Reuseport && !cfg!(unix) {
+        return Err("--accept reuseport needs SO_REUSEPORT".into());
+    }
+    Ok((trigger, accept))
+}
+
 /// The backend's capabilities, or why it cannot run here.
 fn probe_capabilities(kind: BackendKind) -> Result<poller::Capabilities, String> {
     kind.capabilities()
         .map_err(|e| format!("--backend {kind} is not available here: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poller::Capabilities;
+
+    /// kqueue's capabilities as its backend reports them (poller/src/backend/kqueue.rs), so the
+    /// decision is tested where kqueue is not built (Linux without libkqueue).
+    const KQUEUE: Capabilities = Capabilities {
+        edge: Support::Native,
+        oneshot: Support::Native,
+        exclusive: Support::No,
+        reports_hangup: true,
+        reports_read_hangup: true,
+        reports_error: true,
+        max_fd: None,
+    };
+
+    #[test]
+    fn kqueue_refuses_exclusive_accept_with_the_reason() {
+        let err = check_poller(
+            BackendKind::Kqueue,
+            &KQUEUE,
+            None,
+            Some(AcceptStrategy::Exclusive),
+        )
+        .expect_err("kqueue has no exclusive wake-up: refused, not run as shared");
+        assert!(
+            err.contains("--accept exclusive") && err.contains("kqueue"),
+            "names the flag and the backend: {err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+        for accept in [
+            AcceptStrategy::Reuseport,
+            AcceptStrategy::Shared,
+            AcceptStrategy::Acceptor,
+        ] {
+            assert_eq!(
+                check_poller(BackendKind::Kqueue, &KQUEUE, None, Some(accept)),
+                Ok((Trigger::Edge, accept)),
+                "kqueue with {accept:?}"
+            );
+        }
+    }
+
+    /// For every backend built here, exclusive is accepted exactly when its capabilities have it.
+    #[test]
+    fn exclusive_accept_follows_the_capabilities_of_every_available_backend() {
+        for kind in BackendKind::available() {
+            let caps = kind.capabilities().unwrap();
+            let checked = check_poller(kind, &caps, None, Some(AcceptStrategy::Exclusive));
+            assert_eq!(
+                checked.is_ok(),
+                caps.exclusive.is_supported(),
+                "{kind}: {checked:?}"
+            );
+        }
+    }
 }

@@ -114,11 +114,9 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
         }
         AcceptStrategy::Exclusive | AcceptStrategy::Shared => {
             let listener = Arc::new(bind(cfg.addr, false, true)?);
-            // kqueue has no exclusive wake-up: the shared listener in per-thread kqueues.
-            let exclusive = accept == AcceptStrategy::Exclusive && kind != BackendKind::Kqueue;
-            if accept == AcceptStrategy::Exclusive && !exclusive {
-                eprintln!("bench-server: kqueue has no exclusive wake-up; each loop's kqueue watches the shared listener");
-            }
+            // Checked with the arguments: exclusive only on a backend that has it (never a silent
+            // shared listener under the name exclusive).
+            let exclusive = accept == AcceptStrategy::Exclusive;
             for _ in 0..n {
                 intakes.push(Intake::Listener {
                     listener: listener.clone(),

@@ -57,7 +57,7 @@ fn echo_session(args: &[&str], label: &str) {
 fn every_backend_trigger_and_accept_strategy_echoes() {
     let mut sessions: Vec<Vec<String>> = Vec::new();
     for (kind, caps) in backends() {
-        for (trigger, accept) in combinations(kind, &caps) {
+        for (trigger, accept) in combinations(&caps) {
             sessions.push(
                 [
                     "--backend",
@@ -383,6 +383,36 @@ fn max_conns_pauses_accepting_without_spinning_and_recovers() {
             &format!("{kind} --max-conns"),
         );
     }
+}
+
+/// kqueue has no exclusive wake-up, so `--accept exclusive` is refused before anything runs (it used
+/// to run the shared listener and be reported as exclusive). Where kqueue is not built, the decision
+/// itself is unit-tested with kqueue's capabilities (cli.rs); this checks the binary where it is.
+#[test]
+fn kqueue_refuses_exclusive_accept() {
+    let args = ["--backend", "kqueue", "--accept", "exclusive"];
+    if let Err(why) = BackendKind::Kqueue.probe() {
+        skip(
+            "bench-server --backend kqueue --accept exclusive",
+            &format!("kqueue not available: {why}"),
+        );
+        return;
+    }
+    let out = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(
+        stderr.starts_with("bench-server: ")
+            && stderr.contains("kqueue")
+            && stderr.contains("exclusive"),
+        "names kqueue and exclusive: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "never started listening");
 }
 
 #[test]

@@ -32,16 +32,13 @@ pub fn backends() -> Vec<(BackendKind, poller::Capabilities)> {
 }
 
 /// Triggers and accept strategies a backend supports (what bench-server accepts for it).
-pub fn combinations(
-    kind: BackendKind,
-    caps: &poller::Capabilities,
-) -> Vec<(&'static str, &'static str)> {
+pub fn combinations(caps: &poller::Capabilities) -> Vec<(&'static str, &'static str)> {
     let mut triggers = vec!["level", "oneshot"];
     if caps.edge.is_supported() {
         triggers.push("edge");
     }
     let mut accepts = vec!["reuseport", "shared", "acceptor"];
-    if caps.exclusive != Support::No || kind == BackendKind::Kqueue {
+    if caps.exclusive != Support::No {
         accepts.push("exclusive");
     }
     triggers
