@@ -27,8 +27,10 @@ pub struct Args {
     pub addr: SocketAddr,
 
     /// Readiness mechanism of the event loops (select, poll, epoll, kqueue, io_uring), or a baseline:
-    /// threads (one blocking thread per connection), tokio (one task per connection).
-    /// [default: epoll on Linux, kqueue on macOS and the BSDs]
+    /// threads (one blocking thread per connection), tokio (one task per connection). On Linux,
+    /// kqueue is libkqueue, a user-space kqueue built on epoll (and needs the cargo feature
+    /// `libkqueue`); output calls it `kqueue (libkqueue)` there. [default: epoll on Linux, kqueue on
+    /// macOS and the BSDs]
     #[arg(long, value_name = "NAME")]
     pub backend: Option<ServerBackend>,
 
@@ -156,8 +158,11 @@ impl Trigger {
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
     pub addr: SocketAddr,
+    /// The plain backend name (`kqueue` on libkqueue too).
     #[serde(serialize_with = "as_display")]
     pub backend: ServerBackend,
+    /// What runs it, for readers: `kqueue (libkqueue)` where kqueue is libkqueue on epoll.
+    pub mechanism: &'static str,
     /// `None` for the baselines, where it does not apply.
     pub trigger: Option<Trigger>,
     /// `None` for the baselines.
@@ -229,6 +234,7 @@ impl Args {
         Ok(Config {
             addr: self.addr,
             backend,
+            mechanism: mechanism(backend),
             trigger,
             accept,
             threads,
@@ -252,7 +258,7 @@ pub fn check_poller(
     trigger: Option<Trigger>,
     accept: Option<AcceptStrategy>,
 ) -> Result<(Trigger, AcceptStrategy), String> {
-    let name = kind.name();
+    let name = mechanism(ServerBackend::Poller(kind));
     let trigger = match trigger {
         Some(Trigger::Edge) if !caps.edge.is_supported() => {
             return Err(format!(
@@ -277,6 +283,28 @@ pub fn check_poller(
         return Err("--accept reuseport needs SO_REUSEPORT".into());
     }
     Ok((trigger, accept))
+}
+
+/// Whether kqueue here is libkqueue, a user-space kqueue built on epoll (Linux), rather than the
+/// kernel's own (macOS and the BSDs).
+const KQUEUE_IS_LIBKQUEUE: bool = cfg!(not(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)));
+
+/// What waits for readiness, as output names it for readers: the backend's name, except that
+/// kqueue on libkqueue is `kqueue (libkqueue)`, so nobody takes it for the kernel's kqueue.
+pub fn mechanism(backend: ServerBackend) -> &'static str {
+    match backend {
+        ServerBackend::Poller(BackendKind::Kqueue) if KQUEUE_IS_LIBKQUEUE => "kqueue (libkqueue)",
+        ServerBackend::Poller(kind) => kind.name(),
+        ServerBackend::Threads => "threads",
+        ServerBackend::Tokio => "tokio",
+    }
 }
 
 /// The backend's capabilities, or why it cannot run here.
@@ -327,6 +355,51 @@ mod tests {
                 "kqueue with {accept:?}"
             );
         }
+    }
+
+    #[test]
+    fn kqueue_is_labelled_libkqueue_where_it_is_not_native() {
+        let native = cfg!(any(
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly"
+        ));
+        let kqueue = mechanism(ServerBackend::Poller(BackendKind::Kqueue));
+        if native {
+            assert_eq!(kqueue, "kqueue");
+        } else {
+            assert_eq!(kqueue, "kqueue (libkqueue)");
+        }
+        assert_eq!(
+            mechanism(ServerBackend::Poller(BackendKind::Epoll)),
+            "epoll"
+        );
+        assert_eq!(
+            mechanism(ServerBackend::Poller(BackendKind::IoUring)),
+            "io_uring"
+        );
+        assert_eq!(mechanism(ServerBackend::Tokio), "tokio");
+        // Refusals name it the same way.
+        let err = check_poller(
+            BackendKind::Kqueue,
+            &KQUEUE,
+            None,
+            Some(AcceptStrategy::Exclusive),
+        )
+        .unwrap_err();
+        assert!(err.contains(kqueue), "{err}");
+    }
+
+    /// The stats JSON's config keeps `backend` as the plain name and adds `mechanism`.
+    #[test]
+    fn config_json_has_backend_and_mechanism() {
+        let args = Args::try_parse_from(["bench-server", "--backend", "epoll"]).unwrap();
+        let json = serde_json::to_value(args.into_config().unwrap()).unwrap();
+        assert_eq!(json["backend"], "epoll");
+        assert_eq!(json["mechanism"], "epoll");
     }
 
     /// For every backend built here, exclusive is accepted exactly when its capabilities have it.

@@ -51,6 +51,19 @@ fn echo_session(args: &[&str], label: &str) {
     assert_eq!(totals["bytes_out"], sent, "{label}: {json}");
     assert_eq!(totals["accepted"], (CONNS + 1) as u64, "{label}");
     assert_eq!(totals["rejected"], 0, "{label}");
+    // `backend` is the plain name; `mechanism` says when kqueue is libkqueue (Linux) rather than
+    // the kernel's.
+    let backend = json["config"]["backend"].as_str().unwrap().to_owned();
+    let mechanism = if backend == "kqueue" && cfg!(target_os = "linux") {
+        "kqueue (libkqueue)".to_owned()
+    } else {
+        backend
+    };
+    assert_eq!(
+        json["config"]["mechanism"],
+        mechanism.as_str(),
+        "{label}: {json}"
+    );
 }
 
 #[test]
@@ -469,4 +482,8 @@ fn unsupported_combinations_exit_2_with_one_line() {
     ] {
         assert!(help.contains(flag), "--help documents {flag}");
     }
+    assert!(
+        help.contains("kqueue is libkqueue"),
+        "--help says kqueue on Linux is libkqueue: {help}"
+    );
 }
