@@ -4,6 +4,7 @@
 mod charts;
 mod compare;
 mod merge;
+mod process;
 mod report;
 mod results;
 mod stream;
@@ -76,6 +77,9 @@ struct ReportArgs {
 }
 
 fn run_suite(args: SuiteArgs) -> i32 {
+    // From here on, SIGINT/SIGTERM end the current cell (its processes killed) and the suite
+    // writes the report of the cells it completed; a panic kills the children too.
+    process::install_cleanup();
     let fail = |msg: String| {
         eprintln!("load-gen: {msg}");
         1
@@ -132,6 +136,15 @@ fn run_suite(args: SuiteArgs) -> i32 {
         cells.len(),
         dir.display()
     );
+    // Written before the first cell and after every one, so an interrupted suite (even one
+    // interrupted in its first cell) still leaves a directory its report can be built from.
+    let save_meta = |meta: &report::Meta| {
+        pollbench_common::write_json_atomically(&dir.join("meta.json"), meta)
+            .map_err(|e| format!("cannot write meta.json: {e}"))
+    };
+    if let Err(e) = save_meta(&meta) {
+        return fail(e);
+    }
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         let bar = indicatif::ProgressBar::new(cells.len() as u64);
         bar.set_style(
@@ -143,11 +156,18 @@ fn run_suite(args: SuiteArgs) -> i32 {
         bar
     });
     let mut failed = 0;
+    let mut interrupted = false;
     for (i, cell) in cells.iter().enumerate() {
         if let Some(bar) = &bar {
             bar.set_message(cell.id.clone());
         }
-        let outcome = suite::run_cell(cell, &suite, &server, &dir.join("cells"));
+        let outcome = match suite::run_cell(cell, &suite, &server, &dir.join("cells")) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                interrupted = true;
+                break;
+            }
+        };
         let line = format!(
             "[{}/{}] {}: {}{}",
             i + 1,
@@ -169,9 +189,8 @@ fn run_suite(args: SuiteArgs) -> i32 {
         }
         failed += usize::from(outcome.status == "failed");
         meta.outcomes.push(outcome);
-        // Written after every cell, so an interrupted suite still has a usable directory.
-        if let Err(e) = pollbench_common::write_json_atomically(&dir.join("meta.json"), &meta) {
-            return fail(format!("cannot write meta.json: {e}"));
+        if let Err(e) = save_meta(&meta) {
+            return fail(e);
         }
     }
     if let Some(bar) = bar {
@@ -180,6 +199,14 @@ fn run_suite(args: SuiteArgs) -> i32 {
     match report::write_report(&dir) {
         Ok(p) => println!("report: {}", p.display()),
         Err(e) => return fail(e),
+    }
+    if interrupted {
+        eprintln!(
+            "load-gen: interrupted after {} of {} cells; the report covers those",
+            meta.outcomes.len(),
+            cells.len()
+        );
+        return 130;
     }
     if failed > 0 {
         eprintln!(

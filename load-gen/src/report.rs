@@ -195,6 +195,14 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
              them (shared when none are left).\n"
         );
     }
+    if meta.cells.iter().any(|c| c.label.contains("(libkqueue)")) {
+        let _ = writeln!(
+            md,
+            "**kqueue (libkqueue)** is the kqueue backend on Linux through libkqueue, a translation \
+             layer that runs on epoll: its figures are epoll's plus that layer's cost, not native \
+             kqueue's (macOS, FreeBSD).\n"
+        );
+    }
     let mut sweeps: Vec<&str> = meta.cells.iter().map(|c| c.sweep.as_str()).collect();
     sweeps.dedup();
     let mut notes = Vec::new();

@@ -6,11 +6,12 @@
 //! `load-gen run`, stops the server with SIGTERM, and keeps both JSON files and the hlog. A failing
 //! cell is recorded with its reason and the suite goes on.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{Running, WaitEnd};
 
 use serde::{Deserialize, Serialize};
 
@@ -183,7 +184,7 @@ impl Suite {
                                         for &idle in &idles {
                                             // The label names what the report's columns vary; the
                                             // id adds the row (connections, idle).
-                                            let mut label = backend.clone();
+                                            let mut label = backend_label(backend);
                                             for part in [trigger, accept].into_iter().flatten() {
                                                 label.push(' ');
                                                 label.push_str(part);
@@ -202,7 +203,7 @@ impl Suite {
                                             let mut id = format!(
                                                 "{}-{}",
                                                 sweep.name,
-                                                label.replace(' ', "-")
+                                                label.replace(' ', "-").replace(['(', ')'], "")
                                             )
                                             .replace("-pipeline-", "-p")
                                             .replace("/s", "ps");
@@ -288,6 +289,28 @@ impl Suite {
     }
 }
 
+/// Is kqueue here a translation layer over another mechanism? Everywhere but macOS and the BSDs
+/// the kqueue backend can only be libkqueue, which runs on epoll.
+pub const KQUEUE_IS_LIBKQUEUE: bool = !cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+));
+
+/// What a backend is called in reports: its name, except kqueue where it is libkqueue, which is
+/// labelled `kqueue (libkqueue)` so that no reader takes epoll plus a translation layer for native
+/// kqueue figures (and so that its cell ids never match a native kqueue run's in `compare`).
+pub fn backend_label(backend: &str) -> String {
+    if backend == "kqueue" && KQUEUE_IS_LIBKQUEUE {
+        "kqueue (libkqueue)".into()
+    } else {
+        backend.into()
+    }
+}
+
 /// The list, or the one default value when the list is empty.
 fn or_one<T: Clone>(list: &[T], default: T) -> Vec<T> {
     if list.is_empty() {
@@ -306,31 +329,98 @@ fn optional(list: &[String]) -> Vec<Option<String>> {
     }
 }
 
-/// bench-server beside this binary; built with cargo if it is not there yet.
+/// bench-server beside this binary, as fresh as its sources: built with cargo (this binary's
+/// profile, and the kqueue feature if this binary has it) when it is missing or older than a source
+/// file it is built from. A stale binary that cannot be rebuilt is refused: it would measure an old
+/// server under a new name.
 pub fn find_or_build_server() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = exe.parent().ok_or("no directory for load-gen")?;
     let server = dir.join("bench-server");
-    if server.exists() {
+    // The workspace this binary was built from, if it is still there.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .filter(|w| w.join("bench-server/Cargo.toml").exists());
+    let built = std::fs::metadata(&server).and_then(|m| m.modified()).ok();
+    let stale = match (built, workspace) {
+        (None, _) => Some("it is not built yet".to_string()),
+        (Some(built), Some(ws)) => {
+            newer_source(ws, built).map(|p| format!("{} changed after it was built", p.display()))
+        }
+        (Some(_), None) => None,
+    };
+    let Some(why) = stale else {
         return Ok(server);
-    }
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    eprintln!(
-        "bench-server is not built yet; building it (cargo build{} -p bench-server)",
-        if release { " --release" } else { "" }
-    );
+    };
+    let Some(ws) = workspace else {
+        return Err(format!(
+            "bench-server: {why}, and its sources are not here to build it"
+        ));
+    };
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_string(),
+        Some(name) => name.to_string(),
+        None => "release".to_string(),
+    };
+    let target_dir = dir.parent().unwrap_or(dir);
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args(["build", "-p", "bench-server"]);
-    if release {
-        cargo.arg("--release");
+    cargo
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(ws.join("Cargo.toml"))
+        .args(["-p", "bench-server", "--profile", &profile])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if cfg!(feature = "libkqueue") {
+        cargo.args(["--features", "bench-server/libkqueue"]);
     }
-    let status = cargo
-        .status()
-        .map_err(|e| format!("cannot run cargo to build bench-server: {e}"))?;
-    if !status.success() || !server.exists() {
-        return Err("building bench-server failed; build it with `cargo build --release -p bench-server` and retry".into());
+    eprintln!("bench-server: {why}; building it (cargo build -p bench-server --profile {profile})");
+    // cargo decides what is fresh: a change that does not alter the binary leaves it as it was.
+    let built = cargo.status().map(|s| s.success()).unwrap_or(false);
+    if built && server.exists() {
+        Ok(server)
+    } else {
+        Err(format!(
+            "bench-server: {why}, and building it failed; build it with `cargo build --release -p bench-server` and retry"
+        ))
     }
-    Ok(server)
+}
+
+/// What bench-server is built from: its crates' sources, manifests and build scripts, and the
+/// workspace's manifest and lock file (tests and benches are left out: they do not change it).
+const SERVER_SOURCES: [&str; 11] = [
+    "bench-server/src",
+    "bench-server/Cargo.toml",
+    "poller/src",
+    "poller/Cargo.toml",
+    "poller/build.rs",
+    "common/src",
+    "common/Cargo.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+    "bench-server/build.rs",
+    "common/build.rs",
+];
+
+/// A file of [`SERVER_SOURCES`] (Rust, TOML or the lock file) modified after `built`, if any.
+pub fn newer_source(workspace: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+    fn walk(path: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if meta.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                return None;
+            }
+            let entries = std::fs::read_dir(path).ok()?;
+            return entries.flatten().find_map(|e| walk(&e.path(), built));
+        }
+        let source = path
+            .extension()
+            .is_some_and(|e| e == "rs" || e == "toml" || e == "lock");
+        (source && meta.modified().ok()? > built).then(|| path.to_path_buf())
+    }
+    SERVER_SOURCES
+        .iter()
+        .find_map(|part| walk(&workspace.join(part), built))
 }
 
 /// The open-files limit of this process.
@@ -340,42 +430,39 @@ pub fn fd_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The three files a run of a cell leaves, by extension.
 const CELL_FILES: [&str; 3] = ["json", "server.json", "hlog"];
 
 /// Run one cell `suite.repeat` times; its files go to `dir` as ID.json (load-gen), ID.server.json
 /// and ID.hlog. A repeated cell keeps every run as ID.rK.* and copies the median run (by msgs/s) to
 /// ID.*, so reports and comparisons read one file per cell either way.
-pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Outcome {
+/// Err when the runner was interrupted: the cell did not complete, and both processes are gone.
+pub fn run_cell(
+    cell: &Cell,
+    suite: &Suite,
+    server_bin: &Path,
+    dir: &Path,
+) -> Result<Outcome, WaitEnd> {
     if suite.repeat <= 1 {
         return run_once(cell, suite, server_bin, dir, &cell.id);
     }
     let mut repeats = Vec::with_capacity(suite.repeat);
     for k in 1..=suite.repeat {
         let stem = format!("{}.r{k}", cell.id);
-        let mut outcome = run_once(cell, suite, server_bin, dir, &stem);
+        let mut outcome = run_once(cell, suite, server_bin, dir, &stem)?;
         if outcome.status != "ok" {
             if outcome.status == "failed" {
                 outcome.reason = outcome.reason.map(|r| format!("run {k}: {r}"));
             }
-            return outcome;
+            return Ok(outcome);
         }
         let Some(j) = crate::report::read_json(&dir.join(format!("{stem}.json"))) else {
             let reason = format!("run {k}: load-gen wrote no readable {stem}.json");
-            return Outcome {
+            return Ok(Outcome {
                 reason: Some(reason),
                 status: "failed".into(),
                 ..outcome
-            };
+            });
         };
         repeats.push(Repeat {
             msgs_per_s: j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0),
@@ -391,7 +478,7 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
         if let Err(e) =
             std::fs::read(&from).and_then(|b| pollbench_common::write_atomically(&to, &b))
         {
-            return Outcome {
+            return Ok(Outcome {
                 id: cell.id.clone(),
                 status: "failed".into(),
                 reason: Some(format!(
@@ -399,15 +486,15 @@ pub fn run_cell(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path) -> Ou
                     to.display()
                 )),
                 repeats,
-            };
+            });
         }
     }
-    Outcome {
+    Ok(Outcome {
         id: cell.id.clone(),
         status: "ok".into(),
         reason: None,
         repeats,
-    }
+    })
 }
 
 /// The cores load-gen's threads may use when the server's loops are pinned to the first
@@ -423,38 +510,77 @@ pub fn client_cores(server_threads: usize) -> Option<String> {
     })
 }
 
-/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into `dir`.
-fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &str) -> Outcome {
+/// The descriptors each process of a cell holds: its connections and idle connections, plus
+/// what bench-server opens beside them (stdio, signal pipe, and per loop a listener, a poller and a
+/// waker: measured 6 + 3 per loop for epoll, fewer for the others) and what load-gen does (stdio,
+/// result files, a poller per thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptors {
+    pub server: usize,
+    pub client: usize,
+}
+
+impl Descriptors {
+    pub fn of(cell: &Cell) -> Descriptors {
+        let sockets = cell.connections + cell.idle;
+        Descriptors {
+            server: sockets + 7 + 3 * cell.server_threads,
+            client: sockets + 8 + 2 * cell.client_threads,
+        }
+    }
+}
+
+/// Why a cell cannot run here, if it cannot: the open-files limit is below what either process
+/// needs, or the backend cannot watch descriptors as high as the server's will go (select:
+/// FD_SETSIZE; bench-server would close the connections past it, so the cell could only fail).
+/// `max_fd` is the backend's highest watchable descriptor, if it has one.
+pub fn descriptor_skip(cell: &Cell, fd_limit: Option<u64>, max_fd: Option<i32>) -> Option<String> {
+    let need = Descriptors::of(cell);
+    // The backend's own limit first: no open-files limit would let it run. Descriptors are
+    // allocated lowest first, so the server's highest is about its count - 1.
+    if let Some(max) = max_fd.filter(|&max| need.server as i64 > i64::from(max) + 1) {
+        return Some(format!(
+            "{} cannot watch descriptors at or above FD_SETSIZE ({}); this cell needs about {}",
+            cell.backend,
+            max + 1,
+            need.server
+        ));
+    }
+    let most = need.server.max(need.client) as u64;
+    fd_limit.filter(|&l| l < most).map(|limit| {
+        format!("open-files limit {limit} is below the {most} this cell needs (raise ulimit -n)")
+    })
+}
+
+/// How long to wait for bench-server to say where it listens.
+const SERVER_START: Duration = Duration::from_secs(10);
+
+/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into `dir`. Err when the
+/// runner was interrupted (both processes are killed by then).
+fn run_once(
+    cell: &Cell,
+    suite: &Suite,
+    server_bin: &Path,
+    dir: &Path,
+    stem: &str,
+) -> Result<Outcome, WaitEnd> {
     let outcome = |status: &str, reason: Option<String>| Outcome {
         id: cell.id.clone(),
         status: status.into(),
         reason,
         repeats: Vec::new(),
     };
-    let need = (cell.connections + cell.idle) as u64 + 64;
-    if let Some(limit) = fd_limit() {
-        if limit < need {
-            return outcome("skipped", Some(format!("open-files limit {limit} is below the {need} this cell needs (raise ulimit -n)")));
+    // An event-loop backend (the baselines do not parse as one) that cannot run here is skipped
+    // with the reason, and so is a cell that needs more descriptors than can be had.
+    let mut max_fd = None;
+    if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
+        match kind.capabilities() {
+            Ok(caps) => max_fd = caps.max_fd,
+            Err(why) => return Ok(outcome("skipped", Some(why.to_string()))),
         }
     }
-    // An event-loop backend (the baselines do not parse as one) that cannot run here, or cannot
-    // watch as many descriptors as the cell needs (select: FD_SETSIZE), is skipped with the reason:
-    // bench-server would close the connections past the limit, so the cell could only fail.
-    if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
-        let caps = match kind.capabilities() {
-            Ok(caps) => caps,
-            Err(why) => return outcome("skipped", Some(why.to_string())),
-        };
-        let server_fds = cell.connections + cell.idle + 8; // + stdio, listener, waker, signal pipe
-        if let Some(max) = caps.max_fd.filter(|&max| server_fds > max as usize + 1) {
-            return outcome(
-                "skipped",
-                Some(format!(
-                    "{kind} cannot watch descriptors at or above FD_SETSIZE ({}); this cell needs about {server_fds}",
-                    max + 1
-                )),
-            );
-        }
+    if let Some(why) = descriptor_skip(cell, fd_limit(), max_fd) {
+        return Ok(outcome("skipped", Some(why)));
     }
     let mut cmd = Command::new(server_bin);
     cmd.args([
@@ -470,9 +596,7 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
         &cell.server_threads.to_string(),
         "--stats-json",
     ])
-    .arg(dir.join(format!("{stem}.server.json")))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    .arg(dir.join(format!("{stem}.server.json")));
     if let Some(t) = &cell.trigger {
         cmd.args(["--trigger", t]);
     }
@@ -483,31 +607,37 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
     if suite.pin && cell.backend != "threads" {
         cmd.arg("--pin");
     }
-    let mut server = match cmd.spawn() {
-        Ok(c) => ServerProcess(c),
-        Err(e) => return outcome("failed", Some(format!("cannot start bench-server: {e}"))),
+    let mut server = match Running::spawn(cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(outcome(
+                "failed",
+                Some(format!("cannot start bench-server: {e}")),
+            ))
+        }
     };
-    let mut line = String::new();
-    let _ = BufReader::new(server.0.stdout.take().expect("piped")).read_line(&mut line);
+    // bench-server prints its address once every loop listens: connections made from then on are
+    // queued by the kernel until accepted, so no probe connection is needed (one would show in
+    // the server's counters as a connection).
+    let line = server.stdout_line(SERVER_START).unwrap_or_default();
+    if crate::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(WaitEnd::Interrupted);
+    }
     let Some(addr) = line
         .trim()
         .strip_prefix("listening on ")
         .and_then(|a| a.parse::<SocketAddr>().ok())
     else {
-        let mut err = String::new();
-        let _ =
-            std::io::Read::read_to_string(&mut server.0.stderr.take().expect("piped"), &mut err);
-        return outcome(
+        server.terminate(Duration::from_secs(1));
+        let err = server.stderr_text();
+        return Ok(outcome(
             "failed",
-            Some(format!("bench-server did not start: {}", err.trim())),
-        );
+            Some(format!(
+                "bench-server did not start within {SERVER_START:?}: {}",
+                err.trim()
+            )),
+        ));
     };
-    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
-        return outcome(
-            "failed",
-            Some("bench-server does not accept connections".into()),
-        );
-    }
     let exe = std::env::current_exe().expect("own path");
     let mut run = Command::new(exe);
     run.args(["run", "--target", &addr.to_string()])
@@ -534,9 +664,7 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
         .arg("--json")
         .arg(dir.join(format!("{stem}.json")))
         .arg("--hlog")
-        .arg(dir.join(format!("{stem}.hlog")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .arg(dir.join(format!("{stem}.hlog")));
     if let Some(rate) = cell.rate {
         run.args(["-R", &rate.to_string()]);
     }
@@ -550,39 +678,24 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
     let limit = pollbench_common::parse_duration(&suite.duration).unwrap_or_default()
         + pollbench_common::parse_duration(&suite.warmup).unwrap_or_default()
         + Duration::from_secs(60);
-    let result = match run.spawn() {
-        Ok(mut child) => {
-            let start = Instant::now();
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let mut err = String::new();
-                    let _ = std::io::Read::read_to_string(
-                        &mut child.stderr.take().expect("piped"),
-                        &mut err,
-                    );
-                    break Ok((status, err));
-                }
-                if start.elapsed() > limit {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!("load-gen did not finish within {limit:?}"));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+    let result = match Running::spawn(run) {
+        Ok(mut child) => child.wait(limit),
+        Err(e) => {
+            return Ok(outcome(
+                "failed",
+                Some(format!("cannot start load-gen: {e}")),
+            ))
         }
-        Err(e) => Err(format!("cannot start load-gen: {e}")),
     };
     // Graceful stop, so the server writes its statistics.
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status();
-    let stop = Instant::now();
-    while stop.elapsed() < Duration::from_secs(5) && matches!(server.0.try_wait(), Ok(None)) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.terminate(Duration::from_secs(5));
     match result {
-        Err(e) => outcome("failed", Some(e)),
-        Ok((status, _)) if status.success() => outcome("ok", None),
+        Err(WaitEnd::Interrupted) => Err(WaitEnd::Interrupted),
+        Err(WaitEnd::Deadline) => Ok(outcome(
+            "failed",
+            Some(format!("load-gen did not finish within {limit:?}")),
+        )),
+        Ok((status, _)) if status.success() => Ok(outcome("ok", None)),
         Ok((status, err)) => {
             let why = crate::report::read_json(&dir.join(format!("{stem}.json")))
                 .map(|j| failure_summary(&j))
@@ -593,10 +706,10 @@ fn run_once(cell: &Cell, suite: &Suite, server_bin: &Path, dir: &Path, stem: &st
                         .trim()
                         .to_string()
                 });
-            outcome(
+            Ok(outcome(
                 "failed",
                 Some(format!("load-gen exited with {status}: {why}")),
-            )
+            ))
         }
     }
 }
@@ -670,6 +783,80 @@ mod tests {
             (plain.size.as_deref(), plain.pipeline, plain.rate),
             (Some("128B"), Some(1), None)
         );
+    }
+
+    #[test]
+    fn kqueue_cells_on_linux_are_labelled_libkqueue_in_label_and_id() {
+        let s = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"c\"\nbackends = [\"epoll\", \"kqueue\"]\n\
+             triggers = [\"edge\"]\nconnections = [10]\n"
+        ))
+        .unwrap();
+        let cells = s.cells();
+        let kqueue = cells.iter().find(|c| c.backend == "kqueue").unwrap();
+        let epoll = cells.iter().find(|c| c.backend == "epoll").unwrap();
+        assert_eq!(
+            (epoll.label.as_str(), epoll.id.as_str()),
+            ("epoll edge", "c-epoll-edge-c10")
+        );
+        if cfg!(target_os = "linux") {
+            assert_eq!(kqueue.label, "kqueue (libkqueue) edge");
+            assert_eq!(kqueue.id, "c-kqueue-libkqueue-edge-c10");
+        }
+        if cfg!(target_os = "macos") || cfg!(target_os = "freebsd") {
+            assert_eq!(kqueue.label, "kqueue edge");
+        }
+    }
+
+    #[test]
+    fn a_server_binary_older_than_a_source_file_is_stale() {
+        let ws = std::env::temp_dir().join(format!("load-gen-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(ws.join("bench-server/src")).unwrap();
+        std::fs::create_dir_all(ws.join("poller/target/debug")).unwrap();
+        std::fs::create_dir_all(ws.join("poller/src")).unwrap();
+        let at = |secs: u64| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        let write = |rel: &str, t: u64| {
+            let f = std::fs::File::create(ws.join(rel)).unwrap();
+            f.set_modified(at(t)).unwrap();
+        };
+        write("Cargo.toml", 100);
+        write("bench-server/src/main.rs", 100);
+        write("poller/src/lib.rs", 100);
+        write("poller/target/debug/junk.rs", 900); // build output, not a source
+        write("poller/src/notes.txt", 900); // not a source either
+        std::fs::create_dir_all(ws.join("poller/tests")).unwrap();
+        write("poller/tests/t.rs", 900); // tests do not change the binary
+        assert_eq!(newer_source(&ws, at(200)), None);
+        write("poller/src/lib.rs", 300);
+        assert_eq!(
+            newer_source(&ws, at(200)),
+            Some(ws.join("poller/src/lib.rs"))
+        );
+        std::fs::remove_dir_all(&ws).unwrap();
+    }
+
+    #[test]
+    fn descriptors_count_the_server_loops_and_skip_what_cannot_run() {
+        let mut cell = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"s\"\nbackends = [\"select\"]\nconnections = [10]\nidle = [1000]\n"
+        ))
+        .unwrap()
+        .cells()
+        .remove(0);
+        // select at 1,000 idle + 10 busy with one loop fits under FD_SETSIZE (it ran in the
+        // reference run at 20k msgs/s); with eight loops, 24 more descriptors do not.
+        assert_eq!(descriptor_skip(&cell, Some(20_000), Some(1023)), None);
+        cell.server_threads = 8;
+        let why = descriptor_skip(&cell, Some(20_000), Some(1023)).expect("skipped");
+        assert!(why.contains("FD_SETSIZE (1024)"), "{why}");
+        // The open-files limit counts the larger of the two processes.
+        let need = Descriptors::of(&cell);
+        assert!(need.server > need.client);
+        let limit = need.server as u64 - 1;
+        let why = descriptor_skip(&cell, Some(limit), None).expect("skipped");
+        assert!(why.contains(&format!("limit {limit}")), "{why}");
+        assert_eq!(descriptor_skip(&cell, Some(limit + 1), None), None);
     }
 
     #[test]

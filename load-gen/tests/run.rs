@@ -868,7 +868,9 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
     ] {
         assert!(!meta[key].is_null(), "meta.json has {key}");
     }
-    let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    // The client is pinned to the cores this process may use after the server's one loop: [1] on
+    // a two-core machine, more on a bigger one, none (not pinned) on one core.
+    let client_cores: Vec<usize> = allowed_cores().into_iter().skip(1).collect();
     for o in outcomes {
         let id = o["id"].as_str().unwrap();
         for stem in [id.to_string(), format!("{id}.r1"), format!("{id}.r2")] {
@@ -905,8 +907,14 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
             slower,
             "{id}"
         );
-        if two_cores {
-            assert_eq!(cell["config"]["cpus"], serde_json::json!([1]), "{id}");
+        if client_cores.is_empty() {
+            assert!(cell["config"]["cpus"].is_null(), "{id}");
+        } else {
+            assert_eq!(
+                cell["config"]["cpus"],
+                serde_json::json!(client_cores),
+                "{id}"
+            );
         }
     }
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
@@ -965,6 +973,149 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
 
 /// A select cell that needs descriptors at or above FD_SETSIZE is skipped with the reason before
 /// anything starts, and the suite still succeeds (a skip is not a failure).
+/// The cores this process may run on, ascending (Cpus_allowed_list in /proc/self/status).
+fn allowed_cores() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    let mut cores = Vec::new();
+    for part in list.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        cores.extend(lo.parse::<usize>().unwrap()..=hi.parse::<usize>().unwrap());
+    }
+    cores
+}
+
+/// The processes whose parent is `pid`, with their command names (from /proc).
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid: Option<u32> = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        if ppid == Some(pid) {
+            let child: u32 = stat[..open].trim().parse().unwrap();
+            out.push((child, stat[open + 1..close].to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn sigterm_to_the_suite_runner_kills_its_children_and_writes_the_report() {
+    let dir = Temp::new("suite-term");
+    let suite = dir.0.join("long.toml");
+    std::fs::write(
+        &suite,
+        "description = \"one long cell\"\nduration = \"30s\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"long\"\nbackends = [\"epoll\"]\nconnections = [10, 20]\n",
+    )
+    .unwrap();
+    let results = dir.0.join("results");
+    let mut runner = Command::new(BIN)
+        .args(["suite", suite.to_str().unwrap(), "--results"])
+        .arg(&results)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first cell runs: bench-server and `load-gen run` are both children.
+    let started = Instant::now();
+    let children = loop {
+        let children = children_of(runner.id());
+        if children.iter().any(|(_, c)| c == "bench-server")
+            && children.iter().any(|(_, c)| c == "load-gen")
+        {
+            break children;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first cell never started: {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    nix_kill(runner.id(), 15);
+    let out = wait_with_limit(&mut runner, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted after 0 of 2 cells"),
+        "{stderr}"
+    );
+    for (pid, name) in children {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{name} ({pid}) outlived the runner"
+        );
+    }
+    let run_dir = std::fs::read_dir(&results)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path();
+    assert!(run_dir.join("report.md").exists(), "{stderr}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["outcomes"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn kqueue_cells_are_labelled_libkqueue_in_meta_and_report_on_linux() {
+    if !cfg!(target_os = "linux") {
+        return skip("libkqueue labels", "native kqueue here");
+    }
+    if bench_server().is_none() {
+        return; // said why
+    }
+    let dir = Temp::new("libkqueue");
+    let suite = dir.0.join("kq.toml");
+    std::fs::write(
+        &suite,
+        "description = \"kqueue\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"kq\"\nbackends = [\"kqueue\"]\nconnections = [10]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(&suite)
+        .arg("--results")
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    // Skipped without libkqueue (exit 0), run with it: labelled the same either way.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(dir.0.join("results"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["cells"][0]["label"], "kqueue (libkqueue)");
+    assert_eq!(meta["cells"][0]["id"], "kq-kqueue-libkqueue-c10");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("| kqueue (libkqueue) |"), "{report}");
+    assert!(report.contains("runs on epoll"), "{report}");
+}
+
 #[test]
 fn select_cells_beyond_fd_setsize_are_skipped_with_the_reason() {
     if bench_server().is_none() {
