@@ -177,7 +177,7 @@ impl WithBackend for Registration<'_> {
         group.bench_function(B::KIND.name(), |bench| {
             bench.iter(|| {
                 k += 1;
-                let interest = if k % 2 == 0 {
+                let interest = if k.is_multiple_of(2) {
                     Interest::READABLE
                 } else {
                     Interest::BOTH
@@ -185,7 +185,7 @@ impl WithBackend for Registration<'_> {
                 p.modify(extra.fd(), Token(usize::MAX - 1), interest, Mode::Level)
                     .unwrap();
                 // Work a backend defers (io_uring submissions) is paid here, amortized over 64.
-                if k % 64 == 0 {
+                if k.is_multiple_of(64) {
                     p.wait(&mut events, Some(Duration::ZERO)).unwrap();
                 }
             })

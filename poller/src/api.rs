@@ -358,7 +358,18 @@ pub(crate) fn timespec_ptr(ts: &Option<libc::timespec>) -> *const libc::timespec
         .map_or(std::ptr::null(), |t| t as *const libc::timespec)
 }
 
-/// Milliseconds for `epoll_wait`, rounded up so that 0.1 ms does not become a busy poll; -1 = forever.
+/// Milliseconds for `epoll_wait` (and `poll` where there is no `ppoll`), rounded up so that 0.1 ms
+/// does not become a busy poll; -1 = forever. Not built where nothing uses it (the BSDs have no
+/// epoll, and have `ppoll`), except for tests.
+#[cfg(any(
+    test,
+    not(any(
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))
+))]
 pub(crate) fn ceil_millis(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
         None => -1,

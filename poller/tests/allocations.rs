@@ -166,14 +166,14 @@ impl WithBackend for ModifyLoop {
             .unwrap();
         let mut events = Events::with_capacity(16);
         let step = |p: &mut B, events: &mut Events, n: usize| {
-            let interest = if n % 2 == 0 {
+            let interest = if n.is_multiple_of(2) {
                 Interest::WRITABLE
             } else {
                 Interest::READABLE
             };
             p.modify(fd, Token(n % 1000), interest, Mode::Level)
                 .unwrap();
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 // Let queued work (io_uring submissions and cancellations) reach the kernel.
                 p.wait(events, Some(Duration::ZERO)).unwrap();
             }

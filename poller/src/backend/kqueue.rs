@@ -308,7 +308,7 @@ impl Backend for Kqueue {
                     self.pending.as_ptr(),
                     self.pending.len() as _,
                     self.native.as_mut_ptr(),
-                    max,
+                    max as _,
                     timespec_ptr(&ts),
                 )
             };

@@ -1,8 +1,13 @@
-//! `poll(2)` (as `ppoll`, for nanosecond timeouts): a dense `pollfd` array that the kernel scans on
-//! every call, plus an fd-indexed slot table for O(1) modify and swap-remove deregister.
+//! `poll(2)`: a dense `pollfd` array that the kernel scans on every call, plus an fd-indexed slot
+//! table for O(1) modify and swap-remove deregister.
 //!
 //! Level-triggered only. Oneshot is emulated: a delivered oneshot entry is disarmed by negating its
 //! fd (poll ignores negative fds) until `modify` re-arms it.
+//!
+//! Per OS, as the libc crate declares them: `ppoll` (nanosecond timeouts) on Linux, Android,
+//! FreeBSD, DragonFly, NetBSD and OpenBSD; plain `poll` (milliseconds, rounded up) on macOS/iOS and
+//! anywhere else. `POLLRDHUP` (read-hangup reports) on Linux, Android, FreeBSD and illumos; where it
+//! is missing the peer's close shows as readable (end-of-file) only.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -11,13 +16,90 @@ use std::time::Duration;
 
 use super::check_fd_open;
 use super::notify::Notifier;
-use crate::api::{
-    already_exists, check_request, not_found, timespec, timespec_ptr, wait_retrying, Backend,
-    BackendKind, Capabilities, Support,
-};
+use crate::api::{already_exists, check_request, not_found, wait_retrying, Backend};
+use crate::api::{BackendKind, Capabilities, Support};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
 const NO_SLOT: u32 = u32::MAX;
+
+/// The OSes whose libc-crate bindings have `POLLRDHUP`: there the peer's close of its write side
+/// is reported as read-hangup.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "illumos"
+))]
+const POLLRDHUP: libc::c_short = libc::POLLRDHUP;
+/// No `POLLRDHUP` here (macOS, iOS, NetBSD, OpenBSD, DragonFly): nothing is asked or reported.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "illumos"
+)))]
+const POLLRDHUP: libc::c_short = 0;
+
+/// One `ppoll` call: nanosecond timeouts, on the OSes whose libc-crate bindings have it.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
+    use crate::api::{timespec, timespec_ptr};
+    let ts = timeout.map(timespec);
+    // SAFETY: `fds` is a valid array of `len` pollfd; the timespec pointer is null or points to
+    // `ts`, which outlives the call; a null sigmask leaves the mask alone.
+    unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timespec_ptr(&ts),
+            std::ptr::null(),
+        )
+    }
+}
+
+/// Where there is no `ppoll` (macOS, iOS), plain `poll`.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
+    poll_millis(fds, timeout)
+}
+
+/// One plain `poll` call: the timeout in milliseconds, rounded up so that a short positive timeout
+/// never becomes a busy poll. Built on every OS for tests, so this machine runs the macOS path too.
+#[cfg(any(
+    test,
+    not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))
+))]
+fn poll_millis(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
+    // SAFETY: `fds` is a valid array of `len` pollfd for the kernel to update.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            crate::api::ceil_millis(timeout),
+        )
+    }
+}
 
 /// What the backend remembers of a registration, parallel to its `pollfd`.
 #[derive(Clone, Copy)]
@@ -43,7 +125,7 @@ pub struct Poll {
 fn poll_events(interest: Interest) -> libc::c_short {
     let mut ev = 0;
     if interest.is_readable() {
-        ev |= libc::POLLIN | libc::POLLRDHUP;
+        ev |= libc::POLLIN | POLLRDHUP;
     }
     if interest.is_writable() {
         ev |= libc::POLLOUT;
@@ -90,7 +172,7 @@ impl Backend for Poll {
             oneshot: Support::Emulated,
             exclusive: Support::No,
             reports_hangup: true,
-            reports_read_hangup: cfg!(any(target_os = "linux", target_os = "android")),
+            reports_read_hangup: POLLRDHUP != 0,
             reports_error: true,
             max_fd: None,
         }
@@ -162,19 +244,7 @@ impl Backend for Poll {
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
-        let mut ready = wait_retrying(timeout, |left| {
-            let ts = left.map(timespec);
-            // SAFETY: pollfds is a valid array of `len` pollfd; the timespec pointer is null or
-            // points to `ts`, which outlives the call; a null sigmask leaves the mask alone.
-            unsafe {
-                libc::ppoll(
-                    self.pollfds.as_mut_ptr(),
-                    self.pollfds.len() as libc::nfds_t,
-                    timespec_ptr(&ts),
-                    std::ptr::null(),
-                )
-            }
-        })?;
+        let mut ready = wait_retrying(timeout, |left| poll_call(&mut self.pollfds, left))?;
         if ready > 0 && self.pollfds[0].revents != 0 {
             self.notifier.drain();
             ready -= 1;
@@ -200,7 +270,7 @@ impl Backend for Poll {
                         .set_writable(has(libc::POLLOUT))
                         .set_error(has(libc::POLLERR | libc::POLLNVAL))
                         .set_hangup(has(libc::POLLHUP))
-                        .set_read_hangup(has(libc::POLLRDHUP)),
+                        .set_read_hangup(has(POLLRDHUP)),
                 );
                 if entry.oneshot {
                     // Disarm: poll skips negative fds (and reports nothing for them, not even HUP).
@@ -216,5 +286,35 @@ impl Backend for Poll {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// The plain-`poll` path that macOS and iOS take (they have no `ppoll`), run here: a short
+    /// timeout is rounded up, not down to a busy poll, and readiness is seen.
+    #[test]
+    fn plain_poll_fallback_rounds_timeouts_up_and_sees_readiness() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut fds = [libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&a),
+            events: libc::POLLIN | POLLRDHUP,
+            revents: 0,
+        }];
+        let start = Instant::now();
+        let n = poll_millis(&mut fds, Some(Duration::from_micros(200)));
+        assert_eq!(n, 0);
+        assert!(
+            start.elapsed() >= Duration::from_micros(200),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(poll_millis(&mut fds, Some(Duration::ZERO)), 0);
+        std::io::Write::write_all(&mut &b, b"x").unwrap();
+        assert_eq!(poll_millis(&mut fds, None), 1);
+        assert_ne!(fds[0].revents & libc::POLLIN, 0);
     }
 }

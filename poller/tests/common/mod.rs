@@ -15,6 +15,24 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(io::stderr(), "skipped: {test}: {why}");
 }
 
+/// The soft open-files limit (`RLIMIT_NOFILE`); `u64::MAX` when unlimited.
+pub fn open_files_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid rlimit for getrlimit to fill.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    assert_eq!(rc, 0, "getrlimit: {}", io::Error::last_os_error());
+    if rl.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    // rlim_t is u64 on Linux and macOS, i64 on FreeBSD.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = rl.rlim_cur as u64;
+    soft
+}
+
 /// A backend instance, or `None` after printing why it is unavailable here.
 pub fn backend<B: Backend>(test: &str) -> Option<B> {
     match B::new() {
