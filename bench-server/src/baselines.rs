@@ -150,7 +150,7 @@ fn serve_blocking(
         }
         c.writes += 1;
         c.bytes_out += n as u64;
-        if c.reads % FLUSH_EVERY == 0 {
+        if c.reads.is_multiple_of(FLUSH_EVERY) {
             flush(shared, c);
         }
     }
@@ -279,7 +279,7 @@ async fn serve_tokio(stream: &mut tokio::net::TcpStream, buf_size: usize, task: 
                 }
             }
         }
-        if task.c.reads % FLUSH_EVERY == 0 {
+        if task.c.reads.is_multiple_of(FLUSH_EVERY) {
             flush(&task.shared, &mut task.c);
         }
     }
