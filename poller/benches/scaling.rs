@@ -17,6 +17,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+
+// The open-files limit, read as the tests read it.
+#[path = "../tests/common/mod.rs"]
+mod common;
 use poller::{Backend, BackendKind, Events, Interest, Mode, Token, WithBackend};
 use rand::{rngs::SmallRng, seq::index::sample, SeedableRng};
 
@@ -24,6 +28,8 @@ const SIZES: [usize; 5] = [10, 100, 500, 1_000, 10_000];
 const ACTIVE: [usize; 2] = [1, 100];
 /// Precomputed active sets, cycled through, so no random numbers are drawn in the timed loop.
 const SETS: usize = 512;
+/// Descriptors kept free beyond the sources: stdio, the backend's own, criterion's files.
+const HEADROOM: u64 = 32;
 
 fn quick() -> bool {
     std::env::var_os("POLLER_BENCH_QUICK").is_some_and(|v| v != "0")
@@ -37,23 +43,30 @@ struct Source {
 }
 
 impl Source {
+    /// Descriptors one source takes.
+    const FDS: usize = if cfg!(target_os = "linux") { 1 } else { 2 };
+
     #[cfg(target_os = "linux")]
-    fn new() -> Source {
+    fn new() -> nix::Result<Source> {
         use nix::sys::eventfd::{EfdFlags, EventFd};
-        let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-            .unwrap();
-        Source { read: efd.into() }
+        let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(Source { read: efd.into() })
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn new() -> Source {
-        let (read, write) = nix::unistd::pipe().unwrap();
+    fn new() -> nix::Result<Source> {
+        let (read, write) = nix::unistd::pipe()?;
+        for fd in [&read, &write] {
+            nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )?;
+        }
         nix::fcntl::fcntl(
             read.as_raw_fd(),
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .unwrap();
-        Source { read, write }
+        )?;
+        Ok(Source { read, write })
     }
 
     fn fd(&self) -> RawFd {
@@ -73,14 +86,33 @@ impl Source {
     }
 }
 
-/// N sources registered with backend B; `None` if B cannot take that many (select's FD_SETSIZE).
-fn setup<B: Backend>(n: usize) -> Option<(B, Vec<Source>)> {
+/// N sources registered with backend B; `None` (after saying why on stderr) if they do not fit: the
+/// open-files limit, or select's FD_SETSIZE.
+fn setup<B: Backend>(n: usize, what: &str) -> Option<(B, Vec<Source>)> {
+    let needed = (n * Source::FDS) as u64;
+    let limit = common::open_files_limit();
+    if needed + HEADROOM > limit {
+        eprintln!(
+            "skipped: {} {what} N={n}: needs {needed} descriptors, open-files limit is {limit} \
+             (raise `ulimit -n`)",
+            B::KIND
+        );
+        return None;
+    }
     let mut p = B::new().ok()?;
-    let sources: Vec<Source> = (0..n).map(|_| Source::new()).collect();
+    let mut sources = Vec::with_capacity(n);
+    for _ in 0..n {
+        match Source::new() {
+            Ok(s) => sources.push(s),
+            Err(e) => {
+                eprintln!("skipped: {} {what} N={n}: a source: {e}", B::KIND);
+                return None;
+            }
+        }
+    }
     for (i, s) in sources.iter().enumerate() {
-        if p.register(s.fd(), Token(i), Interest::READABLE, Mode::Level)
-            .is_err()
-        {
+        if let Err(e) = p.register(s.fd(), Token(i), Interest::READABLE, Mode::Level) {
+            eprintln!("skipped: {} {what} N={n}: {e}", B::KIND);
             return None;
         }
     }
@@ -106,8 +138,7 @@ impl WithBackend for Dispatch<'_> {
             let mut group = self.c.benchmark_group(format!("dispatch_active_{a}"));
             group.throughput(Throughput::Elements(a as u64));
             for n in SIZES.into_iter().filter(|&n| n >= a) {
-                let Some((mut p, sources)) = setup::<B>(n) else {
-                    eprintln!("{}: {n} sources do not fit (FD_SETSIZE); skipped", B::KIND);
+                let Some((mut p, sources)) = setup::<B>(n, &format!("dispatch_active_{a}")) else {
                     continue;
                 };
                 let sets = active_sets(n, a);
@@ -146,10 +177,10 @@ impl WithBackend for Registration<'_> {
 
     fn run<B: Backend>(self) {
         const N: usize = 1_000;
-        let Some((mut p, _sources)) = setup::<B>(N).or_else(|| setup::<B>(100)) else {
+        let Some((mut p, _sources)) = setup::<B>(N, "registration") else {
             return;
         };
-        let extra = Source::new();
+        let extra = Source::new().expect("one more source");
         let mut events = Events::with_capacity(64);
         let mut group = self.c.benchmark_group("register_deregister");
         group.bench_function(B::KIND.name(), |bench| {

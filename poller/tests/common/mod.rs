@@ -33,6 +33,25 @@ pub fn open_files_limit() -> u64 {
     soft
 }
 
+/// Descriptors kept free beyond what a test itself opens: stdio, the harness, the backends' own
+/// descriptors and whatever the tests running in parallel hold (at most a few hundred).
+pub const HEADROOM: u64 = 256;
+
+/// Whether a test that opens `needed` descriptors fits under the open-files limit (with
+/// [`HEADROOM`] to spare). If not, prints `skipped: <test>: needs N descriptors, open-files limit
+/// is L` so the skip is seen, instead of failing on `EMFILE` halfway through.
+pub fn descriptors_fit(test: &str, needed: u64) -> bool {
+    let limit = open_files_limit();
+    if needed.saturating_add(HEADROOM) <= limit {
+        return true;
+    }
+    skip(
+        test,
+        &format!("needs {needed} descriptors, open-files limit is {limit} (raise `ulimit -n`)"),
+    );
+    false
+}
+
 /// A backend instance, or `None` after printing why it is unavailable here.
 pub fn backend<B: Backend>(test: &str) -> Option<B> {
     match B::new() {
