@@ -1,0 +1,1 @@
+//! `bench-server --capabilities`: what a bench-server binary can run on this machine.

@@ -1,0 +1,6 @@
+//! The files pollbench's programs exchange, as typed structs: what one program writes, another
+//! reads through the same struct. Every file carries a `schema` string naming its kind and
+//! version; reading checks it, and a missing or mistyped field is an error naming the file and the
+//! field, never a default zero.
+
+pub mod capabilities;
