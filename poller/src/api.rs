@@ -99,6 +99,9 @@ pub struct Capabilities {
     pub oneshot: Support,
     /// [`Backend::register_exclusive`].
     pub exclusive: Support,
+    /// [`Interest::PRIORITY`](crate::Interest::PRIORITY): out-of-band data reported as
+    /// [`Event::is_priority`](crate::Event::is_priority).
+    pub priority: Support,
     /// Events carry [`Event::is_hangup`](crate::Event::is_hangup).
     pub reports_hangup: bool,
     /// Events carry [`Event::is_read_hangup`](crate::Event::is_read_hangup).
@@ -264,6 +267,7 @@ pub(crate) fn check_request(
     caps: &Capabilities,
     fd: RawFd,
     token: Token,
+    interest: Interest,
     mode: Mode,
 ) -> io::Result<()> {
     if fd < 0 {
@@ -295,6 +299,12 @@ pub(crate) fn check_request(
     }
     if mode.is_oneshot() && !caps.oneshot.is_supported() {
         return Err(unsupported(kind, "oneshot mode"));
+    }
+    if interest.is_priority() && !caps.priority.is_supported() {
+        return Err(unsupported(
+            kind,
+            "priority interest (out-of-band data: there is no EVFILT_EXCEPT/NOTE_OOB here)",
+        ));
     }
     Ok(())
 }

@@ -14,7 +14,8 @@ impl Token {
     pub const RESERVED: Token = Token(usize::MAX);
 }
 
-/// Which readiness a registration asks for: readable, writable or both. Never empty.
+/// Which readiness a registration asks for: readable, writable, priority, or any union of them
+/// (`Interest::READABLE | Interest::PRIORITY`). Never empty.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Interest(u8);
 
@@ -23,8 +24,13 @@ impl Interest {
     pub const READABLE: Interest = Interest(1);
     /// Wake when a write would not block (send buffer space, or an error).
     pub const WRITABLE: Interest = Interest(2);
-    /// Both of the above.
+    /// Readable and writable.
     pub const BOTH: Interest = Interest(3);
+    /// Wake on an exceptional condition: out-of-band (urgent) TCP data is pending. select's
+    /// exceptfds, `POLLPRI`, `EPOLLPRI`, kqueue's `EVFILT_EXCEPT` with `NOTE_OOB` where the OS has
+    /// it. Where a backend cannot, [`Capabilities::priority`](crate::Capabilities::priority) is
+    /// `Support::No` and asking for it is `Unsupported`.
+    pub const PRIORITY: Interest = Interest(4);
 
     /// Does this interest include readability?
     pub const fn is_readable(self) -> bool {
@@ -34,6 +40,11 @@ impl Interest {
     /// Does this interest include writability?
     pub const fn is_writable(self) -> bool {
         self.0 & 2 != 0
+    }
+
+    /// Does this interest include priority (out-of-band data)?
+    pub const fn is_priority(self) -> bool {
+        self.0 & 4 != 0
     }
 }
 
@@ -46,11 +57,20 @@ impl BitOr for Interest {
 
 impl fmt::Debug for Interest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.is_readable(), self.is_writable()) {
-            (true, true) => f.write_str("READABLE | WRITABLE"),
-            (true, false) => f.write_str("READABLE"),
-            _ => f.write_str("WRITABLE"),
+        let names = [
+            (self.is_readable(), "READABLE"),
+            (self.is_writable(), "WRITABLE"),
+            (self.is_priority(), "PRIORITY"),
+        ];
+        let mut first = true;
+        for (_, name) in names.iter().filter(|(on, _)| *on) {
+            if !first {
+                f.write_str(" | ")?;
+            }
+            f.write_str(name)?;
+            first = false;
         }
+        Ok(())
     }
 }
 
@@ -88,6 +108,7 @@ const WRITABLE: u8 = 2;
 const ERROR: u8 = 4;
 const HANGUP: u8 = 8;
 const READ_HANGUP: u8 = 16;
+const PRIORITY: u8 = 32;
 
 /// One readiness report: the registration's token and what is ready.
 ///
@@ -123,6 +144,16 @@ impl Event {
         self.flags |= if on { READ_HANGUP } else { 0 };
         self
     }
+    pub(crate) fn set_priority(mut self, on: bool) -> Self {
+        self.flags |= if on { PRIORITY } else { 0 };
+        self
+    }
+
+    /// No readiness flag at all (io_uring drops such completions).
+    #[cfg(target_os = "linux")]
+    pub(crate) const fn is_empty(&self) -> bool {
+        self.flags == 0
+    }
 
     /// The token given at registration.
     pub const fn token(&self) -> Token {
@@ -148,6 +179,11 @@ impl Event {
     pub const fn is_read_hangup(&self) -> bool {
         self.flags & READ_HANGUP != 0
     }
+    /// An exceptional condition is pending: out-of-band (urgent) data, read with `recv(MSG_OOB)`.
+    /// Only reported to registrations with [`Interest::PRIORITY`].
+    pub const fn is_priority(&self) -> bool {
+        self.flags & PRIORITY != 0
+    }
 }
 
 impl fmt::Debug for Event {
@@ -159,6 +195,7 @@ impl fmt::Debug for Event {
             .field("error", &self.is_error())
             .field("hangup", &self.is_hangup())
             .field("read_hangup", &self.is_read_hangup())
+            .field("priority", &self.is_priority())
             .finish()
     }
 }
@@ -228,5 +265,37 @@ impl<'a> IntoIterator for &'a Events {
 impl fmt::Debug for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.list.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interest_debug_names_every_combination() {
+        let (r, w, p) = (Interest::READABLE, Interest::WRITABLE, Interest::PRIORITY);
+        let cases = [
+            (r, "READABLE"),
+            (w, "WRITABLE"),
+            (p, "PRIORITY"),
+            (Interest::BOTH, "READABLE | WRITABLE"),
+            (r | p, "READABLE | PRIORITY"),
+            (w | p, "WRITABLE | PRIORITY"),
+            (r | w | p, "READABLE | WRITABLE | PRIORITY"),
+        ];
+        for (interest, name) in cases {
+            assert_eq!(format!("{interest:?}"), name);
+        }
+        assert!((r | p).is_priority() && (r | p).is_readable() && !(r | p).is_writable());
+        assert!(!Interest::BOTH.is_priority());
+    }
+
+    #[test]
+    fn priority_is_its_own_event_flag() {
+        let e = Event::new(Token(1)).set_priority(true);
+        assert!(e.is_priority() && !e.is_readable() && !e.is_error());
+        assert!(format!("{e:?}").contains("priority: true"));
+        assert!(!Event::new(Token(1)).set_readable(true).is_priority());
     }
 }

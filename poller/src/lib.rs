@@ -45,7 +45,7 @@
 //! | deregister an unknown fd | epoll: `ENOENT`; Python's `poll.unregister`: `KeyError`; `/dev/poll`: ignored | `NotFound` |
 //! | fd >= `FD_SETSIZE` with select | `FD_SET` writes out of bounds (undefined behaviour) | `InvalidInput` naming the limit |
 //! | register a closed fd | epoll, kqueue: `EBADF`; poll: `POLLNVAL` forever; select: every call fails `EBADF`; io_uring: an error completion | `EBADF` at register |
-//! | edge or exclusive where the kernel has none | (not expressible) | `Unsupported` naming backend and feature |
+//! | edge, exclusive or priority where the kernel has none | (not expressible) | `Unsupported` naming backend and feature |
 //! | modify an `EPOLLEXCLUSIVE` registration | epoll: `EINVAL` | `Unsupported` with the reason |
 //! | `Token(usize::MAX)` | | `InvalidInput`: reserved for the waker |
 //!
@@ -58,6 +58,16 @@
 //! | error | not reported (shows as readable+writable) | `POLLERR`, `POLLNVAL` | `EPOLLERR` | `EV_ERROR`, or `EV_EOF` with an error in `fflags` |
 //! | hangup | not reported | `POLLHUP` | `EPOLLHUP` | `EV_EOF` on `EVFILT_WRITE` (needs writable interest) |
 //! | read-hangup | not reported (EOF shows as readable) | `POLLRDHUP` (poll: Linux, FreeBSD; see below) | `EPOLLRDHUP` | `EV_EOF` on `EVFILT_READ` |
+//! | priority | in exceptfds | `POLLPRI` | `EPOLLPRI` | `EVFILT_EXCEPT` with `NOTE_OOB` (macOS, iOS, OpenBSD, DragonFly); `Unsupported` on FreeBSD, NetBSD and libkqueue |
+//!
+//! Priority ([`Interest::PRIORITY`], [`Event::is_priority`]) is the third readiness kind:
+//! out-of-band (urgent) TCP data is pending, to be read with `recv(MSG_OOB)`. It is reported only
+//! to registrations that ask for it, in every mode, and [`Capabilities::priority`] says where it
+//! exists. io_uring asks for `POLLPRI | POLLRDBAND` (the kernel does not wake a poll that asks for
+//! `EPOLLPRI` alone) and checks a completion's `POLLPRI` with one zero-timeout `poll`, because a
+//! completion carries the wake-up's key, which says `EPOLLPRI` for any incoming socket data. epoll
+//! refuses priority with `EPOLLEXCLUSIVE` (`Unsupported`: the kernel does not allow `EPOLLPRI`
+//! there).
 //!
 //! Read-hangup is asked for whenever readability is, on every backend that has it. kqueue reports the
 //! read and write filters of one fd as separate events with the same token; callers that want one

@@ -105,9 +105,15 @@ impl WithBackend for Dispatch {
         {
             return None;
         }
+        // Priority interest too where the backend has it (the kernel checks one more bit).
+        let interest = if caps.priority.is_supported() {
+            Interest::READABLE | Interest::PRIORITY
+        } else {
+            Interest::READABLE
+        };
         let pairs: Vec<_> = (0..PAIRS).map(|_| unix_pair()).collect();
         for (i, (a, _)) in pairs.iter().enumerate() {
-            p.register(a.as_raw_fd(), Token(i), Interest::READABLE, self.mode)
+            p.register(a.as_raw_fd(), Token(i), interest, self.mode)
                 .unwrap();
         }
         let mut events = Events::with_capacity(PAIRS);
@@ -129,7 +135,7 @@ impl WithBackend for Dispatch {
                     let read = (&*a).read(&mut buf).unwrap();
                     assert!(read > 0);
                     if self.mode.is_oneshot() {
-                        p.modify(a.as_raw_fd(), e.token(), Interest::READABLE, self.mode)
+                        p.modify(a.as_raw_fd(), e.token(), interest, self.mode)
                             .unwrap();
                     }
                     got += 1;

@@ -69,6 +69,8 @@ cases!(
     connection_refused_reports_error,
     descriptors_are_close_on_exec,
     edge_events_beyond_the_buffer_are_not_lost,
+    priority_reports_out_of_band_data,
+    priority_in_edge_and_oneshot_modes,
 );
 
 conformance!(select, poller::Select);
@@ -759,4 +761,149 @@ fn fds_without_cloexec() -> std::collections::BTreeSet<RawFd> {
             flags >= 0 && flags & libc::FD_CLOEXEC == 0
         })
         .collect()
+}
+
+/// Send one byte of TCP out-of-band (urgent) data.
+fn send_oob(s: &std::net::TcpStream, byte: u8) {
+    // SAFETY: `byte` is a readable one-byte buffer that outlives the call.
+    let n = unsafe { libc::send(s.as_raw_fd(), (&byte as *const u8).cast(), 1, libc::MSG_OOB) };
+    assert_eq!(n, 1, "send MSG_OOB: {}", std::io::Error::last_os_error());
+}
+
+/// Read the pending urgent byte (`recv(MSG_OOB)`), if there is one.
+fn recv_oob(s: &std::net::TcpStream) -> Option<u8> {
+    let mut byte = 0u8;
+    // SAFETY: `byte` is a writable one-byte buffer that outlives the call.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_OOB,
+        )
+    };
+    (n == 1).then_some(byte)
+}
+
+/// A backend without priority support says so, naming itself and the feature.
+fn priority_is_unsupported<B: Backend>(p: &mut B, fd: RawFd) {
+    for interest in [Interest::PRIORITY, Interest::READABLE | Interest::PRIORITY] {
+        let err = p.register(fd, Token(1), interest, Mode::Level).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(B::KIND.name()) && msg.contains("priority"),
+            "{msg}"
+        );
+    }
+}
+
+fn priority_reports_out_of_band_data<B: Backend>(mut p: B) {
+    // a <- b carries urgent data to a PRIORITY registration; c <- d to a READABLE-only one.
+    let (a, b) = tcp_pair();
+    let (c, mut d) = tcp_pair();
+    if !p.capabilities().priority.is_supported() {
+        return priority_is_unsupported(&mut p, a.as_raw_fd());
+    }
+    p.register(a.as_raw_fd(), Token(1), Interest::PRIORITY, Mode::Level)
+        .unwrap();
+    p.register(c.as_raw_fd(), Token(2), Interest::READABLE, Mode::Level)
+        .unwrap();
+    assert!(
+        wait_once(&mut p, Some(Duration::ZERO)).is_empty(),
+        "nothing is pending yet"
+    );
+    send_oob(&b, b'!');
+    send_oob(&d, b'?');
+    d.write_all(b"x").unwrap(); // ordinary data too, so the READABLE-only registration reports
+    let r = wait_for(&mut p, Token(1), LONG).expect("out-of-band data is reported");
+    assert!(r.priority, "priority on urgent data: {r:?}");
+    assert!(!r.readable && !r.writable, "only what was asked: {r:?}");
+    let r = wait_for(&mut p, Token(2), LONG).expect("the ordinary byte is readable");
+    assert!(
+        r.readable && !r.priority,
+        "READABLE-only never reports priority: {r:?}"
+    );
+    // Ordinary data is not priority, even where priority is asked (io_uring's wake-up key says
+    // EPOLLPRI for any incoming data: caught by the model test).
+    let (e, mut f) = tcp_pair();
+    let both = Interest::READABLE | Interest::PRIORITY;
+    p.register(e.as_raw_fd(), Token(3), both, Mode::Level)
+        .unwrap();
+    let _ = wait_once(&mut p, Some(Duration::ZERO)); // armed before the data comes
+    f.write_all(b"y").unwrap();
+    let r = wait_for(&mut p, Token(3), LONG).expect("ordinary data is readable");
+    assert!(r.readable && !r.priority, "ordinary data only: {r:?}");
+    // Level: reported again while the urgent byte is unread.
+    let r = wait_for(&mut p, Token(1), LONG);
+    assert!(r.is_some_and(|r| r.priority), "level re-reports: {r:?}");
+    assert_eq!(recv_oob(&a), Some(b'!'));
+    // Read: no longer reported. (Linux clears its urgent-data flag when the byte is read. BSD
+    // kernels may report the mark until ordinary data past it is read, so this is Linux's rule.)
+    let got = wait_once(&mut p, Some(SHORT));
+    if cfg!(target_os = "linux") {
+        assert!(
+            !got.get(&Token(1)).is_some_and(|r| r.priority),
+            "no priority once the urgent byte is read: {got:?}"
+        );
+    } else {
+        skip(
+            &format!("{}::priority_reports_out_of_band_data", B::KIND),
+            "not reported after recv(MSG_OOB) is asserted on Linux only",
+        );
+    }
+    assert_eq!(recv_oob(&c), Some(b'?'));
+}
+
+fn priority_in_edge_and_oneshot_modes<B: Backend>(mut p: B) {
+    let caps = p.capabilities();
+    if !caps.priority.is_supported() {
+        let (a, _b) = tcp_pair();
+        return priority_is_unsupported(&mut p, a.as_raw_fd());
+    }
+    for mode in [Mode::Edge, Mode::Oneshot, Mode::EdgeOneshot] {
+        let (a, b) = tcp_pair();
+        let fd = a.as_raw_fd();
+        if mode.is_edge() && !caps.edge.is_supported() {
+            let err = p
+                .register(fd, Token(1), Interest::PRIORITY, mode)
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+            continue;
+        }
+        p.register(fd, Token(1), Interest::PRIORITY, mode).unwrap();
+        send_oob(&b, b'1');
+        let r = wait_for(&mut p, Token(1), LONG);
+        assert!(
+            r.is_some_and(|r| r.priority),
+            "{mode:?}: first report {r:?}"
+        );
+        let got = wait_once(&mut p, Some(SHORT));
+        assert!(
+            got.is_empty(),
+            "{mode:?}: reported once, though unread: {got:?}"
+        );
+        if mode.is_oneshot() {
+            p.modify(fd, Token(2), Interest::PRIORITY, mode).unwrap();
+            let r = wait_for(&mut p, Token(2), LONG);
+            assert!(
+                r.is_some_and(|r| r.priority),
+                "{mode:?}: modify re-arms, still unread: {r:?}"
+            );
+            assert!(
+                wait_once(&mut p, Some(SHORT)).is_empty(),
+                "{mode:?}: disarmed"
+            );
+        } else {
+            // Edge: a new arrival is a new report.
+            assert_eq!(recv_oob(&a), Some(b'1'));
+            send_oob(&b, b'2');
+            let r = wait_for(&mut p, Token(1), LONG);
+            assert!(
+                r.is_some_and(|r| r.priority),
+                "{mode:?}: second arrival {r:?}"
+            );
+        }
+        p.deregister(fd).unwrap();
+    }
 }

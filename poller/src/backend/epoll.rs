@@ -57,8 +57,8 @@ impl Epoll {
         Ok(())
     }
 
-    fn check(&self, fd: RawFd, token: Token, mode: Mode) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)
+    fn check(&self, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)
     }
 }
 
@@ -70,6 +70,9 @@ fn epoll_flags(interest: Interest, mode: Mode) -> u32 {
     }
     if interest.is_writable() {
         flags |= libc::EPOLLOUT;
+    }
+    if interest.is_priority() {
+        flags |= libc::EPOLLPRI;
     }
     if mode.is_edge() {
         flags |= libc::EPOLLET;
@@ -112,6 +115,7 @@ impl Backend for Epoll {
             edge: Support::Native,
             oneshot: Support::Native,
             exclusive: Support::Native,
+            priority: Support::Native,
             reports_hangup: true,
             reports_read_hangup: true,
             reports_error: true,
@@ -126,7 +130,7 @@ impl Backend for Epoll {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        self.check(fd, token, mode)?;
+        self.check(fd, token, interest, mode)?;
         self.ctl(
             libc::EPOLL_CTL_ADD,
             fd,
@@ -142,10 +146,17 @@ impl Backend for Epoll {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        self.check(fd, token, mode)?;
+        self.check(fd, token, interest, mode)?;
         if mode.is_oneshot() {
             // The kernel rejects EPOLLEXCLUSIVE | EPOLLONESHOT with a bare EINVAL.
             return Err(unsupported(Self::KIND, "oneshot mode with EPOLLEXCLUSIVE"));
+        }
+        if interest.is_priority() {
+            // EPOLLPRI is not among the flags the kernel allows beside EPOLLEXCLUSIVE (EINVAL).
+            return Err(unsupported(
+                Self::KIND,
+                "priority interest (EPOLLPRI) with EPOLLEXCLUSIVE",
+            ));
         }
         // The kernel allows only IN, OUT, WAKEUP and ET beside EPOLLEXCLUSIVE: no read-hangup
         // reports for exclusive registrations (they are meant for listening sockets).
@@ -161,7 +172,7 @@ impl Backend for Epoll {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        self.check(fd, token, mode)?;
+        self.check(fd, token, interest, mode)?;
         self.ctl(
             libc::EPOLL_CTL_MOD,
             fd,
@@ -231,7 +242,8 @@ impl Backend for Epoll {
                     .set_writable(has(libc::EPOLLOUT))
                     .set_error(has(libc::EPOLLERR))
                     .set_hangup(has(libc::EPOLLHUP))
-                    .set_read_hangup(has(libc::EPOLLRDHUP)),
+                    .set_read_hangup(has(libc::EPOLLRDHUP))
+                    .set_priority(has(libc::EPOLLPRI)),
             );
         }
         Ok(events.len())

@@ -68,7 +68,31 @@ fn poll_mask(interest: Interest) -> u32 {
     if interest.is_writable() {
         mask |= libc::POLLOUT;
     }
+    if interest.is_priority() {
+        // POLLRDBAND rides along only to be woken: Linux's io_uring ignores a wake-up whose poll
+        // asks for nothing but EPOLLPRI (it masks EPOLLPRI out with IO_ASYNC_POLL_COMMON before
+        // matching the wake-up's key), so a PRIORITY-only poll would see urgent data only when
+        // armed after it arrived. Socket wake-ups carry EPOLLRDBAND, which TCP never reports as
+        // readiness, so nothing more is reported: the readiness check after the wake-up still
+        // decides, and only POLLPRI becomes `is_priority`.
+        mask |= libc::POLLPRI | libc::POLLRDBAND;
+    }
     mask as u32
+}
+
+/// Is out-of-band data really pending on `fd`? A poll completion woken by a socket carries the
+/// wake-up's key, not a fresh readiness check, and every socket wake-up for incoming data says
+/// `EPOLLIN | EPOLLPRI | EPOLLRDNORM | EPOLLRDBAND`: so a completion's `POLLPRI` is checked with
+/// one `poll` of zero timeout before it is reported (only completions that carry it pay for this).
+fn priority_pending(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, alive for the call; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & libc::POLLPRI != 0
 }
 
 fn poll_add(fd: RawFd, mask: u32, multishot: bool, data: u64) -> squeue::Entry {
@@ -232,7 +256,19 @@ impl IoUring {
                     .set_error(has(libc::POLLERR | libc::POLLNVAL))
                     .set_hangup(has(libc::POLLHUP))
                     .set_read_hangup(has(libc::POLLRDHUP))
+                    .set_priority(has(libc::POLLPRI) && priority_pending(fd))
             };
+            if event.is_empty() {
+                // Only the wake-up's key said so (see `priority_pending`): nothing to report. Ask
+                // again, in every mode, as if the poll had not fired; the new poll's first check
+                // is a real one, so this does not spin.
+                if !reg.in_flight {
+                    reg.in_flight = true;
+                    let entry = poll_add(fd, poll_mask(reg.interest), reg.mode == Mode::Edge, data);
+                    push(&submitter, &mut sq, &entry)?;
+                }
+                continue;
+            }
             events.push(event);
             if !reg.in_flight && !reg.mode.is_oneshot() {
                 // Level: ask again (reports again while still ready). Edge: the multishot ended.
@@ -294,6 +330,7 @@ impl Backend for IoUring {
             },
             oneshot: Support::Native,
             exclusive: Support::No,
+            priority: Support::Native,
             reports_hangup: true,
             reports_read_hangup: true,
             reports_error: true,
@@ -308,7 +345,7 @@ impl Backend for IoUring {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)?;
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
         if self.registration(fd).is_some() {
             return Err(already_exists(Self::KIND, fd));
         }
@@ -335,7 +372,7 @@ impl Backend for IoUring {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)?;
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
         if self.registration(fd).is_none() {
             return Err(not_found(Self::KIND, fd));
         }

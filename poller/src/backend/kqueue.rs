@@ -8,6 +8,11 @@
 //!
 //! kqueue itself accepts `EV_ADD` of a registered fd (it modifies) and knows nothing of tokens, so an
 //! fd-indexed table gives the uniform `AlreadyExists` / `NotFound` errors.
+//!
+//! Priority interest is a third filter, `EVFILT_EXCEPT` with `NOTE_OOB` (out-of-band data), on the
+//! OSes whose libc-crate bindings have both: macOS, iOS, OpenBSD and DragonFly. FreeBSD, NetBSD and
+//! libkqueue have no such filter: there `Capabilities::priority` is `No` and asking is
+//! `Unsupported`. (That path compiles for those targets; it has never run: no macOS or BSD here.)
 
 // kevent field and flag types differ between macOS, the BSDs and libkqueue; the casts that are
 // no-ops on one are needed on another.
@@ -78,6 +83,50 @@ mod ffi {
 
 use ffi::{EVFILT_READ, EVFILT_WRITE};
 
+/// The exceptional-condition filter and the `fflags` that ask it for out-of-band data.
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+const EXCEPT: Option<(i16, u32)> = Some((libc::EVFILT_EXCEPT as i16, libc::NOTE_OOB as u32));
+/// No `EVFILT_EXCEPT`/`NOTE_OOB` in the libc crate for this OS (FreeBSD, NetBSD) or in libkqueue.
+#[cfg(not(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+const EXCEPT: Option<(i16, u32)> = None;
+
+/// At most this many changes go to the kernel at once: delete three filters, add three.
+const MAX_CHANGES: usize = 6;
+
+/// The filters (with their `fflags`) that an interest needs, in a fixed order; `.1` is the count.
+fn filters(interest: Interest) -> ([(i16, u32); 3], usize) {
+    let mut out = [(0, 0); 3];
+    let mut n = 0;
+    if interest.is_readable() {
+        out[n] = (EVFILT_READ as i16, 0);
+        n += 1;
+    }
+    if interest.is_writable() {
+        out[n] = (EVFILT_WRITE as i16, 0);
+        n += 1;
+    }
+    if let (true, Some(except)) = (interest.is_priority(), EXCEPT) {
+        out[n] = except;
+        n += 1;
+    }
+    (out, n)
+}
+
+/// Every filter this backend may have added for an fd.
+fn all_filters() -> ([(i16, u32); 3], usize) {
+    filters(Interest::BOTH | Interest::PRIORITY)
+}
+
 #[derive(Clone, Copy)]
 struct Registration {
     token: Token,
@@ -124,10 +173,12 @@ impl Kqueue {
     /// Apply changes now with `EV_RECEIPT`; returns the first error (missing filters on delete are
     /// expected and ignored).
     fn apply(&mut self, changes: &[ffi::kevent]) -> io::Result<()> {
-        let mut receipts = [change(0, 0, 0); 4];
+        let mut receipts = [change(0, 0, 0); MAX_CHANGES];
         let n = changes.len();
+        assert!(n <= MAX_CHANGES, "at most {MAX_CHANGES} changes at once");
         let ts = timespec(Duration::ZERO);
-        // SAFETY: `changes` and `receipts` are valid for `n` (<= 4) elements; ts lives for the call.
+        // SAFETY: `changes` and `receipts` are valid for `n` (<= MAX_CHANGES) elements; ts lives for
+        // the call.
         let rc = unsafe {
             ffi::kevent(
                 self.kq.as_raw_fd(),
@@ -167,22 +218,21 @@ impl Kqueue {
         mode: Mode,
         fresh: bool,
     ) -> io::Result<()> {
-        let mut changes = [change(fd, 0, 0); 4];
+        let mut changes = [change(fd, 0, 0); MAX_CHANGES];
         let mut n = 0;
         let receipt = ffi::EV_RECEIPT as u16;
         if !fresh {
-            for filter in [EVFILT_READ, EVFILT_WRITE] {
-                changes[n] = change(fd, filter as i16, ffi::EV_DELETE as u16 | receipt);
+            let (all, k) = all_filters();
+            for &(filter, _) in &all[..k] {
+                changes[n] = change(fd, filter, ffi::EV_DELETE as u16 | receipt);
                 n += 1;
             }
         }
         let add = ffi::EV_ADD as u16 | ffi::EV_ENABLE as u16 | receipt | mode_flags(mode);
-        if interest.is_readable() {
-            changes[n] = change(fd, EVFILT_READ as i16, add);
-            n += 1;
-        }
-        if interest.is_writable() {
-            changes[n] = change(fd, EVFILT_WRITE as i16, add);
+        let (wanted, k) = filters(interest);
+        for &(filter, fflags) in &wanted[..k] {
+            changes[n] = change(fd, filter, add);
+            changes[n].fflags = fflags as _;
             n += 1;
         }
         self.pending.retain(|c| c.ident != fd as usize);
@@ -227,6 +277,11 @@ impl Backend for Kqueue {
             edge: Support::Native,
             oneshot: Support::Native,
             exclusive: Support::No,
+            priority: if EXCEPT.is_some() {
+                Support::Native
+            } else {
+                Support::No
+            },
             reports_hangup: true,
             reports_read_hangup: true,
             reports_error: true,
@@ -241,7 +296,7 @@ impl Backend for Kqueue {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)?;
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
         if self.registration(fd).is_some() {
             return Err(already_exists(Self::KIND, fd));
         }
@@ -264,7 +319,7 @@ impl Backend for Kqueue {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)?;
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
         if self.registration(fd).is_none() {
             return Err(not_found(Self::KIND, fd));
         }
@@ -284,10 +339,12 @@ impl Backend for Kqueue {
         self.regs[fd as usize] = None;
         self.pending.retain(|c| c.ident != fd as usize);
         let delete = ffi::EV_DELETE as u16 | ffi::EV_RECEIPT as u16;
-        self.apply(&[
-            change(fd, EVFILT_READ as i16, delete),
-            change(fd, EVFILT_WRITE as i16, delete),
-        ])
+        let mut changes = [change(fd, 0, 0); 3];
+        let (all, k) = all_filters();
+        for (c, &(filter, _)) in changes.iter_mut().zip(&all[..k]) {
+            *c = change(fd, filter, delete);
+        }
+        self.apply(&changes[..k])
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -295,7 +352,8 @@ impl Backend for Kqueue {
         if self.native.len() < events.capacity() {
             // Only when a larger `Events` than ever before is passed: not in a steady loop.
             self.native.resize(events.capacity(), change(0, 0, 0));
-            self.pending.reserve(events.capacity());
+            // A oneshot report owes at most two sibling disables.
+            self.pending.reserve(2 * events.capacity());
         }
         let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
         let n = wait_retrying(timeout, |left| {
@@ -336,24 +394,31 @@ impl Backend for Kqueue {
                 continue;
             }
             let eof = flags & ffi::EV_EOF as u16 != 0;
-            // With EV_EOF, fflags holds the socket error, if any (e.g. ECONNREFUSED).
-            let error = eof && ev.fflags != 0;
+            let filter = ev.filter as i16;
             let event = if ev.filter == EVFILT_READ as _ {
+                // With EV_EOF, fflags holds the socket error, if any (e.g. ECONNREFUSED).
                 Event::new(reg.token)
                     .set_readable(true)
                     .set_read_hangup(eof)
+                    .set_error(eof && ev.fflags != 0)
+            } else if ev.filter == EVFILT_WRITE as _ {
+                Event::new(reg.token)
+                    .set_writable(true)
+                    .set_hangup(eof)
+                    .set_error(eof && ev.fflags != 0)
+            } else if EXCEPT.is_some_and(|(except, _)| except == filter) {
+                Event::new(reg.token).set_priority(true)
             } else {
-                Event::new(reg.token).set_writable(true).set_hangup(eof)
+                continue;
             };
-            events.push(event.set_error(error));
-            if reg.mode.is_oneshot() && reg.interest == Interest::BOTH {
-                let sibling = if ev.filter == EVFILT_READ as _ {
-                    EVFILT_WRITE
-                } else {
-                    EVFILT_READ
-                };
-                self.pending
-                    .push(change(fd, sibling as i16, ffi::EV_DISABLE as u16));
+            events.push(event);
+            if reg.mode.is_oneshot() {
+                // The registration as a whole reports once: disable its other filters too.
+                let (wanted, k) = filters(reg.interest);
+                for &(sibling, _) in wanted[..k].iter().filter(|(f, _)| *f != filter) {
+                    self.pending
+                        .push(change(fd, sibling, ffi::EV_DISABLE as u16));
+                }
             }
         }
         Ok(events.len())

@@ -130,6 +130,9 @@ fn poll_events(interest: Interest) -> libc::c_short {
     if interest.is_writable() {
         ev |= libc::POLLOUT;
     }
+    if interest.is_priority() {
+        ev |= libc::POLLPRI;
+    }
     ev
 }
 
@@ -171,6 +174,7 @@ impl Backend for Poll {
             edge: Support::No,
             oneshot: Support::Emulated,
             exclusive: Support::No,
+            priority: Support::Native,
             reports_hangup: true,
             reports_read_hangup: POLLRDHUP != 0,
             reports_error: true,
@@ -185,7 +189,7 @@ impl Backend for Poll {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)?;
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
         if self.slot(fd).is_some() {
             return Err(already_exists(Self::KIND, fd));
         }
@@ -216,7 +220,7 @@ impl Backend for Poll {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)?;
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
         let i = self.slot(fd).ok_or_else(|| not_found(Self::KIND, fd))?;
         self.pollfds[i] = libc::pollfd {
             fd,
@@ -270,7 +274,8 @@ impl Backend for Poll {
                         .set_writable(has(libc::POLLOUT))
                         .set_error(has(libc::POLLERR | libc::POLLNVAL))
                         .set_hangup(has(libc::POLLHUP))
-                        .set_read_hangup(has(POLLRDHUP)),
+                        .set_read_hangup(has(POLLRDHUP))
+                        .set_priority(has(libc::POLLPRI)),
                 );
                 if entry.oneshot {
                     // Disarm: poll skips negative fds (and reports nothing for them, not even HUP).

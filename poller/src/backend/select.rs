@@ -3,7 +3,8 @@
 //!
 //! Level-triggered only; oneshot is emulated by clearing the descriptor from the interest sets once
 //! it is reported. select has no hangup, read-hangup or error bits: a closed peer shows as readable,
-//! an error as readable and writable (see `Capabilities`).
+//! an error as readable and writable (see `Capabilities`). Priority interest is the exceptfds set
+//! (out-of-band data pending).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -35,8 +36,11 @@ struct Registration {
 pub struct Select {
     read_interest: libc::fd_set,
     write_interest: libc::fd_set,
+    /// exceptfds: priority interest.
+    except_interest: libc::fd_set,
     read_ready: libc::fd_set,
     write_ready: libc::fd_set,
+    except_ready: libc::fd_set,
     /// Indexed by fd, `FD_SETSIZE` long, allocated once.
     regs: Vec<Option<Registration>>,
     /// The registered fds, densely, so a wait scans only them.
@@ -72,23 +76,26 @@ fn is_set(fd: RawFd, s: &libc::fd_set) -> bool {
 
 impl Select {
     fn arm(&mut self, fd: RawFd, interest: Interest) {
-        clear(fd, &mut self.read_interest);
-        clear(fd, &mut self.write_interest);
+        self.disarm(fd);
         if interest.is_readable() {
             set(fd, &mut self.read_interest);
         }
         if interest.is_writable() {
             set(fd, &mut self.write_interest);
         }
+        if interest.is_priority() {
+            set(fd, &mut self.except_interest);
+        }
     }
 
     fn disarm(&mut self, fd: RawFd) {
         clear(fd, &mut self.read_interest);
         clear(fd, &mut self.write_interest);
+        clear(fd, &mut self.except_interest);
     }
 
-    fn check(&self, fd: RawFd, token: Token, mode: Mode) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, mode)
+    fn check(&self, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
+        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)
     }
 }
 
@@ -109,8 +116,10 @@ impl Backend for Select {
         let mut select = Select {
             read_interest: empty_set(),
             write_interest: empty_set(),
+            except_interest: empty_set(),
             read_ready: empty_set(),
             write_ready: empty_set(),
+            except_ready: empty_set(),
             regs: vec![None; SETSIZE],
             fds: Vec::new(),
             max_fd: notifier.read_fd(),
@@ -126,6 +135,7 @@ impl Backend for Select {
             edge: Support::No,
             oneshot: Support::Emulated,
             exclusive: Support::No,
+            priority: Support::Native,
             reports_hangup: false,
             reports_read_hangup: false,
             reports_error: false,
@@ -140,7 +150,7 @@ impl Backend for Select {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        self.check(fd, token, mode)?;
+        self.check(fd, token, interest, mode)?;
         if self.regs[fd as usize].is_some() {
             return Err(already_exists(Self::KIND, fd));
         }
@@ -164,7 +174,7 @@ impl Backend for Select {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        self.check(fd, token, mode)?;
+        self.check(fd, token, interest, mode)?;
         let reg = self.regs[fd as usize]
             .as_mut()
             .ok_or_else(|| not_found(Self::KIND, fd))?;
@@ -202,6 +212,7 @@ impl Backend for Select {
         let mut ready = wait_retrying(timeout, |left| {
             self.read_ready = self.read_interest;
             self.write_ready = self.write_interest;
+            self.except_ready = self.except_interest;
             let ts = left.map(timespec);
             // SAFETY: the sets are initialized fd_sets owned by self; nfds is at most FD_SETSIZE;
             // the timespec pointer is null or points to `ts`, alive for the call; a null sigmask
@@ -211,7 +222,7 @@ impl Backend for Select {
                     self.max_fd + 1,
                     &mut self.read_ready,
                     &mut self.write_ready,
-                    std::ptr::null_mut(),
+                    &mut self.except_ready,
                     timespec_ptr(&ts),
                     std::ptr::null(),
                 )
@@ -221,7 +232,7 @@ impl Backend for Select {
             self.notifier.drain();
             ready -= 1;
         }
-        // `ready` counts set bits, so an fd both readable and writable counts twice.
+        // `ready` counts set bits over the three sets, so an fd both readable and writable counts twice.
         let len = self.fds.len();
         let mut k = if self.cursor < len { self.cursor } else { 0 };
         let mut scanned = 0;
@@ -229,10 +240,16 @@ impl Backend for Select {
             let fd = self.fds[k];
             let r = is_set(fd, &self.read_ready);
             let w = is_set(fd, &self.write_ready);
-            if r || w {
-                ready -= r as usize + w as usize;
+            let x = is_set(fd, &self.except_ready);
+            if r || w || x {
+                ready = ready.saturating_sub(r as usize + w as usize + x as usize);
                 if let Some(reg) = self.regs[fd as usize] {
-                    events.push(Event::new(reg.token).set_readable(r).set_writable(w));
+                    events.push(
+                        Event::new(reg.token)
+                            .set_readable(r)
+                            .set_writable(w)
+                            .set_priority(x),
+                    );
                     if reg.oneshot {
                         self.disarm(fd);
                     }

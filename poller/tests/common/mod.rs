@@ -92,6 +92,7 @@ pub struct Ready {
     pub error: bool,
     pub hangup: bool,
     pub read_hangup: bool,
+    pub priority: bool,
 }
 
 impl Ready {
@@ -101,6 +102,7 @@ impl Ready {
         self.error |= e.is_error();
         self.hangup |= e.is_hangup();
         self.read_hangup |= e.is_read_hangup();
+        self.priority |= e.is_priority();
     }
 }
 
