@@ -19,6 +19,23 @@ pub fn skip(what: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
 }
 
+/// Can this test process open `n` more descriptors (beyond the few it already holds)? If not, print
+/// a visible skip naming the open-files limit: a test that needs 1,000 connections must not fail
+/// with EMFILE on a machine whose limit is 1,024 or less.
+pub fn have_descriptors(n: u64, what: &str) -> bool {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    let need = n + 64; // stdio, the harness, listeners and files of concurrently running tests
+    if soft < need {
+        skip(
+            what,
+            &format!("needs {need} descriptors, open-files limit is {soft} (raise ulimit -n)"),
+        );
+        return false;
+    }
+    true
+}
+
 /// The poller backends that work here, with their capabilities.
 pub fn backends() -> Vec<(BackendKind, poller::Capabilities)> {
     let mut out = Vec::new();
