@@ -10,15 +10,15 @@ ci:
 
 # A benchmark suite end to end (quick, smoke, or a path to a .toml); writes results/<run>/report.md.
 suite name="quick":
-    cargo run --release -p load-gen -- suite {{name}}
+    cargo run --release -p pollbench -- suite {{name}}
 
 # Rebuild the report of a run directory.
 report dir:
-    cargo run --release -p load-gen -- report {{dir}}
+    cargo run --release -p pollbench -- report {{dir}}
 
 # Compare two run directories cell by cell (exit 1 when a cell regressed).
 compare old new:
-    cargo run --release -p load-gen -- compare {{old}} {{new}}
+    cargo run --release -p pollbench -- compare {{old}} {{new}}
 
 # The poller scaling benchmark, quick mode (about a minute).
 bench-quick:

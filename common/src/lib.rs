@@ -1,11 +1,7 @@
 //! What bench-server and load-gen share: parsing human units on the command line ("64B", "16KiB",
 //! "10k", "30s") and writing result files atomically.
 
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
-
-use serde::Serialize;
 
 /// A count with an optional k/M suffix ("10k" = 10,000).
 pub fn parse_count(s: &str) -> Result<usize, String> {
@@ -101,39 +97,19 @@ pub fn human_count(v: f64) -> String {
     }
 }
 
-/// Write `bytes` to `path` atomically: a temporary file beside it, synced, then renamed over, so a
-/// reader never sees half a file and a failed write leaves no temporary behind.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("a result path needs a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// A latency in microseconds for people: 950 µs, 1.25 ms, 2.44 s.
+pub fn human_us(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
     }
-    result
 }
 
-/// Write `value` as pretty JSON (and a final newline) to `path` atomically.
-pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)?;
-    bytes.push(b'\n');
-    write_atomically(path, &bytes)
-}
+/// Atomic result files are the schema crate's; re-exported for the programs that write them.
+pub use pollbench_schema::file::{write_atomically, write_json_atomically};
 
 /// Parse the command line; `--help`/`--version` print and exit 0, any other error prints one line
 /// (`NAME: reason (see --help)`) and exits 2.
@@ -195,24 +171,8 @@ mod tests {
         assert_eq!(human_count(12_345.0), "12.3k");
         assert_eq!(human_count(4_560_000.0), "4.56M");
         assert_eq!(human_count(1.2e9), "1.20G");
-    }
-
-    #[test]
-    fn json_is_written_whole_and_leaves_no_temporary_file() {
-        let dir = std::env::temp_dir().join(format!("pollbench-common-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("out.json");
-        write_json_atomically(&path, &serde_json::json!({"a": [1, 2, 3]})).unwrap();
-        let back: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(back["a"][2], 3);
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("out.json")]);
-        assert!(write_json_atomically(&dir.join("missing/out.json"), &1).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(human_us(950.0), "950 µs");
+        assert_eq!(human_us(1_250.0), "1.25 ms");
+        assert_eq!(human_us(2_440_000.0), "2.44 s");
     }
 }

@@ -1,15 +1,9 @@
 //! load-gen: drives thousands of connections against an echo server, verifies every echoed byte,
 //! and records latency in HdrHistograms, closed loop or open loop. See `load-gen run --help`.
 
-mod charts;
-mod compare;
 mod merge;
-mod process;
-mod report;
 mod results;
 mod stream;
-mod suite;
-mod sweep_charts;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -21,9 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::{Parser, Subcommand};
 use pollbench_common::{parse_bytes, parse_count, parse_duration};
 use poller::BackendKind;
-use serde::Serialize;
 
-use worker::{Errors, Plan, WorkerSpec};
+use pollbench_schema::run::{Errors, Percentiles, RunConfig, RunReport};
+use worker::{Plan, WorkerSpec};
 
 /// Load generator for echo servers: thousands of connections, HdrHistogram latency, open and
 /// closed loop, every byte verified.
@@ -40,182 +34,10 @@ enum Command {
     ///
     /// Exit status: 0 when the run completed without a single error (connect, mismatch, closed,
     /// reset, timeout); 1 otherwise, after writing all results; 2 for bad arguments.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Merge the --hlog files of several client machines (or runs) into one summary, exactly:
     /// histograms are added, intervals aligned on wall-clock seconds.
     Merge(MergeArgs),
-    /// Run a benchmark suite (scripts/suites/NAME.toml): every cell against a fresh bench-server,
-    /// results in results/<UTC time>-<host>-<suite>/ with meta.json, cells/ and report.md.
-    ///
-    /// Exit status: 0 when every cell that could run here completed; 1 if any failed.
-    Suite(SuiteArgs),
-    /// Rebuild report.md of a results directory from its data.
-    Report(ReportArgs),
-    /// Compare two results directories cell by cell: msgs/s and p99 deltas, with regressions flagged
-    /// beyond the thresholds. Prints a Markdown table.
-    ///
-    /// Exit status: 0 when no cell regressed; 1 when one did (or a directory cannot be read).
-    Compare(compare::CompareArgs),
-}
-
-#[derive(Parser, Debug)]
-struct SuiteArgs {
-    /// A suite name (quick, full, smoke: scripts/suites/NAME.toml) or a path to a .toml file.
-    #[arg(value_name = "SUITE")]
-    suite: String,
-
-    /// Where run directories go. [default: results/ beside scripts/]
-    #[arg(long, value_name = "DIR")]
-    results: Option<PathBuf>,
-}
-
-#[derive(Parser, Debug)]
-struct ReportArgs {
-    /// A run directory written by `load-gen suite`.
-    #[arg(value_name = "DIR")]
-    dir: PathBuf,
-}
-
-fn run_suite(args: SuiteArgs) -> i32 {
-    // From here on, SIGINT/SIGTERM end the current cell (its processes killed) and the suite
-    // writes the report of the cells it completed; a panic kills the children too.
-    process::install_cleanup();
-    let fail = |msg: String| {
-        eprintln!("load-gen: {msg}");
-        1
-    };
-    let path = match suite::Suite::locate(&args.suite) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let suite = match suite::Suite::load(&path) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let server = match suite::find_or_build_server() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let name = path
-        .file_stem()
-        .map_or("suite".into(), |s| s.to_string_lossy().to_string());
-    let results = args.results.unwrap_or_else(|| {
-        // results/ beside the scripts/ the suite came from, or here.
-        path.canonicalize()
-            .ok()
-            .and_then(|p| {
-                p.ancestors()
-                    .find(|a| a.join("scripts").is_dir())
-                    .map(|a| a.join("results"))
-            })
-            .unwrap_or_else(|| PathBuf::from("results"))
-    });
-    let started = std::time::SystemTime::now();
-    let stamp = humantime::format_rfc3339_seconds(started)
-        .to_string()
-        .replace([':', '-'], "");
-    let dir = match report::new_run_dir(&results, &stamp, &name) {
-        Ok(d) => d,
-        Err(e) => {
-            return fail(format!(
-                "cannot create a run directory in {}: {e}",
-                results.display()
-            ))
-        }
-    };
-    let cells = suite.cells();
-    let suite_text = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut meta = report::Meta::collect(
-        &name,
-        suite_text,
-        humantime::format_rfc3339_seconds(started).to_string(),
-        cells.clone(),
-    );
-    eprintln!(
-        "suite {name}: {} cells, results in {}",
-        cells.len(),
-        dir.display()
-    );
-    // Written before the first cell and after every one, so an interrupted suite (even one
-    // interrupted in its first cell) still leaves a directory its report can be built from.
-    let save_meta = |meta: &report::Meta| {
-        pollbench_common::write_json_atomically(&dir.join("meta.json"), meta)
-            .map_err(|e| format!("cannot write meta.json: {e}"))
-    };
-    if let Err(e) = save_meta(&meta) {
-        return fail(e);
-    }
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let bar = indicatif::ProgressBar::new(cells.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "[{elapsed_precise}] {wide_bar} {pos}/{len} cells, {eta} left  {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar
-    });
-    let mut failed = 0;
-    let mut interrupted = false;
-    for (i, cell) in cells.iter().enumerate() {
-        if let Some(bar) = &bar {
-            bar.set_message(cell.id.clone());
-        }
-        let outcome = match suite::run_cell(cell, &suite, &server, &dir.join("cells")) {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                interrupted = true;
-                break;
-            }
-        };
-        let line = format!(
-            "[{}/{}] {}: {}{}",
-            i + 1,
-            cells.len(),
-            cell.id,
-            outcome.status,
-            outcome
-                .reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        );
-        match &bar {
-            Some(bar) => {
-                bar.println(line);
-                bar.inc(1);
-            }
-            None => eprintln!("{line}"),
-        }
-        failed += usize::from(outcome.status == "failed");
-        meta.outcomes.push(outcome);
-        if let Err(e) = save_meta(&meta) {
-            return fail(e);
-        }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    match report::write_report(&dir) {
-        Ok(p) => println!("report: {}", p.display()),
-        Err(e) => return fail(e),
-    }
-    if interrupted {
-        eprintln!(
-            "load-gen: interrupted after {} of {} cells; the report covers those",
-            meta.outcomes.len(),
-            cells.len()
-        );
-        return 130;
-    }
-    if failed > 0 {
-        eprintln!(
-            "load-gen: {failed} of {} cells failed (see the report)",
-            cells.len()
-        );
-        return 1;
-    }
-    0
 }
 
 #[derive(Parser, Debug)]
@@ -248,7 +70,7 @@ fn run_merge(args: MergeArgs) -> i32 {
     }
 }
 
-#[derive(Parser, Debug, Serialize)]
+#[derive(Parser, Debug)]
 struct RunArgs {
     /// The echo server, IP:PORT.
     #[arg(long, value_name = "IP:PORT")]
@@ -264,12 +86,10 @@ struct RunArgs {
 
     /// How long to measure, after the warm-up.
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    #[serde(serialize_with = "secs")]
     duration: Duration,
 
     /// Load before measuring, excluded from every figure.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
-    #[serde(serialize_with = "secs")]
     warmup: Duration,
 
     /// Message size (64B, 1KiB, ...).
@@ -305,7 +125,6 @@ struct RunArgs {
 
     /// Readiness backend of the client's event loops.
     #[arg(long, default_value = "epoll", value_name = "NAME")]
-    #[serde(serialize_with = "display")]
     backend: BackendKind,
 
     /// A message not echoed within this long of when it was due (sent, in closed loop) counts as a
@@ -313,12 +132,10 @@ struct RunArgs {
     /// at most rate x (timeout + 0.1 s) messages in flight, 32 bytes each (a run that would need
     /// more than 2 GiB is refused).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    #[serde(serialize_with = "secs")]
     timeout: Duration,
 
     /// How long one connection attempt may take.
     #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
-    #[serde(serialize_with = "secs")]
     connect_timeout: Duration,
 
     /// Write the results as JSON to FILE (atomically), schema in load-gen/README.md.
@@ -331,8 +148,33 @@ struct RunArgs {
 }
 
 /// Core ids to pin load threads to, round robin.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 struct CpuList(Vec<usize>);
+
+impl RunArgs {
+    /// The options as the run document records them.
+    fn config(&self) -> RunConfig {
+        RunConfig {
+            target: self.target.to_string(),
+            connections: self.connections,
+            threads: self.threads,
+            duration: self.duration.as_secs_f64(),
+            warmup: self.warmup.as_secs_f64(),
+            size: self.size,
+            pipeline: self.pipeline,
+            rate: self.rate,
+            idle: self.idle,
+            connect_rate: self.connect_rate,
+            source: self.source.clone(),
+            cpus: self.cpus.as_ref().map(|c| c.0.clone()),
+            backend: self.backend.to_string(),
+            timeout: self.timeout.as_secs_f64(),
+            connect_timeout: self.connect_timeout.as_secs_f64(),
+            json: self.json.clone(),
+            hlog: self.hlog.clone(),
+        }
+    }
+}
 
 /// A CPU list whose every core this process may run on.
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
@@ -358,31 +200,11 @@ fn parse_idle(s: &str) -> Result<usize, String> {
     }
 }
 
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
 fn main() {
     let cli: Cli = pollbench_common::parse_args_or_exit("load-gen");
     let code = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Merge(args) => run_merge(args),
-        Command::Suite(args) => run_suite(args),
-        Command::Compare(args) => compare::run(args),
-        Command::Report(args) => match report::write_report(&args.dir) {
-            Ok(p) => {
-                println!("report: {}", p.display());
-                0
-            }
-            Err(e) => {
-                eprintln!("load-gen: {e}");
-                1
-            }
-        },
     };
     std::process::exit(code);
 }
@@ -633,9 +455,9 @@ fn run(args: RunArgs) -> i32 {
     merged.errors.add(&connect_errors);
     merged.errors.add(&idle_errors);
     let secs = measured.as_secs_f64().max(1e-9);
-    let report = results::Report {
-        schema: results::SCHEMA,
-        config: &args,
+    let report = RunReport {
+        schema: pollbench_schema::run::SCHEMA.into(),
+        config: args.config(),
         connections: working,
         connections_alive_at_end: merged.alive,
         messages: merged.messages,
@@ -644,8 +466,8 @@ fn run(args: RunArgs) -> i32 {
         duration_s: measured.as_secs_f64(),
         throughput_msgs_per_s: merged.messages as f64 / secs,
         throughput_bytes_per_s: (merged.messages * args.size as u64) as f64 / secs,
-        latency_us: results::Percentiles::of(&merged.corrected),
-        latency_uncorrected_us: results::Percentiles::of(&merged.uncorrected),
+        latency_us: Percentiles::of(&merged.corrected),
+        latency_uncorrected_us: Percentiles::of(&merged.uncorrected),
         errors: merged.errors,
         intervals: results::interval_reports(&merged, measured),
         stopped_early,

@@ -2,17 +2,13 @@
 //! (histograms are added, never averaged), aligning intervals on wall-clock seconds.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use base64::Engine as _;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
+use pollbench_common::human_us;
+use pollbench_schema::hlog::{new_histogram, read as read_log};
+use pollbench_schema::run::{IntervalReport, Percentiles};
 use serde::Serialize;
-
-use crate::results::{human_us, IntervalReport, Percentiles};
-use crate::worker::new_histogram;
 
 /// The merged view of several logs.
 #[derive(Serialize)]
@@ -25,48 +21,6 @@ pub struct Merged {
     pub throughput_msgs_per_s: f64,
     pub latency_us: Percentiles,
     pub intervals: Vec<IntervalReport>,
-}
-
-/// Read one log: (absolute start second of each interval, histogram).
-fn read_log(path: &Path) -> Result<Vec<(u64, Histogram<u64>)>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut start = Duration::ZERO;
-    let mut out = Vec::new();
-    let mut deserializer = Deserializer::new();
-    for entry in IntervalLogIterator::new(&text) {
-        match entry.map_err(|e| {
-            format!(
-                "{}: not an HdrHistogram interval log ({e:?})",
-                path.display()
-            )
-        })? {
-            LogEntry::StartTime(t) | LogEntry::BaseTime(t) => start = t,
-            LogEntry::Interval(h) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(h.encoded_histogram())
-                    .map_err(|e| format!("{}: bad histogram encoding: {e}", path.display()))?;
-                let hist: Histogram<u64> = deserializer
-                    .deserialize(&mut &bytes[..])
-                    .map_err(|e| format!("{}: bad histogram: {e:?}", path.display()))?;
-                out.push(((start + h.start_timestamp()).as_secs(), hist));
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("{}: no interval histograms in it", path.display()));
-    }
-    Ok(out)
-}
-
-/// The whole measured (corrected) histogram of one log: its intervals added up.
-pub fn total_of_log(path: &Path) -> Result<Histogram<u64>, String> {
-    let mut total = new_histogram();
-    for (_, hist) in read_log(path)? {
-        total
-            .add(&hist)
-            .map_err(|e| format!("{}: {e:?}", path.display()))?;
-    }
-    Ok(total)
 }
 
 pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {

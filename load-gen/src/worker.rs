@@ -15,44 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use pollbench_schema::hlog::new_histogram;
+use pollbench_schema::run::Errors;
 use poller::{Backend, Events, Interest, Mode, Token, WithBackend};
-use serde::Serialize;
 
 use crate::stream::ByteStream;
-
-/// Latencies are recorded in microseconds, from 1 µs to 60 s, 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-/// Errors by kind.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Errors {
-    /// Connections that could not be established.
-    pub connect: u64,
-    /// Echoed bytes that differed from what was sent.
-    pub mismatch: u64,
-    /// Connections the server closed (end-of-file) before the run ended.
-    pub closed: u64,
-    /// Connections reset by the server.
-    pub reset: u64,
-    /// Messages not echoed within --timeout.
-    pub timeout: u64,
-}
-
-impl Errors {
-    pub fn add(&mut self, o: &Errors) {
-        self.connect += o.connect;
-        self.mismatch += o.mismatch;
-        self.closed += o.closed;
-        self.reset += o.reset;
-        self.timeout += o.timeout;
-    }
-
-    pub fn total(&self) -> u64 {
-        self.connect + self.mismatch + self.closed + self.reset + self.timeout
-    }
-}
 
 /// What every worker needs to know about the run.
 #[derive(Clone, Debug)]

@@ -4,3 +4,7 @@
 //! field, never a default zero.
 
 pub mod capabilities;
+pub mod file;
+pub mod hlog;
+pub mod results;
+pub mod run;

@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::Value;
+use pollbench_schema::results::Cell;
+use pollbench_schema::run::RunReport;
 
 use crate::report::column;
-use crate::suite::Cell;
 
 /// A chart written into the run directory: (file name, description).
 pub type Chart = (String, String);
 
-/// What a chart plots of one cell's load-gen JSON.
-type Metric = fn(&Value) -> Option<f64>;
+/// What a chart plots of one cell's load-gen run.
+type Metric = fn(&RunReport) -> f64;
 
 /// One sweep of a run, as its charts need it.
 pub struct SweepView<'a> {
@@ -25,8 +25,8 @@ pub struct SweepView<'a> {
     /// The report's columns (backend, and what else the sweep varies).
     pub columns: &'a [String],
     pub by_idle: bool,
-    /// The load-gen JSON of the cells that completed, by id.
-    pub completed: &'a BTreeMap<&'a str, &'a Value>,
+    /// The load-gen runs of the cells that completed, by id.
+    pub completed: &'a BTreeMap<&'a str, &'a RunReport>,
 }
 
 impl SweepView<'_> {
@@ -34,7 +34,7 @@ impl SweepView<'_> {
     /// latency spectrum) and those to link (p50, p99.9).
     pub fn charts(&self) -> (Vec<Chart>, Vec<Chart>) {
         let (sweep, x) = (self.name, self.x);
-        let series = |metric: &dyn Fn(&Value) -> Option<f64>| -> Vec<crate::charts::Series> {
+        let series = |metric: &dyn Fn(&RunReport) -> f64| -> Vec<crate::charts::Series> {
             self.columns
                 .iter()
                 .map(|col| crate::charts::Series {
@@ -44,8 +44,8 @@ impl SweepView<'_> {
                         .iter()
                         .filter(|c| column(c) == *col)
                         .filter_map(|c| {
-                            let j = self.completed.get(c.id.as_str())?;
-                            Some((c.row(self.by_idle) as f64, metric(j)?))
+                            let run = self.completed.get(c.id.as_str())?;
+                            Some((c.row(self.by_idle) as f64, metric(run)))
                         })
                         .collect(),
                 })
@@ -58,28 +58,28 @@ impl SweepView<'_> {
             (
                 "throughput",
                 "messages per second",
-                |j| j["throughput_msgs_per_s"].as_f64(),
+                |r| r.throughput_msgs_per_s,
                 true,
                 YAxis::Linear,
             ),
             (
                 "p99",
                 "p99 latency",
-                |j| j["latency_us"]["p99"].as_f64(),
+                |r| r.latency_us.p99 as f64,
                 true,
                 YAxis::LogMicros,
             ),
             (
                 "p50",
                 "p50 latency",
-                |j| j["latency_us"]["p50"].as_f64(),
+                |r| r.latency_us.p50 as f64,
                 false,
                 YAxis::LogMicros,
             ),
             (
                 "p999",
                 "p99.9 latency",
-                |j| j["latency_us"]["p999"].as_f64(),
+                |r| r.latency_us.p999 as f64,
                 false,
                 YAxis::LogMicros,
             ),
@@ -102,7 +102,7 @@ impl SweepView<'_> {
             );
             match chart {
                 Ok(()) => if show { &mut shown } else { &mut linked }.push((file, title)),
-                Err(e) => eprintln!("load-gen: {e}"),
+                Err(e) => eprintln!("pollbench: {e}"),
             }
         }
         if let Some(chart) = self.spectrum() {
@@ -142,13 +142,13 @@ impl SweepView<'_> {
             .filter_map(|col| {
                 let cell = done.iter().find(|c| row(c) == at && column(c) == *col)?;
                 let hlog = self.dir.join("cells").join(format!("{}.hlog", cell.id));
-                match crate::merge::total_of_log(&hlog) {
+                match pollbench_schema::hlog::total(&hlog) {
                     Ok(h) => Some(crate::charts::Series {
                         label: col.clone(),
                         points: crate::charts::spectrum_points(&h),
                     }),
                     Err(e) => {
-                        eprintln!("load-gen: {e}");
+                        eprintln!("pollbench: {e}");
                         None
                     }
                 }
@@ -162,7 +162,7 @@ impl SweepView<'_> {
         match crate::charts::spectrum_chart(&self.dir.join(&file), &title, &series) {
             Ok(()) => Some((file, title)),
             Err(e) => {
-                eprintln!("load-gen: {e}");
+                eprintln!("pollbench: {e}");
                 None
             }
         }

@@ -1,35 +1,14 @@
 //! A run directory's machine description (meta.json) and its Markdown report, rebuilt from the
-//! cells' files by `load-gen report DIR`.
+//! cells' files by `pollbench report DIR`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use crate::suite::{Cell, Outcome};
-
-/// What the run ran on, and what it ran.
-#[derive(Serialize, Deserialize)]
-pub struct Meta {
-    pub schema: String,
-    pub suite: String,
-    pub suite_file: String,
-    pub started_utc: String,
-    pub host: String,
-    pub git_commit: Option<String>,
-    pub git_dirty: Option<bool>,
-    pub rustc: Option<String>,
-    pub kernel: Option<String>,
-    pub cpu_model: Option<String>,
-    pub cores: usize,
-    pub memory_bytes: Option<u64>,
-    pub fd_limit: Option<u64>,
-    pub cells: Vec<Cell>,
-    pub outcomes: Vec<Outcome>,
-}
+use pollbench_schema::file::read_json;
+use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome, META_SCHEMA};
+use pollbench_schema::run::RunReport;
 
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
@@ -48,41 +27,45 @@ pub fn host_name() -> String {
     read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "host".into())
 }
 
-impl Meta {
-    pub fn collect(suite: &str, suite_file: String, started_utc: String, cells: Vec<Cell>) -> Meta {
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        });
-        let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-            let kib: u64 = m
-                .lines()
-                .find(|l| l.starts_with("MemTotal"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some(kib * 1024)
-        });
-        Meta {
-            schema: "pollbench.results.meta/1".into(),
-            suite: suite.into(),
-            suite_file,
-            started_utc,
-            host: host_name(),
-            git_commit: command_line("git", &["rev-parse", "HEAD"]),
-            git_dirty: command_line("git", &["status", "--porcelain"]).map(|s| !s.is_empty()),
-            rustc: command_line("rustc", &["--version"]),
-            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
-            cpu_model,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_bytes,
-            fd_limit: crate::suite::fd_limit(),
-            cells,
-            outcomes: Vec::new(),
-        }
+/// This machine and checkout, for the meta.json of a new run of `suite` (its text `suite_file`).
+pub fn collect_meta(
+    suite: &str,
+    suite_file: String,
+    started_utc: String,
+    cells: Vec<Cell>,
+) -> Meta {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+    });
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let kib: u64 = m
+            .lines()
+            .find(|l| l.starts_with("MemTotal"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    });
+    Meta {
+        schema: META_SCHEMA.into(),
+        suite: suite.into(),
+        suite_file,
+        started_utc,
+        host: host_name(),
+        git_commit: command_line("git", &["rev-parse", "HEAD"]),
+        git_dirty: command_line("git", &["status", "--porcelain"]).map(|s| !s.is_empty()),
+        rustc: command_line("rustc", &["--version"]),
+        kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_bytes,
+        fd_limit: crate::cell::fd_limit(),
+        cells,
+        outcomes: Vec::new(),
     }
 }
 
@@ -108,48 +91,38 @@ pub fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<
     unreachable!()
 }
 
-/// A JSON file, or None when it is missing or unreadable (a cell that left no data).
-pub fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+/// The meta.json of run directory `dir`; the error names the file (and a bad field).
+pub fn read_meta(dir: &Path) -> Result<Meta, String> {
+    read_json(&dir.join("meta.json"))
 }
 
-/// The load-gen JSON of cell `id` in run directory `dir`.
-pub fn cell_json(dir: &Path, id: &str) -> Option<Value> {
-    read_json(&dir.join("cells").join(format!("{id}.json")))
-}
-
-impl Meta {
-    /// The meta.json of run directory `dir`; the error names the file.
-    pub fn read(dir: &Path) -> Result<Meta, String> {
-        let path = dir.join("meta.json");
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+/// The load-gen run of cell `id` in run directory `dir`: None when the cell left no such file (it
+/// failed before load-gen wrote it, or was skipped); an error naming the file and field when the
+/// file is there but not a run document.
+pub fn cell_run(dir: &Path, id: &str) -> Result<Option<RunReport>, String> {
+    let path = dir.join("cells").join(format!("{id}.json"));
+    if !path.exists() {
+        return Ok(None);
     }
-
-    /// The first 12 hex digits of the commit the run was built from.
-    pub fn short_commit(&self) -> &str {
-        self.git_commit
-            .as_deref()
-            .map_or("unknown", |c| &c[..c.len().min(12)])
-    }
+    read_json(&path).map(Some)
 }
 
 /// Rebuild report.md of a run directory from meta.json and the cells' files.
 pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
-    let meta = Meta::read(dir)?;
+    let meta = read_meta(dir)?;
     // Every cell's data, read once for the tables and the charts.
-    let data: BTreeMap<&str, Value> = meta
-        .cells
-        .iter()
-        .filter_map(|c| Some((c.id.as_str(), cell_json(dir, &c.id)?)))
-        .collect();
+    let mut data: BTreeMap<&str, RunReport> = BTreeMap::new();
+    for c in &meta.cells {
+        if let Some(run) = cell_run(dir, &c.id)? {
+            data.insert(c.id.as_str(), run);
+        }
+    }
     let outcomes: BTreeMap<&str, &Outcome> =
         meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
     // The charts plot only cells that completed.
-    let completed: BTreeMap<&str, &Value> = data
+    let completed: BTreeMap<&str, &RunReport> = data
         .iter()
-        .filter(|(id, _)| outcomes.get(*id).is_some_and(|o| o.status == "ok"))
+        .filter(|(id, _)| outcomes.get(*id).is_some_and(|o| o.is_ok()))
         .map(|(id, v)| (*id, v))
         .collect();
     let mut md = String::new();
@@ -266,22 +239,23 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 let text = match cell {
                     None => "".to_string(),
                     Some(c) => match (outcomes.get(c.id.as_str()), data.get(c.id.as_str())) {
-                        (Some(o), Some(j)) if o.status == "ok" => {
-                            let msgs = j["throughput_msgs_per_s"].as_f64().unwrap_or(0.0);
+                        (Some(o), Some(run)) if o.status == CellStatus::Ok => {
+                            let msgs = run.throughput_msgs_per_s;
                             format!(
                                 "{}{} / {}",
                                 pollbench_common::human_count(msgs),
                                 spread(o, msgs),
-                                crate::results::human_us(
-                                    j["latency_us"]["p99"].as_f64().unwrap_or(0.0)
-                                )
+                                pollbench_common::human_us(run.latency_us.p99 as f64)
                             )
                         }
-                        (Some(o), json) => {
+                        (Some(o), run) => {
                             let mut reason = o.reason.clone().unwrap_or_default();
                             // Older runs recorded no error breakdown; the cell's data has it.
-                            if let Some(j) = json.filter(|_| !reason.contains("errors:")) {
-                                reason.push_str(&format!("; {}", crate::suite::failure_summary(j)));
+                            if let Some(run) = run.filter(|_| !reason.contains("errors:")) {
+                                let summary = run
+                                    .failure_summary()
+                                    .unwrap_or_else(|| "no errors recorded".into());
+                                reason.push_str(&format!("; {summary}"));
                             }
                             notes.push(format!("`{}`: {} ({reason})", c.id, o.status));
                             format!("{} [{}]", o.status, notes.len())
@@ -326,16 +300,7 @@ fn spread(o: &Outcome, median: f64) -> String {
     format!(" ±{:.0}%", 100.0 * far / median)
 }
 
-/// The report column a cell belongs to: its label, or for runs from before labels, the backend
-/// with its trigger and accept strategy.
+/// The report column a cell belongs to: its label.
 pub fn column(c: &Cell) -> String {
-    if !c.label.is_empty() {
-        return c.label.clone();
-    }
-    let mut col = c.backend.clone();
-    for part in [&c.trigger, &c.accept].into_iter().flatten() {
-        col.push(' ');
-        col.push_str(part);
-    }
-    col
+    c.label.clone()
 }

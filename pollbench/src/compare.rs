@@ -1,4 +1,4 @@
-//! `load-gen compare OLD NEW`: per-cell deltas between two run directories, with regressions flagged
+//! `pollbench compare OLD NEW`: per-cell deltas between two run directories, with regressions flagged
 //! beyond a threshold, for tuning an event loop change by change.
 //!
 //! Cells are matched by id. A cell regresses when its throughput falls by more than the throughput
@@ -14,13 +14,14 @@ use clap::Parser;
 use pollbench_common::{human_count, parse_percent};
 use serde::Serialize;
 
-use crate::report::{cell_json, Meta};
-use crate::results::human_us;
-use crate::suite::Outcome;
+use pollbench_common::human_us;
+use pollbench_schema::results::{CellStatus, Meta, Outcome, Repeat};
+
+use crate::report::{cell_run, read_meta};
 
 #[derive(Parser, Debug)]
 pub struct CompareArgs {
-    /// The baseline run directory (written by `load-gen suite`).
+    /// The baseline run directory (written by `pollbench suite`).
     #[arg(value_name = "OLD")]
     old: PathBuf,
 
@@ -45,7 +46,7 @@ pub struct CompareArgs {
 /// One side of a cell: what the report shows for it.
 #[derive(Serialize, Clone, Debug)]
 struct Side {
-    status: String,
+    status: CellStatus,
     msgs_per_s: Option<f64>,
     p99_us: Option<f64>,
     /// min and max over the cell's repeats, when it was repeated.
@@ -91,7 +92,7 @@ struct Comparison {
 }
 
 fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
-    let meta = Meta::read(dir)?;
+    let meta = read_meta(dir)?;
     let outcomes: BTreeMap<&str, &Outcome> =
         meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
     let mut sides = BTreeMap::new();
@@ -99,10 +100,12 @@ fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
         let Some(outcome) = outcomes.get(cell.id.as_str()) else {
             continue; // never reached (an interrupted run)
         };
-        let data = (outcome.status == "ok")
-            .then(|| cell_json(dir, &cell.id))
-            .flatten();
-        let range = |f: fn(&crate::suite::Repeat) -> f64| {
+        let run = if outcome.is_ok() {
+            cell_run(dir, &cell.id)?
+        } else {
+            None
+        };
+        let range = |f: fn(&Repeat) -> f64| {
             (outcome.repeats.len() > 1).then(|| {
                 let values = outcome.repeats.iter().map(f);
                 (
@@ -114,11 +117,9 @@ fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
         sides.insert(
             cell.id.clone(),
             Side {
-                status: outcome.status.clone(),
-                msgs_per_s: data
-                    .as_ref()
-                    .and_then(|j| j["throughput_msgs_per_s"].as_f64()),
-                p99_us: data.as_ref().and_then(|j| j["latency_us"]["p99"].as_f64()),
+                status: outcome.status,
+                msgs_per_s: run.as_ref().map(|r| r.throughput_msgs_per_s),
+                p99_us: run.as_ref().map(|r| r.latency_us.p99 as f64),
                 msgs_per_s_range: range(|r| r.msgs_per_s),
                 p99_us_range: range(|r| r.p99_us),
             },
@@ -138,7 +139,8 @@ fn judge(id: &str, old: &Side, new: &Side, args: &CompareArgs) -> CellDelta {
     };
     let msgs = change(old.msgs_per_s, new.msgs_per_s);
     let p99 = change(old.p99_us, new.p99_us);
-    let (verdict, why) = match (old.status == "ok", new.status == "ok") {
+    let ok = CellStatus::Ok;
+    let (verdict, why) = match (old.status == ok, new.status == ok) {
         (true, false) => (Verdict::Regression, format!("now {}", new.status)),
         (false, true) => (Verdict::Improvement, format!("was {}", old.status)),
         (false, false) => (Verdict::NotComparable, format!("{} in both", new.status)),
@@ -189,8 +191,8 @@ fn judge(id: &str, old: &Side, new: &Side, args: &CompareArgs) -> CellDelta {
 
 fn side_text(s: &Side, value: Option<f64>, human: fn(f64) -> String) -> String {
     match value {
-        Some(v) if s.status == "ok" => human(v),
-        _ => s.status.clone(),
+        Some(v) if s.status == CellStatus::Ok => human(v),
+        _ => s.status.to_string(),
     }
 }
 
@@ -209,19 +211,19 @@ fn describe(meta: &Meta) -> String {
     )
 }
 
-/// Run `load-gen compare`: 0 without regressions, 1 with at least one (or an unreadable run).
+/// Run `pollbench compare`: 0 without regressions, 1 with at least one (or an unreadable run).
 pub fn run(args: CompareArgs) -> i32 {
     let (old_meta, old) = match load(&args.old) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("load-gen: {e}");
+            eprintln!("pollbench: {e}");
             return 1;
         }
     };
     let (new_meta, new) = match load(&args.new) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("load-gen: {e}");
+            eprintln!("pollbench: {e}");
             return 1;
         }
     };
@@ -312,7 +314,7 @@ pub fn run(args: CompareArgs) -> i32 {
             regressions,
         };
         if let Err(e) = pollbench_common::write_json_atomically(path, &comparison) {
-            eprintln!("load-gen: cannot write {}: {e}", path.display());
+            eprintln!("pollbench: cannot write {}: {e}", path.display());
             return 1;
         }
     }

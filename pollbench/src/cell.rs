@@ -1,0 +1,342 @@
+//! Running one cell: a fresh bench-server, `load-gen run` against it, the server stopped with
+//! SIGTERM so it writes its statistics, and the cell's outcome decided from what they wrote. Also
+//! what a cell needs of this machine (descriptors, cores) and why it is skipped when it cannot run.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use pollbench_schema::file::read_json;
+use pollbench_schema::results::{Cell, CellStatus, Outcome, Repeat};
+use pollbench_schema::run::RunReport;
+
+use crate::binaries::Binaries;
+use crate::process::{Running, WaitEnd};
+use crate::suite::Suite;
+
+/// The open-files limit of this process.
+pub fn fd_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The three files a run of a cell leaves, by extension.
+const CELL_FILES: [&str; 3] = ["json", "server.json", "hlog"];
+
+/// Run one cell `suite.repeat` times; its files go to `dir` as ID.json (load-gen), ID.server.json
+/// and ID.hlog. A repeated cell keeps every run as ID.rK.* and copies the median run (by msgs/s) to
+/// ID.*, so reports and comparisons read one file per cell either way.
+/// Err when the runner was interrupted: the cell did not complete, and both processes are gone.
+pub fn run_cell(
+    cell: &Cell,
+    suite: &Suite,
+    bins: &Binaries,
+    dir: &Path,
+) -> Result<Outcome, WaitEnd> {
+    if suite.repeat <= 1 {
+        return run_once(cell, suite, bins, dir, &cell.id);
+    }
+    let mut repeats = Vec::with_capacity(suite.repeat);
+    for k in 1..=suite.repeat {
+        let stem = format!("{}.r{k}", cell.id);
+        let mut outcome = run_once(cell, suite, bins, dir, &stem)?;
+        if outcome.status != CellStatus::Ok {
+            if outcome.status == CellStatus::Failed {
+                outcome.reason = outcome.reason.map(|r| format!("run {k}: {r}"));
+            }
+            return Ok(outcome);
+        }
+        let run = match read_json::<RunReport>(&dir.join(format!("{stem}.json"))) {
+            Ok(run) => run,
+            Err(e) => {
+                return Ok(Outcome {
+                    reason: Some(format!("run {k}: {e}")),
+                    status: CellStatus::Failed,
+                    ..outcome
+                })
+            }
+        };
+        repeats.push(Repeat {
+            msgs_per_s: run.throughput_msgs_per_s,
+            p99_us: run.latency_us.p99 as f64,
+        });
+    }
+    let mut order: Vec<usize> = (0..repeats.len()).collect();
+    order.sort_by(|&a, &b| repeats[a].msgs_per_s.total_cmp(&repeats[b].msgs_per_s));
+    let median = order[(order.len() - 1) / 2] + 1;
+    for ext in CELL_FILES {
+        let from = dir.join(format!("{}.r{median}.{ext}", cell.id));
+        let to = dir.join(format!("{}.{ext}", cell.id));
+        if let Err(e) =
+            std::fs::read(&from).and_then(|b| pollbench_common::write_atomically(&to, &b))
+        {
+            return Ok(Outcome {
+                id: cell.id.clone(),
+                status: CellStatus::Failed,
+                reason: Some(format!(
+                    "cannot copy the median run to {}: {e}",
+                    to.display()
+                )),
+                repeats,
+            });
+        }
+    }
+    Ok(Outcome {
+        id: cell.id.clone(),
+        status: CellStatus::Ok,
+        reason: None,
+        repeats,
+    })
+}
+
+/// The cores load-gen's threads may use when the server's loops are pinned to the first
+/// `server_threads` cores: the rest, or none (no pinning) when nothing is left over.
+pub fn client_cores(server_threads: usize) -> Option<String> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    (server_threads < cores.len()).then(|| {
+        cores[server_threads..]
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// The descriptors each process of a cell holds: its connections and idle connections, plus
+/// what bench-server opens beside them (stdio, signal pipe, and per loop a listener, a poller and a
+/// waker: measured 6 + 3 per loop for epoll, fewer for the others) and what load-gen does (stdio,
+/// result files, a poller per thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptors {
+    pub server: usize,
+    pub client: usize,
+}
+
+impl Descriptors {
+    pub fn of(cell: &Cell) -> Descriptors {
+        let sockets = cell.connections + cell.idle;
+        Descriptors {
+            server: sockets + 7 + 3 * cell.server_threads,
+            client: sockets + 8 + 2 * cell.client_threads,
+        }
+    }
+}
+
+/// Why a cell cannot run here, if it cannot: the open-files limit is below what either process
+/// needs, or the backend cannot watch descriptors as high as the server's will go (select:
+/// FD_SETSIZE; bench-server would close the connections past it, so the cell could only fail).
+/// `max_fd` is the backend's highest watchable descriptor, if it has one.
+pub fn descriptor_skip(cell: &Cell, fd_limit: Option<u64>, max_fd: Option<i32>) -> Option<String> {
+    let need = Descriptors::of(cell);
+    // The backend's own limit first: no open-files limit would let it run. Descriptors are
+    // allocated lowest first, so the server's highest is about its count - 1.
+    if let Some(max) = max_fd.filter(|&max| need.server as i64 > i64::from(max) + 1) {
+        return Some(format!(
+            "{} cannot watch descriptors at or above FD_SETSIZE ({}); this cell needs about {}",
+            cell.backend,
+            max + 1,
+            need.server
+        ));
+    }
+    let most = need.server.max(need.client) as u64;
+    fd_limit.filter(|&l| l < most).map(|limit| {
+        format!("open-files limit {limit} is below the {most} this cell needs (raise ulimit -n)")
+    })
+}
+
+/// How long to wait for bench-server to say where it listens.
+const SERVER_START: Duration = Duration::from_secs(10);
+
+/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into `dir`. Err when the
+/// runner was interrupted (both processes are killed by then).
+fn run_once(
+    cell: &Cell,
+    suite: &Suite,
+    bins: &Binaries,
+    dir: &Path,
+    stem: &str,
+) -> Result<Outcome, WaitEnd> {
+    let outcome = |status: CellStatus, reason: Option<String>| Outcome {
+        id: cell.id.clone(),
+        status,
+        reason,
+        repeats: Vec::new(),
+    };
+    // An event-loop backend (the baselines do not parse as one) that cannot run here is skipped
+    // with the reason, and so is a cell that needs more descriptors than can be had.
+    let mut max_fd = None;
+    if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
+        match kind.capabilities() {
+            Ok(caps) => max_fd = caps.max_fd,
+            Err(why) => return Ok(outcome(CellStatus::Skipped, Some(why.to_string()))),
+        }
+    }
+    if let Some(why) = descriptor_skip(cell, fd_limit(), max_fd) {
+        return Ok(outcome(CellStatus::Skipped, Some(why)));
+    }
+    let mut cmd = Command::new(&bins.bench_server);
+    cmd.args([
+        "--addr",
+        "127.0.0.1:0",
+        "--stats-interval",
+        "0s",
+        "--backend",
+        &cell.backend,
+    ])
+    .args([
+        "--threads",
+        &cell.server_threads.to_string(),
+        "--stats-json",
+    ])
+    .arg(dir.join(format!("{stem}.server.json")));
+    if let Some(t) = &cell.trigger {
+        cmd.args(["--trigger", t]);
+    }
+    if let Some(a) = &cell.accept {
+        cmd.args(["--accept", a]);
+    }
+    // The threads baseline has a thread per connection, nothing to pin; its client still is.
+    if suite.pin && cell.backend != "threads" {
+        cmd.arg("--pin");
+    }
+    let mut server = match Running::spawn(cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(outcome(
+                CellStatus::Failed,
+                Some(format!("cannot start bench-server: {e}")),
+            ))
+        }
+    };
+    // bench-server prints its address once every loop listens: connections made from then on are
+    // queued by the kernel until accepted, so no probe connection is needed (one would show in
+    // the server's counters as a connection).
+    let line = server.stdout_line(SERVER_START).unwrap_or_default();
+    if crate::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(WaitEnd::Interrupted);
+    }
+    let Some(addr) = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
+        server.terminate(Duration::from_secs(1));
+        let err = server.stderr_text();
+        return Ok(outcome(
+            CellStatus::Failed,
+            Some(format!(
+                "bench-server did not start within {SERVER_START:?}: {}",
+                err.trim()
+            )),
+        ));
+    };
+    let mut run = Command::new(&bins.load_gen);
+    run.args(["run", "--target", &addr.to_string()])
+        .args([
+            "-c",
+            &cell.connections.to_string(),
+            "-t",
+            &cell.client_threads.to_string(),
+        ])
+        .args([
+            "-d",
+            &suite.duration,
+            "--warmup",
+            &suite.warmup,
+            "--size",
+            &cell.size,
+        ])
+        .args([
+            "--pipeline",
+            &cell.pipeline.to_string(),
+            "--idle",
+            &cell.idle.to_string(),
+        ])
+        .arg("--json")
+        .arg(dir.join(format!("{stem}.json")))
+        .arg("--hlog")
+        .arg(dir.join(format!("{stem}.hlog")));
+    if let Some(rate) = cell.rate {
+        run.args(["-R", &rate.to_string()]);
+    }
+    if let Some(cores) = suite
+        .pin
+        .then(|| client_cores(cell.server_threads))
+        .flatten()
+    {
+        run.args(["--cpus", &cores]);
+    }
+    let limit = pollbench_common::parse_duration(&suite.duration).unwrap_or_default()
+        + pollbench_common::parse_duration(&suite.warmup).unwrap_or_default()
+        + Duration::from_secs(60);
+    let result = match Running::spawn(run) {
+        Ok(mut child) => child.wait(limit),
+        Err(e) => {
+            return Ok(outcome(
+                CellStatus::Failed,
+                Some(format!("cannot start load-gen: {e}")),
+            ))
+        }
+    };
+    // Graceful stop, so the server writes its statistics.
+    server.terminate(Duration::from_secs(5));
+    match result {
+        Err(WaitEnd::Interrupted) => Err(WaitEnd::Interrupted),
+        Err(WaitEnd::Deadline) => Ok(outcome(
+            CellStatus::Failed,
+            Some(format!("load-gen did not finish within {limit:?}")),
+        )),
+        Ok((status, _)) if status.success() => Ok(outcome(CellStatus::Ok, None)),
+        Ok((status, err)) => {
+            // load-gen's own account when it wrote one, else its last words on stderr.
+            let why = read_json::<RunReport>(&dir.join(format!("{stem}.json")))
+                .ok()
+                .map(|run| {
+                    run.failure_summary()
+                        .unwrap_or_else(|| "no errors recorded".into())
+                })
+                .unwrap_or_else(|| {
+                    err.lines()
+                        .rfind(|l| !l.starts_with('['))
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                });
+            Ok(outcome(
+                CellStatus::Failed,
+                Some(format!("load-gen exited with {status}: {why}")),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::tests::{suite, HEAD};
+
+    #[test]
+    fn descriptors_count_the_server_loops_and_skip_what_cannot_run() {
+        let mut cell = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"s\"\nbackends = [\"select\"]\nconnections = [10]\nidle = [1000]\n"
+        ))
+        .unwrap()
+        .cells()
+        .remove(0);
+        // select at 1,000 idle + 10 busy with one loop fits under FD_SETSIZE (it ran in the
+        // reference run at 20k msgs/s); with eight loops, 24 more descriptors do not.
+        assert_eq!(descriptor_skip(&cell, Some(20_000), Some(1023)), None);
+        cell.server_threads = 8;
+        let why = descriptor_skip(&cell, Some(20_000), Some(1023)).expect("skipped");
+        assert!(why.contains("FD_SETSIZE (1024)"), "{why}");
+        // The open-files limit counts the larger of the two processes.
+        let need = Descriptors::of(&cell);
+        assert!(need.server > need.client);
+        let limit = need.server as u64 - 1;
+        let why = descriptor_skip(&cell, Some(limit), None).expect("skipped");
+        assert!(why.contains(&format!("limit {limit}")), "{why}");
+        assert_eq!(descriptor_skip(&cell, Some(limit + 1), None), None);
+    }
+}

@@ -1,0 +1,361 @@
+//! A suite (a TOML file under scripts/suites/): its model, its checks, and the cells it expands
+//! to. A cell is backend x trigger x accept x size x pipeline x rate x connections x idle, each list
+//! of a sweep a dimension; `cell.rs` runs one.
+
+use std::path::{Path, PathBuf};
+
+use pollbench_schema::results::Cell;
+use serde::{Deserialize, Serialize};
+
+/// A suite file.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    pub description: String,
+    pub duration: String,
+    pub warmup: String,
+    #[serde(default = "default_size")]
+    pub size: String,
+    #[serde(default = "one")]
+    pub pipeline: usize,
+    #[serde(default = "one")]
+    pub server_threads: usize,
+    #[serde(default = "one")]
+    pub client_threads: usize,
+    /// Run every cell this many times; the report shows the median run (by msgs/s) and the spread.
+    #[serde(default = "one")]
+    pub repeat: usize,
+    /// Pin the server's loops to the first cores and load-gen's threads to the cores after them,
+    /// so the two do not migrate onto each other's cores between runs.
+    #[serde(default)]
+    pub pin: bool,
+    pub sweep: Vec<Sweep>,
+}
+
+fn default_size() -> String {
+    "64B".into()
+}
+fn one() -> usize {
+    1
+}
+
+/// One sweep: the cartesian product of its lists.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    pub name: String,
+    pub backends: Vec<String>,
+    pub connections: Vec<usize>,
+    #[serde(default)]
+    pub idle: Vec<usize>,
+    #[serde(default)]
+    pub triggers: Vec<String>,
+    #[serde(default)]
+    pub accepts: Vec<String>,
+    /// Open loop at this many messages per second; closed loop if absent.
+    pub rate: Option<u64>,
+    /// Several open-loop rates: a column each (instead of `rate`).
+    #[serde(default)]
+    pub rates: Vec<u64>,
+    /// Message sizes, a column each. [default: the suite's size]
+    #[serde(default)]
+    pub sizes: Vec<String>,
+    /// Closed-loop pipeline depths, a column each. [default: the suite's pipeline]
+    #[serde(default)]
+    pub pipelines: Vec<usize>,
+    /// Override the suite's server threads for this sweep (accept strategies need several).
+    pub server_threads: Option<usize>,
+    /// Override the suite's client threads for this sweep.
+    pub client_threads: Option<usize>,
+}
+
+impl Suite {
+    /// Find a suite by name (scripts/suites/NAME.toml, searched upwards from here) or path.
+    pub fn locate(name: &str) -> Result<PathBuf, String> {
+        let direct = PathBuf::from(name);
+        if direct.extension().is_some_and(|e| e == "toml") && direct.exists() {
+            return Ok(direct);
+        }
+        let mut dir = std::env::current_dir().map_err(|e| e.to_string())?;
+        loop {
+            let candidate = dir.join("scripts/suites").join(format!("{name}.toml"));
+            if candidate.exists() {
+                return Ok(candidate);
+            }
+            if !dir.pop() {
+                return Err(format!("no suite '{name}': expected scripts/suites/{name}.toml or a path to a .toml file"));
+            }
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Suite, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let suite: Suite = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        suite
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(suite)
+    }
+
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for sweep in &self.sweep {
+            let idles = or_one(&sweep.idle, 0);
+            let sizes = or_one(&sweep.sizes, self.size.clone());
+            let pipelines = or_one(&sweep.pipelines, self.pipeline);
+            let rates: Vec<Option<u64>> = if sweep.rates.is_empty() {
+                vec![sweep.rate]
+            } else {
+                sweep.rates.iter().copied().map(Some).collect()
+            };
+            let triggers = optional(&sweep.triggers);
+            let accepts = optional(&sweep.accepts);
+            for backend in &sweep.backends {
+                for trigger in &triggers {
+                    for accept in &accepts {
+                        for size in &sizes {
+                            for &pipeline in &pipelines {
+                                for &rate in &rates {
+                                    for &connections in &sweep.connections {
+                                        for &idle in &idles {
+                                            // The label names what the report's columns vary; the
+                                            // id adds the row (connections, idle).
+                                            let mut label = backend_label(backend);
+                                            for part in [trigger, accept].into_iter().flatten() {
+                                                label.push(' ');
+                                                label.push_str(part);
+                                            }
+                                            if !sweep.sizes.is_empty() {
+                                                label.push_str(&format!(" {size}"));
+                                            }
+                                            if !sweep.pipelines.is_empty() {
+                                                label.push_str(&format!(" pipeline {pipeline}"));
+                                            }
+                                            if let Some(r) =
+                                                rate.filter(|_| !sweep.rates.is_empty())
+                                            {
+                                                label.push_str(&format!(" {r}/s"));
+                                            }
+                                            let mut id = format!(
+                                                "{}-{}",
+                                                sweep.name,
+                                                label.replace(' ', "-").replace(['(', ')'], "")
+                                            )
+                                            .replace("-pipeline-", "-p")
+                                            .replace("/s", "ps");
+                                            id.push_str(&format!("-c{connections}"));
+                                            if !sweep.idle.is_empty() {
+                                                id.push_str(&format!("-idle{idle}"));
+                                            }
+                                            cells.push(Cell {
+                                                id,
+                                                label,
+                                                sweep: sweep.name.clone(),
+                                                backend: backend.clone(),
+                                                trigger: trigger.clone(),
+                                                accept: accept.clone(),
+                                                connections,
+                                                idle,
+                                                rate,
+                                                size: size.clone(),
+                                                pipeline,
+                                                server_threads: sweep
+                                                    .server_threads
+                                                    .unwrap_or(self.server_threads),
+                                                client_threads: sweep
+                                                    .client_threads
+                                                    .unwrap_or(self.client_threads),
+                                            });
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cells
+    }
+
+    /// What the TOML format cannot say: lists that must not be empty, values that must parse.
+    fn check(&self) -> Result<(), String> {
+        pollbench_common::parse_duration(&self.duration).map_err(|e| format!("duration: {e}"))?;
+        pollbench_common::parse_duration(&self.warmup).map_err(|e| format!("warmup: {e}"))?;
+        if self.repeat == 0 {
+            return Err("repeat must be at least 1".into());
+        }
+        if self.sweep.is_empty() {
+            return Err("no [[sweep]]: a suite needs at least one".into());
+        }
+        for s in &self.sweep {
+            let name = &s.name;
+            if s.backends.is_empty() || s.connections.is_empty() {
+                return Err(format!(
+                    "sweep '{name}': backends and connections must not be empty"
+                ));
+            }
+            if s.rate.is_some() && !s.rates.is_empty() {
+                return Err(format!(
+                    "sweep '{name}': give rate (one) or rates (a list), not both"
+                ));
+            }
+            for size in s.sizes.iter().chain([&self.size]) {
+                pollbench_common::parse_bytes(size)
+                    .map_err(|e| format!("sweep '{name}': size {e}"))?;
+            }
+            if s.pipelines.iter().chain([&self.pipeline]).any(|&p| p == 0)
+                || s.rates.contains(&0)
+                || s.rate == Some(0)
+            {
+                return Err(format!(
+                    "sweep '{name}': pipelines and rates must be at least 1"
+                ));
+            }
+        }
+        if self
+            .sweep
+            .iter()
+            .enumerate()
+            .any(|(i, s)| self.sweep[..i].iter().any(|t| t.name == s.name))
+        {
+            return Err("two sweeps have the same name: cell ids would collide".into());
+        }
+        Ok(())
+    }
+}
+
+/// Is kqueue here a translation layer over another mechanism? Everywhere but macOS and the BSDs
+/// the kqueue backend can only be libkqueue, which runs on epoll.
+pub const KQUEUE_IS_LIBKQUEUE: bool = !cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+));
+
+/// What a backend is called in reports: its name, except kqueue where it is libkqueue, which is
+/// labelled `kqueue (libkqueue)` so that no reader takes epoll plus a translation layer for native
+/// kqueue figures (and so that its cell ids never match a native kqueue run's in `compare`).
+pub fn backend_label(backend: &str) -> String {
+    if backend == "kqueue" && KQUEUE_IS_LIBKQUEUE {
+        "kqueue (libkqueue)".into()
+    } else {
+        backend.into()
+    }
+}
+
+/// The list, or the one default value when the list is empty.
+fn or_one<T: Clone>(list: &[T], default: T) -> Vec<T> {
+    if list.is_empty() {
+        vec![default]
+    } else {
+        list.to_vec()
+    }
+}
+
+/// The list as options, or a single None (the flag is left to bench-server's default).
+fn optional(list: &[String]) -> Vec<Option<String>> {
+    if list.is_empty() {
+        vec![None]
+    } else {
+        list.iter().cloned().map(Some).collect()
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    pub fn suite(text: &str) -> Result<Suite, String> {
+        let suite: Suite = toml::from_str(text).map_err(|e| e.to_string())?;
+        suite.check()?;
+        Ok(suite)
+    }
+
+    pub const HEAD: &str = "description = \"t\"\nduration = \"1s\"\nwarmup = \"0s\"\n";
+
+    #[test]
+    fn every_list_of_a_sweep_is_a_dimension_of_its_cells() {
+        let s = suite(&format!(
+            "{HEAD}size = \"128B\"\n[[sweep]]\nname = \"mix\"\nbackends = [\"poll\", \"epoll\"]\n\
+             sizes = [\"64B\", \"4KiB\"]\npipelines = [1, 8]\nrates = [1000, 5000]\n\
+             connections = [10, 100]\n\
+             [[sweep]]\nname = \"plain\"\nbackends = [\"epoll\"]\nconnections = [10]\n"
+        ))
+        .unwrap();
+        let cells = s.cells();
+        assert_eq!(cells.len(), 2 * 2 * 2 * 2 * 2 + 1);
+        let ids: std::collections::BTreeSet<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), cells.len(), "ids are unique");
+        let c = cells
+            .iter()
+            .find(|c| c.id == "mix-epoll-4KiB-p8-5000ps-c100")
+            .expect("id names every varied value");
+        assert_eq!(c.label, "epoll 4KiB pipeline 8 5000/s");
+        assert_eq!(
+            (c.size.as_str(), c.pipeline, c.rate, c.connections),
+            ("4KiB", 8, Some(5000), 100)
+        );
+        // A sweep that varies nothing but connections keeps the short id, and the suite's values.
+        let plain = cells.iter().find(|c| c.sweep == "plain").unwrap();
+        assert_eq!(plain.id, "plain-epoll-c10");
+        assert_eq!(plain.label, "epoll");
+        assert_eq!(
+            (plain.size.as_str(), plain.pipeline, plain.rate),
+            ("128B", 1, None)
+        );
+    }
+
+    #[test]
+    fn kqueue_cells_on_linux_are_labelled_libkqueue_in_label_and_id() {
+        let s = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"c\"\nbackends = [\"epoll\", \"kqueue\"]\n\
+             triggers = [\"edge\"]\nconnections = [10]\n"
+        ))
+        .unwrap();
+        let cells = s.cells();
+        let kqueue = cells.iter().find(|c| c.backend == "kqueue").unwrap();
+        let epoll = cells.iter().find(|c| c.backend == "epoll").unwrap();
+        assert_eq!(
+            (epoll.label.as_str(), epoll.id.as_str()),
+            ("epoll edge", "c-epoll-edge-c10")
+        );
+        if cfg!(target_os = "linux") {
+            assert_eq!(kqueue.label, "kqueue (libkqueue) edge");
+            assert_eq!(kqueue.id, "c-kqueue-libkqueue-edge-c10");
+        }
+        if cfg!(target_os = "macos") || cfg!(target_os = "freebsd") {
+            assert_eq!(kqueue.label, "kqueue edge");
+        }
+    }
+
+    #[test]
+    fn a_suite_that_cannot_run_as_written_is_refused_with_the_reason() {
+        let sweep = "[[sweep]]\nname = \"a\"\nbackends = [\"epoll\"]\nconnections = [10]\n";
+        for (extra, top, why) in [
+            ("rate = 5\nrates = [1, 2]\n", "", "not both"),
+            ("sizes = [\"12XB\"]\n", "", "size"),
+            ("pipelines = [0]\n", "", "at least 1"),
+            ("", "repeat = 0\n", "repeat"),
+            ("", "duration = \"soon\"\n", "duration"),
+            ("colour = \"red\"\n", "", "unknown field"),
+        ] {
+            let text = if top.starts_with("duration") {
+                format!("description = \"t\"\nwarmup = \"0s\"\n{top}{sweep}{extra}")
+            } else {
+                format!("{HEAD}{top}{sweep}{extra}")
+            };
+            let err = suite(&text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        let twice = format!("{HEAD}{sweep}{sweep}");
+        assert!(suite(&twice).unwrap_err().contains("same name"));
+        assert!(suite(&format!("{HEAD}{sweep}")).is_ok());
+    }
+}

@@ -1,0 +1,462 @@
+//! `pollbench suite`, `report` and `compare` end to end: real suites against bench-server and
+//! load-gen (built beside this binary by `cargo test --workspace`, or by the runner itself).
+//! Loopback only; every run is bounded by its suite's durations and a watchdog.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pollbench");
+
+fn skip(what: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
+}
+
+struct Temp(PathBuf);
+impl Temp {
+    /// A fresh directory, named by a counter rather than the clock (two in one tick collided).
+    fn new(tag: &str) -> Temp {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("pollbench-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p); // left by an earlier process with this pid
+        std::fs::create_dir(&p).unwrap();
+        Temp(p)
+    }
+}
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn wait_with_limit(child: &mut Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("pollbench did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}
+
+fn nix_kill(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn bad_flags_and_unknown_suites_exit_2_with_one_line() {
+    for args in [
+        vec!["compare", "only-one-dir"],
+        vec!["compare", "a", "b", "--threshold", "0%"],
+        vec!["compare", "a", "b", "--latency-threshold", "lots"],
+        vec!["suite", "nonesuch"],
+        vec!["fly"],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
+        assert!(stderr.starts_with("pollbench: "), "{stderr}");
+    }
+}
+
+/// `pollbench compare` on real smoke-suite data: a run against itself has no regression; against a
+/// copy in which one cell lost half its throughput in every repeat, exactly that cell regresses.
+fn compare_flags_regressions(run: &Path, dir: &Temp) {
+    let compare = |old: &Path, new: &Path| {
+        let out = Command::new(BIN)
+            .arg("compare")
+            .args([old, new])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, table) = compare(run, run);
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("cells in both: 0 regressed"), "{table}");
+    let worse = dir.0.join("worse");
+    std::fs::create_dir_all(worse.join("cells")).unwrap();
+    for entry in std::fs::read_dir(run.join("cells")).unwrap().flatten() {
+        std::fs::copy(entry.path(), worse.join("cells").join(entry.file_name())).unwrap();
+    }
+    let victim = "connections-epoll-c100";
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    for o in meta["outcomes"].as_array_mut().unwrap() {
+        if o["id"] == victim {
+            for r in o["repeats"].as_array_mut().unwrap() {
+                r["msgs_per_s"] = (r["msgs_per_s"].as_f64().unwrap() / 2.0).into();
+            }
+        }
+    }
+    std::fs::write(worse.join("meta.json"), meta.to_string()).unwrap();
+    let cell_path = worse.join("cells").join(format!("{victim}.json"));
+    let mut cell: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cell_path).unwrap()).unwrap();
+    cell["throughput_msgs_per_s"] = (cell["throughput_msgs_per_s"].as_f64().unwrap() / 2.0).into();
+    std::fs::write(&cell_path, cell.to_string()).unwrap();
+    let (code, table) = compare(run, &worse);
+    assert_eq!(code, Some(1), "{table}");
+    let flagged: Vec<&str> = table.lines().filter(|l| l.contains("REGRESSION")).collect();
+    assert_eq!(flagged.len(), 1, "{table}");
+    assert!(flagged[0].starts_with(&format!("| {victim} |")), "{table}");
+    assert!(flagged[0].contains("-50.0%"), "{table}");
+    assert!(table.contains("cells in both: 1 regressed"), "{table}");
+}
+
+#[test]
+fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
+    let dir = Temp::new("suite");
+    let out = Command::new(BIN)
+        .args(["suite", "smoke", "--results"])
+        .arg(&dir.0)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1, "one run directory");
+    let run = &runs[0];
+    assert!(run
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with("-smoke"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let outcomes = meta["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), meta["cells"].as_array().unwrap().len());
+    assert!(outcomes.iter().all(|o| o["status"] == "ok"), "{outcomes:?}");
+    for key in [
+        "git_commit",
+        "rustc",
+        "kernel",
+        "cores",
+        "fd_limit",
+        "suite_file",
+    ] {
+        assert!(!meta[key].is_null(), "meta.json has {key}");
+    }
+    // The client is pinned to the cores this process may use after the server's one loop: [1] on
+    // a two-core machine, more on a bigger one, none (not pinned) on one core.
+    let client_cores: Vec<usize> = allowed_cores().into_iter().skip(1).collect();
+    for o in outcomes {
+        let id = o["id"].as_str().unwrap();
+        for stem in [id.to_string(), format!("{id}.r1"), format!("{id}.r2")] {
+            for ext in ["json", "server.json", "hlog"] {
+                assert!(
+                    run.join("cells").join(format!("{stem}.{ext}")).exists(),
+                    "{stem}.{ext}"
+                );
+            }
+        }
+        // repeat = 2: both runs recorded, and the cell's file is the lower-median (slower) run.
+        let repeats = o["repeats"].as_array().expect("repeats recorded");
+        assert_eq!(repeats.len(), 2, "{o}");
+        let slower = repeats
+            .iter()
+            .map(|r| r["msgs_per_s"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        // pin = true: the server's loop on the first core, load-gen's thread on the next.
+        let server: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("cells").join(format!("{id}.server.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(server["config"]["pinned"], true, "{id}");
+        let cell: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("cells").join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            cell["messages"].as_u64().unwrap() > 0,
+            "{id} measured something"
+        );
+        assert_eq!(
+            cell["throughput_msgs_per_s"].as_f64().unwrap(),
+            slower,
+            "{id}"
+        );
+        if client_cores.is_empty() {
+            assert!(cell["config"]["cpus"].is_null(), "{id}");
+        } else {
+            assert_eq!(
+                cell["config"]["cpus"],
+                serde_json::json!(client_cores),
+                "{id}"
+            );
+        }
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("| connections | poll | epoll |"),
+        "{report}"
+    );
+    assert!(report.contains("| idle connections | epoll |"), "{report}");
+    assert!(report.contains("Every cell ran 2 times"), "{report}");
+    assert!(report.contains(" ±"), "{report}");
+    for chart in [
+        "connections-throughput.svg",
+        "connections-p99.svg",
+        "connections-spectrum.svg",
+        "idle-throughput.svg",
+        "idle-p99.svg",
+        "idle-spectrum.svg",
+    ] {
+        let svg =
+            std::fs::read_to_string(run.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
+        assert!(
+            svg.starts_with("<svg") && svg.contains("epoll"),
+            "{chart} is an SVG with its series"
+        );
+        assert!(
+            report.contains(&format!("]({chart})")),
+            "report.md shows {chart}"
+        );
+    }
+    // `pollbench report DIR` rebuilds the same report from the data.
+    std::fs::remove_file(run.join("report.md")).unwrap();
+    let out = Command::new(BIN).arg("report").arg(run).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(run.join("report.md")).unwrap(),
+        report
+    );
+    // A second run never overwrites the first.
+    let again = Command::new(BIN)
+        .args(["suite", "smoke", "--results"])
+        .arg(&dir.0)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
+    compare_flags_regressions(run, &dir);
+}
+
+/// A select cell that needs descriptors at or above FD_SETSIZE is skipped with the reason before
+/// anything starts, and the suite still succeeds (a skip is not a failure).
+/// The cores this process may run on, ascending (Cpus_allowed_list in /proc/self/status).
+fn allowed_cores() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    let mut cores = Vec::new();
+    for part in list.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        cores.extend(lo.parse::<usize>().unwrap()..=hi.parse::<usize>().unwrap());
+    }
+    cores
+}
+
+/// The processes whose parent is `pid`, with their command names (from /proc).
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid: Option<u32> = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        if ppid == Some(pid) {
+            let child: u32 = stat[..open].trim().parse().unwrap();
+            out.push((child, stat[open + 1..close].to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn sigterm_to_the_suite_runner_kills_its_children_and_writes_the_report() {
+    let dir = Temp::new("suite-term");
+    let suite = dir.0.join("long.toml");
+    std::fs::write(
+        &suite,
+        "description = \"one long cell\"\nduration = \"30s\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"long\"\nbackends = [\"epoll\"]\nconnections = [10, 20]\n",
+    )
+    .unwrap();
+    let results = dir.0.join("results");
+    let mut runner = Command::new(BIN)
+        .args(["suite", suite.to_str().unwrap(), "--results"])
+        .arg(&results)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first cell runs: bench-server and `load-gen run` are both children.
+    let started = Instant::now();
+    let children = loop {
+        let children = children_of(runner.id());
+        if children.iter().any(|(_, c)| c == "bench-server")
+            && children.iter().any(|(_, c)| c == "load-gen")
+        {
+            break children;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first cell never started: {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    nix_kill(runner.id(), 15);
+    let out = wait_with_limit(&mut runner, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted after 0 of 2 cells"),
+        "{stderr}"
+    );
+    for (pid, name) in children {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{name} ({pid}) outlived the runner"
+        );
+    }
+    let run_dir = std::fs::read_dir(&results)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path();
+    assert!(run_dir.join("report.md").exists(), "{stderr}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["outcomes"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn kqueue_cells_are_labelled_libkqueue_in_meta_and_report_on_linux() {
+    if !cfg!(target_os = "linux") {
+        return skip("libkqueue labels", "native kqueue here");
+    }
+    let dir = Temp::new("libkqueue");
+    let suite = dir.0.join("kq.toml");
+    std::fs::write(
+        &suite,
+        "description = \"kqueue\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"kq\"\nbackends = [\"kqueue\"]\nconnections = [10]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(&suite)
+        .arg("--results")
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    // Skipped without libkqueue (exit 0), run with it: labelled the same either way.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(dir.0.join("results"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["cells"][0]["label"], "kqueue (libkqueue)");
+    assert_eq!(meta["cells"][0]["id"], "kq-kqueue-libkqueue-c10");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("| kqueue (libkqueue) |"), "{report}");
+    assert!(report.contains("runs on epoll"), "{report}");
+}
+
+#[test]
+fn select_cells_beyond_fd_setsize_are_skipped_with_the_reason() {
+    let dir = Temp::new("fdsetsize");
+    let suite = dir.0.join("wide.toml");
+    std::fs::write(
+        &suite,
+        "description = \"select past FD_SETSIZE\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"wide\"\nbackends = [\"select\"]\nconnections = [2000]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(&suite)
+        .arg("--results")
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(dir.0.join("results"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    // Nothing was started: no server statistics, no load-gen data.
+    assert_eq!(
+        std::fs::read_dir(run.join("cells")).unwrap().count(),
+        0,
+        "nothing was run"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let outcome = &meta["outcomes"][0];
+    assert_eq!(outcome["status"], "skipped", "{outcome}");
+    assert!(
+        outcome["reason"].as_str().unwrap().contains("FD_SETSIZE"),
+        "{outcome}"
+    );
+}

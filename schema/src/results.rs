@@ -1,0 +1,163 @@
+//! A suite's run directory: `meta.json` (the machine, the suite, every cell and what happened to
+//! it), written by the suite runner after every cell and read by `report` and `compare`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::file::Versioned;
+
+/// The schema string of meta.json.
+pub const META_SCHEMA: &str = "pollbench.results.meta/1";
+
+/// What the run ran on, and what it ran.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Meta {
+    pub schema: String,
+    pub suite: String,
+    /// The suite file's text, as run.
+    pub suite_file: String,
+    pub started_utc: String,
+    pub host: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub rustc: Option<String>,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
+    pub cores: usize,
+    pub memory_bytes: Option<u64>,
+    pub fd_limit: Option<u64>,
+    pub cells: Vec<Cell>,
+    /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Versioned for Meta {
+    const SCHEMA: &'static str = META_SCHEMA;
+    fn schema(&self) -> &str {
+        &self.schema
+    }
+}
+
+impl Meta {
+    /// The first 12 hex digits of the commit the run was built from.
+    pub fn short_commit(&self) -> &str {
+        self.git_commit
+            .as_deref()
+            .map_or("unknown", |c| &c[..c.len().min(12)])
+    }
+
+    /// The outcome of cell `id`, if it finished.
+    pub fn outcome(&self, id: &str) -> Option<&Outcome> {
+        self.outcomes.iter().find(|o| o.id == id)
+    }
+}
+
+/// One cell of a suite: one server configuration under one load.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub id: String,
+    /// The report column: the backend's label, plus trigger, accept, size, pipeline and rate where
+    /// the sweep varies them.
+    pub label: String,
+    pub sweep: String,
+    /// What bench-server's --backend takes.
+    pub backend: String,
+    pub trigger: Option<String>,
+    pub accept: Option<String>,
+    pub connections: usize,
+    pub idle: usize,
+    /// Open loop at this many messages per second; closed loop when null.
+    pub rate: Option<u64>,
+    /// Message size, as written in the suite ("64B").
+    pub size: String,
+    pub pipeline: usize,
+    pub server_threads: usize,
+    pub client_threads: usize,
+}
+
+impl Cell {
+    /// The report row the cell is in: its idle connections in an idle sweep, else its connections.
+    pub fn row(&self, by_idle: bool) -> usize {
+        if by_idle {
+            self.idle
+        } else {
+            self.connections
+        }
+    }
+}
+
+/// What happened to a cell.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CellStatus {
+    /// It ran and load-gen reported no error.
+    Ok,
+    /// It ran and failed (the reason says how).
+    Failed,
+    /// It could not run here (the reason says why).
+    Skipped,
+}
+
+impl fmt::Display for CellStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CellStatus::Ok => "ok",
+            CellStatus::Failed => "failed",
+            CellStatus::Skipped => "skipped",
+        })
+    }
+}
+
+/// A cell's outcome.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub id: String,
+    pub status: CellStatus,
+    pub reason: Option<String>,
+    /// Each run of a repeated cell, in run order; absent when the suite runs cells once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<Repeat>,
+}
+
+impl Outcome {
+    /// Did the cell complete?
+    pub fn is_ok(&self) -> bool {
+        self.status == CellStatus::Ok
+    }
+}
+
+/// One run of a repeated cell.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Repeat {
+    pub msgs_per_s: f64,
+    pub p99_us: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_runs_meta_json_reads_typed() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results/20261122T215339Z-vm-full/meta.json");
+        let meta: Meta = crate::file::read_json(&path).unwrap();
+        assert_eq!(meta.cells.len(), meta.outcomes.len());
+        let first = &meta.outcomes[0];
+        assert_eq!(first.status, CellStatus::Ok);
+        assert_eq!(first.repeats.len(), 3);
+        assert!(meta
+            .outcomes
+            .iter()
+            .any(|o| o.status == CellStatus::Skipped && o.reason.is_some()));
+    }
+
+    #[test]
+    fn an_unknown_status_is_an_error_not_a_string() {
+        let err =
+            serde_json::from_str::<Outcome>(r#"{"id": "a", "status": "okay", "reason": null}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown variant `okay`"), "{err}");
+    }
+}

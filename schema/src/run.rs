@@ -1,0 +1,215 @@
+//! `load-gen run --json`: one run's configuration, throughput, latency and errors. Documented in
+//! load-gen/README.md; written by load-gen, read by the suite pipeline.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::file::Versioned;
+
+/// The schema string of a run document.
+pub const SCHEMA: &str = "pollbench.load-gen.run/1";
+
+/// A run's options, as given (durations in seconds).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// The echo server, IP:PORT.
+    pub target: String,
+    /// Connections that carry load.
+    pub connections: usize,
+    /// Client threads asked for (null: one per core).
+    pub threads: Option<usize>,
+    pub duration: f64,
+    pub warmup: f64,
+    /// Message size in bytes.
+    pub size: usize,
+    pub pipeline: usize,
+    /// Open loop: messages per second over all connections; null for closed loop.
+    pub rate: Option<usize>,
+    pub idle: usize,
+    pub connect_rate: usize,
+    pub source: Vec<IpAddr>,
+    /// Cores the client threads were pinned to, round robin (null: not pinned).
+    pub cpus: Option<Vec<usize>>,
+    /// The client's readiness backend.
+    pub backend: String,
+    pub timeout: f64,
+    pub connect_timeout: f64,
+    pub json: Option<PathBuf>,
+    pub hlog: Option<PathBuf>,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    /// The percentiles of a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            p9999: h.value_at_quantile(0.9999),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+}
+
+/// Errors by kind.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Errors {
+    /// Connections that could not be established.
+    pub connect: u64,
+    /// Echoed bytes that differed from what was sent.
+    pub mismatch: u64,
+    /// Connections the server closed (end-of-file) before the run ended.
+    pub closed: u64,
+    /// Connections reset by the server.
+    pub reset: u64,
+    /// Messages not echoed within --timeout of when they were due.
+    pub timeout: u64,
+}
+
+impl Errors {
+    /// Add another count to this one.
+    pub fn add(&mut self, o: &Errors) {
+        self.connect += o.connect;
+        self.mismatch += o.mismatch;
+        self.closed += o.closed;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+    }
+
+    /// All errors of every kind.
+    pub fn total(&self) -> u64 {
+        self.connect + self.mismatch + self.closed + self.reset + self.timeout
+    }
+
+    /// Each kind with its count, in a fixed order.
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            ("connect", self.connect),
+            ("mismatch", self.mismatch),
+            ("closed", self.closed),
+            ("reset", self.reset),
+            ("timeout", self.timeout),
+        ]
+    }
+}
+
+/// One measured second.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct IntervalReport {
+    pub second: usize,
+    pub throughput_msgs_per_s: u64,
+    /// Corrected p99 of the second, in microseconds.
+    pub p99_us: u64,
+}
+
+/// The `--json` document of one run.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RunReport {
+    pub schema: String,
+    pub config: RunConfig,
+    /// Connections that carried load (those that connected).
+    pub connections: usize,
+    pub connections_alive_at_end: usize,
+    /// Messages echoed inside the measured window.
+    pub messages: u64,
+    /// Messages due inside the measured window that were not echoed by its end.
+    pub unfinished_messages: u64,
+    pub bytes: u64,
+    pub duration_s: f64,
+    pub throughput_msgs_per_s: f64,
+    pub throughput_bytes_per_s: f64,
+    /// Corrected (from the intended send time in open loop).
+    pub latency_us: Percentiles,
+    /// From the actual send.
+    pub latency_uncorrected_us: Percentiles,
+    pub errors: Errors,
+    pub intervals: Vec<IntervalReport>,
+    /// Why the run ended before its duration ("interrupted", every connection gone), if it did.
+    pub stopped_early: Option<String>,
+    /// CPU time load-gen itself used per message, in microseconds (user + system).
+    pub client_cpu_us_per_msg: Option<f64>,
+}
+
+impl Versioned for RunReport {
+    const SCHEMA: &'static str = SCHEMA;
+    fn schema(&self) -> &str {
+        &self.schema
+    }
+}
+
+impl RunReport {
+    /// What went wrong in the run, in one line: errors by kind, why it stopped early, and a window
+    /// with no message at all; None for a clean run.
+    pub fn failure_summary(&self) -> Option<String> {
+        let mut parts: Vec<String> = self
+            .errors
+            .by_kind()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        if let Some(why) = &self.stopped_early {
+            parts.push(format!("stopped early: {why}"));
+        }
+        if self.messages == 0 {
+            parts.push(format!(
+                "no message completed in the measured window ({} unfinished)",
+                self.unfinished_messages
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("errors: {}", parts.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run document as load-gen writes it (the reference run's shape).
+    pub const SAMPLE: &str = r#"{
+      "schema": "pollbench.load-gen.run/1",
+      "config": {"target": "127.0.0.1:38023", "connections": 10, "threads": 1, "duration": 4.0,
+                 "warmup": 1.0, "size": 64, "pipeline": 1, "rate": 20000, "idle": 0,
+                 "connect_rate": 0, "source": [], "cpus": [1], "backend": "epoll", "timeout": 5.0,
+                 "connect_timeout": 3.0, "json": "a.json", "hlog": null},
+      "connections": 10, "connections_alive_at_end": 10, "messages": 80000,
+      "unfinished_messages": 0, "bytes": 5120000, "duration_s": 4.0,
+      "throughput_msgs_per_s": 20000.0, "throughput_bytes_per_s": 1280000.0,
+      "latency_us": {"p50": 83, "p90": 100, "p99": 400, "p999": 2000, "p9999": 4000, "max": 4195, "mean": 95.5},
+      "latency_uncorrected_us": {"p50": 44, "p90": 60, "p99": 300, "p999": 1500, "p9999": 3000, "max": 4000, "mean": 50.1},
+      "errors": {"connect": 0, "mismatch": 0, "closed": 0, "reset": 0, "timeout": 2},
+      "intervals": [{"second": 0, "throughput_msgs_per_s": 20000, "p99_us": 400}],
+      "stopped_early": null, "client_cpu_us_per_msg": 9.5
+    }"#;
+
+    #[test]
+    fn a_run_document_reads_typed_and_its_failure_is_summarised() {
+        let r: RunReport = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(r.latency_us.p99, 400);
+        assert_eq!(r.config.cpus, Some(vec![1]));
+        assert_eq!(r.failure_summary().as_deref(), Some("errors: 2 timeout"));
+        let back: RunReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        // A field the pipeline reads, missing: an error naming it, not a zero.
+        let missing = SAMPLE.replace("\"throughput_msgs_per_s\": 20000.0,", "");
+        let err = serde_json::from_str::<RunReport>(&missing).unwrap_err();
+        assert!(err.to_string().contains("throughput_msgs_per_s"), "{err}");
+    }
+}
