@@ -81,6 +81,14 @@ pub struct Args {
     /// On exit, write the full statistics as JSON to FILE (atomically: a temporary file, then rename).
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+
+    /// Print what this binary can run here as JSON (schema pollbench.capabilities/1) and exit:
+    /// every --backend, whether it is available (and why not), the --trigger and --accept values it
+    /// takes, whether it takes --pin and --busy-poll, its descriptor limit, and the open-files
+    /// limit. Derived from the same checks that accept or refuse the other flags. Takes no other
+    /// flag.
+    #[arg(long, exclusive = true)]
+    pub capabilities: bool,
 }
 
 /// What runs the connections.
@@ -92,6 +100,19 @@ pub enum ServerBackend {
     Threads,
     /// One tokio task per connection.
     Tokio,
+}
+
+impl ServerBackend {
+    /// Every value of `--backend`, built here or not, in `--help` order.
+    pub const ALL: [ServerBackend; 7] = [
+        ServerBackend::Poller(BackendKind::Select),
+        ServerBackend::Poller(BackendKind::Poll),
+        ServerBackend::Poller(BackendKind::Epoll),
+        ServerBackend::Poller(BackendKind::Kqueue),
+        ServerBackend::Poller(BackendKind::IoUring),
+        ServerBackend::Threads,
+        ServerBackend::Tokio,
+    ];
 }
 
 impl FromStr for ServerBackend {
@@ -200,6 +221,16 @@ fn default_backend() -> ServerBackend {
 impl Args {
     /// Check the combination; the error is the one line printed before exiting with status 2.
     pub fn into_config(self) -> Result<Config, String> {
+        self.into_config_with(probe_capabilities)
+    }
+
+    /// [`into_config`](Args::into_config) with the capabilities of an event-loop backend (or why
+    /// it cannot run here) from `probe`, called at most once: `--capabilities` probes each backend
+    /// once and checks every combination of flags against what it found.
+    pub fn into_config_with(
+        self,
+        probe: impl FnOnce(BackendKind) -> Result<poller::Capabilities, String>,
+    ) -> Result<Config, String> {
         let backend = self.backend.unwrap_or_else(default_backend);
         let threads = match self.threads {
             Some(n) => n,
@@ -226,7 +257,7 @@ impl Args {
                 (None, None)
             }
             ServerBackend::Poller(kind) => {
-                let caps = probe_capabilities(kind)?;
+                let caps = probe(kind)?;
                 let (trigger, accept) = check_poller(kind, &caps, self.trigger, self.accept)?;
                 (Some(trigger), Some(accept))
             }
@@ -308,7 +339,7 @@ pub fn mechanism(backend: ServerBackend) -> &'static str {
 }
 
 /// The backend's capabilities, or why it cannot run here.
-fn probe_capabilities(kind: BackendKind) -> Result<poller::Capabilities, String> {
+pub fn probe_capabilities(kind: BackendKind) -> Result<poller::Capabilities, String> {
     kind.capabilities()
         .map_err(|e| format!("--backend {kind} is not available here: {e}"))
 }
@@ -319,22 +350,26 @@ mod tests {
     use poller::Capabilities;
 
     /// kqueue's capabilities as its backend reports them (poller/src/backend/kqueue.rs), so the
-    /// decision is tested where kqueue is not built (Linux without libkqueue).
-    const KQUEUE: Capabilities = Capabilities {
-        edge: Support::Native,
-        oneshot: Support::Native,
-        exclusive: Support::No,
-        reports_hangup: true,
-        reports_read_hangup: true,
-        reports_error: true,
-        max_fd: None,
-    };
+    /// decision is tested where kqueue is not built (Linux without libkqueue). What the decision
+    /// reads (edge, oneshot, exclusive, max_fd) is kqueue's; the rest, which it does not read, is
+    /// select's, so this keeps building when poller adds a capability.
+    fn kqueue_caps() -> Capabilities {
+        Capabilities {
+            edge: Support::Native,
+            oneshot: Support::Native,
+            exclusive: Support::No,
+            max_fd: None,
+            ..BackendKind::Select
+                .capabilities()
+                .expect("select is built everywhere")
+        }
+    }
 
     #[test]
     fn kqueue_refuses_exclusive_accept_with_the_reason() {
         let err = check_poller(
             BackendKind::Kqueue,
-            &KQUEUE,
+            &kqueue_caps(),
             None,
             Some(AcceptStrategy::Exclusive),
         )
@@ -350,7 +385,7 @@ mod tests {
             AcceptStrategy::Acceptor,
         ] {
             assert_eq!(
-                check_poller(BackendKind::Kqueue, &KQUEUE, None, Some(accept)),
+                check_poller(BackendKind::Kqueue, &kqueue_caps(), None, Some(accept)),
                 Ok((Trigger::Edge, accept)),
                 "kqueue with {accept:?}"
             );
@@ -385,7 +420,7 @@ mod tests {
         // Refusals name it the same way.
         let err = check_poller(
             BackendKind::Kqueue,
-            &KQUEUE,
+            &kqueue_caps(),
             None,
             Some(AcceptStrategy::Exclusive),
         )

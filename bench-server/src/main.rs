@@ -2,6 +2,7 @@
 //! tokio baselines. See `bench-server --help` and bench-server/README.md.
 
 mod baselines;
+mod capabilities;
 mod cli;
 mod event_loop;
 mod listener;
@@ -36,6 +37,9 @@ fn allocations() -> Option<u64> {
 
 fn main() -> ExitCode {
     let args: Args = pollbench_common::parse_args_or_exit("bench-server");
+    if args.capabilities {
+        return print_capabilities();
+    }
     let config = match args.into_config() {
         Ok(c) => c,
         Err(msg) => {
@@ -47,6 +51,27 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--capabilities`: the document on stdout, pretty; exit 0.
+fn print_capabilities() -> ExitCode {
+    let caps = match capabilities::capabilities() {
+        Ok(caps) => caps,
+        Err(e) => {
+            eprintln!("bench-server: --capabilities: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut json = serde_json::to_string_pretty(&caps).expect("the document serializes");
+    json.push('\n');
+    let mut out = std::io::stdout().lock();
+    match out.write_all(json.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-server: --capabilities: cannot write: {e}");
             ExitCode::FAILURE
         }
     }
