@@ -16,13 +16,17 @@ use crate::stats::SharedCounters;
 
 /// A running server of any kind: event loops or a baseline.
 pub struct Running {
+    /// The address it listens on (port 0 resolved).
     pub addr: SocketAddr,
     /// One per thread (the baselines have one).
     pub counters: Vec<Arc<SharedCounters>>,
     /// The core each thread is pinned to.
     pub cores: Vec<Option<usize>>,
+    /// Set on stop; every thread checks it when woken.
     pub shutdown: Arc<AtomicBool>,
+    /// One per event loop, in loop order: wakes the loop from its wait.
     pub wakers: Vec<Waker>,
+    /// Every thread started (loops, acceptor); one ending before stop means the server failed.
     pub threads: Vec<JoinHandle<io::Result<()>>>,
     /// Stops what `wakers` cannot reach (a thread blocked in accept, a tokio runtime).
     pub extra_stop: Option<Box<dyn FnOnce() + Send>>,
@@ -80,7 +84,9 @@ pub fn pin_plan(threads: usize, pin: bool) -> Vec<Option<core_affinity::CoreId>>
         .collect()
 }
 
-/// Start `cfg.threads` event loops on backend `kind`.
+/// Start `cfg.threads` event loops on backend `kind`: their intakes for the accept strategy, one
+/// thread per loop (pinned by [`pin_plan`]), and the acceptor thread if the strategy has one.
+/// Returns once every loop is ready to accept.
 pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
     let accept = cfg
         .accept
@@ -93,52 +99,11 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
     let n = cfg.threads;
 
-    // The intake of each loop, and the acceptor's listener if there is one.
-    let mut intakes = Vec::with_capacity(n);
-    let mut acceptor = None;
-    let addr = match accept {
-        AcceptStrategy::Reuseport => {
-            let first = bind(cfg.addr, true, true)?;
-            let addr = first.local_addr()?; // port 0 resolved once; the others share it
-            intakes.push(Intake::Listener {
-                listener: Arc::new(first),
-                exclusive: false,
-            });
-            for _ in 1..n {
-                intakes.push(Intake::Listener {
-                    listener: Arc::new(bind(addr, true, true)?),
-                    exclusive: false,
-                });
-            }
-            addr
-        }
-        AcceptStrategy::Exclusive | AcceptStrategy::Shared => {
-            let listener = Arc::new(bind(cfg.addr, false, true)?);
-            // Checked with the arguments: exclusive only on a backend that has it (never a silent
-            // shared listener under the name exclusive).
-            let exclusive = accept == AcceptStrategy::Exclusive;
-            for _ in 0..n {
-                intakes.push(Intake::Listener {
-                    listener: listener.clone(),
-                    exclusive,
-                });
-            }
-            listener.local_addr()?
-        }
-        AcceptStrategy::Acceptor => {
-            let listener = bind(cfg.addr, false, false)?;
-            let addr = listener.local_addr()?;
-            let mut senders = Vec::with_capacity(n);
-            for _ in 0..n {
-                let (tx, rx) = crossbeam_channel::unbounded();
-                senders.push(tx);
-                intakes.push(Intake::Handoff(rx));
-            }
-            acceptor = Some((listener, senders));
-            addr
-        }
-    };
-
+    let Intakes {
+        addr,
+        intakes,
+        acceptor,
+    } = intakes(accept, cfg.addr, n)?;
     let cores = pin_plan(n, cfg.pinned);
     let counters: Vec<_> = (0..n)
         .map(|_| Arc::new(SharedCounters::default()))
@@ -158,43 +123,18 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
             shutdown: shutdown.clone(),
             ready: ready_tx.clone(),
         };
-        let core = cores[i];
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("loop-{i}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    kind.with(spec)?
-                })?,
-        );
+        threads.push(spawn_loop(kind, spec, cores[i])?);
     }
-    // Loops become ready in any order; wakers[i] must be loop i's.
-    let mut wakers: Vec<Option<Waker>> = vec![None; n];
-    for _ in 0..n {
-        match ready_rx.recv() {
-            Ok((i, Ok(w))) => wakers[i] = Some(w),
-            Ok((_, Err(e))) => return Err(e),
-            Err(_) => return Err(io::Error::other("an event loop ended before it was ready")),
-        }
-    }
-    let wakers: Vec<Waker> = wakers
-        .into_iter()
-        .map(|w| w.expect("every loop reported"))
-        .collect();
+    let wakers = wait_until_ready(&ready_rx, n)?;
 
     let mut extra_stop: Option<Box<dyn FnOnce() + Send>> = None;
-    if let Some((listener, senders)) = acceptor {
-        let (wakers, limit, shutdown) = (wakers.clone(), limit.clone(), shutdown.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("acceptor".into())
-                .spawn(move || {
-                    run_acceptor(listener, senders, wakers, limit, shutdown);
-                    Ok(())
-                })?,
-        );
+    if let Some(acceptor) = acceptor {
+        threads.push(spawn_acceptor(
+            acceptor,
+            wakers.clone(),
+            limit.clone(),
+            shutdown.clone(),
+        )?);
         extra_stop = Some(Box::new(move || poke(addr)));
     }
     Ok(Running {
@@ -206,6 +146,138 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
         threads,
         extra_stop,
     })
+}
+
+/// How connections reach the loops: one intake per loop, the address they listen on (port 0
+/// resolved), and the acceptor thread's part when the strategy has one.
+struct Intakes {
+    addr: SocketAddr,
+    intakes: Vec<Intake>,
+    acceptor: Option<Acceptor>,
+}
+
+/// The `acceptor` strategy's listener, and a channel to each loop in loop order.
+struct Acceptor {
+    listener: TcpListener,
+    senders: Vec<crossbeam_channel::Sender<TcpStream>>,
+}
+
+/// Bind the listeners of `n` loops for `accept` on `addr`.
+fn intakes(accept: AcceptStrategy, addr: SocketAddr, n: usize) -> io::Result<Intakes> {
+    match accept {
+        AcceptStrategy::Reuseport => reuseport_intakes(addr, n),
+        // Checked with the arguments: exclusive only on a backend that has it (never a silent
+        // shared listener under the name exclusive).
+        AcceptStrategy::Exclusive => shared_intakes(addr, n, true),
+        AcceptStrategy::Shared => shared_intakes(addr, n, false),
+        AcceptStrategy::Acceptor => acceptor_intakes(addr, n),
+    }
+}
+
+/// `reuseport`: an SO_REUSEPORT listener per loop, all on the first one's port.
+fn reuseport_intakes(addr: SocketAddr, n: usize) -> io::Result<Intakes> {
+    let first = bind(addr, true, true)?;
+    let addr = first.local_addr()?; // port 0 resolved once; the others share it
+    let mut intakes = Vec::with_capacity(n);
+    intakes.push(Intake::Listener {
+        listener: Arc::new(first),
+        exclusive: false,
+    });
+    for _ in 1..n {
+        intakes.push(Intake::Listener {
+            listener: Arc::new(bind(addr, true, true)?),
+            exclusive: false,
+        });
+    }
+    Ok(Intakes {
+        addr,
+        intakes,
+        acceptor: None,
+    })
+}
+
+/// `exclusive` and `shared`: one listener registered in every loop, exclusively or not.
+fn shared_intakes(addr: SocketAddr, n: usize, exclusive: bool) -> io::Result<Intakes> {
+    let listener = Arc::new(bind(addr, false, true)?);
+    let intakes = (0..n)
+        .map(|_| Intake::Listener {
+            listener: listener.clone(),
+            exclusive,
+        })
+        .collect();
+    Ok(Intakes {
+        addr: listener.local_addr()?,
+        intakes,
+        acceptor: None,
+    })
+}
+
+/// `acceptor`: a blocking listener for the acceptor thread, and a channel into every loop.
+fn acceptor_intakes(addr: SocketAddr, n: usize) -> io::Result<Intakes> {
+    let listener = bind(addr, false, false)?;
+    let addr = listener.local_addr()?;
+    let (senders, intakes) = (0..n)
+        .map(|_| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            (tx, Intake::Handoff(rx))
+        })
+        .unzip();
+    Ok(Intakes {
+        addr,
+        intakes,
+        acceptor: Some(Acceptor { listener, senders }),
+    })
+}
+
+/// Spawn the thread of one event loop, pinned to `core` if any.
+fn spawn_loop(
+    kind: BackendKind,
+    spec: LoopSpec,
+    core: Option<core_affinity::CoreId>,
+) -> io::Result<JoinHandle<io::Result<()>>> {
+    std::thread::Builder::new()
+        .name(format!("loop-{}", spec.id))
+        .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            kind.with(spec)?
+        })
+}
+
+/// Wait until each of the `n` loops reports ready; their wakers, in loop order (loops become ready
+/// in any order; wakers[i] must be loop i's). The first loop that failed to start is the error.
+fn wait_until_ready(
+    ready: &crossbeam_channel::Receiver<(usize, io::Result<Waker>)>,
+    n: usize,
+) -> io::Result<Vec<Waker>> {
+    let mut wakers: Vec<Option<Waker>> = vec![None; n];
+    for _ in 0..n {
+        match ready.recv() {
+            Ok((i, Ok(w))) => wakers[i] = Some(w),
+            Ok((_, Err(e))) => return Err(e),
+            Err(_) => return Err(io::Error::other("an event loop ended before it was ready")),
+        }
+    }
+    Ok(wakers
+        .into_iter()
+        .map(|w| w.expect("every loop reported"))
+        .collect())
+}
+
+/// Spawn the acceptor thread of the `acceptor` strategy (see [`run_acceptor`]).
+fn spawn_acceptor(
+    acceptor: Acceptor,
+    wakers: Vec<Waker>,
+    limit: Arc<ConnLimit>,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<io::Result<()>>> {
+    std::thread::Builder::new()
+        .name("acceptor".into())
+        .spawn(move || {
+            run_acceptor(acceptor.listener, acceptor.senders, wakers, limit, shutdown);
+            Ok(())
+        })
 }
 
 /// The `acceptor` strategy: accept here (blocking) and hand sockets round robin to the loops.
