@@ -1,5 +1,5 @@
-//! What bench-server and load-gen share: parsing human units on the command line ("64B", "16KiB",
-//! "10k", "30s") and writing result files atomically.
+//! What the programs share: human units on the command line ("64B", "16KiB", "10k", "30s", CPU
+//! lists) and for people ("12.3k", "1.25 ms"), command-line errors as one line, and CPU time.
 
 use std::time::Duration;
 
@@ -97,6 +97,31 @@ pub fn human_count(v: f64) -> String {
     }
 }
 
+/// User + system CPU time this process has used, all threads (getrusage: exact to the
+/// microsecond the kernel accounts, no clock-tick guess).
+pub fn process_cpu_time() -> Duration {
+    rusage_time(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+/// User + system CPU time the calling thread has used (Linux and Android; elsewhere the process's,
+/// since there is no per-thread getrusage).
+pub fn thread_cpu_time() -> Duration {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let who = nix::sys::resource::UsageWho::RUSAGE_THREAD;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let who = nix::sys::resource::UsageWho::RUSAGE_SELF;
+    rusage_time(who)
+}
+
+fn rusage_time(who: nix::sys::resource::UsageWho) -> Duration {
+    // getrusage fails only for an invalid `who`, which these callers never pass.
+    let usage = nix::sys::resource::getrusage(who).expect("getrusage");
+    let micros = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    micros(usage.user_time()) + micros(usage.system_time())
+}
+
 /// A latency in microseconds for people: 950 µs, 1.25 ms, 2.44 s.
 pub fn human_us(us: f64) -> String {
     if us >= 1e6 {
@@ -135,6 +160,32 @@ pub fn parse_args_or_exit<P: clap::Parser>(name: &str) -> P {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_counts_this_threads_work_and_not_a_sleeping_one() {
+        let (p0, t0) = (process_cpu_time(), thread_cpu_time());
+        // Busy for a while on this thread; another thread only sleeps.
+        let sleeper = std::thread::spawn(|| {
+            let t = thread_cpu_time();
+            std::thread::sleep(Duration::from_millis(150));
+            thread_cpu_time() - t
+        });
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(150) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let slept = sleeper.join().unwrap();
+        let (p1, t1) = (process_cpu_time(), thread_cpu_time());
+        assert!(t1 - t0 >= Duration::from_millis(50), "{:?}", t1 - t0);
+        assert!(p1 - p0 >= t1 - t0);
+        if cfg!(target_os = "linux") {
+            assert!(
+                slept < Duration::from_millis(20),
+                "a sleeping thread: {slept:?}"
+            );
+        }
+    }
 
     #[test]
     fn units_parse_as_documented() {

@@ -10,19 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
@@ -39,7 +26,7 @@ fn main() {
     let streams: Vec<TcpStream> = (0..conns)
         .map(|_| TcpStream::connect(&addr).expect("connect"))
         .collect();
-    let cpu0 = cpu_time();
+    let cpu0 = pollbench_common::process_cpu_time();
     let start = Instant::now();
     let handles: Vec<_> = streams
         .into_iter()
@@ -67,7 +54,9 @@ fn main() {
     std::thread::sleep(Duration::from_secs(secs));
     let msgs: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_time().saturating_sub(cpu0).as_secs_f64();
+    let cpu = pollbench_common::process_cpu_time()
+        .saturating_sub(cpu0)
+        .as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();

@@ -209,14 +209,6 @@ fn main() {
     std::process::exit(code);
 }
 
-/// User + system CPU time of this process (Linux /proc; USER_HZ is 100 there).
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
-
 /// The most memory a run may need for its in-flight messages (see `worker::in_flight_bound`).
 const MAX_IN_FLIGHT_BYTES: u64 = 2 << 30;
 
@@ -310,29 +302,14 @@ fn cannot_start_threads(threads: usize, e: &std::io::Error) -> i32 {
 }
 
 fn run(args: RunArgs) -> i32 {
-    if let Err(why) = args.backend.probe() {
-        eprintln!("load-gen: --backend {}: {why}", args.backend);
-        return 2;
-    }
-    // Refused before any connection is made: what the run's in-flight messages could take.
-    let plan = Arc::new(Plan {
-        size: args.size,
-        pipeline: args.pipeline,
-        rate: args.rate.map(|r| r as f64),
-        connections: args.connections,
-        warmup: args.warmup,
-        duration: args.duration,
-        timeout: args.timeout,
-    });
-    let in_flight_bytes = worker::in_flight_bound(&plan).saturating_mul(worker::IN_FLIGHT_BYTES);
-    if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
-        eprintln!(
-            "load-gen: this run could hold {} MiB of messages in flight (connections x pipeline, plus rate x timeout in open loop), over the {} MiB limit: lower --pipeline, --rate or --timeout",
-            in_flight_bytes >> 20,
-            MAX_IN_FLIGHT_BYTES >> 20
-        );
-        return 2;
-    }
+    // Refused before any connection is made.
+    let plan = match plan(&args) {
+        Ok(plan) => Arc::new(plan),
+        Err(why) => {
+            eprintln!("load-gen: {why}");
+            return 2;
+        }
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -344,32 +321,15 @@ fn run(args: RunArgs) -> i32 {
 
     // Connect: each thread its share, in parallel, paced by --connect-rate.
     let connected = match connect_all(&args, threads, &stop) {
-        Ok(c) => c,
+        Ok(c) => Connections::sort(c, args.connections),
         Err(e) => return cannot_start_threads(threads, &e),
     };
-    let mut connect_errors = Errors::default();
-    let mut first_error = None;
-    let mut shares: Vec<Vec<(usize, TcpStream)>> = Vec::with_capacity(threads);
-    let mut idle = Vec::new();
-    for Connected {
-        conns,
-        errors,
-        first_error: err,
-    } in connected
-    {
-        connect_errors.add(&errors);
-        first_error = first_error.or(err);
-        let (busy, silent): (Vec<_>, Vec<_>) =
-            conns.into_iter().partition(|(i, _)| *i < args.connections);
-        shares.push(busy);
-        idle.extend(silent);
-    }
-    let working: usize = shares.iter().map(Vec::len).sum();
+    let working: usize = connected.shares.iter().map(Vec::len).sum();
     if working == 0 {
         eprintln!(
             "load-gen: cannot connect to {}: {}",
             args.target,
-            first_error.as_deref().unwrap_or("interrupted")
+            connected.first_error.as_deref().unwrap_or("interrupted")
         );
         return 1;
     }
@@ -379,80 +339,38 @@ fn run(args: RunArgs) -> i32 {
     // The wall-clock time the measured window opens (after the warm-up): the hlog's StartTime, to
     // which its intervals are relative, and what `merge` aligns logs from several clients on.
     let window_wall = SystemTime::now() + Duration::from_millis(5) + args.warmup;
-    let cpu_before = cpu_time();
+    let cpu_before = pollbench_common::process_cpu_time();
     let progress: Vec<Arc<AtomicU64>> = (0..threads).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let alive = alive_counters(&shares);
-    let mut handles = Vec::with_capacity(threads);
-    for (i, conns) in shares.into_iter().enumerate() {
-        let spec = WorkerSpec {
-            conns,
-            plan: plan.clone(),
-            start,
-            stop: stop.clone(),
-            progress: progress[i].clone(),
-            alive: alive[i].clone(),
-        };
-        let backend = args.backend;
-        let core = args.cpus.as_ref().map(|c| c.0[i % c.0.len()]);
-        let spawned = std::thread::Builder::new()
-            .name(format!("load-{i}"))
-            .spawn(move || {
-                if let Some(id) = core {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                        return Err(std::io::Error::other(format!("cannot pin to core {id}")));
-                    }
-                }
-                backend.with(spec)?
-            });
-        match spawned {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                for h in handles {
-                    let _ = h.join();
-                }
-                return cannot_start_threads(threads, &e);
-            }
-        }
-    }
+    let alive = alive_counters(&connected.shares);
+    let shared = Shared {
+        plan: &plan,
+        start,
+        stop: &stop,
+    };
+    let handles = match spawn_workers(&args, connected.shares, &shared, &progress, &alive) {
+        Ok(handles) => handles,
+        Err(e) => return cannot_start_threads(threads, &e),
+    };
     let stopped_early = watch(&args, start, &stop, &progress, &alive);
     stop.store(true, Ordering::Relaxed);
-    let mut results = Vec::with_capacity(threads);
-    for h in handles {
-        match h.join() {
-            Ok(Ok(r)) => results.push(r),
-            Ok(Err(e)) => {
-                eprintln!("load-gen: a worker failed: {e}");
-                return 1;
-            }
-            Err(_) => {
-                eprintln!("load-gen: a worker panicked");
-                return 1;
-            }
+    let results = match join_workers(handles) {
+        Ok(results) => results,
+        Err(why) => {
+            eprintln!("load-gen: {why}");
+            return 1;
         }
-    }
-    let cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    };
+    let cpu = pollbench_common::process_cpu_time().saturating_sub(cpu_before);
     let end = Instant::now();
-    // Idle connections must still be open: a server that closed them (select cannot watch
-    // descriptors above FD_SETSIZE) did not really hold them, and the run must say so.
-    let mut idle_errors = Errors::default();
-    for (_, stream) in &idle {
-        let _ = stream.set_nonblocking(true);
-        match std::io::Read::read(&mut &*stream, &mut [0u8; 1]) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Ok(0) => idle_errors.closed += 1,
-            Ok(_) => idle_errors.mismatch += 1, // the server sent something nobody asked for
-            Err(_) => idle_errors.reset += 1,
-        }
-    }
-    drop(idle);
+    let idle_errors = idle_errors(&connected.idle);
+    drop(connected.idle);
 
     // Report.
     let measured = end
         .saturating_duration_since(start + args.warmup)
         .min(args.duration);
     let mut merged = results::merge(results);
-    merged.errors.add(&connect_errors);
+    merged.errors.add(&connected.errors);
     merged.errors.add(&idle_errors);
     let secs = measured.as_secs_f64().max(1e-9);
     let report = RunReport {
@@ -471,34 +389,181 @@ fn run(args: RunArgs) -> i32 {
         errors: merged.errors,
         intervals: results::interval_reports(&merged, measured),
         stopped_early,
-        client_cpu_us_per_msg: cpu
-            .filter(|_| merged.messages > 0)
-            .map(|c| c.as_secs_f64() * 1e6 / merged.messages as f64),
+        client_cpu_us_per_msg: (merged.messages > 0)
+            .then(|| cpu.as_secs_f64() * 1e6 / merged.messages as f64),
     };
     print!("{}", results::summary(&report, args.rate.is_some()));
+    let outputs = write_outputs(&args, &report, &merged, window_wall, measured);
     // A run that completed no message measured nothing: that is a failure, not a result.
-    let measured_nothing = report.messages == 0;
-    if measured_nothing {
+    if report.messages == 0 {
         eprintln!(
             "load-gen: no message completed inside the measured window ({} unfinished)",
             report.unfinished_messages
         );
     }
-    let clean = report.errors.total() == 0 && report.stopped_early.is_none() && !measured_nothing;
-    let mut code = if clean { 0 } else { 1 };
+    let clean = report.failure_summary().is_none();
+    i32::from(!(clean && outputs))
+}
+
+/// The run's plan, or why these options cannot run here: a backend this machine lacks, or more
+/// memory for in-flight messages than the limit.
+fn plan(args: &RunArgs) -> Result<Plan, String> {
+    args.backend
+        .probe()
+        .map_err(|why| format!("--backend {}: {why}", args.backend))?;
+    let plan = Plan {
+        size: args.size,
+        pipeline: args.pipeline,
+        rate: args.rate.map(|r| r as f64),
+        connections: args.connections,
+        warmup: args.warmup,
+        duration: args.duration,
+        timeout: args.timeout,
+    };
+    let in_flight_bytes = worker::in_flight_bound(&plan).saturating_mul(worker::IN_FLIGHT_BYTES);
+    if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
+        return Err(format!(
+            "this run could hold {} MiB of messages in flight (connections x pipeline, plus rate x timeout in open loop), over the {} MiB limit: lower --pipeline, --rate or --timeout",
+            in_flight_bytes >> 20,
+            MAX_IN_FLIGHT_BYTES >> 20
+        ));
+    }
+    Ok(plan)
+}
+
+/// The connections opened, sorted: each load thread's busy share, and the idle ones.
+struct Connections {
+    shares: Vec<Vec<(usize, TcpStream)>>,
+    idle: Vec<(usize, TcpStream)>,
+    errors: Errors,
+    first_error: Option<String>,
+}
+
+impl Connections {
+    /// Connections with an index below `busy` carry load; the rest stay silent.
+    fn sort(connected: Vec<Connected>, busy: usize) -> Connections {
+        let mut out = Connections {
+            shares: Vec::with_capacity(connected.len()),
+            idle: Vec::new(),
+            errors: Errors::default(),
+            first_error: None,
+        };
+        for c in connected {
+            out.errors.add(&c.errors);
+            out.first_error = out.first_error.or(c.first_error);
+            let (share, silent): (Vec<_>, Vec<_>) =
+                c.conns.into_iter().partition(|(i, _)| *i < busy);
+            out.shares.push(share);
+            out.idle.extend(silent);
+        }
+        out
+    }
+}
+
+/// What every load thread shares.
+struct Shared<'a> {
+    plan: &'a Arc<Plan>,
+    start: Instant,
+    stop: &'a Arc<AtomicBool>,
+}
+
+/// One load thread per share, each pinned to its core of --cpus if given. Fails only when a thread
+/// cannot be started; the ones started are then stopped and joined.
+fn spawn_workers(
+    args: &RunArgs,
+    shares: Vec<Vec<(usize, TcpStream)>>,
+    shared: &Shared,
+    progress: &[Arc<AtomicU64>],
+    alive: &[Arc<AtomicU64>],
+) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<worker::WorkerResult>>>> {
+    let mut handles = Vec::with_capacity(shares.len());
+    for (i, conns) in shares.into_iter().enumerate() {
+        let spec = WorkerSpec {
+            conns,
+            plan: shared.plan.clone(),
+            start: shared.start,
+            stop: shared.stop.clone(),
+            progress: progress[i].clone(),
+            alive: alive[i].clone(),
+        };
+        let backend = args.backend;
+        let core = args.cpus.as_ref().map(|c| c.0[i % c.0.len()]);
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-{i}"))
+            .spawn(move || {
+                if let Some(id) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        return Err(std::io::Error::other(format!("cannot pin to core {id}")));
+                    }
+                }
+                backend.with(spec)?
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(handles)
+}
+
+/// Every load thread's measurements, or why one has none.
+fn join_workers(
+    handles: Vec<std::thread::JoinHandle<std::io::Result<worker::WorkerResult>>>,
+) -> Result<Vec<worker::WorkerResult>, String> {
+    handles
+        .into_iter()
+        .map(|h| match h.join() {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(format!("a worker failed: {e}")),
+            Err(_) => Err("a worker panicked".into()),
+        })
+        .collect()
+}
+
+/// Idle connections must still be open at the end: a server that closed them (select cannot watch
+/// descriptors above FD_SETSIZE) did not really hold them, and the run must say so.
+fn idle_errors(idle: &[(usize, TcpStream)]) -> Errors {
+    let mut errors = Errors::default();
+    for (_, stream) in idle {
+        let _ = stream.set_nonblocking(true);
+        match std::io::Read::read(&mut &*stream, &mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(0) => errors.closed += 1,
+            Ok(_) => errors.mismatch += 1, // the server sent something nobody asked for
+            Err(_) => errors.reset += 1,
+        }
+    }
+    errors
+}
+
+/// Write --json and --hlog (each atomically); false if either could not be written.
+fn write_outputs(
+    args: &RunArgs,
+    report: &RunReport,
+    merged: &results::Merged,
+    window_wall: SystemTime,
+    measured: Duration,
+) -> bool {
+    let mut ok = true;
     if let Some(path) = &args.json {
-        if let Err(e) = pollbench_common::write_json_atomically(path, &report) {
+        if let Err(e) = pollbench_schema::file::write_json_atomically(path, report) {
             eprintln!("load-gen: cannot write {}: {e}", path.display());
-            code = 1;
+            ok = false;
         }
     }
     if let Some(path) = &args.hlog {
-        if let Err(e) = results::write_hlog(path, &merged, window_wall, measured) {
+        if let Err(e) = results::write_hlog(path, merged, window_wall, measured) {
             eprintln!("load-gen: cannot write {}: {e}", path.display());
-            code = 1;
+            ok = false;
         }
     }
-    code
+    ok
 }
 
 /// One counter per worker of its connections still alive, each starting at the worker's share, so

@@ -146,6 +146,11 @@ pub fn descriptor_skip(cell: &Cell, fd_limit: Option<u64>, max_fd: Option<i32>) 
     })
 }
 
+/// A duration as load-gen's command line takes it, exactly.
+fn micros(d: Duration) -> String {
+    format!("{}us", d.as_micros())
+}
+
 /// How long to wait for bench-server to say where it listens.
 const SERVER_START: Duration = Duration::from_secs(10);
 
@@ -158,39 +163,84 @@ fn run_once(
     dir: &Path,
     stem: &str,
 ) -> Result<Outcome, WaitEnd> {
-    let outcome = |status: CellStatus, reason: Option<String>| Outcome {
+    let outcome = |status: CellStatus, reason: String| Outcome {
         id: cell.id.clone(),
         status,
-        reason,
+        reason: Some(reason),
         repeats: Vec::new(),
     };
-    // An event-loop backend (the baselines do not parse as one) that cannot run here is skipped
-    // with the reason, and so is a cell that needs more descriptors than can be had.
+    if let Some(why) = skip_reason(cell) {
+        return Ok(outcome(CellStatus::Skipped, why));
+    }
+    let files = CellFiles { dir, stem };
+    let (mut server, addr) = match start_server(server_command(cell, suite, bins, &files)) {
+        Ok(started) => started,
+        Err(StartError::Interrupted) => return Err(WaitEnd::Interrupted),
+        Err(StartError::Failed(why)) => return Ok(outcome(CellStatus::Failed, why)),
+    };
+    let limit = suite.duration + suite.warmup + Duration::from_secs(60);
+    let result = match Running::spawn(load_command(cell, suite, bins, addr, &files)) {
+        Ok(mut load) => load.wait(limit),
+        Err(e) => {
+            let why = format!("cannot start load-gen: {e}");
+            return Ok(outcome(CellStatus::Failed, why));
+        }
+    };
+    // Graceful stop, so the server writes its statistics.
+    server.terminate(Duration::from_secs(5));
+    match result {
+        Err(WaitEnd::Interrupted) => Err(WaitEnd::Interrupted),
+        Err(WaitEnd::Deadline) => Ok(outcome(
+            CellStatus::Failed,
+            format!("load-gen did not finish within {limit:?}"),
+        )),
+        Ok((status, _)) if status.success() => Ok(Outcome {
+            reason: None,
+            ..outcome(CellStatus::Ok, String::new())
+        }),
+        Ok((status, stderr)) => Ok(outcome(
+            CellStatus::Failed,
+            format!(
+                "load-gen exited with {status}: {}",
+                why_load_gen_failed(&files.path("json"), &stderr)
+            ),
+        )),
+    }
+}
+
+/// Where one run of a cell leaves its files: STEM.json, STEM.server.json and STEM.hlog in `dir`.
+struct CellFiles<'a> {
+    dir: &'a Path,
+    stem: &'a str,
+}
+
+impl CellFiles<'_> {
+    fn path(&self, ext: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{}.{ext}", self.stem))
+    }
+}
+
+/// Why a cell cannot run here, if it cannot: an event-loop backend (the baselines do not parse as
+/// one) that is not available, or more descriptors than can be had.
+fn skip_reason(cell: &Cell) -> Option<String> {
     let mut max_fd = None;
     if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
         match kind.capabilities() {
             Ok(caps) => max_fd = caps.max_fd,
-            Err(why) => return Ok(outcome(CellStatus::Skipped, Some(why.to_string()))),
+            Err(why) => return Some(why.to_string()),
         }
     }
-    if let Some(why) = descriptor_skip(cell, fd_limit(), max_fd) {
-        return Ok(outcome(CellStatus::Skipped, Some(why)));
-    }
+    descriptor_skip(cell, fd_limit(), max_fd)
+}
+
+/// bench-server for a cell: on 127.0.0.1, a free port, statistics to STEM.server.json.
+fn server_command(cell: &Cell, suite: &Suite, bins: &Binaries, files: &CellFiles) -> Command {
     let mut cmd = Command::new(&bins.bench_server);
-    cmd.args([
-        "--addr",
-        "127.0.0.1:0",
-        "--stats-interval",
-        "0s",
-        "--backend",
-        &cell.backend,
-    ])
-    .args([
-        "--threads",
-        &cell.server_threads.to_string(),
-        "--stats-json",
-    ])
-    .arg(dir.join(format!("{stem}.server.json")));
+    cmd.args(["--addr", "127.0.0.1:0", "--stats-interval", "0s"])
+        .args(["--backend", &cell.backend])
+        .args(["--threads", &cell.server_threads.to_string()])
+        .arg("--stats-json")
+        .arg(files.path("server.json"));
     if let Some(t) = &cell.trigger {
         cmd.args(["--trigger", t]);
     }
@@ -201,63 +251,63 @@ fn run_once(
     if suite.pin && cell.backend != "threads" {
         cmd.arg("--pin");
     }
-    let mut server = match Running::spawn(cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(outcome(
-                CellStatus::Failed,
-                Some(format!("cannot start bench-server: {e}")),
-            ))
-        }
-    };
-    // bench-server prints its address once every loop listens: connections made from then on are
-    // queued by the kernel until accepted, so no probe connection is needed (one would show in
-    // the server's counters as a connection).
+    cmd
+}
+
+/// Why bench-server is not serving.
+enum StartError {
+    Interrupted,
+    Failed(String),
+}
+
+/// Start bench-server and read the address it listens on. It prints the address once every loop
+/// listens: connections made from then on are queued by the kernel until accepted, so no probe
+/// connection is needed (one would show in the server's counters as a connection).
+fn start_server(cmd: Command) -> Result<(Running, SocketAddr), StartError> {
+    let mut server = Running::spawn(cmd)
+        .map_err(|e| StartError::Failed(format!("cannot start bench-server: {e}")))?;
     let line = server.stdout_line(SERVER_START).unwrap_or_default();
     if crate::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(WaitEnd::Interrupted);
+        return Err(StartError::Interrupted);
     }
-    let Some(addr) = line
+    match line
         .trim()
         .strip_prefix("listening on ")
         .and_then(|a| a.parse::<SocketAddr>().ok())
-    else {
-        server.terminate(Duration::from_secs(1));
-        let err = server.stderr_text();
-        return Ok(outcome(
-            CellStatus::Failed,
-            Some(format!(
+    {
+        Some(addr) => Ok((server, addr)),
+        None => {
+            server.terminate(Duration::from_secs(1));
+            let err = server.stderr_text();
+            Err(StartError::Failed(format!(
                 "bench-server did not start within {SERVER_START:?}: {}",
                 err.trim()
-            )),
-        ));
-    };
+            )))
+        }
+    }
+}
+
+/// `load-gen run` for a cell against `addr`, results to STEM.json and STEM.hlog.
+fn load_command(
+    cell: &Cell,
+    suite: &Suite,
+    bins: &Binaries,
+    addr: SocketAddr,
+    files: &CellFiles,
+) -> Command {
     let mut run = Command::new(&bins.load_gen);
     run.args(["run", "--target", &addr.to_string()])
-        .args([
-            "-c",
-            &cell.connections.to_string(),
-            "-t",
-            &cell.client_threads.to_string(),
-        ])
-        .args([
-            "-d",
-            &suite.duration,
-            "--warmup",
-            &suite.warmup,
-            "--size",
-            &cell.size,
-        ])
-        .args([
-            "--pipeline",
-            &cell.pipeline.to_string(),
-            "--idle",
-            &cell.idle.to_string(),
-        ])
+        .args(["-c", &cell.connections.to_string()])
+        .args(["-t", &cell.client_threads.to_string()])
+        .args(["-d", &micros(suite.duration)])
+        .args(["--warmup", &micros(suite.warmup)])
+        .args(["--size", &cell.size])
+        .args(["--pipeline", &cell.pipeline.to_string()])
+        .args(["--idle", &cell.idle.to_string()])
         .arg("--json")
-        .arg(dir.join(format!("{stem}.json")))
+        .arg(files.path("json"))
         .arg("--hlog")
-        .arg(dir.join(format!("{stem}.hlog")));
+        .arg(files.path("hlog"));
     if let Some(rate) = cell.rate {
         run.args(["-R", &rate.to_string()]);
     }
@@ -268,47 +318,22 @@ fn run_once(
     {
         run.args(["--cpus", &cores]);
     }
-    let limit = pollbench_common::parse_duration(&suite.duration).unwrap_or_default()
-        + pollbench_common::parse_duration(&suite.warmup).unwrap_or_default()
-        + Duration::from_secs(60);
-    let result = match Running::spawn(run) {
-        Ok(mut child) => child.wait(limit),
-        Err(e) => {
-            return Ok(outcome(
-                CellStatus::Failed,
-                Some(format!("cannot start load-gen: {e}")),
-            ))
-        }
-    };
-    // Graceful stop, so the server writes its statistics.
-    server.terminate(Duration::from_secs(5));
-    match result {
-        Err(WaitEnd::Interrupted) => Err(WaitEnd::Interrupted),
-        Err(WaitEnd::Deadline) => Ok(outcome(
-            CellStatus::Failed,
-            Some(format!("load-gen did not finish within {limit:?}")),
-        )),
-        Ok((status, _)) if status.success() => Ok(outcome(CellStatus::Ok, None)),
-        Ok((status, err)) => {
-            // load-gen's own account when it wrote one, else its last words on stderr.
-            let why = read_json::<RunReport>(&dir.join(format!("{stem}.json")))
-                .ok()
-                .map(|run| {
-                    run.failure_summary()
-                        .unwrap_or_else(|| "no errors recorded".into())
-                })
-                .unwrap_or_else(|| {
-                    err.lines()
-                        .rfind(|l| !l.starts_with('['))
-                        .unwrap_or("")
-                        .trim()
-                        .to_string()
-                });
-            Ok(outcome(
-                CellStatus::Failed,
-                Some(format!("load-gen exited with {status}: {why}")),
-            ))
-        }
+    run
+}
+
+/// Why load-gen failed: its own account (errors by kind, an early stop, an empty window) when it
+/// wrote its JSON, else its last words on stderr.
+fn why_load_gen_failed(json: &Path, stderr: &str) -> String {
+    match read_json::<RunReport>(json) {
+        Ok(run) => run
+            .failure_summary()
+            .unwrap_or_else(|| "no errors recorded".into()),
+        Err(_) => stderr
+            .lines()
+            .rfind(|l| !l.starts_with('['))
+            .unwrap_or("")
+            .trim()
+            .to_string(),
     }
 }
 

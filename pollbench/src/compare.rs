@@ -213,110 +213,124 @@ fn describe(meta: &Meta) -> String {
 
 /// Run `pollbench compare`: 0 without regressions, 1 with at least one (or an unreadable run).
 pub fn run(args: CompareArgs) -> i32 {
-    let (old_meta, old) = match load(&args.old) {
+    let loaded = load(&args.old).and_then(|old| Ok((old, load(&args.new)?)));
+    let ((old_meta, old), (new_meta, new)) = match loaded {
         Ok(v) => v,
         Err(e) => {
             eprintln!("pollbench: {e}");
             return 1;
         }
     };
-    let (new_meta, new) = match load(&args.new) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("pollbench: {e}");
-            return 1;
-        }
-    };
-    let cells: Vec<CellDelta> = old
-        .iter()
-        .filter_map(|(id, o)| Some(judge(id, o, new.get(id)?, &args)))
-        .collect();
-    let only_in_old: Vec<String> = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
-        .cloned()
-        .collect();
-    let only_in_new: Vec<String> = new
-        .keys()
-        .filter(|k| !old.contains_key(*k))
-        .cloned()
-        .collect();
-    let count = |v: Verdict| cells.iter().filter(|c| c.verdict == v).count();
-    let regressions = count(Verdict::Regression);
-
-    let mut out = String::new();
-    let _ = writeln!(out, "OLD {}: {}", args.old.display(), describe(&old_meta));
-    let _ = writeln!(out, "NEW {}: {}", args.new.display(), describe(&new_meta));
-    if (&old_meta.cpu_model, old_meta.cores, &old_meta.kernel)
-        != (&new_meta.cpu_model, new_meta.cores, &new_meta.kernel)
-    {
-        let _ = writeln!(
-            out,
-            "note: the runs come from different machines or kernels; deltas mix both changes"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n| cell | msgs/s OLD → NEW | change | p99 OLD → NEW | change | verdict |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
-    let human_rate: fn(f64) -> String = human_count;
-    let human_lat: fn(f64) -> String = human_us;
-    for c in &cells {
-        let verdict = match c.verdict {
-            Verdict::Regression => format!("**REGRESSION** ({})", c.why),
-            Verdict::Improvement => format!("better ({})", c.why),
-            Verdict::Noise => format!("noise ({})", c.why),
-            Verdict::Same => String::new(),
-            Verdict::NotComparable => c.why.clone(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} → {} | {} | {} → {} | {} | {verdict} |",
-            c.id,
-            side_text(&c.old, c.old.msgs_per_s, human_rate),
-            side_text(&c.new, c.new.msgs_per_s, human_rate),
-            percent(c.msgs_per_s_change),
-            side_text(&c.old, c.old.p99_us, human_lat),
-            side_text(&c.new, c.new.p99_us, human_lat),
-            percent(c.p99_change),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n{} cells in both: {regressions} regressed, {} improved, {} within noise, {} unchanged \
-         (thresholds: msgs/s -{:.0}%, p99 +{:.0}%), {} not comparable.",
-        cells.len(),
-        count(Verdict::Improvement),
-        count(Verdict::Noise),
-        count(Verdict::Same),
-        args.threshold * 100.0,
-        args.latency_threshold * 100.0,
-        count(Verdict::NotComparable),
-    );
-    if !only_in_old.is_empty() {
-        let _ = writeln!(out, "Only in OLD: {}", only_in_old.join(", "));
-    }
-    if !only_in_new.is_empty() {
-        let _ = writeln!(out, "Only in NEW: {}", only_in_new.join(", "));
-    }
-    print!("{out}");
+    let comparison = Comparison::of(&args, &old, &new);
+    print!("{}", comparison.markdown(&old_meta, &new_meta));
     if let Some(path) = &args.json {
-        let comparison = Comparison {
+        if let Err(e) = pollbench_schema::file::write_json_atomically(path, &comparison) {
+            eprintln!("pollbench: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
+    i32::from(comparison.regressions > 0)
+}
+
+impl Comparison {
+    /// Every cell in both runs judged, and the cells only one of them has.
+    fn of(
+        args: &CompareArgs,
+        old: &BTreeMap<String, Side>,
+        new: &BTreeMap<String, Side>,
+    ) -> Comparison {
+        let cells: Vec<CellDelta> = old
+            .iter()
+            .filter_map(|(id, o)| Some(judge(id, o, new.get(id)?, args)))
+            .collect();
+        let only_in = |a: &BTreeMap<String, Side>, b: &BTreeMap<String, Side>| -> Vec<String> {
+            a.keys().filter(|k| !b.contains_key(*k)).cloned().collect()
+        };
+        Comparison {
             schema: "pollbench.compare/1",
             old: args.old.clone(),
             new: args.new.clone(),
             threshold: args.threshold,
             latency_threshold: args.latency_threshold,
+            regressions: cells
+                .iter()
+                .filter(|c| c.verdict == Verdict::Regression)
+                .count(),
             cells,
-            only_in_old,
-            only_in_new,
-            regressions,
-        };
-        if let Err(e) = pollbench_common::write_json_atomically(path, &comparison) {
-            eprintln!("pollbench: cannot write {}: {e}", path.display());
-            return 1;
+            only_in_old: only_in(old, new),
+            only_in_new: only_in(new, old),
         }
     }
-    i32::from(regressions > 0)
+
+    fn count(&self, v: Verdict) -> usize {
+        self.cells.iter().filter(|c| c.verdict == v).count()
+    }
+
+    /// The comparison as people read it: the two runs, a table row per cell, the tally.
+    fn markdown(&self, old_meta: &Meta, new_meta: &Meta) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "OLD {}: {}", self.old.display(), describe(old_meta));
+        let _ = writeln!(out, "NEW {}: {}", self.new.display(), describe(new_meta));
+        if (&old_meta.cpu_model, old_meta.cores, &old_meta.kernel)
+            != (&new_meta.cpu_model, new_meta.cores, &new_meta.kernel)
+        {
+            let _ = writeln!(
+                out,
+                "note: the runs come from different machines or kernels; deltas mix both changes"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| cell | msgs/s OLD → NEW | change | p99 OLD → NEW | change | verdict |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for c in &self.cells {
+            out.push_str(&c.row());
+        }
+        let _ = writeln!(
+            out,
+            "\n{} cells in both: {} regressed, {} improved, {} within noise, {} unchanged \
+             (thresholds: msgs/s -{:.0}%, p99 +{:.0}%), {} not comparable.",
+            self.cells.len(),
+            self.regressions,
+            self.count(Verdict::Improvement),
+            self.count(Verdict::Noise),
+            self.count(Verdict::Same),
+            self.threshold * 100.0,
+            self.latency_threshold * 100.0,
+            self.count(Verdict::NotComparable),
+        );
+        if !self.only_in_old.is_empty() {
+            let _ = writeln!(out, "Only in OLD: {}", self.only_in_old.join(", "));
+        }
+        if !self.only_in_new.is_empty() {
+            let _ = writeln!(out, "Only in NEW: {}", self.only_in_new.join(", "));
+        }
+        out
+    }
+}
+
+impl CellDelta {
+    /// The cell's table row.
+    fn row(&self) -> String {
+        let human_rate: fn(f64) -> String = human_count;
+        let human_lat: fn(f64) -> String = human_us;
+        let verdict = match self.verdict {
+            Verdict::Regression => format!("**REGRESSION** ({})", self.why),
+            Verdict::Improvement => format!("better ({})", self.why),
+            Verdict::Noise => format!("noise ({})", self.why),
+            Verdict::Same => String::new(),
+            Verdict::NotComparable => self.why.clone(),
+        };
+        format!(
+            "| {} | {} → {} | {} | {} → {} | {} | {verdict} |\n",
+            self.id,
+            side_text(&self.old, self.old.msgs_per_s, human_rate),
+            side_text(&self.new, self.new.msgs_per_s, human_rate),
+            percent(self.msgs_per_s_change),
+            side_text(&self.old, self.old.p99_us, human_lat),
+            side_text(&self.new, self.new.p99_us, human_lat),
+            percent(self.p99_change),
+        )
+    }
 }

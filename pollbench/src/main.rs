@@ -8,6 +8,7 @@ mod charts;
 mod compare;
 mod process;
 mod report;
+mod runner;
 mod suite;
 mod sweep_charts;
 
@@ -79,149 +80,33 @@ struct ReportArgs {
     dir: PathBuf,
 }
 
+/// `pollbench suite`: exit 0 when every cell that could run completed, 1 when one failed or the
+/// run directory could not be written, 2 for a suite that cannot be found or read, 130 when
+/// interrupted.
 fn run_suite(args: SuiteArgs) -> i32 {
     // From here on, SIGINT/SIGTERM end the current cell (its processes killed) and the suite
     // writes the report of the cells it completed; a panic kills the children too.
     process::install_cleanup();
-    let fail = |msg: String| {
-        eprintln!("pollbench: {msg}");
-        1
-    };
     // A suite that cannot be found or read is bad input: one line, exit 2, nothing started.
-    let bad_input = |msg: String| {
-        eprintln!("pollbench: {msg}");
-        2
-    };
-    let path = match suite::Suite::locate(&args.suite) {
-        Ok(p) => p,
-        Err(e) => return bad_input(e),
-    };
-    let suite = match suite::Suite::load(&path) {
-        Ok(s) => s,
-        Err(e) => return bad_input(e),
-    };
-    let bins = match binaries::Binaries::find_or_build() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let name = path
-        .file_stem()
-        .map_or("suite".into(), |s| s.to_string_lossy().to_string());
-    let results = args.results.unwrap_or_else(|| {
-        // results/ beside the scripts/ the suite came from, or here.
-        path.canonicalize()
-            .ok()
-            .and_then(|p| {
-                p.ancestors()
-                    .find(|a| a.join("scripts").is_dir())
-                    .map(|a| a.join("results"))
-            })
-            .unwrap_or_else(|| PathBuf::from("results"))
-    });
-    let started = std::time::SystemTime::now();
-    let stamp = humantime::format_rfc3339_seconds(started)
-        .to_string()
-        .replace([':', '-'], "");
-    let dir = match report::new_run_dir(&results, &stamp, &name) {
-        Ok(d) => d,
+    let (path, suite) = match suite::Suite::locate(&args.suite)
+        .and_then(|path| suite::Suite::load(&path).map(|suite| (path, suite)))
+    {
+        Ok(found) => found,
         Err(e) => {
-            return fail(format!(
-                "cannot create a run directory in {}: {e}",
-                results.display()
-            ))
+            eprintln!("pollbench: {e}");
+            return 2;
         }
     };
-    let cells = suite.cells();
-    let suite_text = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut meta = report::collect_meta(
-        &name,
-        suite_text,
-        humantime::format_rfc3339_seconds(started).to_string(),
-        cells.clone(),
-    );
-    eprintln!(
-        "suite {name}: {} cells, results in {}",
-        cells.len(),
-        dir.display()
-    );
-    // Written before the first cell and after every one, so an interrupted suite (even one
-    // interrupted in its first cell) still leaves a directory its report can be built from.
-    let save_meta = |meta: &pollbench_schema::results::Meta| {
-        pollbench_schema::file::write_json_atomically(&dir.join("meta.json"), meta)
-            .map_err(|e| format!("cannot write meta.json: {e}"))
-    };
-    if let Err(e) = save_meta(&meta) {
-        return fail(e);
-    }
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let bar = indicatif::ProgressBar::new(cells.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "[{elapsed_precise}] {wide_bar} {pos}/{len} cells, {eta} left  {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar
+    let outcome = binaries::Binaries::find_or_build().and_then(|bins| {
+        let mut run = runner::SuiteRun::start(&path, &suite, args.results)?;
+        let interrupted = run.run_cells(&suite, &bins)?;
+        run.finish(interrupted)
     });
-    let mut failed = 0;
-    let mut interrupted = false;
-    for (i, cell) in cells.iter().enumerate() {
-        if let Some(bar) = &bar {
-            bar.set_message(cell.id.clone());
-        }
-        let outcome = match cell::run_cell(cell, &suite, &bins, &dir.join("cells")) {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                interrupted = true;
-                break;
-            }
-        };
-        let line = format!(
-            "[{}/{}] {}: {}{}",
-            i + 1,
-            cells.len(),
-            cell.id,
-            outcome.status,
-            outcome
-                .reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        );
-        match &bar {
-            Some(bar) => {
-                bar.println(line);
-                bar.inc(1);
-            }
-            None => eprintln!("{line}"),
-        }
-        failed += usize::from(outcome.status == pollbench_schema::results::CellStatus::Failed);
-        meta.outcomes.push(outcome);
-        if let Err(e) = save_meta(&meta) {
-            return fail(e);
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pollbench: {e}");
+            1
         }
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    match report::write_report(&dir) {
-        Ok(p) => println!("report: {}", p.display()),
-        Err(e) => return fail(e),
-    }
-    if interrupted {
-        eprintln!(
-            "pollbench: interrupted after {} of {} cells; the report covers those",
-            meta.outcomes.len(),
-            cells.len()
-        );
-        return 130;
-    }
-    if failed > 0 {
-        eprintln!(
-            "pollbench: {failed} of {} cells failed (see the report)",
-            cells.len()
-        );
-        return 1;
-    }
-    0
 }

@@ -117,81 +117,107 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
             data.insert(c.id.as_str(), run);
         }
     }
-    let outcomes: BTreeMap<&str, &Outcome> =
-        meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
-    // The charts plot only cells that completed.
-    let completed: BTreeMap<&str, &RunReport> = data
-        .iter()
-        .filter(|(id, _)| outcomes.get(*id).is_some_and(|o| o.is_ok()))
-        .map(|(id, v)| (*id, v))
-        .collect();
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# pollbench: suite `{}`, {}\n",
-        meta.suite, meta.started_utc
-    );
-    let _ = writeln!(
-        md,
-        "Machine: {} ({} cores, {:.1} GiB), Linux {}, {}, open-files limit {}. Commit {}{}.\n",
-        meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
-        meta.cores,
-        meta.memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
-        meta.kernel.as_deref().unwrap_or("?"),
-        meta.rustc.as_deref().unwrap_or("rustc ?"),
-        meta.fd_limit.map_or("?".into(), |l| l.to_string()),
-        meta.short_commit(),
-        if meta.git_dirty == Some(true) {
-            " (with uncommitted changes)"
-        } else {
-            ""
-        },
-    );
-    let _ = writeln!(
-        md,
-        "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
-         Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
-    );
-    let suite: Option<crate::suite::Suite> = toml::from_str(&meta.suite_file).ok();
-    let repeat = suite.as_ref().map_or(1, |s| s.repeat);
-    if repeat > 1 {
-        let _ = writeln!(
-            md,
-            "Every cell ran {repeat} times. Tables and charts show the median run by msgs/s; \
-             ±x% is the farthest any run's msgs/s was from that median.\n"
-        );
-    }
-    if suite.as_ref().is_some_and(|s| s.pin) {
-        let _ = writeln!(
-            md,
-            "Pinned: the server's loops on the first cores, load-gen's threads on the cores after \
-             them (shared when none are left).\n"
-        );
-    }
-    if meta.cells.iter().any(|c| c.label.contains("(libkqueue)")) {
-        let _ = writeln!(
-            md,
-            "**kqueue (libkqueue)** is the kqueue backend on Linux through libkqueue, a translation \
-             layer that runs on epoll: its figures are epoll's plus that layer's cost, not native \
-             kqueue's (macOS, FreeBSD).\n"
-        );
-    }
+    let mut report = Report {
+        dir,
+        meta: &meta,
+        outcomes: meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect(),
+        data: &data,
+        md: String::new(),
+        notes: Vec::new(),
+    };
+    report.header();
     let mut sweeps: Vec<&str> = meta.cells.iter().map(|c| c.sweep.as_str()).collect();
     sweeps.dedup();
-    let mut notes = Vec::new();
     for sweep in sweeps {
+        report.sweep(sweep);
+    }
+    report.notes_and_suite();
+    let path = dir.join("report.md");
+    pollbench_schema::file::write_atomically(&path, report.md.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// A report being written: the run's data, and the Markdown so far.
+struct Report<'a> {
+    dir: &'a Path,
+    meta: &'a Meta,
+    outcomes: BTreeMap<&'a str, &'a Outcome>,
+    /// The load-gen run of every cell that left one.
+    data: &'a BTreeMap<&'a str, RunReport>,
+    md: String,
+    /// Cells that did not complete, numbered in the tables, explained at the end.
+    notes: Vec<String>,
+}
+
+impl Report<'_> {
+    /// The title, the machine, and how to read what follows.
+    fn header(&mut self) {
+        let (md, meta) = (&mut self.md, self.meta);
+        let _ = writeln!(
+            md,
+            "# pollbench: suite `{}`, {}\n",
+            meta.suite, meta.started_utc
+        );
+        let _ = writeln!(
+            md,
+            "Machine: {} ({} cores, {:.1} GiB), Linux {}, {}, open-files limit {}. Commit {}{}.\n",
+            meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            meta.cores,
+            meta.memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
+            meta.kernel.as_deref().unwrap_or("?"),
+            meta.rustc.as_deref().unwrap_or("rustc ?"),
+            meta.fd_limit.map_or("?".into(), |l| l.to_string()),
+            meta.short_commit(),
+            if meta.git_dirty == Some(true) {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            },
+        );
+        let _ = writeln!(
+            md,
+            "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
+             Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
+        );
+        let suite: Option<crate::suite::Suite> = toml::from_str(&meta.suite_file).ok();
+        let repeat = suite.as_ref().map_or(1, |s| s.repeat);
+        if repeat > 1 {
+            let _ = writeln!(
+                md,
+                "Every cell ran {repeat} times. Tables and charts show the median run by msgs/s; \
+                 ±x% is the farthest any run's msgs/s was from that median.\n"
+            );
+        }
+        if suite.as_ref().is_some_and(|s| s.pin) {
+            let _ = writeln!(
+                md,
+                "Pinned: the server's loops on the first cores, load-gen's threads on the cores after \
+                 them (shared when none are left).\n"
+            );
+        }
+        if meta.cells.iter().any(|c| c.label.contains("(libkqueue)")) {
+            let _ = writeln!(
+                md,
+                "**kqueue (libkqueue)** is the kqueue backend on Linux through libkqueue, a translation \
+                 layer that runs on epoll: its figures are epoll's plus that layer's cost, not native \
+                 kqueue's (macOS, FreeBSD).\n"
+            );
+        }
+    }
+
+    /// One sweep: its heading, its charts, and its table (a column per label, a row per
+    /// connection or idle count).
+    fn sweep(&mut self, sweep: &str) {
+        let meta = self.meta;
         let cells: Vec<&Cell> = meta.cells.iter().filter(|c| c.sweep == sweep).collect();
         let by_idle = cells.iter().any(|c| c.idle > 0);
         let mut columns: Vec<String> = Vec::new();
         for c in &cells {
-            let col = column(c);
-            if !columns.contains(&col) {
-                columns.push(col);
+            if !columns.contains(&c.label) {
+                columns.push(c.label.clone());
             }
         }
-        let mut rows: Vec<usize> = cells.iter().map(|c| c.row(by_idle)).collect();
-        rows.sort();
-        rows.dedup();
         let x = if by_idle {
             "idle connections"
         } else {
@@ -200,7 +226,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
         let rate = cells.first().and_then(|c| c.rate);
         let one_rate = cells.iter().all(|c| c.rate == rate);
         let _ = writeln!(
-            md,
+            self.md,
             "## {sweep}: msgs/s and p99 against {x}{}\n",
             match (rate, one_rate) {
                 (_, false) => " (open loop at the rate in each column)".to_string(),
@@ -208,8 +234,15 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
                 (None, true) => " (closed loop)".to_string(),
             }
         );
+        // The charts plot only cells that completed.
+        let completed: BTreeMap<&str, &RunReport> = self
+            .data
+            .iter()
+            .filter(|(id, _)| self.outcomes.get(*id).is_some_and(|o| o.is_ok()))
+            .map(|(id, v)| (*id, v))
+            .collect();
         let view = crate::sweep_charts::SweepView {
-            dir,
+            dir: self.dir,
             name: sweep,
             x,
             cells: &cells,
@@ -219,72 +252,84 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
         };
         let (shown, linked) = view.charts();
         for (file, alt) in &shown {
-            let _ = writeln!(md, "![{alt}]({file})\n");
+            let _ = writeln!(self.md, "![{alt}]({file})\n");
         }
         if !linked.is_empty() {
             let links: Vec<String> = linked
                 .iter()
                 .map(|(file, alt)| format!("[{alt}]({file})"))
                 .collect();
-            let _ = writeln!(md, "More charts: {}.\n", links.join(", "));
+            let _ = writeln!(self.md, "More charts: {}.\n", links.join(", "));
         }
-        let _ = writeln!(md, "| {x} | {} |", columns.join(" | "));
-        let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
+        self.table(x, &cells, &columns, by_idle);
+    }
+
+    /// A sweep's table: msgs/s (± spread) / p99 per cell, or why it did not complete.
+    fn table(&mut self, x: &str, cells: &[&Cell], columns: &[String], by_idle: bool) {
+        let mut rows: Vec<usize> = cells.iter().map(|c| c.row(by_idle)).collect();
+        rows.sort();
+        rows.dedup();
+        let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
+        let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
         for row in rows {
             let mut line = format!("| {row} |");
-            for col in &columns {
+            for col in columns {
                 let cell = cells
                     .iter()
-                    .find(|c| column(c) == *col && c.row(by_idle) == row);
-                let text = match cell {
-                    None => "".to_string(),
-                    Some(c) => match (outcomes.get(c.id.as_str()), data.get(c.id.as_str())) {
-                        (Some(o), Some(run)) if o.status == CellStatus::Ok => {
-                            let msgs = run.throughput_msgs_per_s;
-                            format!(
-                                "{}{} / {}",
-                                pollbench_common::human_count(msgs),
-                                spread(o, msgs),
-                                pollbench_common::human_us(run.latency_us.p99 as f64)
-                            )
-                        }
-                        (Some(o), run) => {
-                            let mut reason = o.reason.clone().unwrap_or_default();
-                            // Older runs recorded no error breakdown; the cell's data has it.
-                            if let Some(run) = run.filter(|_| !reason.contains("errors:")) {
-                                let summary = run
-                                    .failure_summary()
-                                    .unwrap_or_else(|| "no errors recorded".into());
-                                reason.push_str(&format!("; {summary}"));
-                            }
-                            notes.push(format!("`{}`: {} ({reason})", c.id, o.status));
-                            format!("{} [{}]", o.status, notes.len())
-                        }
-                        (None, _) => "not run".into(),
-                    },
-                };
+                    .find(|c| c.label == *col && c.row(by_idle) == row);
+                let text = cell.map_or(String::new(), |c| self.cell_text(c));
                 let _ = write!(line, " {text} |");
             }
-            let _ = writeln!(md, "{line}");
+            let _ = writeln!(self.md, "{line}");
         }
-        md.push('\n');
+        self.md.push('\n');
     }
-    if !notes.is_empty() {
-        let _ = writeln!(md, "## Cells that did not complete\n");
-        for (i, n) in notes.iter().enumerate() {
-            let _ = writeln!(md, "{}. {n}", i + 1);
+
+    /// What a table shows for one cell; a cell that did not complete gets a numbered note.
+    fn cell_text(&mut self, c: &Cell) -> String {
+        let run = self.data.get(c.id.as_str());
+        match (self.outcomes.get(c.id.as_str()), run) {
+            (Some(o), Some(run)) if o.status == CellStatus::Ok => {
+                let msgs = run.throughput_msgs_per_s;
+                format!(
+                    "{}{} / {}",
+                    pollbench_common::human_count(msgs),
+                    spread(o, msgs),
+                    pollbench_common::human_us(run.latency_us.p99 as f64)
+                )
+            }
+            (Some(o), run) => {
+                let mut reason = o.reason.clone().unwrap_or_default();
+                // Older runs recorded no error breakdown; the cell's data has it.
+                if let Some(run) = run.filter(|_| !reason.contains("errors:")) {
+                    let summary = run
+                        .failure_summary()
+                        .unwrap_or_else(|| "no errors recorded".into());
+                    reason.push_str(&format!("; {summary}"));
+                }
+                self.notes
+                    .push(format!("`{}`: {} ({reason})", c.id, o.status));
+                format!("{} [{}]", o.status, self.notes.len())
+            }
+            (None, _) => "not run".into(),
         }
-        md.push('\n');
     }
-    let _ = writeln!(
-        md,
-        "## The suite\n\n```toml\n{}\n```",
-        meta.suite_file.trim_end()
-    );
-    let path = dir.join("report.md");
-    pollbench_common::write_atomically(&path, md.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
+
+    /// The cells that did not complete, then the suite as it ran.
+    fn notes_and_suite(&mut self) {
+        if !self.notes.is_empty() {
+            let _ = writeln!(self.md, "## Cells that did not complete\n");
+            for (i, n) in self.notes.iter().enumerate() {
+                let _ = writeln!(self.md, "{}. {n}", i + 1);
+            }
+            self.md.push('\n');
+        }
+        let _ = writeln!(
+            self.md,
+            "## The suite\n\n```toml\n{}\n```",
+            self.meta.suite_file.trim_end()
+        );
+    }
 }
 
 /// " ±x%" for a repeated cell: the farthest run's msgs/s from the median's.
@@ -298,9 +343,4 @@ fn spread(o: &Outcome, median: f64) -> String {
         .map(|r| (r.msgs_per_s - median).abs())
         .fold(0.0, f64::max);
     format!(" ±{:.0}%", 100.0 * far / median)
-}
-
-/// The report column a cell belongs to: its label.
-pub fn column(c: &Cell) -> String {
-    c.label.clone()
 }

@@ -3,19 +3,25 @@
 //! of a sweep a dimension; `cell.rs` runs one.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use pollbench_schema::results::Cell;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer};
 
-/// A suite file.
-#[derive(Deserialize, Serialize, Debug)]
+/// A suite file, parsed and validated once: durations are durations and sizes are checked sizes
+/// (what the TOML format cannot say is checked by [`Suite::load`]).
+#[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Suite {
     pub description: String,
-    pub duration: String,
-    pub warmup: String,
+    /// Measured time of every cell ("4s").
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+    /// Warm-up of every cell, excluded from its figures.
+    #[serde(deserialize_with = "duration")]
+    pub warmup: Duration,
     #[serde(default = "default_size")]
-    pub size: String,
+    pub size: Size,
     #[serde(default = "one")]
     pub pipeline: usize,
     #[serde(default = "one")]
@@ -32,15 +38,40 @@ pub struct Suite {
     pub sweep: Vec<Sweep>,
 }
 
-fn default_size() -> String {
-    "64B".into()
+fn default_size() -> Size {
+    Size {
+        text: "64B".into(),
+        bytes: 64,
+    }
+}
+
+/// A message size as the suite writes it ("4KiB": kept for labels and for load-gen's --size) and
+/// in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Size {
+    pub text: String,
+    pub bytes: usize,
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = pollbench_common::parse_bytes(&text).map_err(serde::de::Error::custom)?;
+        Ok(Size { text, bytes })
+    }
+}
+
+/// A duration field ("4s", "250ms"), bounded as on every command line.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    pollbench_common::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 fn one() -> usize {
     1
 }
 
 /// One sweep: the cartesian product of its lists.
-#[derive(Deserialize, Serialize, Debug)]
+#[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Sweep {
     pub name: String,
@@ -59,7 +90,7 @@ pub struct Sweep {
     pub rates: Vec<u64>,
     /// Message sizes, a column each. [default: the suite's size]
     #[serde(default)]
-    pub sizes: Vec<String>,
+    pub sizes: Vec<Size>,
     /// Closed-loop pipeline depths, a column each. [default: the suite's pipeline]
     #[serde(default)]
     pub pipelines: Vec<usize>,
@@ -127,7 +158,7 @@ impl Suite {
                                                 label.push_str(part);
                                             }
                                             if !sweep.sizes.is_empty() {
-                                                label.push_str(&format!(" {size}"));
+                                                label.push_str(&format!(" {}", size.text));
                                             }
                                             if !sweep.pipelines.is_empty() {
                                                 label.push_str(&format!(" pipeline {pipeline}"));
@@ -158,7 +189,7 @@ impl Suite {
                                                 connections,
                                                 idle,
                                                 rate,
-                                                size: size.clone(),
+                                                size: size.text.clone(),
                                                 pipeline,
                                                 server_threads: sweep
                                                     .server_threads
@@ -181,8 +212,6 @@ impl Suite {
 
     /// What the TOML format cannot say: lists that must not be empty, values that must parse.
     fn check(&self) -> Result<(), String> {
-        pollbench_common::parse_duration(&self.duration).map_err(|e| format!("duration: {e}"))?;
-        pollbench_common::parse_duration(&self.warmup).map_err(|e| format!("warmup: {e}"))?;
         if self.repeat == 0 {
             return Err("repeat must be at least 1".into());
         }
@@ -200,10 +229,6 @@ impl Suite {
                 return Err(format!(
                     "sweep '{name}': give rate (one) or rates (a list), not both"
                 ));
-            }
-            for size in s.sizes.iter().chain([&self.size]) {
-                pollbench_common::parse_bytes(size)
-                    .map_err(|e| format!("sweep '{name}': size {e}"))?;
             }
             if s.pipelines.iter().chain([&self.pipeline]).any(|&p| p == 0)
                 || s.rates.contains(&0)

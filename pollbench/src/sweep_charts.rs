@@ -7,8 +7,6 @@ use std::path::Path;
 use pollbench_schema::results::Cell;
 use pollbench_schema::run::RunReport;
 
-use crate::report::column;
-
 /// A chart written into the run directory: (file name, description).
 pub type Chart = (String, String);
 
@@ -22,7 +20,7 @@ pub struct SweepView<'a> {
     /// The x axis: "connections" or "idle connections".
     pub x: &'a str,
     pub cells: &'a [&'a Cell],
-    /// The report's columns (backend, and what else the sweep varies).
+    /// The report's columns: the cells' labels (backend, and what else the sweep varies).
     pub columns: &'a [String],
     pub by_idle: bool,
     /// The load-gen runs of the cells that completed, by id.
@@ -42,7 +40,7 @@ impl SweepView<'_> {
                     points: self
                         .cells
                         .iter()
-                        .filter(|c| column(c) == *col)
+                        .filter(|c| c.label == *col)
                         .filter_map(|c| {
                             let run = self.completed.get(c.id.as_str())?;
                             Some((c.row(self.by_idle) as f64, metric(run)))
@@ -125,14 +123,14 @@ impl SweepView<'_> {
         let ran: Vec<&String> = self
             .columns
             .iter()
-            .filter(|col| done.iter().any(|c| column(c) == **col))
+            .filter(|col| done.iter().any(|c| c.label == **col))
             .collect();
         let everywhere = done
             .iter()
             .map(|c| row(c))
             .filter(|&r| {
                 ran.iter()
-                    .all(|col| done.iter().any(|c| row(c) == r && column(c) == **col))
+                    .all(|col| done.iter().any(|c| row(c) == r && c.label == **col))
             })
             .max();
         let at = everywhere.or_else(|| done.iter().map(|c| row(c)).max())?;
@@ -140,7 +138,7 @@ impl SweepView<'_> {
             .columns
             .iter()
             .filter_map(|col| {
-                let cell = done.iter().find(|c| row(c) == at && column(c) == *col)?;
+                let cell = done.iter().find(|c| row(c) == at && c.label == *col)?;
                 let hlog = self.dir.join("cells").join(format!("{}.hlog", cell.id));
                 match pollbench_schema::hlog::total(&hlog) {
                     Ok(h) => Some(crate::charts::Series {
