@@ -5,25 +5,55 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-/// The programs a suite runs.
+use pollbench_schema::capabilities::Capabilities;
+
+use crate::process::Running;
+
+/// The programs a suite runs, and what the server binary says it can run here.
 pub struct Binaries {
     pub bench_server: PathBuf,
     pub load_gen: PathBuf,
+    /// `bench-server --capabilities`: the backends built into that binary and available on this
+    /// machine, what each accepts, and their descriptor limits. The binary is the truth: it may be
+    /// built with libkqueue when this one is not.
+    pub capabilities: Capabilities,
 }
 
 impl Binaries {
-    /// Both programs, built first where they are missing or stale.
+    /// Both programs, built first where they are missing or stale, and the server's capabilities.
     pub fn find_or_build() -> Result<Binaries, String> {
+        let bench_server = find_or_build(
+            "bench-server",
+            &["bench-server", "poller", "common", "schema"],
+        )?;
+        let load_gen = find_or_build("load-gen", &["load-gen", "poller", "common", "schema"])?;
+        let capabilities = capabilities_of(&bench_server)?;
         Ok(Binaries {
-            bench_server: find_or_build(
-                "bench-server",
-                &["bench-server", "poller", "common", "schema"],
-            )?,
-            load_gen: find_or_build("load-gen", &["load-gen", "poller", "common", "schema"])?,
+            bench_server,
+            load_gen,
+            capabilities,
         })
     }
+}
+
+/// Ask a bench-server binary what it can run here.
+fn capabilities_of(bench_server: &Path) -> Result<Capabilities, String> {
+    let mut cmd = Command::new(bench_server);
+    cmd.arg("--capabilities");
+    let mut child =
+        Running::spawn(cmd).map_err(|e| format!("cannot run {}: {e}", bench_server.display()))?;
+    let (status, stderr) = child
+        .wait(Duration::from_secs(20))
+        .map_err(|end| format!("bench-server --capabilities did not finish ({end:?})"))?;
+    if !status.success() {
+        return Err(format!(
+            "bench-server --capabilities exited with {status}: {}",
+            stderr.trim()
+        ));
+    }
+    pollbench_schema::capabilities::parse(&child.stdout_rest())
 }
 
 /// `package`'s binary beside this one, fresh against the workspace crates in `crates`.

@@ -15,11 +15,11 @@ use crate::binaries::Binaries;
 use crate::process::{Running, WaitEnd};
 use crate::suite::Suite;
 
-/// The open-files limit of this process.
+/// The open-files limit (soft) of this process, which load-gen inherits.
 pub fn fd_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
 }
 
 /// The three files a run of a cell leaves, by extension.
@@ -124,15 +124,23 @@ impl Descriptors {
     }
 }
 
-/// Why a cell cannot run here, if it cannot: the open-files limit is below what either process
-/// needs, or the backend cannot watch descriptors as high as the server's will go (select:
-/// FD_SETSIZE; bench-server would close the connections past it, so the cell could only fail).
-/// `max_fd` is the backend's highest watchable descriptor, if it has one.
-pub fn descriptor_skip(cell: &Cell, fd_limit: Option<u64>, max_fd: Option<i32>) -> Option<String> {
+/// The descriptor limits a cell runs under: each process's open-files limit, and the highest
+/// descriptor the server's backend can watch (select: FD_SETSIZE - 1).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub server_open_files: Option<u64>,
+    pub client_open_files: Option<u64>,
+    pub max_fd: Option<i64>,
+}
+
+/// Why a cell cannot run here, if it cannot: the backend cannot watch descriptors as high as the
+/// server's will go (bench-server would close the connections past it, so the cell could only
+/// fail), or an open-files limit is below what its process needs.
+pub fn descriptor_skip(cell: &Cell, limits: Limits) -> Option<String> {
     let need = Descriptors::of(cell);
     // The backend's own limit first: no open-files limit would let it run. Descriptors are
     // allocated lowest first, so the server's highest is about its count - 1.
-    if let Some(max) = max_fd.filter(|&max| need.server as i64 > i64::from(max) + 1) {
+    if let Some(max) = limits.max_fd.filter(|&max| need.server as i64 > max + 1) {
         return Some(format!(
             "{} cannot watch descriptors at or above FD_SETSIZE ({}); this cell needs about {}",
             cell.backend,
@@ -140,10 +148,13 @@ pub fn descriptor_skip(cell: &Cell, fd_limit: Option<u64>, max_fd: Option<i32>) 
             need.server
         ));
     }
-    let most = need.server.max(need.client) as u64;
-    fd_limit.filter(|&l| l < most).map(|limit| {
-        format!("open-files limit {limit} is below the {most} this cell needs (raise ulimit -n)")
-    })
+    let short = |limit: Option<u64>, need: usize| limit.filter(|&l| l < need as u64);
+    short(limits.server_open_files, need.server)
+        .map(|l| (l, need.server, "bench-server"))
+        .or_else(|| short(limits.client_open_files, need.client).map(|l| (l, need.client, "load-gen")))
+        .map(|(limit, need, who)| {
+            format!("open-files limit {limit} is below the {need} {who} needs for this cell (raise ulimit -n)")
+        })
 }
 
 /// A duration as load-gen's command line takes it, exactly.
@@ -169,7 +180,7 @@ fn run_once(
         reason: Some(reason),
         repeats: Vec::new(),
     };
-    if let Some(why) = skip_reason(cell) {
+    if let Some(why) = skip_reason(cell, bins) {
         return Ok(outcome(CellStatus::Skipped, why));
     }
     let files = CellFiles { dir, stem };
@@ -220,17 +231,40 @@ impl CellFiles<'_> {
     }
 }
 
-/// Why a cell cannot run here, if it cannot: an event-loop backend (the baselines do not parse as
-/// one) that is not available, or more descriptors than can be had.
-fn skip_reason(cell: &Cell) -> Option<String> {
-    let mut max_fd = None;
-    if let Ok(kind) = cell.backend.parse::<poller::BackendKind>() {
-        match kind.capabilities() {
-            Ok(caps) => max_fd = caps.max_fd,
-            Err(why) => return Some(why.to_string()),
-        }
+/// Why a cell cannot run here, if it cannot, as bench-server itself says: a backend it does not
+/// have or that is not available on this machine, a trigger or accept strategy the backend does not
+/// take, or more descriptors than can be had.
+fn skip_reason(cell: &Cell, bins: &Binaries) -> Option<String> {
+    let caps = &bins.capabilities;
+    let Some(server) = caps.server(&cell.backend) else {
+        return Some(format!("bench-server has no backend '{}'", cell.backend));
+    };
+    if !server.available {
+        return Some(
+            server
+                .unavailable_reason
+                .clone()
+                .unwrap_or_else(|| format!("{} is not available here", server.mechanism)),
+        );
     }
-    descriptor_skip(cell, fd_limit(), max_fd)
+    let refused = |flag: &str, value: &Option<String>, accepted: &[String]| {
+        value.as_ref().filter(|v| !accepted.contains(v)).map(|v| {
+            format!(
+                "{} does not take --{flag} {v} (it takes {accepted:?})",
+                server.mechanism
+            )
+        })
+    };
+    refused("trigger", &cell.trigger, &server.triggers)
+        .or_else(|| refused("accept", &cell.accept, &server.accepts))
+        .or_else(|| {
+            let limits = Limits {
+                server_open_files: caps.open_files_limit,
+                client_open_files: fd_limit(),
+                max_fd: server.max_fd,
+            };
+            descriptor_skip(cell, limits)
+        })
 }
 
 /// bench-server for a cell: on 127.0.0.1, a free port, statistics to STEM.server.json.
@@ -247,8 +281,13 @@ fn server_command(cell: &Cell, suite: &Suite, bins: &Binaries, files: &CellFiles
     if let Some(a) = &cell.accept {
         cmd.args(["--accept", a]);
     }
-    // The threads baseline has a thread per connection, nothing to pin; its client still is.
-    if suite.pin && cell.backend != "threads" {
+    // A server that cannot be pinned (the threads baseline: a thread per connection) runs
+    // unpinned; its client still is.
+    let pinnable = bins
+        .capabilities
+        .server(&cell.backend)
+        .is_some_and(|s| s.pin);
+    if suite.pin && pinnable {
         cmd.arg("--pin");
     }
     cmd
@@ -348,20 +387,25 @@ mod tests {
             "{HEAD}[[sweep]]\nname = \"s\"\nbackends = [\"select\"]\nconnections = [10]\nidle = [1000]\n"
         ))
         .unwrap()
-        .cells()
+        .cells(str::to_string)
         .remove(0);
         // select at 1,000 idle + 10 busy with one loop fits under FD_SETSIZE (it ran in the
         // reference run at 20k msgs/s); with eight loops, 24 more descriptors do not.
-        assert_eq!(descriptor_skip(&cell, Some(20_000), Some(1023)), None);
+        let limits = |open: u64, max_fd: Option<i64>| Limits {
+            server_open_files: Some(open),
+            client_open_files: Some(open),
+            max_fd,
+        };
+        assert_eq!(descriptor_skip(&cell, limits(20_000, Some(1023))), None);
         cell.server_threads = 8;
-        let why = descriptor_skip(&cell, Some(20_000), Some(1023)).expect("skipped");
+        let why = descriptor_skip(&cell, limits(20_000, Some(1023))).expect("skipped");
         assert!(why.contains("FD_SETSIZE (1024)"), "{why}");
         // The open-files limit counts the larger of the two processes.
         let need = Descriptors::of(&cell);
         assert!(need.server > need.client);
         let limit = need.server as u64 - 1;
-        let why = descriptor_skip(&cell, Some(limit), None).expect("skipped");
+        let why = descriptor_skip(&cell, limits(limit, None)).expect("skipped");
         assert!(why.contains(&format!("limit {limit}")), "{why}");
-        assert_eq!(descriptor_skip(&cell, Some(limit + 1), None), None);
+        assert_eq!(descriptor_skip(&cell, limits(limit + 1, None)), None);
     }
 }

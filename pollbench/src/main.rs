@@ -98,7 +98,7 @@ fn run_suite(args: SuiteArgs) -> i32 {
         }
     };
     let outcome = binaries::Binaries::find_or_build().and_then(|bins| {
-        let mut run = runner::SuiteRun::start(&path, &suite, args.results)?;
+        let mut run = runner::SuiteRun::start(&path, &suite, &bins, args.results)?;
         let interrupted = run.run_cells(&suite, &bins)?;
         run.finish(interrupted)
     });

@@ -116,6 +116,19 @@ impl Running {
         }
     }
 
+    /// Everything the child wrote to stdout that has not been read as a line yet; complete once it
+    /// has exited.
+    pub fn stdout_rest(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(rx) = self.stdout_lines.take() {
+            for line in rx.iter() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
     /// Wait for the child to exit, at most `limit`; on the deadline or an interruption the child is
     /// killed. Returns its status and everything it wrote to stderr.
     pub fn wait(&mut self, limit: Duration) -> Result<(ExitStatus, String), WaitEnd> {

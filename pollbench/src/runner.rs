@@ -22,7 +22,12 @@ impl SuiteRun {
     /// Create the run directory (under `results`, or results/ beside the suite's scripts/) and write
     /// its first meta.json, before any cell runs: an interrupted suite, even one interrupted in its
     /// first cell, still leaves a directory its report can be built from.
-    pub fn start(path: &Path, suite: &Suite, results: Option<PathBuf>) -> Result<SuiteRun, String> {
+    pub fn start(
+        path: &Path,
+        suite: &Suite,
+        bins: &Binaries,
+        results: Option<PathBuf>,
+    ) -> Result<SuiteRun, String> {
         let name = path
             .file_stem()
             .map_or("suite".into(), |s| s.to_string_lossy().to_string());
@@ -37,7 +42,12 @@ impl SuiteRun {
                 results.display()
             )
         })?;
-        let cells = suite.cells();
+        // Labels name what bench-server runs ("kqueue (libkqueue)" where that is what kqueue is).
+        let cells = suite.cells(|backend| {
+            bins.capabilities
+                .server(backend)
+                .map_or_else(|| backend.to_string(), |s| s.mechanism.clone())
+        });
         let meta = crate::report::collect_meta(
             &name,
             std::fs::read_to_string(path).unwrap_or_default(),

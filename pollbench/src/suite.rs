@@ -129,7 +129,9 @@ impl Suite {
         Ok(suite)
     }
 
-    pub fn cells(&self) -> Vec<Cell> {
+    /// Every cell of every sweep, in order. `mechanism` names a backend for reports: what
+    /// bench-server calls it (`kqueue (libkqueue)` where kqueue is libkqueue on epoll).
+    pub fn cells(&self, mechanism: impl Fn(&str) -> String) -> Vec<Cell> {
         let mut cells = Vec::new();
         for sweep in &self.sweep {
             let idles = or_one(&sweep.idle, 0);
@@ -152,7 +154,7 @@ impl Suite {
                                         for &idle in &idles {
                                             // The label names what the report's columns vary; the
                                             // id adds the row (connections, idle).
-                                            let mut label = backend_label(backend);
+                                            let mut label = mechanism(backend);
                                             for part in [trigger, accept].into_iter().flatten() {
                                                 label.push(' ');
                                                 label.push_str(part);
@@ -251,28 +253,6 @@ impl Suite {
     }
 }
 
-/// Is kqueue here a translation layer over another mechanism? Everywhere but macOS and the BSDs
-/// the kqueue backend can only be libkqueue, which runs on epoll.
-pub const KQUEUE_IS_LIBKQUEUE: bool = !cfg!(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-));
-
-/// What a backend is called in reports: its name, except kqueue where it is libkqueue, which is
-/// labelled `kqueue (libkqueue)` so that no reader takes epoll plus a translation layer for native
-/// kqueue figures (and so that its cell ids never match a native kqueue run's in `compare`).
-pub fn backend_label(backend: &str) -> String {
-    if backend == "kqueue" && KQUEUE_IS_LIBKQUEUE {
-        "kqueue (libkqueue)".into()
-    } else {
-        backend.into()
-    }
-}
-
 /// The list, or the one default value when the list is empty.
 fn or_one<T: Clone>(list: &[T], default: T) -> Vec<T> {
     if list.is_empty() {
@@ -312,7 +292,7 @@ pub mod tests {
              [[sweep]]\nname = \"plain\"\nbackends = [\"epoll\"]\nconnections = [10]\n"
         ))
         .unwrap();
-        let cells = s.cells();
+        let cells = s.cells(str::to_string);
         assert_eq!(cells.len(), 2 * 2 * 2 * 2 * 2 + 1);
         let ids: std::collections::BTreeSet<&str> = cells.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids.len(), cells.len(), "ids are unique");
@@ -336,26 +316,35 @@ pub mod tests {
     }
 
     #[test]
-    fn kqueue_cells_on_linux_are_labelled_libkqueue_in_label_and_id() {
+    fn labels_name_the_mechanism_bench_server_reports_and_ids_stay_plain() {
         let s = suite(&format!(
             "{HEAD}[[sweep]]\nname = \"c\"\nbackends = [\"epoll\", \"kqueue\"]\n\
              triggers = [\"edge\"]\nconnections = [10]\n"
         ))
         .unwrap();
-        let cells = s.cells();
+        let libkqueue = |b: &str| {
+            if b == "kqueue" {
+                "kqueue (libkqueue)".to_string()
+            } else {
+                b.to_string()
+            }
+        };
+        let cells = s.cells(libkqueue);
         let kqueue = cells.iter().find(|c| c.backend == "kqueue").unwrap();
         let epoll = cells.iter().find(|c| c.backend == "epoll").unwrap();
         assert_eq!(
             (epoll.label.as_str(), epoll.id.as_str()),
             ("epoll edge", "c-epoll-edge-c10")
         );
-        if cfg!(target_os = "linux") {
-            assert_eq!(kqueue.label, "kqueue (libkqueue) edge");
-            assert_eq!(kqueue.id, "c-kqueue-libkqueue-edge-c10");
-        }
-        if cfg!(target_os = "macos") || cfg!(target_os = "freebsd") {
-            assert_eq!(kqueue.label, "kqueue edge");
-        }
+        assert_eq!(kqueue.label, "kqueue (libkqueue) edge");
+        assert_eq!(kqueue.id, "c-kqueue-libkqueue-edge-c10");
+        // Native kqueue keeps the plain label, so its ids never match a libkqueue run's.
+        let native = s.cells(str::to_string);
+        let kqueue = native.iter().find(|c| c.backend == "kqueue").unwrap();
+        assert_eq!(
+            (kqueue.label.as_str(), kqueue.id.as_str()),
+            ("kqueue edge", "c-kqueue-edge-c10")
+        );
     }
 
     #[test]

@@ -460,3 +460,59 @@ fn select_cells_beyond_fd_setsize_are_skipped_with_the_reason() {
         "{outcome}"
     );
 }
+
+#[test]
+fn what_bench_server_says_it_cannot_run_is_skipped_and_what_it_cannot_pin_runs_unpinned() {
+    let dir = Temp::new("capabilities");
+    let suite = dir.0.join("caps.toml");
+    std::fs::write(
+        &suite,
+        "description = \"capabilities\"\nduration = \"300ms\"\nwarmup = \"0s\"\npin = true\n\
+         [[sweep]]\nname = \"edge\"\nbackends = [\"select\"]\ntriggers = [\"edge\"]\nconnections = [4]\n\
+         [[sweep]]\nname = \"base\"\nbackends = [\"threads\"]\nconnections = [4]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(&suite)
+        .arg("--results")
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let run = std::fs::read_dir(dir.0.join("results"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let outcome = |id: &str| {
+        meta["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id)
+            .unwrap_or_else(|| panic!("{id}: {meta}"))
+            .clone()
+    };
+    // bench-server --capabilities lists no edge trigger for select: skipped with that reason.
+    let edge = outcome("edge-select-edge-c4");
+    assert_eq!(edge["status"], "skipped", "{edge}");
+    assert!(
+        edge["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not take --trigger edge"),
+        "{edge}"
+    );
+    // The threads baseline says it cannot be pinned: it runs unpinned, its client pinned.
+    assert_eq!(outcome("base-threads-c4")["status"], "ok");
+    let server: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("cells/base-threads-c4.server.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(server["config"]["pinned"], false, "{server}");
+}
