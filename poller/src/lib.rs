@@ -126,6 +126,7 @@
 mod api;
 pub mod backend;
 mod event;
+mod sys;
 mod waker;
 
 pub use api::{Backend, BackendKind, Capabilities, Support, WithBackend};

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, ceil_millis, check_request, not_found, timespec, timespec_ptr, unsupported,
-    wait_retrying, Backend, BackendKind, Capabilities, Support,
+    already_exists, check_request, not_found, unsupported, Backend, BackendKind, Capabilities,
+    Support,
 };
+use crate::sys::{ceil_millis, cvt, timespec, timespec_ptr, wait_retrying};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
 /// The `epoll_event.u64` of the waker; callers cannot use it because `Token::RESERVED` is refused.
@@ -35,9 +36,9 @@ impl Epoll {
         // SAFETY: epfd is our epoll descriptor; ev is a valid epoll_event for the duration of the call
         // (the kernel ignores it for EPOLL_CTL_DEL).
         let rc = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            return Err(match (err.raw_os_error(), op) {
+        cvt(rc)
+            .map(drop)
+            .map_err(|err| match (err.raw_os_error(), op) {
                 (Some(libc::EEXIST), _) => already_exists(Self::KIND, fd),
                 (Some(libc::ENOENT), _) => not_found(Self::KIND, fd),
                 (Some(libc::EPERM), _) => io::Error::new(
@@ -52,9 +53,7 @@ impl Epoll {
                     ),
                 ),
                 _ => err,
-            });
-        }
-        Ok(())
+            })
     }
 
     fn check(&self, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
@@ -88,10 +87,7 @@ impl Backend for Epoll {
 
     fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes only flags; the result is checked.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: fd is a fresh descriptor owned by nothing else.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let notifier = Arc::new(Notifier::new()?);
@@ -214,20 +210,21 @@ impl Backend for Epoll {
                         0usize,
                     )
                 } as libc::c_int;
-                if rc >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
-                    return rc;
+                match cvt(rc) {
+                    // A kernel before 5.11 (or a seccomp filter): milliseconds from now on.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => self.pwait2 = false,
+                    result => return result,
                 }
-                self.pwait2 = false; // a kernel before 5.11 (or a seccomp filter): milliseconds
             }
             // SAFETY: native holds at least `max` writable epoll_event slots.
-            unsafe {
+            cvt(unsafe {
                 libc::epoll_wait(
                     self.epfd.as_raw_fd(),
                     self.native.as_mut_ptr(),
                     max,
                     ceil_millis(left),
                 )
-            }
+            })
         })?;
         for ev in &self.native[..n] {
             let (flags, key) = (ev.events, ev.u64);

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring, SubmissionQueue, Submitter};
 
-use super::check_fd_open;
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, not_found, Backend, BackendKind, Capabilities, Deadline, Support,
+    already_exists, check_request, not_found, Backend, BackendKind, Capabilities, Support,
 };
+use crate::sys::{check_fd_open, Deadline};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
 const WAKER_DATA: u64 = u64::MAX;
@@ -407,7 +407,7 @@ impl Backend for IoUring {
             self.enter(deadline.remaining())?;
             let woken = self.reap(events)?;
             // Completions of cancelled polls can end a wait with nothing to show: wait out the rest.
-            if !events.is_empty() || woken || deadline.remaining().is_some_and(|t| t.is_zero()) {
+            if !events.is_empty() || woken || deadline.expired() {
                 return Ok(events.len());
             }
         }

@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, not_found, timespec, timespec_ptr, wait_retrying, Backend,
-    BackendKind, Capabilities, Support,
+    already_exists, check_request, not_found, Backend, BackendKind, Capabilities, Support,
 };
+use crate::sys::{cvt, set_cloexec, timespec, timespec_ptr, wait_retrying};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
 #[cfg(target_os = "linux")]
@@ -179,7 +179,7 @@ impl Kqueue {
         let ts = timespec(Duration::ZERO);
         // SAFETY: `changes` and `receipts` are valid for `n` (<= MAX_CHANGES) elements; ts lives for
         // the call.
-        let rc = unsafe {
+        let rc = cvt(unsafe {
             ffi::kevent(
                 self.kq.as_raw_fd(),
                 changes.as_ptr(),
@@ -188,10 +188,7 @@ impl Kqueue {
                 n as _,
                 &ts,
             )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         for (r, c) in receipts[..rc as usize].iter().zip(changes) {
             let deleting = c.flags as u16 & ffi::EV_DELETE as u16 != 0;
             if r.flags as u16 & ffi::EV_ERROR as u16 != 0 && r.data != 0 {
@@ -245,16 +242,10 @@ impl Backend for Kqueue {
 
     fn new() -> io::Result<Kqueue> {
         // SAFETY: kqueue takes no arguments; the result is checked.
-        let fd = unsafe { ffi::kqueue() };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = cvt(unsafe { ffi::kqueue() })?;
         // SAFETY: fd is a fresh descriptor owned by nothing else.
         let kq = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: fcntl with integer arguments on our own descriptor.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_cloexec(fd)?;
         let notifier = Arc::new(Notifier::new()?);
         let mut kqueue = Kqueue {
             kq,
@@ -360,7 +351,7 @@ impl Backend for Kqueue {
             let ts = left.map(timespec);
             // SAFETY: pending holds `len` valid changes; native has room for `max` events; the
             // timespec pointer is null or points to `ts`, which outlives the call.
-            let n = unsafe {
+            let n = cvt(unsafe {
                 ffi::kevent(
                     self.kq.as_raw_fd(),
                     self.pending.as_ptr(),
@@ -369,7 +360,7 @@ impl Backend for Kqueue {
                     max as _,
                     timespec_ptr(&ts),
                 )
-            };
+            });
             // The changes were applied before the kernel waited, whatever the outcome.
             self.pending.clear();
             n

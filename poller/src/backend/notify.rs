@@ -6,6 +6,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::sys::cvt;
+
 /// An eventfd (Linux) or a non-blocking pipe (elsewhere); close-on-exec either way.
 #[derive(Debug)]
 pub(crate) struct Notifier {
@@ -19,10 +21,7 @@ impl Notifier {
     #[cfg(target_os = "linux")]
     pub(crate) fn new() -> io::Result<Notifier> {
         // SAFETY: eventfd takes no pointers; the result is checked before use.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: fd is a fresh descriptor that nothing else owns.
         let read = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Notifier { read, write: None })
@@ -32,20 +31,12 @@ impl Notifier {
     pub(crate) fn new() -> io::Result<Notifier> {
         let mut fds = [-1; 2];
         // SAFETY: fds is a valid array of two ints for pipe to fill.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
         // SAFETY: both descriptors are fresh and owned only here.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         for fd in [fds[0], fds[1]] {
-            // SAFETY: fcntl on descriptors we own, with integer arguments only.
-            let ok = unsafe {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) >= 0
-                    && libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) >= 0
-            };
-            if !ok {
-                return Err(io::Error::last_os_error());
-            }
+            crate::sys::set_cloexec(fd)?;
+            crate::sys::set_nonblocking(fd)?;
         }
         Ok(Notifier {
             read,
@@ -68,14 +59,10 @@ impl Notifier {
         // Eventfd takes an 8-byte counter increment; for a pipe any byte will do.
         let len = if self.write.is_some() { 1 } else { 8 };
         // SAFETY: `one` lives across the call and is at least `len` bytes long.
-        let n = unsafe { libc::write(self.write_fd(), (&one as *const u64).cast(), len) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::WouldBlock {
-                return Err(err);
-            }
+        match cvt(unsafe { libc::write(self.write_fd(), (&one as *const u64).cast(), len) }) {
+            Err(err) if err.kind() != io::ErrorKind::WouldBlock => Err(err),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Consume pending wake-ups so the descriptor is no longer readable.

@@ -14,10 +14,10 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::check_fd_open;
 use super::notify::Notifier;
-use crate::api::{already_exists, check_request, not_found, wait_retrying, Backend};
+use crate::api::{already_exists, check_request, not_found, Backend};
 use crate::api::{BackendKind, Capabilities, Support};
+use crate::sys::{check_fd_open, cvt, wait_retrying};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
 const NO_SLOT: u32 = u32::MAX;
@@ -50,7 +50,7 @@ const POLLRDHUP: libc::c_short = 0;
     target_os = "openbsd"
 ))]
 fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
-    use crate::api::{timespec, timespec_ptr};
+    use crate::sys::{timespec, timespec_ptr};
     let ts = timeout.map(timespec);
     // SAFETY: `fds` is a valid array of `len` pollfd; the timespec pointer is null or points to
     // `ts`, which outlives the call; a null sigmask leaves the mask alone.
@@ -96,7 +96,7 @@ fn poll_millis(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_i
         libc::poll(
             fds.as_mut_ptr(),
             fds.len() as libc::nfds_t,
-            crate::api::ceil_millis(timeout),
+            crate::sys::ceil_millis(timeout),
         )
     }
 }
@@ -248,7 +248,7 @@ impl Backend for Poll {
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
-        let mut ready = wait_retrying(timeout, |left| poll_call(&mut self.pollfds, left))?;
+        let mut ready = wait_retrying(timeout, |left| cvt(poll_call(&mut self.pollfds, left)))?;
         if ready > 0 && self.pollfds[0].revents != 0 {
             self.notifier.drain();
             ready -= 1;

@@ -12,12 +12,12 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::check_fd_open;
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, invalid_input, not_found, timespec, timespec_ptr, wait_retrying,
-    Backend, BackendKind, Capabilities, Support,
+    already_exists, check_request, invalid_input, not_found, Backend, BackendKind, Capabilities,
+    Support,
 };
+use crate::sys::{check_fd_open, cvt, timespec, timespec_ptr, wait_retrying};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
 // FD_SETSIZE is usize on some targets and c_int on others.
@@ -217,7 +217,7 @@ impl Backend for Select {
             // SAFETY: the sets are initialized fd_sets owned by self; nfds is at most FD_SETSIZE;
             // the timespec pointer is null or points to `ts`, alive for the call; a null sigmask
             // is allowed.
-            unsafe {
+            cvt(unsafe {
                 libc::pselect(
                     self.max_fd + 1,
                     &mut self.read_ready,
@@ -226,7 +226,7 @@ impl Backend for Select {
                     timespec_ptr(&ts),
                     std::ptr::null(),
                 )
-            }
+            })
         })?;
         if ready > 0 && is_set(self.notifier.read_fd(), &self.read_ready) {
             self.notifier.drain();
