@@ -270,7 +270,11 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(again.status.success());
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
     compare_flags_regressions(run, &dir);
 }
@@ -376,19 +380,18 @@ fn sigterm_to_the_suite_runner_kills_its_children_and_writes_the_report() {
     assert_eq!(meta["outcomes"].as_array().unwrap().len(), 0);
 }
 
-#[test]
-fn kqueue_cells_are_labelled_libkqueue_in_meta_and_report_on_linux() {
-    if !cfg!(target_os = "linux") {
-        return skip("libkqueue labels", "native kqueue here");
-    }
-    let dir = Temp::new("libkqueue");
-    let suite = dir.0.join("kq.toml");
-    std::fs::write(
-        &suite,
-        "description = \"kqueue\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
-         [[sweep]]\nname = \"kq\"\nbackends = [\"kqueue\"]\nconnections = [10]\n",
-    )
-    .unwrap();
+/// A run of a suite written for the test: its run directory and meta.json. The suite must exit 0.
+struct SuiteRun {
+    run: PathBuf,
+    meta: serde_json::Value,
+    _dir: Temp,
+}
+
+/// Write `toml` as a suite, run `pollbench suite` on it, and read what it left.
+fn run_suite(tag: &str, toml: &str) -> SuiteRun {
+    let dir = Temp::new(tag);
+    let suite = dir.0.join(format!("{tag}.toml"));
+    std::fs::write(&suite, toml).unwrap();
     let out = Command::new(BIN)
         .arg("suite")
         .arg(&suite)
@@ -396,7 +399,6 @@ fn kqueue_cells_are_labelled_libkqueue_in_meta_and_report_on_linux() {
         .arg(dir.0.join("results"))
         .output()
         .unwrap();
-    // Skipped without libkqueue (exit 0), run with it: labelled the same either way.
     assert!(
         out.status.success(),
         "{}",
@@ -406,54 +408,62 @@ fn kqueue_cells_are_labelled_libkqueue_in_meta_and_report_on_linux() {
         .unwrap()
         .flatten()
         .next()
-        .unwrap()
+        .expect("a run directory")
         .path();
-    let meta: serde_json::Value =
+    let meta =
         serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
-    assert_eq!(meta["cells"][0]["label"], "kqueue (libkqueue)");
-    assert_eq!(meta["cells"][0]["id"], "kq-kqueue-libkqueue-c10");
-    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    SuiteRun {
+        run,
+        meta,
+        _dir: dir,
+    }
+}
+
+impl SuiteRun {
+    /// The outcome of cell `id`.
+    fn outcome(&self, id: &str) -> serde_json::Value {
+        self.meta["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id)
+            .unwrap_or_else(|| panic!("{id}: {}", self.meta))
+            .clone()
+    }
+}
+
+#[test]
+fn kqueue_cells_are_labelled_libkqueue_in_meta_and_report_on_linux() {
+    if !cfg!(target_os = "linux") {
+        return skip("libkqueue labels", "native kqueue here");
+    }
+    // Skipped without libkqueue (exit 0), run with it: labelled the same either way.
+    let s = run_suite(
+        "kq",
+        "description = \"kqueue\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"kq\"\nbackends = [\"kqueue\"]\nconnections = [10]\n",
+    );
+    assert_eq!(s.meta["cells"][0]["label"], "kqueue (libkqueue)");
+    assert_eq!(s.meta["cells"][0]["id"], "kq-kqueue-libkqueue-c10");
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
     assert!(report.contains("| kqueue (libkqueue) |"), "{report}");
     assert!(report.contains("runs on epoll"), "{report}");
 }
 
 #[test]
 fn select_cells_beyond_fd_setsize_are_skipped_with_the_reason() {
-    let dir = Temp::new("fdsetsize");
-    let suite = dir.0.join("wide.toml");
-    std::fs::write(
-        &suite,
+    let s = run_suite(
+        "wide",
         "description = \"select past FD_SETSIZE\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
          [[sweep]]\nname = \"wide\"\nbackends = [\"select\"]\nconnections = [2000]\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("suite")
-        .arg(&suite)
-        .arg("--results")
-        .arg(dir.0.join("results"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let run = std::fs::read_dir(dir.0.join("results"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
     // Nothing was started: no server statistics, no load-gen data.
     assert_eq!(
-        std::fs::read_dir(run.join("cells")).unwrap().count(),
+        std::fs::read_dir(s.run.join("cells")).unwrap().count(),
         0,
         "nothing was run"
     );
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
-    let outcome = &meta["outcomes"][0];
+    let outcome = s.outcome("wide-select-c2000");
     assert_eq!(outcome["status"], "skipped", "{outcome}");
     assert!(
         outcome["reason"].as_str().unwrap().contains("FD_SETSIZE"),
@@ -463,43 +473,14 @@ fn select_cells_beyond_fd_setsize_are_skipped_with_the_reason() {
 
 #[test]
 fn what_bench_server_says_it_cannot_run_is_skipped_and_what_it_cannot_pin_runs_unpinned() {
-    let dir = Temp::new("capabilities");
-    let suite = dir.0.join("caps.toml");
-    std::fs::write(
-        &suite,
+    let s = run_suite(
+        "caps",
         "description = \"capabilities\"\nduration = \"300ms\"\nwarmup = \"0s\"\npin = true\n\
          [[sweep]]\nname = \"edge\"\nbackends = [\"select\"]\ntriggers = [\"edge\"]\nconnections = [4]\n\
          [[sweep]]\nname = \"base\"\nbackends = [\"threads\"]\nconnections = [4]\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("suite")
-        .arg(&suite)
-        .arg("--results")
-        .arg(dir.0.join("results"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let run = std::fs::read_dir(dir.0.join("results"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
-    let outcome = |id: &str| {
-        meta["outcomes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["id"] == id)
-            .unwrap_or_else(|| panic!("{id}: {meta}"))
-            .clone()
-    };
+    );
     // bench-server --capabilities lists no edge trigger for select: skipped with that reason.
-    let edge = outcome("edge-select-edge-c4");
+    let edge = s.outcome("edge-select-edge-c4");
     assert_eq!(edge["status"], "skipped", "{edge}");
     assert!(
         edge["reason"]
@@ -509,9 +490,9 @@ fn what_bench_server_says_it_cannot_run_is_skipped_and_what_it_cannot_pin_runs_u
         "{edge}"
     );
     // The threads baseline says it cannot be pinned: it runs unpinned, its client pinned.
-    assert_eq!(outcome("base-threads-c4")["status"], "ok");
+    assert_eq!(s.outcome("base-threads-c4")["status"], "ok");
     let server: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("cells/base-threads-c4.server.json")).unwrap(),
+        &std::fs::read_to_string(s.run.join("cells/base-threads-c4.server.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(server["config"]["pinned"], false, "{server}");
