@@ -124,7 +124,7 @@
 #![warn(missing_docs)]
 
 mod api;
-pub mod backend;
+mod backend;
 mod event;
 mod sys;
 mod waker;
@@ -133,14 +133,13 @@ pub use api::{Backend, BackendKind, Capabilities, Support, WithBackend};
 pub use event::{Event, Events, Interest, Mode, Token};
 pub use waker::Waker;
 
-pub use backend::poll::Poll;
-pub use backend::select::Select;
+pub use backend::{Poll, Select};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub use backend::epoll::Epoll;
+pub use backend::Epoll;
 
 #[cfg(target_os = "linux")]
-pub use backend::io_uring::IoUring;
+pub use backend::IoUring;
 
 #[cfg(crate_kqueue)]
-pub use backend::kqueue::Kqueue;
+pub use backend::Kqueue;

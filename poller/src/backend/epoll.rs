@@ -16,7 +16,12 @@ use crate::{Event, Events, Interest, Mode, Token, Waker};
 /// The `epoll_event.u64` of the waker; callers cannot use it because `Token::RESERVED` is refused.
 const WAKER_KEY: u64 = u64::MAX;
 
-/// The epoll backend.
+/// The Linux `epoll(7)` backend.
+///
+/// Every mode natively (`EPOLLET`, `EPOLLONESHOT`), read-hangup (`EPOLLRDHUP`) whenever readability
+/// is asked, and [`register_exclusive`](Backend::register_exclusive) (`EPOLLEXCLUSIVE`) for
+/// listeners shared by several loops. Waits take nanoseconds through `epoll_pwait2` (Linux 5.11+),
+/// else `epoll_wait`'s milliseconds, rounded up.
 pub struct Epoll {
     epfd: OwnedFd,
     /// Kernel-filled buffer, sized to the largest `Events` capacity seen (allocated once).

@@ -47,7 +47,12 @@ struct Slot {
     reg: Option<Registration>,
 }
 
-/// The io_uring backend.
+/// The Linux `io_uring` backend: one `IORING_OP_POLL_ADD` per registration.
+///
+/// Needs Linux 5.11+ (`IORING_FEAT_EXT_ARG`, for wait timeouts); edge mode needs multishot polls
+/// (5.13+), else it is `Unsupported`. Register and modify are submitted with the next wait. A
+/// completion is a snapshot taken when the fd woke up, so it may report data read since (see the
+/// crate docs, "Readiness is a hint").
 pub struct IoUring {
     ring: Ring,
     /// Indexed by fd.

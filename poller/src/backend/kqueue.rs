@@ -134,7 +134,13 @@ struct Registration {
     mode: Mode,
 }
 
-/// The kqueue backend.
+/// The `kqueue(2)` backend: native on macOS and the BSDs, through libkqueue on Linux (cargo feature
+/// `libkqueue`).
+///
+/// Each interest is its own filter, so an fd that is readable and writable gives two events with
+/// the same token. Edge is `EV_CLEAR`, oneshot `EV_DISPATCH` (a oneshot report disables the
+/// sibling filters too). Priority interest is `EVFILT_EXCEPT` with `NOTE_OOB` where the OS has it
+/// (macOS, iOS, OpenBSD, DragonFly), `Unsupported` elsewhere.
 pub struct Kqueue {
     kq: OwnedFd,
     /// Kernel-filled buffer, sized to the largest `Events` capacity seen (allocated once).

@@ -1,17 +1,29 @@
-//! The backends, one file each, and the waker descriptor they all watch (`notify`). What they
-//! share of the operating system (system-call results, descriptor checks, wait helpers) is in
-//! `crate::sys`.
+//! The backends, one private file each (re-exported at the crate root: `poller::Epoll`), and the
+//! waker descriptor they all watch (`notify`). What they share of the operating system (system-call
+//! results, descriptor checks, wait helpers) is in `crate::sys`.
 
 pub(crate) mod notify;
 
-pub mod poll;
-pub mod select;
+mod poll;
+mod select;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub mod epoll;
+mod epoll;
 
 #[cfg(target_os = "linux")]
-pub mod io_uring;
+mod io_uring;
 
 #[cfg(crate_kqueue)]
-pub mod kqueue;
+mod kqueue;
+
+pub use poll::Poll;
+pub use select::Select;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use epoll::Epoll;
+
+#[cfg(target_os = "linux")]
+pub use io_uring::IoUring;
+
+#[cfg(crate_kqueue)]
+pub use kqueue::Kqueue;

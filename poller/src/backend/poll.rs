@@ -109,7 +109,12 @@ struct Entry {
     oneshot: bool,
 }
 
-/// The poll backend.
+/// The `poll(2)` backend (as `ppoll`, for nanosecond timeouts, where the OS has it).
+///
+/// Level-triggered; oneshot is emulated. Read-hangup is reported where the OS has `POLLRDHUP`
+/// (Linux, Android, FreeBSD, illumos); elsewhere a peer's close shows as readable only. macOS and
+/// iOS have no `ppoll`: there plain `poll` takes milliseconds, rounded up. The kernel scans every
+/// registered descriptor on every wait.
 pub struct Poll {
     /// `pollfds[0]` is the waker; registrations follow in no particular order.
     pollfds: Vec<libc::pollfd>,

@@ -32,7 +32,12 @@ struct Registration {
     pos: u32,
 }
 
-/// The select backend.
+/// The `select(2)` backend (as `pselect`, for nanosecond timeouts).
+///
+/// Watches descriptors below `FD_SETSIZE` (1024) only: a higher one is `InvalidInput` naming the
+/// limit. Level-triggered; oneshot is emulated; priority interest is the exceptfds set. select has
+/// no hangup, read-hangup or error bits: a closed peer shows as readable, an error as readable and
+/// writable (see [`Capabilities`]). Each wait costs time in proportion to the highest registered fd.
 pub struct Select {
     read_interest: libc::fd_set,
     write_interest: libc::fd_set,
