@@ -1,6 +1,6 @@
-//! The operating-system details every backend shares, in one place: raw system-call results turned
-//! into `io::Result`, descriptor checks and flags, and the wait helpers (deadlines, `EINTR` retries,
-//! timeout conversions). Each backend file keeps only its own mechanism.
+//! The operating-system details every backend shares, in one place: raw system-call results
+//! turned into `io::Result`, descriptor checks and flags, and the wait helpers (deadlines, `EINTR`
+//! retries, timeout conversions). Each backend file keeps only its own mechanism.
 
 use std::io;
 use std::os::fd::RawFd;

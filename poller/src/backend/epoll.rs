@@ -91,7 +91,7 @@ impl Backend for Epoll {
     const KIND: BackendKind = BackendKind::Epoll;
 
     fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 takes only flags; the result is checked.
+        // SAFETY: epoll_create1 takes only flags, no memory; a failure is an error (cvt), not a fd.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: fd is a fresh descriptor owned by nothing else.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };

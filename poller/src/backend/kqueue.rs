@@ -247,7 +247,7 @@ impl Backend for Kqueue {
     const KIND: BackendKind = BackendKind::Kqueue;
 
     fn new() -> io::Result<Kqueue> {
-        // SAFETY: kqueue takes no arguments; the result is checked.
+        // SAFETY: kqueue takes no arguments and touches no memory; a failure is an error (cvt).
         let fd = cvt(unsafe { ffi::kqueue() })?;
         // SAFETY: fd is a fresh descriptor owned by nothing else.
         let kq = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -355,8 +355,9 @@ impl Backend for Kqueue {
         let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
         let n = wait_retrying(timeout, |left| {
             let ts = left.map(timespec);
-            // SAFETY: pending holds `len` valid changes; native has room for `max` events; the
-            // timespec pointer is null or points to `ts`, which outlives the call.
+            // SAFETY: `pending` holds `pending.len()` valid changes; `native` has room for `max`
+            // (<= its length) events; the timespec pointer is null or points to `ts`, which
+            // outlives the call.
             let n = cvt(unsafe {
                 ffi::kevent(
                     self.kq.as_raw_fd(),

@@ -20,7 +20,7 @@ pub(crate) struct Notifier {
 impl Notifier {
     #[cfg(target_os = "linux")]
     pub(crate) fn new() -> io::Result<Notifier> {
-        // SAFETY: eventfd takes no pointers; the result is checked before use.
+        // SAFETY: eventfd takes no pointers, only flags; a failure is an error (cvt), not a fd.
         let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: fd is a fresh descriptor that nothing else owns.
         let read = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -32,7 +32,7 @@ impl Notifier {
         let mut fds = [-1; 2];
         // SAFETY: fds is a valid array of two ints for pipe to fill.
         cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
-        // SAFETY: both descriptors are fresh and owned only here.
+        // SAFETY: pipe succeeded, so both descriptors are fresh, open and owned only here.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         for fd in [fds[0], fds[1]] {
             crate::sys::set_cloexec(fd)?;
@@ -58,7 +58,8 @@ impl Notifier {
         let one: u64 = 1;
         // Eventfd takes an 8-byte counter increment; for a pipe any byte will do.
         let len = if self.write.is_some() { 1 } else { 8 };
-        // SAFETY: `one` lives across the call and is at least `len` bytes long.
+        // SAFETY: `one` lives across the call and is at least `len` (1 or 8) bytes long; the
+        // descriptor is ours and open for as long as `self` is.
         match cvt(unsafe { libc::write(self.write_fd(), (&one as *const u64).cast(), len) }) {
             Err(err) if err.kind() != io::ErrorKind::WouldBlock => Err(err),
             _ => Ok(()),

@@ -52,8 +52,8 @@ const POLLRDHUP: libc::c_short = 0;
 fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
     use crate::sys::{timespec, timespec_ptr};
     let ts = timeout.map(timespec);
-    // SAFETY: `fds` is a valid array of `len` pollfd; the timespec pointer is null or points to
-    // `ts`, which outlives the call; a null sigmask leaves the mask alone.
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd; the timespec pointer is null
+    // or points to `ts`, which outlives the call; a null sigmask leaves the mask alone.
     unsafe {
         libc::ppoll(
             fds.as_mut_ptr(),
@@ -91,7 +91,7 @@ fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int
     ))
 ))]
 fn poll_millis(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
-    // SAFETY: `fds` is a valid array of `len` pollfd for the kernel to update.
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd for the kernel to update.
     unsafe {
         libc::poll(
             fds.as_mut_ptr(),
