@@ -9,7 +9,7 @@
 use clap::{Parser, ValueEnum};
 use pollbench_schema::capabilities::{Capabilities, Server, ServerKind, SCHEMA};
 
-use crate::cli::{self, AcceptStrategy, Args, Config, ServerBackend, Trigger};
+use crate::cli::{self, flag_value, AcceptStrategy, Args, Config, ServerBackend, Trigger};
 
 /// The document for this binary on this machine. An error only when the checks accept a set of
 /// trigger and accept combinations that `capabilities/1` cannot state (not every listed trigger
@@ -38,14 +38,6 @@ fn open_files_limit() -> Option<u64> {
     #[allow(clippy::useless_conversion)]
     let soft = u64::try_from(soft).ok();
     soft
-}
-
-/// The name clap parses for a value of `--trigger` or `--accept`.
-fn flag_value<V: ValueEnum>(v: &V) -> String {
-    v.to_possible_value()
-        .expect("no value is hidden")
-        .get_name()
-        .to_owned()
 }
 
 /// One `--backend` value, described by asking the command-line check about each flag.

@@ -7,9 +7,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::ValueEnum;
 use pollbench_common::{parse_bytes, parse_count, parse_duration};
+use pollbench_schema::server::ServerConfig;
 use poller::{BackendKind, Mode, Support};
-use serde::Serialize;
 
 /// A per-core echo server for benchmarking readiness mechanisms.
 ///
@@ -139,8 +140,7 @@ impl fmt::Display for ServerBackend {
 }
 
 /// How connections reach the event loops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AcceptStrategy {
     /// One SO_REUSEPORT listener per loop; the kernel spreads connections.
     Reuseport,
@@ -153,8 +153,7 @@ pub enum AcceptStrategy {
 }
 
 /// Readiness mode for connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Trigger {
     /// Level-triggered, one read per event.
     Level,
@@ -176,11 +175,10 @@ impl Trigger {
 }
 
 /// A checked configuration: every field is what will run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub addr: SocketAddr,
     /// The plain backend name (`kqueue` on libkqueue too).
-    #[serde(serialize_with = "as_display")]
     pub backend: ServerBackend,
     /// What runs it, for readers: `kqueue (libkqueue)` where kqueue is libkqueue on epoll.
     pub mechanism: &'static str,
@@ -193,21 +191,38 @@ pub struct Config {
     pub max_conns: usize,
     pub buf_size: usize,
     pub events: usize,
-    /// Busy-poll window in microseconds (0: waits block).
-    #[serde(rename = "busy_poll_us", serialize_with = "as_micros")]
+    /// Busy-poll window (zero: waits block).
     pub busy_poll: Duration,
-    #[serde(skip)]
     pub stats_interval: Duration,
-    #[serde(skip)]
     pub stats_json: Option<PathBuf>,
 }
 
-fn as_display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+impl Config {
+    /// The configuration as the stats JSON records it: flags by the values they take, the
+    /// busy-poll window in microseconds; the output options are not recorded.
+    pub fn stats_config(&self) -> ServerConfig {
+        ServerConfig {
+            addr: self.addr,
+            backend: self.backend.to_string(),
+            mechanism: self.mechanism.to_owned(),
+            trigger: self.trigger.as_ref().map(flag_value),
+            accept: self.accept.as_ref().map(flag_value),
+            threads: self.threads,
+            pinned: self.pinned,
+            max_conns: self.max_conns,
+            buf_size: self.buf_size,
+            events: self.events,
+            busy_poll_us: self.busy_poll.as_micros() as u64,
+        }
+    }
 }
 
-fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_micros() as u64)
+/// The name clap parses for a value of `--trigger` or `--accept` (`reuseport`, `oneshot`).
+pub fn flag_value<V: ValueEnum>(v: &V) -> String {
+    v.to_possible_value()
+        .expect("no value is hidden")
+        .get_name()
+        .to_owned()
 }
 
 fn default_backend() -> ServerBackend {
@@ -432,7 +447,7 @@ mod tests {
     #[test]
     fn config_json_has_backend_and_mechanism() {
         let args = Args::try_parse_from(["bench-server", "--backend", "epoll"]).unwrap();
-        let json = serde_json::to_value(args.into_config().unwrap()).unwrap();
+        let json = serde_json::to_value(args.into_config().unwrap().stats_config()).unwrap();
         assert_eq!(json["backend"], "epoll");
         assert_eq!(json["mechanism"], "epoll");
     }

@@ -17,8 +17,8 @@ use crossbeam_channel::RecvTimeoutError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use cli::{Args, Config, ServerBackend};
+use pollbench_schema::server::{ServerStats, ThreadStats, Totals};
 use server::Running;
-use stats::{Report, ThreadReport, Totals};
 
 #[cfg(feature = "count-allocs")]
 #[global_allocator]
@@ -112,26 +112,26 @@ fn serve(config: Config) -> std::io::Result<()> {
     signals_handle.close();
 
     if let Some(path) = &config.stats_json {
-        let threads: Vec<ThreadReport> = counters
+        let threads: Vec<ThreadStats> = counters
             .iter()
             .enumerate()
-            .map(|(id, c)| ThreadReport {
+            .map(|(id, c)| ThreadStats {
                 id,
                 core: cores.get(id).copied().flatten(),
                 active: at_shutdown[id].active(),
                 counters: c.load(),
             })
             .collect();
-        let report = Report {
-            schema: stats::SCHEMA,
-            config: &config,
+        let document = ServerStats {
+            schema: pollbench_schema::server::SCHEMA.to_owned(),
+            config: config.stats_config(),
             listen_addr,
             allocations: allocations(),
             duration_s: duration.as_secs_f64(),
-            totals: Totals::new(&threads),
+            totals: Totals::of(&threads),
             threads,
         };
-        pollbench_common::write_json_atomically(path, &report).map_err(|e| {
+        pollbench_schema::file::write_json_atomically(path, &document).map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
         })?;
     }

@@ -1,110 +1,71 @@
-//! Per-thread counters, the periodic one-line summary, and the JSON written on exit.
+//! Per-thread counters and the periodic one-line summary. The JSON written on exit is
+//! `pollbench_schema::server::ServerStats`, whose [`Counters`] the loops count in.
 //!
 //! Each loop counts in plain integers and publishes them with relaxed stores once per iteration, so
-//! the hot path has no atomic read-modify-write; the main thread reads them for the summary.
+//! the hot path has no atomic read-modify-write; the main thread reads them for the summary and
+//! the JSON.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use serde::Serialize;
+/// The counters, as plain numbers (a loop's own copy, or a snapshot): the stats document's own
+/// struct, so what a loop counts is what the JSON has.
+pub use pollbench_schema::server::Counters;
 
-use crate::cli::Config;
+/// How many counters there are: [`to_array`] and [`from_array`] name each once.
+const FIELDS: usize = 11;
 
-/// The counters, as plain numbers (a loop's own copy, or a snapshot).
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Counters {
-    /// Connections accepted.
-    pub accepted: u64,
-    /// Connections closed (by the client, an error, or shutdown).
-    pub closed: u64,
-    /// Connections accepted but closed at once: the backend could not watch them (select above
-    /// FD_SETSIZE) or registration failed.
-    pub rejected: u64,
-    /// Bytes read from clients.
-    pub bytes_in: u64,
-    /// Bytes written to clients.
-    pub bytes_out: u64,
-    /// read() calls that returned data or end-of-file.
-    pub reads: u64,
-    /// write() calls that wrote something.
-    pub writes: u64,
-    /// Calls to wait.
-    pub waits: u64,
-    /// Events returned by all waits.
-    pub events: u64,
-    /// Waits that returned events but led to no work (nothing accepted, read or written): the
-    /// thundering herd and spurious wake-ups.
-    pub empty_wakeups: u64,
-    /// Times accepting was paused (connection limit, or EMFILE/ENFILE).
-    pub accept_pauses: u64,
+fn to_array(c: Counters) -> [u64; FIELDS] {
+    [
+        c.accepted,
+        c.closed,
+        c.rejected,
+        c.bytes_in,
+        c.bytes_out,
+        c.reads,
+        c.writes,
+        c.waits,
+        c.events,
+        c.empty_wakeups,
+        c.accept_pauses,
+    ]
 }
 
-impl Counters {
-    const FIELDS: usize = 11;
-
-    fn to_array(self) -> [u64; Self::FIELDS] {
-        let c = self;
-        [
-            c.accepted,
-            c.closed,
-            c.rejected,
-            c.bytes_in,
-            c.bytes_out,
-            c.reads,
-            c.writes,
-            c.waits,
-            c.events,
-            c.empty_wakeups,
-            c.accept_pauses,
-        ]
-    }
-
-    fn from_array(a: [u64; Self::FIELDS]) -> Counters {
-        let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses] =
-            a;
-        Counters {
-            accepted,
-            closed,
-            rejected,
-            bytes_in,
-            bytes_out,
-            reads,
-            writes,
-            waits,
-            events,
-            empty_wakeups,
-            accept_pauses,
-        }
-    }
-
-    fn add(&mut self, o: &Counters) {
-        let (a, b) = (self.to_array(), o.to_array());
-        *self = Counters::from_array(std::array::from_fn(|i| a[i] + b[i]));
-    }
-
-    /// Open connections: accepted minus closed and rejected.
-    pub fn active(&self) -> u64 {
-        self.accepted.saturating_sub(self.closed + self.rejected)
+fn from_array(a: [u64; FIELDS]) -> Counters {
+    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses] =
+        a;
+    Counters {
+        accepted,
+        closed,
+        rejected,
+        bytes_in,
+        bytes_out,
+        reads,
+        writes,
+        waits,
+        events,
+        empty_wakeups,
+        accept_pauses,
     }
 }
 
 /// The published copy of one thread's counters.
 #[derive(Default)]
 pub struct SharedCounters {
-    fields: [AtomicU64; Counters::FIELDS],
+    fields: [AtomicU64; FIELDS],
 }
 
 impl SharedCounters {
     /// Publish a thread's current counters (only that thread writes).
     pub fn publish(&self, c: &Counters) {
-        for (field, v) in self.fields.iter().zip(c.to_array()) {
+        for (field, v) in self.fields.iter().zip(to_array(*c)) {
             field.store(v, Relaxed);
         }
     }
 
     /// Add to the counters from any thread (the baselines, where connections share them).
     pub fn add(&self, c: &Counters) {
-        for (field, v) in self.fields.iter().zip(c.to_array()) {
+        for (field, v) in self.fields.iter().zip(to_array(*c)) {
             if v != 0 {
                 field.fetch_add(v, Relaxed);
             }
@@ -113,7 +74,7 @@ impl SharedCounters {
 
     /// A snapshot.
     pub fn load(&self) -> Counters {
-        Counters::from_array(self.fields.each_ref().map(|f| f.load(Relaxed)))
+        from_array(self.fields.each_ref().map(|f| f.load(Relaxed)))
     }
 }
 
@@ -155,65 +116,3 @@ pub fn summary_line(
         if waits == 0 { 0.0 } else { 100.0 * empty as f64 / waits as f64 },
     )
 }
-
-/// One thread's section of the JSON.
-#[derive(Serialize)]
-pub struct ThreadReport {
-    pub id: usize,
-    /// The core the loop was pinned to, if pinned.
-    pub core: Option<usize>,
-    /// Connections open when shutdown began.
-    pub active: u64,
-    #[serde(flatten)]
-    pub counters: Counters,
-}
-
-/// The whole JSON document (schema documented in bench-server/README.md).
-#[derive(Serialize)]
-pub struct Report<'a> {
-    pub schema: &'static str,
-    pub config: &'a Config,
-    /// The address actually listened on (port 0 resolved).
-    pub listen_addr: std::net::SocketAddr,
-    /// Heap allocations (and reallocations) since start; only with the `count-allocs` feature.
-    pub allocations: Option<u64>,
-    pub duration_s: f64,
-    pub totals: Totals,
-    pub threads: Vec<ThreadReport>,
-}
-
-/// The sum over threads, with derived ratios.
-#[derive(Serialize)]
-pub struct Totals {
-    pub active: u64,
-    #[serde(flatten)]
-    pub counters: Counters,
-    pub events_per_wait: f64,
-    /// Spread of accepted connections over threads: (max - min) / mean; 0 = perfectly even.
-    pub accept_spread: f64,
-}
-
-impl Totals {
-    pub fn new(threads: &[ThreadReport]) -> Totals {
-        let counters = total(&threads.iter().map(|t| t.counters).collect::<Vec<_>>());
-        let accepted: Vec<u64> = threads.iter().map(|t| t.counters.accepted).collect();
-        let mean = accepted.iter().sum::<u64>() as f64 / accepted.len().max(1) as f64;
-        let spread = match (accepted.iter().max(), accepted.iter().min()) {
-            (Some(&max), Some(&min)) if mean > 0.0 => (max - min) as f64 / mean,
-            _ => 0.0,
-        };
-        Totals {
-            active: threads.iter().map(|t| t.active).sum(),
-            counters,
-            events_per_wait: if counters.waits == 0 {
-                0.0
-            } else {
-                counters.events as f64 / counters.waits as f64
-            },
-            accept_spread: spread,
-        }
-    }
-}
-
-/// The schema identifier written into every stats file.
-pub const SCHEMA: &str = "pollbench.bench-server.stats/1";

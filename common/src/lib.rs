@@ -133,9 +133,6 @@ pub fn human_us(us: f64) -> String {
     }
 }
 
-/// Atomic result files are the schema crate's; re-exported for the programs that write them.
-pub use pollbench_schema::file::{write_atomically, write_json_atomically};
-
 /// Parse the command line; `--help`/`--version` print and exit 0, any other error prints one line
 /// (`NAME: reason (see --help)`) and exits 2.
 pub fn parse_args_or_exit<P: clap::Parser>(name: &str) -> P {

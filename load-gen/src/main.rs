@@ -60,7 +60,7 @@ fn run_merge(args: MergeArgs) -> i32 {
         Ok(m) => {
             print!("{}", merge::summary(&m));
             if let Some(path) = &args.json {
-                if let Err(e) = pollbench_common::write_json_atomically(path, &m) {
+                if let Err(e) = pollbench_schema::file::write_json_atomically(path, &m) {
                     eprintln!("load-gen: cannot write {}: {e}", path.display());
                     return 1;
                 }

@@ -70,7 +70,7 @@ pub fn run_cell(
         let from = dir.join(format!("{}.r{median}.{ext}", cell.id));
         let to = dir.join(format!("{}.{ext}", cell.id));
         if let Err(e) =
-            std::fs::read(&from).and_then(|b| pollbench_common::write_atomically(&to, &b))
+            std::fs::read(&from).and_then(|b| pollbench_schema::file::write_atomically(&to, &b))
         {
             return Ok(Outcome {
                 id: cell.id.clone(),

@@ -8,3 +8,4 @@ pub mod file;
 pub mod hlog;
 pub mod results;
 pub mod run;
+pub mod server;

@@ -146,7 +146,8 @@ impl Server {
         s
     }
 
-    /// SIGTERM; returns the exit status, how long it took, and the stats JSON.
+    /// SIGTERM; returns the exit status, how long it took, and the stats JSON (checked to read as
+    /// the schema's `ServerStats`).
     pub fn stop(mut self) -> (ExitStatus, Duration, serde_json::Value) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let start = Instant::now();
@@ -168,6 +169,12 @@ impl Server {
                 self.stats.display()
             )
         });
+        // Every document the server writes reads through the schema's own struct.
+        if let Err(e) =
+            pollbench_schema::file::read_json::<pollbench_schema::server::ServerStats>(&self.stats)
+        {
+            panic!("the stats JSON does not read as pollbench_schema::server::ServerStats: {e}");
+        }
         (
             status,
             took,
