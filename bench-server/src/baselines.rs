@@ -173,7 +173,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
         .on_thread_start(move || {
             let i = next_core.fetch_add(1, Ordering::Relaxed);
             if let Some(Some(core)) = pin_cores.get(i) {
-                core_affinity::set_for_current(*core);
+                pollbench_common::cores::pin_current(*core);
             }
         })
         .build()?;
@@ -226,7 +226,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
     Ok(Running {
         addr,
         counters: vec![counters],
-        cores: cores.iter().map(|c| c.map(|c| c.id)).collect(),
+        cores,
         shutdown,
         wakers: Vec::new(),
         threads: vec![holder],

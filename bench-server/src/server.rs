@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use pollbench_common::cores;
 use poller::{BackendKind, Waker};
 
 use crate::cli::{AcceptStrategy, Config};
@@ -72,16 +73,16 @@ pub fn poke(addr: SocketAddr) {
     let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
 }
 
-/// The cores to pin thread i to: round robin over the cores this process may run on.
-pub fn pin_plan(threads: usize, pin: bool) -> Vec<Option<core_affinity::CoreId>> {
+/// The core to pin each of `threads` threads to, with `--pin`: thread i on the i-th core this
+/// process may run on, round robin ([`pollbench_common::cores::server_cores`]); `None` without
+/// `--pin`, or when no core is known.
+pub fn pin_plan(threads: usize, pin: bool) -> Vec<Option<usize>> {
     let cores = if pin {
-        core_affinity::get_core_ids().unwrap_or_default()
+        cores::server_cores(threads)
     } else {
         Vec::new()
     };
-    (0..threads)
-        .map(|i| (!cores.is_empty()).then(|| cores[i % cores.len()]))
-        .collect()
+    (0..threads).map(|i| cores.get(i).copied()).collect()
 }
 
 /// Start `cfg.threads` event loops on backend `kind`: their intakes for the accept strategy, one
@@ -140,7 +141,7 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
     Ok(Running {
         addr,
         counters,
-        cores: cores.iter().map(|c| c.map(|c| c.id)).collect(),
+        cores,
         shutdown,
         wakers,
         threads,
@@ -233,13 +234,13 @@ fn acceptor_intakes(addr: SocketAddr, n: usize) -> io::Result<Intakes> {
 fn spawn_loop(
     kind: BackendKind,
     spec: LoopSpec,
-    core: Option<core_affinity::CoreId>,
+    core: Option<usize>,
 ) -> io::Result<JoinHandle<io::Result<()>>> {
     std::thread::Builder::new()
         .name(format!("loop-{}", spec.id))
         .spawn(move || {
             if let Some(core) = core {
-                core_affinity::set_for_current(core);
+                cores::pin_current(core);
             }
             kind.with(spec)?
         })

@@ -1,5 +1,8 @@
 //! What the programs share: human units on the command line ("64B", "16KiB", "10k", "30s", CPU
-//! lists) and for people ("12.3k", "1.25 ms"), command-line errors as one line, and CPU time.
+//! lists) and for people ("12.3k", "1.25 ms"), command-line errors as one line, CPU time, and the
+//! CPU pinning plans ([`cores`]).
+
+pub mod cores;
 
 use std::time::Duration;
 

@@ -179,11 +179,7 @@ impl RunArgs {
 /// A CPU list whose every core this process may run on.
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let ids = pollbench_common::parse_cpu_list(s)?;
-    let allowed: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.id)
-        .collect();
+    let allowed = pollbench_common::cores::allowed();
     match ids.iter().find(|id| !allowed.contains(id)) {
         Some(id) => Err(format!(
             "core {id} is not one this process may use ({allowed:?})"
@@ -487,12 +483,15 @@ fn spawn_workers(
             alive: alive[i].clone(),
         };
         let backend = args.backend;
-        let core = args.cpus.as_ref().map(|c| c.0[i % c.0.len()]);
+        let core = args
+            .cpus
+            .as_ref()
+            .map(|c| pollbench_common::cores::round_robin(&c.0, i));
         let spawned = std::thread::Builder::new()
             .name(format!("load-{i}"))
             .spawn(move || {
                 if let Some(id) = core {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                    if !pollbench_common::cores::pin_current(id) {
                         return Err(std::io::Error::other(format!("cannot pin to core {id}")));
                     }
                 }

@@ -92,13 +92,13 @@ pub fn run_cell(
 }
 
 /// The cores load-gen's threads may use when the server's loops are pinned to the first
-/// `server_threads` cores: the rest, or none (no pinning) when nothing is left over.
+/// `server_threads` cores ([`pollbench_common::cores::client_cores`]: the rest, or none, no
+/// pinning, when nothing is left over), as `load-gen run --cpus` takes them ("1", "2,3").
 pub fn client_cores(server_threads: usize) -> Option<String> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    (server_threads < cores.len()).then(|| {
-        cores[server_threads..]
+    pollbench_common::cores::client_cores(server_threads).map(|cores| {
+        cores
             .iter()
-            .map(|c| c.id.to_string())
+            .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(",")
     })

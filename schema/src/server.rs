@@ -201,9 +201,9 @@ mod tests {
     use crate::file::read_json;
 
     /// A document as bench-server writes it today (`--backend epoll --threads 2 --pin`, one
-    /// second of load-gen). Only `duration_s` is shortened (it was 1.1353396550000001): serde_json
-    /// without its `float_roundtrip` feature may read a float one ulp off, and the test compares the
-    /// document written back byte for byte.
+    /// second of load-gen). Only `duration_s` is shortened (it was 1.1353396550000001):
+    /// serde_json without its `float_roundtrip` feature may read a float one ulp off, and the test
+    /// compares the document written back byte for byte.
     const CURRENT: &str = r#"{
   "schema": "pollbench.bench-server.stats/1",
   "config": {
