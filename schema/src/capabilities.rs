@@ -9,7 +9,7 @@
 //! Every field is required, `null` included: a document from another version that lacks a field
 //! is an error naming that field, never a silent default.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// The `schema` string of this document, version 1.
 pub const SCHEMA: &str = "pollbench.capabilities/1";
@@ -29,7 +29,7 @@ pub struct Capabilities {
     /// The soft open-files limit (`RLIMIT_NOFILE`) bench-server runs under; `null` when unlimited
     /// or unknown. The runner starts the server with the limit it has itself, so this is the
     /// limit the server's connections count against.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub open_files_limit: Option<u64>,
     /// Every server `--backend` names, available here or not, in `--help` order.
     pub servers: Vec<Server>,
@@ -61,7 +61,7 @@ pub struct Server {
     /// Whether it runs here (built into this binary, and the kernel allows it).
     pub available: bool,
     /// Why it does not run here; `null` when available.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub unavailable_reason: Option<String>,
     /// The `--trigger` values it accepts (with every accept strategy in `accepts`). Empty when the
     /// flag does not apply (the baselines) or the server is not available.
@@ -70,10 +70,10 @@ pub struct Server {
     /// does not apply (the baselines) or the server is not available.
     pub accepts: Vec<String>,
     /// The trigger it runs without `--trigger`; `null` where the flag does not apply.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub default_trigger: Option<String>,
     /// The accept strategy it runs without `--accept`; `null` where the flag does not apply.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub default_accept: Option<String>,
     /// Whether it accepts `--pin` (the `threads` baseline does not: a thread per connection).
     pub pin: bool,
@@ -81,7 +81,7 @@ pub struct Server {
     pub busy_poll: bool,
     /// The highest descriptor number it can watch, when the mechanism has a limit (select:
     /// `FD_SETSIZE - 1`). Connections above it are closed and counted as rejected.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub max_fd: Option<i64>,
 }
 
@@ -100,16 +100,6 @@ pub enum ServerKind {
     EventLoop,
     /// A baseline a report compares the loops with (a thread per connection, tokio).
     Baseline,
-}
-
-/// An `Option` that must be present (as `null` or a value): serde would take a missing `Option`
-/// field as `None`; with `deserialize_with` it is a "missing field" error instead.
-fn required<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer)
 }
 
 /// Read the output of `bench-server --capabilities`. Refuses another `schema` (checked first, so

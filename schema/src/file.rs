@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A file kind with a `schema` field naming its kind and version ("pollbench.load-gen.run/1").
 pub trait Versioned {
@@ -12,6 +12,17 @@ pub trait Versioned {
     const SCHEMA: &'static str;
     /// The schema string of this value, as read.
     fn schema(&self) -> &str;
+}
+
+/// For `#[serde(deserialize_with = "crate::file::required")]` on an `Option` field that must be
+/// present (as `null` or a value): serde takes a missing `Option` field as `None`; with this it is
+/// a "missing field" error instead, like any other field.
+pub fn required<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer)
 }
 
 /// Write `bytes` to `path` atomically: a temporary file beside it, synced, then renamed over, so a

@@ -19,13 +19,20 @@ pub struct Meta {
     pub suite_file: String,
     pub started_utc: String,
     pub host: String,
+    #[serde(deserialize_with = "crate::file::required")]
     pub git_commit: Option<String>,
+    #[serde(deserialize_with = "crate::file::required")]
     pub git_dirty: Option<bool>,
+    #[serde(deserialize_with = "crate::file::required")]
     pub rustc: Option<String>,
+    #[serde(deserialize_with = "crate::file::required")]
     pub kernel: Option<String>,
+    #[serde(deserialize_with = "crate::file::required")]
     pub cpu_model: Option<String>,
     pub cores: usize,
+    #[serde(deserialize_with = "crate::file::required")]
     pub memory_bytes: Option<u64>,
+    #[serde(deserialize_with = "crate::file::required")]
     pub fd_limit: Option<u64>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
@@ -63,11 +70,14 @@ pub struct Cell {
     pub sweep: String,
     /// What bench-server's --backend takes.
     pub backend: String,
+    #[serde(deserialize_with = "crate::file::required")]
     pub trigger: Option<String>,
+    #[serde(deserialize_with = "crate::file::required")]
     pub accept: Option<String>,
     pub connections: usize,
     pub idle: usize,
     /// Open loop at this many messages per second; closed loop when null.
+    #[serde(deserialize_with = "crate::file::required")]
     pub rate: Option<u64>,
     /// Message size, as written in the suite ("64B").
     pub size: String,
@@ -114,6 +124,7 @@ impl fmt::Display for CellStatus {
 pub struct Outcome {
     pub id: String,
     pub status: CellStatus,
+    #[serde(deserialize_with = "crate::file::required")]
     pub reason: Option<String>,
     /// Each run of a repeated cell, in run order; absent when the suite runs cells once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -20,6 +20,7 @@ pub struct RunConfig {
     /// Connections that carry load.
     pub connections: usize,
     /// Client threads asked for (null: one per core).
+    #[serde(deserialize_with = "crate::file::required")]
     pub threads: Option<usize>,
     pub duration: f64,
     pub warmup: f64,
@@ -27,17 +28,21 @@ pub struct RunConfig {
     pub size: usize,
     pub pipeline: usize,
     /// Open loop: messages per second over all connections; null for closed loop.
+    #[serde(deserialize_with = "crate::file::required")]
     pub rate: Option<usize>,
     pub idle: usize,
     pub connect_rate: usize,
     pub source: Vec<IpAddr>,
     /// Cores the client threads were pinned to, round robin (null: not pinned).
+    #[serde(deserialize_with = "crate::file::required")]
     pub cpus: Option<Vec<usize>>,
     /// The client's readiness backend.
     pub backend: String,
     pub timeout: f64,
     pub connect_timeout: f64,
+    #[serde(deserialize_with = "crate::file::required")]
     pub json: Option<PathBuf>,
+    #[serde(deserialize_with = "crate::file::required")]
     pub hlog: Option<PathBuf>,
 }
 
@@ -142,8 +147,10 @@ pub struct RunReport {
     pub errors: Errors,
     pub intervals: Vec<IntervalReport>,
     /// Why the run ended before its duration ("interrupted", every connection gone), if it did.
+    #[serde(deserialize_with = "crate::file::required")]
     pub stopped_early: Option<String>,
     /// CPU time load-gen itself used per message, in microseconds (user + system).
+    #[serde(deserialize_with = "crate::file::required")]
     pub client_cpu_us_per_msg: Option<f64>,
 }
 
@@ -211,5 +218,9 @@ mod tests {
         let missing = SAMPLE.replace("\"throughput_msgs_per_s\": 20000.0,", "");
         let err = serde_json::from_str::<RunReport>(&missing).unwrap_err();
         assert!(err.to_string().contains("throughput_msgs_per_s"), "{err}");
+        // So is an optional one: null is a value, absence is an error.
+        let missing = SAMPLE.replace("\"stopped_early\": null,", "");
+        let err = serde_json::from_str::<RunReport>(&missing).unwrap_err();
+        assert!(err.to_string().contains("stopped_early"), "{err}");
     }
 }

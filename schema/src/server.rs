@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::file::Versioned;
 
@@ -28,7 +28,7 @@ pub struct ServerStats {
     pub listen_addr: SocketAddr,
     /// Heap allocations (and reallocations) since start; `null` unless bench-server was built with
     /// the `count-allocs` feature.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub allocations: Option<u64>,
     /// Seconds from listening to the stop signal.
     pub duration_s: f64,
@@ -58,11 +58,11 @@ pub struct ServerConfig {
     pub mechanism: String,
     /// The `--trigger` value the loops ran with (`level`, `edge`, `oneshot`); `null` for the
     /// baselines, where it does not apply.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub trigger: Option<String>,
     /// The `--accept` strategy (`reuseport`, `exclusive`, `shared`, `acceptor`); `null` for the
     /// baselines.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub accept: Option<String>,
     /// Event-loop threads (tokio: worker threads; threads: unused, one thread per connection).
     pub threads: usize,
@@ -135,7 +135,7 @@ pub struct ThreadStats {
     /// The loop's index, from 0.
     pub id: usize,
     /// The core the loop was pinned to; `null` when not pinned.
-    #[serde(deserialize_with = "required")]
+    #[serde(deserialize_with = "crate::file::required")]
     pub core: Option<usize>,
     /// Connections open when shutdown began.
     pub active: u64,
@@ -183,16 +183,6 @@ impl Totals {
             accept_spread: spread,
         }
     }
-}
-
-/// An `Option` that must be present (as `null` or a value): serde would take a missing `Option`
-/// field as `None`; with `deserialize_with` it is a "missing field" error instead.
-fn required<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer)
 }
 
 #[cfg(test)]
