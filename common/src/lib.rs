@@ -127,12 +127,19 @@ fn rusage_time(who: nix::sys::resource::UsageWho) -> Duration {
 
 /// A latency in microseconds for people: 950 µs, 1.25 ms, 2.44 s.
 pub fn human_us(us: f64) -> String {
+    format_us(us, 2, " ")
+}
+
+/// A duration in microseconds, in the largest of µs, ms and s that keeps it at 1 or more: whole
+/// microseconds, `decimals` digits after the point in ms and s, `sep` between number and unit
+/// (`format_us(2_440_000.0, 0, "")` is the axis label `2s`).
+pub fn format_us(us: f64, decimals: usize, sep: &str) -> String {
     if us >= 1e6 {
-        format!("{:.2} s", us / 1e6)
+        format!("{:.decimals$}{sep}s", us / 1e6)
     } else if us >= 1e3 {
-        format!("{:.2} ms", us / 1e3)
+        format!("{:.decimals$}{sep}ms", us / 1e3)
     } else {
-        format!("{us:.0} µs")
+        format!("{us:.0}{sep}µs")
     }
 }
 
@@ -225,5 +232,8 @@ mod tests {
         assert_eq!(human_us(950.0), "950 µs");
         assert_eq!(human_us(1_250.0), "1.25 ms");
         assert_eq!(human_us(2_440_000.0), "2.44 s");
+        assert_eq!(format_us(100.0, 0, ""), "100µs");
+        assert_eq!(format_us(10_000.0, 0, ""), "10ms");
+        assert_eq!(format_us(2_000_000.0, 0, ""), "2s");
     }
 }

@@ -179,15 +179,9 @@ where
     root.present()
 }
 
-/// A latency axis label: 100µs, 10ms, 2s.
+/// A latency axis label: 100µs, 10ms, 2s (whole units: tick labels have no room for decimals).
 fn micros(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.0}s", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.0}ms", v / 1e3)
-    } else {
-        format!("{v:.0}µs")
-    }
+    pollbench_common::format_us(v, 0, "")
 }
 
 /// The percentile spectrum of a latency histogram: (nines, µs) points where nines = -log10(1 - q),
