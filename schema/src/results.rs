@@ -172,3 +172,45 @@ mod tests {
         assert!(err.to_string().contains("unknown variant `okay`"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod committed_runs {
+    use crate::file::read_json;
+    use crate::run::RunReport;
+    use crate::server::ServerStats;
+
+    /// Every published (committed) run directory reads through the current types: meta.json,
+    /// each cell's load-gen and bench-server JSON, and each interval log. Local runs, which git
+    /// ignores, are not published and not read.
+    #[test]
+    fn every_committed_result_file_reads_as_the_current_schema() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let listed = std::process::Command::new("git")
+            .args(["ls-files", "--", "results/*/meta.json"])
+            .current_dir(&root)
+            .output();
+        let Some(listed) = listed.ok().filter(|o| o.status.success()) else {
+            eprintln!("skipped: committed result files: not a git checkout");
+            return;
+        };
+        let mut read = 0;
+        for meta in String::from_utf8_lossy(&listed.stdout).lines() {
+            let meta = root.join(meta);
+            let run = meta.parent().unwrap();
+            read_json::<super::Meta>(&meta).unwrap();
+            for file in std::fs::read_dir(run.join("cells")).unwrap().flatten() {
+                let path = file.path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if name.ends_with(".server.json") {
+                    read_json::<ServerStats>(&path).unwrap();
+                } else if name.ends_with(".json") {
+                    read_json::<RunReport>(&path).unwrap();
+                } else if name.ends_with(".hlog") {
+                    crate::hlog::read(&path).unwrap();
+                }
+                read += 1;
+            }
+        }
+        assert!(read > 0, "no committed result file found");
+    }
+}
