@@ -25,70 +25,75 @@ pub fn fd_limit() -> Option<u64> {
 /// The three files a run of a cell leaves, by extension.
 const CELL_FILES: [&str; 3] = ["json", "server.json", "hlog"];
 
-/// Run one cell `suite.repeat` times; its files go to `dir` as ID.json (load-gen), ID.server.json
-/// and ID.hlog. A repeated cell keeps every run as ID.rK.* and copies the median run (by msgs/s) to
-/// ID.*, so reports and comparisons read one file per cell either way.
-/// Err when the runner was interrupted: the cell did not complete, and both processes are gone.
-pub fn run_cell(
+/// Run one round of a cell: its files go to `dir` as ID.json (load-gen), ID.server.json and
+/// ID.hlog, or ID.rK.* in round K of a suite with several rounds. Err when the runner was
+/// interrupted: the round did not complete, and both processes are gone.
+pub fn run_round(
     cell: &Cell,
     suite: &Suite,
     bins: &Binaries,
     dir: &Path,
+    round: usize,
 ) -> Result<Outcome, WaitEnd> {
     if suite.repeat <= 1 {
         return run_once(cell, suite, bins, dir, &cell.id);
     }
-    let mut repeats = Vec::with_capacity(suite.repeat);
-    for k in 1..=suite.repeat {
-        let stem = format!("{}.r{k}", cell.id);
-        let mut outcome = run_once(cell, suite, bins, dir, &stem)?;
-        if outcome.status != CellStatus::Ok {
-            if outcome.status == CellStatus::Failed {
-                outcome.reason = outcome.reason.map(|r| format!("run {k}: {r}"));
-            }
-            return Ok(outcome);
+    let mut outcome = run_once(cell, suite, bins, dir, &format!("{}.r{round}", cell.id))?;
+    if outcome.status == CellStatus::Failed {
+        outcome.reason = outcome.reason.map(|r| format!("round {round}: {r}"));
+    }
+    Ok(outcome)
+}
+
+/// The outcome of a cell of a one-round suite that completed (its files are ID.*).
+pub fn single_round(cell: &Cell) -> Outcome {
+    Outcome {
+        id: cell.id.clone(),
+        status: CellStatus::Ok,
+        reason: None,
+        repeats: Vec::new(),
+    }
+}
+
+/// The outcome of a cell whose `rounds` (in order) all completed: each round's msgs/s and p99 as
+/// its repeats, and the median round by msgs/s copied to ID.*, so reports and comparisons read one
+/// file per cell either way.
+pub fn combine_rounds(cell: &Cell, dir: &Path, rounds: &[usize]) -> Outcome {
+    let failed = |reason: String, repeats: Vec<Repeat>| Outcome {
+        id: cell.id.clone(),
+        status: CellStatus::Failed,
+        reason: Some(reason),
+        repeats,
+    };
+    let mut repeats = Vec::with_capacity(rounds.len());
+    for k in rounds {
+        match read_json::<RunReport>(&dir.join(format!("{}.r{k}.json", cell.id))) {
+            Ok(run) => repeats.push(Repeat {
+                msgs_per_s: run.throughput_msgs_per_s,
+                p99_us: run.latency_us.p99 as f64,
+            }),
+            Err(e) => return failed(format!("round {k}: {e}"), repeats),
         }
-        let run = match read_json::<RunReport>(&dir.join(format!("{stem}.json"))) {
-            Ok(run) => run,
-            Err(e) => {
-                return Ok(Outcome {
-                    reason: Some(format!("run {k}: {e}")),
-                    status: CellStatus::Failed,
-                    ..outcome
-                })
-            }
-        };
-        repeats.push(Repeat {
-            msgs_per_s: run.throughput_msgs_per_s,
-            p99_us: run.latency_us.p99 as f64,
-        });
     }
     let mut order: Vec<usize> = (0..repeats.len()).collect();
     order.sort_by(|&a, &b| repeats[a].msgs_per_s.total_cmp(&repeats[b].msgs_per_s));
-    let median = order[(order.len() - 1) / 2] + 1;
+    let median = rounds[order[(order.len() - 1) / 2]];
     for ext in CELL_FILES {
         let from = dir.join(format!("{}.r{median}.{ext}", cell.id));
         let to = dir.join(format!("{}.{ext}", cell.id));
         if let Err(e) =
             std::fs::read(&from).and_then(|b| pollbench_schema::file::write_atomically(&to, &b))
         {
-            return Ok(Outcome {
-                id: cell.id.clone(),
-                status: CellStatus::Failed,
-                reason: Some(format!(
-                    "cannot copy the median run to {}: {e}",
-                    to.display()
-                )),
-                repeats,
-            });
+            let reason = format!("cannot copy the median run to {}: {e}", to.display());
+            return failed(reason, repeats);
         }
     }
-    Ok(Outcome {
+    Outcome {
         id: cell.id.clone(),
         status: CellStatus::Ok,
         reason: None,
         repeats,
-    })
+    }
 }
 
 /// The cores load-gen's threads may use when the server's loops are pinned to the first

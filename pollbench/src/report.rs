@@ -65,6 +65,7 @@ pub fn collect_meta(
         memory_bytes,
         fd_limit: crate::cell::fd_limit(),
         cells,
+        rounds: None,
         outcomes: Vec::new(),
     }
 }
@@ -182,7 +183,17 @@ impl Report<'_> {
         );
         let suite: Option<crate::suite::Suite> = toml::from_str(&meta.suite_file).ok();
         let repeat = suite.as_ref().map_or(1, |s| s.repeat);
-        if repeat > 1 {
+        if let Some(rounds) = &meta.rounds {
+            let _ = writeln!(
+                md,
+                "Every cell ran once in each of {} rounds, in an order shuffled per round (seed {}; \
+                 each round's order is in meta.json), so a slow phase of the machine spreads over \
+                 every cell. Tables and charts show the median round by msgs/s; ±x% is the farthest \
+                 any round's msgs/s was from that median.\n",
+                rounds.order.len(),
+                rounds.seed
+            );
+        } else if repeat > 1 {
             let _ = writeln!(
                 md,
                 "Every cell ran {repeat} times. Tables and charts show the median run by msgs/s; \

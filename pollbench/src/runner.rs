@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use pollbench_schema::file::write_json_atomically;
-use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome};
+use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome, Rounds};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 
 use crate::binaries::Binaries;
 use crate::suite::Suite;
@@ -15,6 +17,9 @@ pub struct SuiteRun {
     dir: PathBuf,
     meta: Meta,
     cells: Vec<Cell>,
+    /// Rounds of the suite, and runs of a cell finished so far (for the progress lines).
+    rounds: usize,
+    runs_done: usize,
     bar: Option<indicatif::ProgressBar>,
 }
 
@@ -63,30 +68,74 @@ impl SuiteRun {
         let run = SuiteRun {
             dir,
             meta,
-            bar: progress_bar(cells.len()),
+            rounds: suite.repeat,
+            runs_done: 0,
+            bar: progress_bar(cells.len() * suite.repeat),
             cells,
         };
         run.save_meta()?;
         Ok(run)
     }
 
-    /// Run every cell in order, recording each outcome as it comes; Ok(true) when the runner was
-    /// interrupted (the cell under way is then not recorded).
+    /// Run the suite's rounds: every cell once per round, in an order shuffled per round (one
+    /// round: the suite's order). A cell that fails or is skipped in a round is not run again.
+    /// Ok(true) when the runner was interrupted: cells with at least one completed round are still
+    /// recorded, from the rounds they completed.
     pub fn run_cells(&mut self, suite: &Suite, bins: &Binaries) -> Result<bool, String> {
         let cells_dir = self.dir.join("cells");
-        for i in 0..self.cells.len() {
-            let cell = &self.cells[i];
-            if let Some(bar) = &self.bar {
-                bar.set_message(cell.id.clone());
+        let rounds = suite.repeat;
+        let mut shuffle = (rounds > 1).then(|| {
+            let seed = suite.seed.unwrap_or_else(seed_from_clock);
+            self.meta.rounds = Some(Rounds {
+                seed,
+                order: Vec::new(),
+            });
+            rand::rngs::StdRng::seed_from_u64(seed)
+        });
+        // Per cell: the rounds it completed, or its final outcome once it failed or was skipped.
+        let mut done: Vec<Result<Vec<usize>, Outcome>> = vec![Ok(Vec::new()); self.cells.len()];
+        let mut interrupted = false;
+        'rounds: for round in 1..=rounds {
+            let mut order: Vec<usize> = (0..self.cells.len()).collect();
+            if let (Some(rng), Some(record)) = (&mut shuffle, &mut self.meta.rounds) {
+                order.shuffle(rng);
+                record
+                    .order
+                    .push(order.iter().map(|&i| self.cells[i].id.clone()).collect());
             }
-            let Ok(outcome) = crate::cell::run_cell(cell, suite, bins, &cells_dir) else {
-                return Ok(true);
-            };
-            self.show(i, &outcome);
-            self.meta.outcomes.push(outcome);
+            for i in order {
+                let Ok(completed) = &mut done[i] else {
+                    continue;
+                };
+                let cell = &self.cells[i];
+                if let Some(bar) = &self.bar {
+                    bar.set_message(cell.id.clone());
+                }
+                let Ok(outcome) = crate::cell::run_round(cell, suite, bins, &cells_dir, round)
+                else {
+                    interrupted = true;
+                    break 'rounds;
+                };
+                self.show(round, &outcome);
+                if outcome.is_ok() {
+                    completed.push(round);
+                } else {
+                    done[i] = Err(outcome);
+                }
+            }
             self.save_meta()?;
         }
-        Ok(false)
+        for (cell, state) in self.cells.iter().zip(done) {
+            let outcome = match state {
+                Err(outcome) => outcome,
+                Ok(rounds) if rounds.is_empty() => continue, // interrupted before its first
+                Ok(_) if suite.repeat <= 1 => crate::cell::single_round(cell),
+                Ok(rounds) => crate::cell::combine_rounds(cell, &cells_dir, &rounds),
+            };
+            self.meta.outcomes.push(outcome);
+        }
+        self.save_meta()?;
+        Ok(interrupted)
     }
 
     /// Write the report and say how the suite ended: the exit status.
@@ -117,17 +166,22 @@ impl SuiteRun {
         Ok(0)
     }
 
-    /// One line per finished cell: above the progress bar on a terminal, plain otherwise.
-    fn show(&self, i: usize, outcome: &Outcome) {
+    /// One line per finished run of a cell: above the progress bar on a terminal, plain otherwise.
+    fn show(&mut self, round: usize, outcome: &Outcome) {
+        self.runs_done += 1;
         let reason = outcome
             .reason
             .as_deref()
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
+        let of_round = match self.rounds {
+            1 => String::new(),
+            n => format!(" (round {round}/{n})"),
+        };
         let line = format!(
-            "[{}/{}] {}: {}{reason}",
-            i + 1,
-            self.cells.len(),
+            "[{}/{}] {}{of_round}: {}{reason}",
+            self.runs_done,
+            self.cells.len() * self.rounds,
             outcome.id,
             outcome.status,
         );
@@ -146,6 +200,14 @@ impl SuiteRun {
     }
 }
 
+/// A seed for a suite that names none: the clock's nanoseconds (recorded in meta.json, so the
+/// orders can be reproduced with `seed = N` in the suite).
+fn seed_from_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// results/ beside the scripts/ the suite came from, or ./results.
 fn default_results(suite: &Path) -> PathBuf {
     suite
@@ -159,13 +221,13 @@ fn default_results(suite: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("results"))
 }
 
-/// A progress bar with the cells done and the time left, on a terminal only.
-fn progress_bar(cells: usize) -> Option<indicatif::ProgressBar> {
+/// A progress bar with the runs of cells done and the time left, on a terminal only.
+fn progress_bar(runs: usize) -> Option<indicatif::ProgressBar> {
     std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let bar = indicatif::ProgressBar::new(cells as u64);
+        let bar = indicatif::ProgressBar::new(runs as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "[{elapsed_precise}] {wide_bar} {pos}/{len} cells, {eta} left  {msg}",
+                "[{elapsed_precise}] {wide_bar} {pos}/{len} runs, {eta} left  {msg}",
             )
             .expect("valid template"),
         );

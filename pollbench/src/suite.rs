@@ -28,9 +28,12 @@ pub struct Suite {
     pub server_threads: usize,
     #[serde(default = "one")]
     pub client_threads: usize,
-    /// Run every cell this many times; the report shows the median run (by msgs/s) and the spread.
+    /// Rounds: every cell runs once per round, in an order shuffled per round; the report shows
+    /// the median round (by msgs/s) and the spread.
     #[serde(default = "one")]
     pub repeat: usize,
+    /// The seed of the rounds' shuffles. [default: from the clock; recorded in meta.json]
+    pub seed: Option<u64>,
     /// Pin the server's loops to the first cores and load-gen's threads to the cores after them,
     /// so the two do not migrate onto each other's cores between runs.
     #[serde(default)]

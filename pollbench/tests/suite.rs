@@ -234,7 +234,7 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         "{report}"
     );
     assert!(report.contains("| idle connections | epoll |"), "{report}");
-    assert!(report.contains("Every cell ran 2 times"), "{report}");
+    assert!(report.contains("in each of 2 rounds"), "{report}");
     assert!(report.contains(" ±"), "{report}");
     for chart in [
         "connections-throughput.svg",
@@ -496,4 +496,62 @@ fn what_bench_server_says_it_cannot_run_is_skipped_and_what_it_cannot_pin_runs_u
     )
     .unwrap();
     assert_eq!(server["config"]["pinned"], false, "{server}");
+}
+
+#[test]
+fn rounds_run_every_cell_once_per_round_in_a_seeded_shuffled_order_that_meta_json_records() {
+    let toml =
+        "description = \"rounds\"\nduration = \"200ms\"\nwarmup = \"0s\"\nrepeat = 3\nseed = 7\n\
+                [[sweep]]\nname = \"r\"\nbackends = [\"poll\", \"epoll\"]\nconnections = [2, 4]\n";
+    let first = run_suite("rounds", toml);
+    let rounds = &first.meta["rounds"];
+    assert_eq!(rounds["seed"], 7, "{rounds}");
+    let ids: Vec<String> = first.meta["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    let orders: Vec<Vec<String>> = serde_json::from_value(rounds["order"].clone()).unwrap();
+    assert_eq!(orders.len(), 3);
+    for order in &orders {
+        let mut sorted = order.clone();
+        sorted.sort();
+        let mut all = ids.clone();
+        all.sort();
+        assert_eq!(sorted, all, "each round runs every cell once: {order:?}");
+    }
+    assert!(
+        orders.iter().any(|o| *o != ids),
+        "shuffled, not the suite's order every round: {orders:?}"
+    );
+    // Every round of every cell left its files; the outcome holds the rounds in round order.
+    for id in &ids {
+        for k in 1..=3 {
+            assert!(
+                first.run.join(format!("cells/{id}.r{k}.json")).exists(),
+                "{id} r{k}"
+            );
+        }
+        let outcome = first.outcome(id);
+        assert_eq!(outcome["status"], "ok", "{outcome}");
+        assert_eq!(outcome["repeats"].as_array().unwrap().len(), 3, "{outcome}");
+    }
+    // The recorded order is the order they ran in: each round's files were written in it.
+    for (k, order) in orders.iter().enumerate() {
+        let written = |id: &String| {
+            std::fs::metadata(first.run.join(format!("cells/{id}.r{}.json", k + 1)))
+                .and_then(|m| m.modified())
+                .unwrap()
+        };
+        let mut by_time = order.clone();
+        by_time.sort_by_key(written);
+        assert_eq!(&by_time, order, "round {}", k + 1);
+    }
+    // The same seed gives the same orders.
+    let second = run_suite("rounds", toml);
+    assert_eq!(second.meta["rounds"]["order"], rounds["order"]);
+    let report = std::fs::read_to_string(first.run.join("report.md")).unwrap();
+    assert!(report.contains("in each of 3 rounds"), "{report}");
+    assert!(report.contains("seed 7"), "{report}");
 }

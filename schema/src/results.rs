@@ -34,6 +34,10 @@ pub struct Meta {
     pub memory_bytes: Option<u64>,
     #[serde(deserialize_with = "crate::file::required")]
     pub fd_limit: Option<u64>,
+    /// How a suite with several rounds ordered its cells; null for one round (and for runs from
+    /// before rounds, whose repeats ran back to back).
+    #[serde(deserialize_with = "crate::file::required")]
+    pub rounds: Option<Rounds>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
@@ -58,6 +62,15 @@ impl Meta {
     pub fn outcome(&self, id: &str) -> Option<&Outcome> {
         self.outcomes.iter().find(|o| o.id == id)
     }
+}
+
+/// The rounds of a suite: round k ran every cell once, in the order `order[k - 1]` (cell ids),
+/// shuffled per round from `seed`, so that a slow phase of the machine spreads over every cell
+/// instead of landing on one cell's repeats.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Rounds {
+    pub seed: u64,
+    pub order: Vec<Vec<String>>,
 }
 
 /// One cell of a suite: one server configuration under one load.
