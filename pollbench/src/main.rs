@@ -9,6 +9,7 @@ mod compare;
 mod process;
 mod report;
 mod runner;
+mod stats;
 mod suite;
 mod sweep_charts;
 

@@ -188,8 +188,9 @@ impl Report<'_> {
                 md,
                 "Every cell ran once in each of {} rounds, in an order shuffled per round (seed {}; \
                  each round's order is in meta.json), so a slow phase of the machine spreads over \
-                 every cell. Tables and charts show the median round by msgs/s; ±x% is the farthest \
-                 any round's msgs/s was from that median.\n",
+                 every cell. Tables and charts show the median round by msgs/s, and [lo–hi] is the \
+                 interval of that median from order statistics (95%, or the extremes with less \
+                 confidence under 6 rounds).\n",
                 rounds.order.len(),
                 rounds.seed
             );
@@ -275,25 +276,105 @@ impl Report<'_> {
         self.table(x, &cells, &columns, by_idle);
     }
 
-    /// A sweep's table: msgs/s (± spread) / p99 per cell, or why it did not complete.
+    /// A sweep's table: msgs/s / p99 per cell, or why it did not complete. With rounds, msgs/s is
+    /// the median round with its 95% interval, and a row's clear winner is in bold; then the
+    /// verdicts of every pair of columns at each row. Older runs show the median run ± spread.
     fn table(&mut self, x: &str, cells: &[&Cell], columns: &[String], by_idle: bool) {
         let mut rows: Vec<usize> = cells.iter().map(|c| c.row(by_idle)).collect();
         rows.sort();
         rows.dedup();
         let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
         let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
-        for row in rows {
+        let mut verdicts = Vec::new();
+        for &row in &rows {
+            let at_row: Vec<Option<&Cell>> = columns
+                .iter()
+                .map(|col| {
+                    cells
+                        .iter()
+                        .copied()
+                        .find(|c| c.label == *col && c.row(by_idle) == row)
+                })
+                .collect();
+            let judged = self.judge_row(&at_row);
             let mut line = format!("| {row} |");
-            for col in columns {
-                let cell = cells
-                    .iter()
-                    .find(|c| c.label == *col && c.row(by_idle) == row);
+            for (i, cell) in at_row.iter().enumerate() {
                 let text = cell.map_or(String::new(), |c| self.cell_text(c));
-                let _ = write!(line, " {text} |");
+                if judged.winner == Some(i) {
+                    let _ = write!(line, " **{text}** |");
+                } else {
+                    let _ = write!(line, " {text} |");
+                }
             }
             let _ = writeln!(self.md, "{line}");
+            verdicts.extend(
+                judged
+                    .lines
+                    .into_iter()
+                    .map(|l| format!("- {row} {x}: {l}")),
+            );
         }
         self.md.push('\n');
+        if !verdicts.is_empty() {
+            let _ = writeln!(
+                self.md,
+                "Verdicts on msgs/s, each pair of columns paired by round (the ratio a/b per round, its \
+                 median and 95% interval; bold above: better than every other column of its row):\n"
+            );
+            for v in verdicts {
+                let _ = writeln!(self.md, "{v}");
+            }
+            self.md.push('\n');
+        }
+    }
+
+    /// The rounds' msgs/s of a completed cell, in round order; None without rounds.
+    fn rounds_of(&self, c: &Cell) -> Option<Vec<f64>> {
+        self.meta.rounds.as_ref()?;
+        let o = self.outcomes.get(c.id.as_str())?;
+        (o.is_ok() && o.repeats.len() >= 2)
+            .then(|| o.repeats.iter().map(|r| r.msgs_per_s).collect())
+    }
+
+    /// Every pair of a row's columns compared, and the column clearly better than all others.
+    fn judge_row(&self, at_row: &[Option<&Cell>]) -> RowVerdicts {
+        let rounds: Vec<Option<Vec<f64>>> = at_row
+            .iter()
+            .map(|c| c.and_then(|c| self.rounds_of(c)))
+            .collect();
+        let mut judged = RowVerdicts::default();
+        let mut wins = vec![0usize; at_row.len()];
+        let comparable = rounds.iter().filter(|r| r.is_some()).count();
+        for a in 0..at_row.len() {
+            for b in a + 1..at_row.len() {
+                let (Some(ra), Some(rb)) = (&rounds[a], &rounds[b]) else {
+                    continue;
+                };
+                let Some((ratio, verdict)) = crate::stats::paired(ra, rb) else {
+                    continue;
+                };
+                let (la, lb) = (&at_row[a].unwrap().label, &at_row[b].unwrap().label);
+                let said = match verdict {
+                    crate::stats::Verdict::ABetter => {
+                        wins[a] += 1;
+                        format!("{la} better")
+                    }
+                    crate::stats::Verdict::BBetter => {
+                        wins[b] += 1;
+                        format!("{lb} better")
+                    }
+                    crate::stats::Verdict::NoClearDifference => "no clear difference".into(),
+                };
+                judged.lines.push(format!(
+                    "{la} vs {lb}: {:.2} [{:.2}, {:.2}], {said}",
+                    ratio.median, ratio.lo, ratio.hi
+                ));
+            }
+        }
+        judged.winner = (comparable >= 2)
+            .then(|| wins.iter().position(|&w| w + 1 == comparable))
+            .flatten();
+        judged
     }
 
     /// What a table shows for one cell; a cell that did not complete gets a numbered note.
@@ -302,10 +383,20 @@ impl Report<'_> {
         match (self.outcomes.get(c.id.as_str()), run) {
             (Some(o), Some(run)) if o.status == CellStatus::Ok => {
                 let msgs = run.throughput_msgs_per_s;
+                let rate = match self
+                    .rounds_of(c)
+                    .and_then(|r| crate::stats::median_interval(&r))
+                {
+                    Some(i) => format!(
+                        "{} [{}–{}]",
+                        pollbench_common::human_count(msgs),
+                        pollbench_common::human_count(i.lo),
+                        pollbench_common::human_count(i.hi)
+                    ),
+                    None => format!("{}{}", pollbench_common::human_count(msgs), spread(o, msgs)),
+                };
                 format!(
-                    "{}{} / {}",
-                    pollbench_common::human_count(msgs),
-                    spread(o, msgs),
+                    "{rate} / {}",
                     pollbench_common::human_us(run.latency_us.p99 as f64)
                 )
             }
@@ -341,6 +432,15 @@ impl Report<'_> {
             self.meta.suite_file.trim_end()
         );
     }
+}
+
+/// The verdicts of one row of a sweep's table.
+#[derive(Default)]
+struct RowVerdicts {
+    /// One line per judged pair of columns.
+    lines: Vec<String>,
+    /// The column clearly better than every other judged column of the row.
+    winner: Option<usize>,
 }
 
 /// " ±x%" for a repeated cell: the farthest run's msgs/s from the median's.

@@ -147,7 +147,10 @@ impl Suite {
             };
             let triggers = optional(&sweep.triggers);
             let accepts = optional(&sweep.accepts);
-            for backend in &sweep.backends {
+            for (b, backend) in sweep.backends.iter().enumerate() {
+                // A backend listed again is a column of its own ("epoll #2"): an A/A pair whose
+                // verdict is the measured noise floor.
+                let nth = sweep.backends[..b].iter().filter(|x| *x == backend).count() + 1;
                 for trigger in &triggers {
                     for accept in &accepts {
                         for size in &sizes {
@@ -158,6 +161,9 @@ impl Suite {
                                             // The label names what the report's columns vary; the
                                             // id adds the row (connections, idle).
                                             let mut label = mechanism(backend);
+                                            if nth > 1 {
+                                                label.push_str(&format!(" #{nth}"));
+                                            }
                                             for part in [trigger, accept].into_iter().flatten() {
                                                 label.push(' ');
                                                 label.push_str(part);
@@ -176,7 +182,9 @@ impl Suite {
                                             let mut id = format!(
                                                 "{}-{}",
                                                 sweep.name,
-                                                label.replace(' ', "-").replace(['(', ')'], "")
+                                                label
+                                                    .replace(' ', "-")
+                                                    .replace(['(', ')', '#'], "")
                                             )
                                             .replace("-pipeline-", "-p")
                                             .replace("/s", "ps");
@@ -347,6 +355,27 @@ pub mod tests {
         assert_eq!(
             (kqueue.label.as_str(), kqueue.id.as_str()),
             ("kqueue edge", "c-kqueue-edge-c10")
+        );
+    }
+
+    #[test]
+    fn a_backend_listed_twice_is_a_second_column_for_an_a_a_pair() {
+        let s = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"aa\"\nbackends = [\"epoll\", \"epoll\", \"threads\"]\n\
+             connections = [1000]\n"
+        ))
+        .unwrap();
+        let cells = s.cells(str::to_string);
+        let labels: Vec<&str> = cells.iter().map(|c| c.label.as_str()).collect();
+        let ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(labels, ["epoll", "epoll #2", "threads"]);
+        assert_eq!(
+            ids,
+            ["aa-epoll-c1000", "aa-epoll-2-c1000", "aa-threads-c1000"]
+        );
+        assert!(
+            cells.iter().all(|c| c.backend != "epoll #2"),
+            "bench-server gets the name"
         );
     }
 

@@ -1,0 +1,157 @@
+//! The statistics behind a report's uncertainty: a distribution-free interval for a median (order
+//! statistics, from the binomial distribution of how many values fall below it), and a verdict on
+//! two columns measured in the same rounds, from the interval of their per-round ratios.
+//!
+//! Why order statistics: a handful of rounds on a noisy machine is not normally distributed, and
+//! the median's interval from order statistics assumes only that the rounds are independent draws
+//! of the same cell. With n rounds, (x(k), x(n+1-k)) covers the true median with probability
+//! 1 - 2·P(Binomial(n, 1/2) < k); k is the largest that keeps that at 95% or more.
+
+/// The confidence a report's intervals aim for.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// A median and an interval around it, with the confidence the interval actually has (below 95%
+/// when there are too few values for a 95% interval: fewer than 6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    pub median: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub confidence: f64,
+}
+
+/// The median of `values` and its order-statistics interval; None for no values.
+pub fn median_interval(values: &[f64]) -> Option<Interval> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    // The largest k whose interval (x(k), x(n+1-k)) reaches the confidence; k = 1 (the extremes)
+    // when none does, reported with the confidence it has.
+    let k = (1..=n.div_ceil(2))
+        .rev()
+        .find(|&k| coverage(n, k) >= CONFIDENCE)
+        .unwrap_or(1);
+    Some(Interval {
+        median,
+        lo: sorted[k - 1],
+        hi: sorted[n - k],
+        confidence: coverage(n, k),
+    })
+}
+
+/// The probability that (x(k), x(n+1-k)) of n independent draws covers their median:
+/// 1 - 2·P(Binomial(n, 1/2) <= k - 1).
+fn coverage(n: usize, k: usize) -> f64 {
+    let below: f64 = (0..k).map(|i| binomial(n, i)).sum::<f64>() / 2f64.powi(n as i32);
+    (1.0 - 2.0 * below).max(0.0)
+}
+
+/// n choose i, as a float (n is a number of rounds: small).
+fn binomial(n: usize, i: usize) -> f64 {
+    (0..i).fold(1.0, |acc, j| acc * (n - j) as f64 / (j + 1) as f64)
+}
+
+/// What two columns' paired rounds say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The interval of a/b lies above 1.
+    ABetter,
+    /// The interval of a/b lies below 1.
+    BBetter,
+    /// The interval includes 1, or it is below 95% confidence (too few rounds to tell).
+    NoClearDifference,
+}
+
+/// Compare `a` and `b` (higher is better, e.g. msgs/s) measured in the same rounds, pairing round i
+/// of one with round i of the other: the interval of the per-round ratios a/b, and the verdict.
+/// None when they are not paired (different numbers of rounds) or a value is not positive.
+pub fn paired(a: &[f64], b: &[f64]) -> Option<(Interval, Verdict)> {
+    if a.len() != b.len() || a.iter().chain(b).any(|v| *v <= 0.0 || !v.is_finite()) {
+        return None;
+    }
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+    let interval = median_interval(&ratios)?;
+    let verdict = if interval.confidence < CONFIDENCE {
+        Verdict::NoClearDifference
+    } else if interval.lo > 1.0 {
+        Verdict::ABetter
+    } else if interval.hi < 1.0 {
+        Verdict::BBetter
+    } else {
+        Verdict::NoClearDifference
+    };
+    Some((interval, verdict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_statistic_intervals_have_the_textbook_ranks_and_coverage() {
+        // n = 6: the extremes, 96.9%; n = 10: 2nd and 9th, 97.9%; n = 20: 6th and 15th, 95.9%.
+        let ranks = |n: usize| {
+            let values: Vec<f64> = (1..=n).map(|v| v as f64).collect();
+            let i = median_interval(&values).unwrap();
+            (
+                i.lo as usize,
+                i.hi as usize,
+                (i.confidence * 1000.0).round() / 1000.0,
+            )
+        };
+        assert_eq!(ranks(6), (1, 6, 0.969));
+        assert_eq!(ranks(10), (2, 9, 0.979));
+        assert_eq!(ranks(20), (6, 15, 0.959));
+        // Five values cannot give 95%: the extremes, with the 93.8% they have.
+        assert_eq!(ranks(5), (1, 5, 0.938));
+        let i = median_interval(&[3.0, 1.0, 2.0, 4.0]).unwrap();
+        assert_eq!(i.median, 2.5);
+        assert!(median_interval(&[]).is_none());
+    }
+
+    #[test]
+    fn a_planted_difference_is_found_and_identical_data_is_not() {
+        // Noisy rounds (±15%, the same slow phases hitting both columns), b 30% faster.
+        let noise = [1.00, 0.86, 1.12, 0.95, 1.15, 0.90, 1.05, 0.88];
+        let a: Vec<f64> = noise.iter().map(|n| 100_000.0 * n).collect();
+        let b: Vec<f64> = noise
+            .iter()
+            .enumerate()
+            .map(|(i, n)| 130_000.0 * n * if i % 2 == 0 { 1.04 } else { 0.97 })
+            .collect();
+        let (ratio, verdict) = paired(&a, &b).unwrap();
+        assert_eq!(verdict, Verdict::BBetter, "{ratio:?}");
+        assert!(
+            ratio.hi < 1.0 && ratio.median > 0.7 && ratio.median < 0.8,
+            "{ratio:?}"
+        );
+        assert_eq!(paired(&b, &a).unwrap().1, Verdict::ABetter);
+        // The same column against itself, and two columns that alternate: no clear difference.
+        assert_eq!(paired(&a, &a).unwrap().1, Verdict::NoClearDifference);
+        let alternating: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * if i % 2 == 0 { 1.05 } else { 0.95 })
+            .collect();
+        assert_eq!(
+            paired(&a, &alternating).unwrap().1,
+            Verdict::NoClearDifference
+        );
+        // Too few rounds for 95%: never a verdict, however large the difference.
+        assert_eq!(
+            paired(&[2.0, 2.0, 2.0], &[1.0, 1.0, 1.0]).unwrap().1,
+            Verdict::NoClearDifference
+        );
+        // Unpaired or non-positive data is not judged.
+        assert!(paired(&[1.0, 2.0], &[1.0]).is_none());
+        assert!(paired(&[1.0, 0.0], &[1.0, 1.0]).is_none());
+    }
+}
