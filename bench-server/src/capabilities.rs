@@ -19,25 +19,12 @@ pub fn capabilities() -> Result<Capabilities, String> {
         schema: SCHEMA.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         os: std::env::consts::OS.into(),
-        open_files_limit: open_files_limit(),
+        open_files_limit: pollbench_common::open_files_limit(),
         servers: ServerBackend::ALL
             .into_iter()
             .map(server)
             .collect::<Result<_, _>>()?,
     })
-}
-
-/// The soft `RLIMIT_NOFILE`; `None` when unlimited or unknown.
-fn open_files_limit() -> Option<u64> {
-    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
-    let (soft, _hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-    if soft == RLIM_INFINITY {
-        return None;
-    }
-    // rlim_t is u64 on Linux and macOS but i64 on FreeBSD: the same line for both.
-    #[allow(clippy::useless_conversion)]
-    let soft = u64::try_from(soft).ok();
-    soft
 }
 
 /// One `--backend` value, described by asking the command-line check about each flag.

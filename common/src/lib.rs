@@ -100,6 +100,20 @@ pub fn human_count(v: f64) -> String {
     }
 }
 
+/// The soft open-files limit (`RLIMIT_NOFILE`) of this process, which its children inherit;
+/// `None` when unlimited or unknown.
+pub fn open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let (soft, _hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft == RLIM_INFINITY {
+        return None;
+    }
+    // rlim_t is u64 on Linux and macOS but i64 on FreeBSD: the same line for both.
+    #[allow(clippy::useless_conversion)]
+    let soft = u64::try_from(soft).ok();
+    soft
+}
+
 /// User + system CPU time this process has used, all threads (getrusage: exact to the
 /// microsecond the kernel accounts, no clock-tick guess).
 pub fn process_cpu_time() -> Duration {

@@ -15,13 +15,6 @@ use crate::binaries::Binaries;
 use crate::process::{Running, WaitEnd};
 use crate::suite::Suite;
 
-/// The open-files limit (soft) of this process, which load-gen inherits.
-pub fn fd_limit() -> Option<u64> {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .ok()
-        .map(|(soft, _)| soft)
-}
-
 /// The three files a run of a cell leaves, by extension.
 const CELL_FILES: [&str; 3] = ["json", "server.json", "hlog"];
 
@@ -265,7 +258,7 @@ fn skip_reason(cell: &Cell, bins: &Binaries) -> Option<String> {
         .or_else(|| {
             let limits = Limits {
                 server_open_files: caps.open_files_limit,
-                client_open_files: fd_limit(),
+                client_open_files: pollbench_common::open_files_limit(),
                 max_fd: server.max_fd,
             };
             descriptor_skip(cell, limits)

@@ -63,7 +63,7 @@ pub fn collect_meta(
         cpu_model,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         memory_bytes,
-        fd_limit: crate::cell::fd_limit(),
+        fd_limit: pollbench_common::open_files_limit(),
         cells,
         rounds: None,
         outcomes: Vec::new(),
