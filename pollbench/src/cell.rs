@@ -38,16 +38,6 @@ pub fn run_round(
     Ok(outcome)
 }
 
-/// The outcome of a cell of a one-round suite that completed (its files are ID.*).
-pub fn single_round(cell: &Cell) -> Outcome {
-    Outcome {
-        id: cell.id.clone(),
-        status: CellStatus::Ok,
-        reason: None,
-        repeats: Vec::new(),
-    }
-}
-
 /// The outcome of a cell whose `rounds` (in order) all completed: each round's msgs/s and p99 as
 /// its repeats, and the median round by msgs/s copied to ID.*, so reports and comparisons read one
 /// file per cell either way.

@@ -92,8 +92,7 @@ impl SuiteRun {
             });
             rand::rngs::StdRng::seed_from_u64(seed)
         });
-        // Per cell: the rounds it completed, or its final outcome once it failed or was skipped.
-        let mut done: Vec<Result<Vec<usize>, Outcome>> = vec![Ok(Vec::new()); self.cells.len()];
+        let mut progress: Vec<Progress> = vec![Progress::Rounds(Vec::new()); self.cells.len()];
         let mut interrupted = false;
         'rounds: for round in 1..=rounds {
             let mut order: Vec<usize> = (0..self.cells.len()).collect();
@@ -104,7 +103,7 @@ impl SuiteRun {
                     .push(order.iter().map(|&i| self.cells[i].id.clone()).collect());
             }
             for i in order {
-                let Ok(completed) = &mut done[i] else {
+                let Progress::Rounds(completed) = &mut progress[i] else {
                     continue;
                 };
                 let cell = &self.cells[i];
@@ -117,22 +116,26 @@ impl SuiteRun {
                     break 'rounds;
                 };
                 self.show(round, &outcome);
-                if outcome.is_ok() {
+                if outcome.is_ok() && rounds > 1 {
                     completed.push(round);
                 } else {
-                    done[i] = Err(outcome);
+                    // Final: a one-round cell, or one that failed or was skipped. Recorded at once,
+                    // so a run that dies without cleanup still has it in meta.json.
+                    progress[i] = Progress::Recorded;
+                    self.meta.outcomes.push(outcome);
+                    self.save_meta()?;
                 }
             }
             self.save_meta()?;
         }
-        for (cell, state) in self.cells.iter().zip(done) {
-            let outcome = match state {
-                Err(outcome) => outcome,
-                Ok(rounds) if rounds.is_empty() => continue, // interrupted before its first
-                Ok(_) if suite.repeat <= 1 => crate::cell::single_round(cell),
-                Ok(rounds) => crate::cell::combine_rounds(cell, &cells_dir, &rounds),
-            };
-            self.meta.outcomes.push(outcome);
+        // Cells of several rounds, from the rounds they completed (all of them unless interrupted).
+        for (cell, state) in self.cells.iter().zip(progress) {
+            if let Progress::Rounds(completed) = state {
+                if !completed.is_empty() {
+                    let outcome = crate::cell::combine_rounds(cell, &cells_dir, &completed);
+                    self.meta.outcomes.push(outcome);
+                }
+            }
         }
         self.save_meta()?;
         Ok(interrupted)
@@ -198,6 +201,15 @@ impl SuiteRun {
         write_json_atomically(&self.dir.join("meta.json"), &self.meta)
             .map_err(|e| format!("cannot write meta.json: {e}"))
     }
+}
+
+/// Where a cell stands in a suite's rounds.
+#[derive(Clone)]
+enum Progress {
+    /// Still running: the rounds it completed so far.
+    Rounds(Vec<usize>),
+    /// Its outcome is in meta.json.
+    Recorded,
 }
 
 /// A seed for a suite that names none: the clock's nanoseconds (recorded in meta.json, so the

@@ -598,3 +598,50 @@ fn an_a_a_pair_reads_no_clear_difference_and_a_planted_difference_is_found() {
         "no clear winner of the row: {report}"
     );
 }
+
+#[test]
+fn meta_json_holds_each_one_round_cells_outcome_as_soon_as_it_finishes() {
+    // While the suite still runs its second cell, the first cell's outcome is already in
+    // meta.json: a runner that dies without cleanup (SIGKILL, power) loses at most the cell under
+    // way.
+    let dir = Temp::new("meta-now");
+    let suite = dir.0.join("two.toml");
+    std::fs::write(
+        &suite,
+        "description = \"two cells\"\nduration = \"2s\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"two\"\nbackends = [\"epoll\"]\nconnections = [2, 3]\n",
+    )
+    .unwrap();
+    let results = dir.0.join("results");
+    let mut runner = Command::new(BIN)
+        .args(["suite", suite.to_str().unwrap(), "--results"])
+        .arg(&results)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let seen_while_running = loop {
+        let meta = std::fs::read_dir(&results)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("meta.json")).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        let outcomes = meta.map_or(0, |m| m["outcomes"].as_array().map_or(0, Vec::len));
+        let running = runner.try_wait().unwrap().is_none();
+        if outcomes == 1 && running {
+            break true;
+        }
+        if !running || started.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    nix_kill(runner.id(), 15);
+    let out = wait_with_limit(&mut runner, Duration::from_secs(20));
+    assert!(
+        seen_while_running,
+        "the first outcome was not in meta.json while the second cell ran: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
