@@ -118,11 +118,19 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
             data.insert(c.id.as_str(), run);
         }
     }
+    let outcomes: BTreeMap<&str, &Outcome> =
+        meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
+    let completed = data
+        .iter()
+        .filter(|(id, _)| outcomes.get(*id).is_some_and(|o| o.is_ok()))
+        .map(|(id, run)| (*id, run))
+        .collect();
     let mut report = Report {
         dir,
         meta: &meta,
-        outcomes: meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect(),
+        outcomes,
         data: &data,
+        completed,
         md: String::new(),
         notes: Vec::new(),
     };
@@ -146,6 +154,8 @@ struct Report<'a> {
     outcomes: BTreeMap<&'a str, &'a Outcome>,
     /// The load-gen run of every cell that left one.
     data: &'a BTreeMap<&'a str, RunReport>,
+    /// The runs of the cells that completed: what the charts plot.
+    completed: BTreeMap<&'a str, &'a RunReport>,
     md: String,
     /// Cells that did not complete, numbered in the tables, explained at the end.
     notes: Vec<String>,
@@ -246,13 +256,6 @@ impl Report<'_> {
                 (None, true) => " (closed loop)".to_string(),
             }
         );
-        // The charts plot only cells that completed.
-        let completed: BTreeMap<&str, &RunReport> = self
-            .data
-            .iter()
-            .filter(|(id, _)| self.outcomes.get(*id).is_some_and(|o| o.is_ok()))
-            .map(|(id, v)| (*id, v))
-            .collect();
         let view = crate::sweep_charts::SweepView {
             dir: self.dir,
             name: sweep,
@@ -260,7 +263,7 @@ impl Report<'_> {
             cells: &cells,
             columns: &columns,
             by_idle,
-            completed: &completed,
+            completed: &self.completed,
         };
         let (shown, linked) = view.charts();
         for (file, alt) in &shown {
