@@ -6,6 +6,7 @@ mod binaries;
 mod cell;
 mod charts;
 mod compare;
+mod disturbance;
 mod process;
 mod report;
 mod runner;

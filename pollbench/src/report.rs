@@ -66,6 +66,7 @@ pub fn collect_meta(
         fd_limit: pollbench_common::open_files_limit(),
         cells,
         rounds: None,
+        disturbance: None,
         outcomes: Vec::new(),
     }
 }
@@ -209,6 +210,34 @@ impl Report<'_> {
                 md,
                 "Every cell ran {repeat} times. Tables and charts show the median run by msgs/s; \
                  ±x% is the farthest any run's msgs/s was from that median.\n"
+            );
+        }
+        if let Some(d) = &meta.disturbance {
+            let rounds = meta.rounds.as_ref().map_or(String::new(), |r| {
+                let shares: Vec<String> = r
+                    .disturbance
+                    .iter()
+                    .map(|d| format!("{:.1}%", 100.0 * d.steal_share(meta.cores)))
+                    .collect();
+                if shares.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (by round: {})", shares.join(", "))
+                }
+            });
+            let _ = writeln!(
+                md,
+                "The machine while it ran ({}): {:.1}% of CPU time stolen by the hypervisor{rounds}, \
+                 {} context switches/s, load average {:.2} at the start and {:.2} at the end.\n",
+                if d.wall_s < 120.0 {
+                    format!("{:.1} s", d.wall_s)
+                } else {
+                    format!("{:.0} min", d.wall_s / 60.0)
+                },
+                100.0 * d.steal_share(meta.cores),
+                pollbench_common::human_count(d.context_switches as f64 / d.wall_s.max(1e-9)),
+                d.load_avg_start,
+                d.load_avg_end,
             );
         }
         if suite.as_ref().is_some_and(|s| s.pin) {

@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::binaries::Binaries;
+use crate::disturbance::Sample;
 use crate::suite::Suite;
 
 /// A suite being run into its directory.
@@ -89,12 +90,15 @@ impl SuiteRun {
             self.meta.rounds = Some(Rounds {
                 seed,
                 order: Vec::new(),
+                disturbance: Vec::new(),
             });
             rand::rngs::StdRng::seed_from_u64(seed)
         });
         let mut progress: Vec<Progress> = vec![Progress::Rounds(Vec::new()); self.cells.len()];
         let mut interrupted = false;
+        let suite_began = Sample::now();
         'rounds: for round in 1..=rounds {
+            let round_began = Sample::now();
             let mut order: Vec<usize> = (0..self.cells.len()).collect();
             if let (Some(rng), Some(record)) = (&mut shuffle, &mut self.meta.rounds) {
                 order.shuffle(rng);
@@ -123,9 +127,16 @@ impl SuiteRun {
                     // so a run that dies without cleanup still has it in meta.json.
                     progress[i] = Progress::Recorded;
                     self.meta.outcomes.push(outcome);
+                    self.note_disturbance(suite_began);
                     self.save_meta()?;
                 }
             }
+            if let (Some(began), Some(now), Some(record)) =
+                (round_began, Sample::now(), &mut self.meta.rounds)
+            {
+                record.disturbance.push(began.until(&now));
+            }
+            self.note_disturbance(suite_began);
             self.save_meta()?;
         }
         // Cells of several rounds, from the rounds they completed (all of them unless interrupted).
@@ -137,8 +148,16 @@ impl SuiteRun {
                 }
             }
         }
+        self.note_disturbance(suite_began);
         self.save_meta()?;
         Ok(interrupted)
+    }
+
+    /// Record in meta.json what disturbed the suite from `began` until now.
+    fn note_disturbance(&mut self, began: Option<Sample>) {
+        if let (Some(began), Some(now)) = (began, Sample::now()) {
+            self.meta.disturbance = Some(began.until(&now));
+        }
     }
 
     /// Write the report and say how the suite ended: the exit status.

@@ -553,11 +553,32 @@ fn rounds_run_every_cell_once_per_round_in_a_seeded_shuffled_order_that_meta_jso
         by_time.sort_by_key(written);
         assert_eq!(&by_time, order, "round {}", k + 1);
     }
+    // What disturbed each round, and the whole suite, is recorded (from /proc: Linux).
+    if cfg!(target_os = "linux") {
+        let per_round = rounds["disturbance"].as_array().unwrap();
+        assert_eq!(per_round.len(), 3, "{rounds}");
+        let whole = &first.meta["disturbance"];
+        let wall = |d: &serde_json::Value| d["wall_s"].as_f64().unwrap();
+        let round_walls: f64 = per_round.iter().map(wall).sum();
+        assert!(
+            round_walls > 0.0 && wall(whole) >= round_walls,
+            "the suite lasts at least its rounds: {whole} {per_round:?}"
+        );
+        assert!(whole["context_switches"].as_u64().unwrap() > 0, "{whole}");
+    } else {
+        eprintln!("skipped: disturbance: /proc counters are Linux only");
+    }
     // The same seed gives the same orders.
     let second = run_suite("rounds", toml);
     assert_eq!(second.meta["rounds"]["order"], rounds["order"]);
     let report = std::fs::read_to_string(first.run.join("report.md")).unwrap();
     assert!(report.contains("in each of 3 rounds"), "{report}");
+    if cfg!(target_os = "linux") {
+        assert!(
+            report.contains("stolen by the hypervisor (by round: "),
+            "{report}"
+        );
+    }
     assert!(report.contains("seed 7"), "{report}");
 }
 

@@ -38,6 +38,10 @@ pub struct Meta {
     /// before rounds, whose repeats ran back to back).
     #[serde(deserialize_with = "crate::file::required")]
     pub rounds: Option<Rounds>,
+    /// What else happened on the machine while the suite ran (Linux; null elsewhere, and in runs
+    /// from before it was recorded).
+    #[serde(default)]
+    pub disturbance: Option<Disturbance>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
@@ -71,6 +75,38 @@ impl Meta {
 pub struct Rounds {
     pub seed: u64,
     pub order: Vec<Vec<String>>,
+    /// What disturbed each round, in round order (Linux; empty elsewhere and in runs from before
+    /// it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disturbance: Vec<Disturbance>,
+}
+
+/// What the machine did besides the benchmark over a stretch of a run, from the kernel's own
+/// counters (/proc/stat, /proc/loadavg): time the hypervisor gave the virtual CPUs to others, how
+/// often any CPU switched tasks, and how busy the machine was.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Disturbance {
+    /// Wall-clock seconds the stretch lasted.
+    pub wall_s: f64,
+    /// CPU seconds stolen by the hypervisor, summed over all CPUs (/proc/stat `steal`).
+    pub steal_s: f64,
+    /// Context switches on all CPUs (/proc/stat `ctxt`), the benchmark's own included.
+    pub context_switches: u64,
+    /// The one-minute load average when the stretch began and when it ended.
+    pub load_avg_start: f64,
+    pub load_avg_end: f64,
+}
+
+impl Disturbance {
+    /// Stolen CPU time as a share of the CPU time there was (all CPUs over the wall time), 0 to 1.
+    pub fn steal_share(&self, cores: usize) -> f64 {
+        let available = self.wall_s * cores.max(1) as f64;
+        if available > 0.0 {
+            self.steal_s / available
+        } else {
+            0.0
+        }
+    }
 }
 
 /// One cell of a suite: one server configuration under one load.
