@@ -14,25 +14,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::cli::Config;
 use crate::listener::{bind, ConnLimit};
 use crate::server::{pin_plan, poke, Running};
-use crate::stats::{Counters, SharedCounters};
+use crate::stats::{Counts, SharedCounters};
 
 /// Counters are added to the shared ones every this many reads, and at close, so that the baselines
 /// do not pay a contended atomic per message (the event loops publish once per wait).
 const FLUSH_EVERY: u64 = 256;
 
-fn flush(shared: &SharedCounters, local: &mut Counters) {
+fn flush(shared: &SharedCounters, local: &mut Counts) {
     shared.add(local);
-    *local = Counters::default();
+    *local = Counts::default();
 }
 
-/// Count an accepted connection at once (the rest is batched per connection), and take its slot in
-/// the limit; false (counted as rejected) at the limit.
+/// Count an accepted connection at once (the rest is batched per connection), with the accept
+/// call that returned it, and take its slot in the limit; false (counted as rejected) at the limit.
 fn accept_counted(shared: &SharedCounters, limit: &ConnLimit) -> bool {
     let acquired = limit.try_acquire();
-    shared.add(&Counters {
+    shared.add(&Counts {
         accepted: 1,
         rejected: u64::from(!acquired),
-        ..Counters::default()
+        syscalls: 1,
+        ..Counts::default()
     });
     acquired
 }
@@ -40,9 +41,9 @@ fn accept_counted(shared: &SharedCounters, limit: &ConnLimit) -> bool {
 /// Refuse an accepted connection that cannot be served (no descriptor or no thread for it): count
 /// it as rejected and give its slot in the limit back. The caller drops the socket.
 fn refuse(shared: &SharedCounters, limit: &ConnLimit) {
-    shared.add(&Counters {
+    shared.add(&Counts {
         rejected: 1,
-        ..Counters::default()
+        ..Counts::default()
     });
     limit.release();
 }
@@ -50,7 +51,9 @@ fn refuse(shared: &SharedCounters, limit: &ConnLimit) {
 /// How long shutdown waits for the connection threads to count what they echoed and end.
 const THREADS_STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// `--backend threads`: one thread accepts, and each connection gets a blocking thread.
+/// `--backend threads`: one thread accepts, and each connection gets a blocking thread. Its
+/// calls are counted like an event loop's: every accept, read and write call (`registrations`
+/// and `would_block` stay 0: no poller, blocking sockets).
 ///
 /// Connection threads block in `read`, where no flag reaches them. Each registers a handle of its
 /// socket, so shutdown can shut the sockets down: every blocked read returns, the thread counts what
@@ -60,7 +63,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
     let addr = listener.local_addr()?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
-    let counters = Arc::new(SharedCounters::default());
+    let counters = Arc::new(SharedCounters::new(true));
     let open: Arc<Mutex<Slab<TcpStream>>> = Arc::default();
     let (stop, shared, buf_size) = (shutdown.clone(), counters.clone(), cfg.buf_size);
     let registry = open.clone();
@@ -69,6 +72,10 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
         .spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 let Ok((stream, _)) = listener.accept() else {
+                    shared.add(&Counts {
+                        syscalls: 1, // the failed accept
+                        ..Counts::default()
+                    });
                     std::thread::sleep(std::time::Duration::from_millis(10)); // EMFILE: back off
                     continue;
                 };
@@ -89,7 +96,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
                     .stack_size(64 * 1024)
                     .spawn(move || {
                         let mut stream = stream;
-                        let mut c = Counters::default();
+                        let mut c = Counts::default();
                         serve_blocking(&mut stream, buf_size, &conn_shared, &mut c);
                         // Count before closing: the client sees the close and may stop the
                         // server at once.
@@ -126,15 +133,18 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
     })
 }
 
+/// Echo until end-of-file or an error, counting every read and write call (each write, not each
+/// echo: a partial write is one call, and the rest another).
 fn serve_blocking(
     stream: &mut TcpStream,
     buf_size: usize,
     shared: &SharedCounters,
-    c: &mut Counters,
+    c: &mut Counts,
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; buf_size];
     loop {
+        c.syscalls += 1;
         let n = match stream.read(&mut buf) {
             Ok(0) => {
                 c.reads += 1; // end-of-file counts, as in the event loops
@@ -145,24 +155,34 @@ fn serve_blocking(
         };
         c.reads += 1;
         c.bytes_in += n as u64;
-        if stream.write_all(&buf[..n]).is_err() {
-            return;
+        let mut done = 0;
+        while done < n {
+            c.syscalls += 1;
+            match stream.write(&buf[done..n]) {
+                Ok(0) | Err(_) => return,
+                Ok(w) => {
+                    c.writes += 1;
+                    c.bytes_out += w as u64;
+                    done += w;
+                }
+            }
         }
-        c.writes += 1;
-        c.bytes_out += n as u64;
         if c.reads.is_multiple_of(FLUSH_EVERY) {
             flush(shared, c);
         }
     }
 }
 
-/// `--backend tokio`: the idiomatic tokio echo server on a multi-threaded runtime.
+/// `--backend tokio`: the idiomatic tokio echo server on a multi-threaded runtime. Its calls are
+/// not counted (`syscalls`, `registrations`, `would_block` are `null`): a read or write through
+/// tokio is zero system calls or more (one that would block returns Pending, and tokio retries it
+/// after its own epoll wait), and tokio's registrations and waits happen inside the runtime.
 pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
     let listener = bind(cfg.addr, false, true)?;
     let addr = listener.local_addr()?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
-    let counters = Arc::new(SharedCounters::default());
+    let counters = Arc::new(SharedCounters::new(false));
     let cores = pin_plan(cfg.threads, cfg.pinned);
     let next_core = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pin_cores = cores.clone();
@@ -197,7 +217,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
                 continue;
             }
             let task = TaskCounters {
-                c: Counters::default(),
+                c: Counts::default(),
                 shared: shared.clone(),
                 limit: limit.clone(),
             };
@@ -239,7 +259,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
 /// drops at an await (connections still open at SIGTERM) are counted too, with nothing added per
 /// read. Dropping also gives the connection's slot in the limit back.
 struct TaskCounters {
-    c: Counters,
+    c: Counts,
     shared: Arc<SharedCounters>,
     limit: Arc<ConnLimit>,
 }

@@ -17,7 +17,7 @@ use poller::{Backend, Event, Events, Interest, Mode, Token, Waker, WithBackend};
 use slab::Slab;
 
 use crate::listener::ConnLimit;
-use crate::stats::{Counters, SharedCounters};
+use crate::stats::{Counts, SharedCounters};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 /// How long accepting pauses after EMFILE/ENFILE or at the connection limit before it is retried
@@ -95,11 +95,13 @@ enum Outcome {
 impl Conn {
     /// Echo pending bytes, then read and echo more. Level: one read per event. Edge: until a read
     /// would block, or a short read shows the socket is drained (not trusted when the event also says
-    /// the peer hung up: the end-of-file read must still happen).
-    fn pump(&mut self, edge: bool, hangup: bool, c: &mut Counters) -> Outcome {
+    /// the peer hung up: the end-of-file read must still happen). Every read and write call is
+    /// counted in `syscalls`, whatever it returns.
+    fn pump(&mut self, edge: bool, hangup: bool, c: &mut Counts) -> Outcome {
         let mut did_read = false;
         loop {
             while self.start < self.end {
+                c.syscalls += 1;
                 match (&self.stream).write(&self.buf[self.start..self.end]) {
                     Ok(0) => return Outcome::Close,
                     Ok(n) => {
@@ -109,7 +111,8 @@ impl Conn {
                     }
                     // The client is not reading: stop reading from it until it does (backpressure).
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        return Outcome::Wait(Interest::WRITABLE)
+                        c.would_block += 1;
+                        return Outcome::Wait(Interest::WRITABLE);
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => return Outcome::Close,
@@ -123,6 +126,7 @@ impl Conn {
             if did_read && (!edge || (self.last_short && !hangup)) {
                 return Outcome::Wait(Interest::READABLE);
             }
+            c.syscalls += 1;
             match (&self.stream).read(&mut self.buf) {
                 Ok(0) => {
                     c.reads += 1;
@@ -136,7 +140,8 @@ impl Conn {
                     did_read = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    return Outcome::Wait(Interest::READABLE)
+                    c.would_block += 1;
+                    return Outcome::Wait(Interest::READABLE);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Outcome::Close, // reset, timeout: this connection only
@@ -162,7 +167,7 @@ struct EventLoop<B: Backend> {
     limit: Arc<ConnLimit>,
     shutdown: Arc<AtomicBool>,
     shared: Arc<SharedCounters>,
-    c: Counters,
+    c: Counts,
 }
 
 impl<B: Backend> EventLoop<B> {
@@ -191,7 +196,7 @@ impl<B: Backend> EventLoop<B> {
             limit: spec.limit,
             shutdown: spec.shutdown,
             shared: spec.counters,
-            c: Counters::default(),
+            c: Counts::default(),
         };
         event_loop.start_accepting()?;
         Ok((event_loop, waker))
@@ -208,6 +213,7 @@ impl<B: Backend> EventLoop<B> {
                 self.resume_at
                     .map(|t| t.saturating_duration_since(Instant::now()))
             };
+            self.c.syscalls += 1;
             self.poller.wait(&mut events, timeout)?;
             if busy_polling && !events.is_empty() {
                 last_event = Instant::now();
@@ -252,6 +258,8 @@ impl<B: Backend> EventLoop<B> {
             return Ok(());
         }
         let fd = listener.as_raw_fd();
+        self.c.registrations += 1;
+        self.c.syscalls += 1;
         if *exclusive {
             self.poller
                 .register_exclusive(fd, LISTENER, Interest::READABLE, Mode::Level)?;
@@ -267,6 +275,8 @@ impl<B: Backend> EventLoop<B> {
     /// level-triggered listener would otherwise report readable forever and spin the loop.
     fn pause_accepting(&mut self) {
         if let (Some((listener, _)), true) = (&self.listener, self.listening) {
+            self.c.registrations += 1;
+            self.c.syscalls += 1;
             let _ = self.poller.deregister(listener.as_raw_fd());
             self.listening = false;
             self.c.accept_pauses += 1;
@@ -282,12 +292,16 @@ impl<B: Backend> EventLoop<B> {
             if !self.limit.try_acquire() {
                 return self.pause_accepting();
             }
+            self.c.syscalls += 1;
             match listener.accept() {
                 Ok((stream, _)) => self.add(stream),
                 Err(e) => {
                     self.limit.release();
                     match e.kind() {
-                        ErrorKind::WouldBlock => return,
+                        ErrorKind::WouldBlock => {
+                            self.c.would_block += 1;
+                            return;
+                        }
                         ErrorKind::Interrupted
                         | ErrorKind::ConnectionAborted
                         | ErrorKind::ConnectionReset => {}
@@ -316,6 +330,8 @@ impl<B: Backend> EventLoop<B> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         // select cannot watch descriptors above FD_SETSIZE: such connections are closed at once.
+        self.c.registrations += 1;
+        self.c.syscalls += 1;
         if self
             .poller
             .register(stream.as_raw_fd(), Token(key), interest, self.mode)
@@ -357,6 +373,8 @@ impl<B: Backend> EventLoop<B> {
                 }
                 let fd = conn.stream.as_raw_fd();
                 conn.interest = interest;
+                self.c.registrations += 1;
+                self.c.syscalls += 1;
                 if self
                     .poller
                     .modify(fd, Token(key), interest, self.mode)
@@ -370,6 +388,8 @@ impl<B: Backend> EventLoop<B> {
 
     fn close(&mut self, key: usize) {
         let conn = self.conns.remove(key);
+        self.c.registrations += 1;
+        self.c.syscalls += 1;
         let _ = self.poller.deregister(conn.stream.as_raw_fd());
         self.free_bufs.push(conn.buf);
         self.c.closed += 1;

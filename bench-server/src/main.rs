@@ -17,7 +17,7 @@ use crossbeam_channel::RecvTimeoutError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use cli::{Args, Config, ServerBackend};
-use pollbench_schema::server::{ServerStats, ThreadStats, Totals};
+use pollbench_schema::server::{ProcessCpu, ServerStats, ThreadStats, Totals};
 use server::Running;
 
 #[cfg(feature = "count-allocs")]
@@ -119,15 +119,23 @@ fn serve(config: Config) -> std::io::Result<()> {
                 id,
                 core: cores.get(id).copied().flatten(),
                 active: at_shutdown[id].active(),
-                counters: c.load(),
+                counters: c.counters(),
             })
             .collect();
+        // Read once every thread has stopped, so that what they spent stopping is in it too.
+        let usage = pollbench_common::process_usage();
         let document = ServerStats {
             schema: pollbench_schema::server::SCHEMA.to_owned(),
             config: config.stats_config(),
             listen_addr,
             allocations: allocations(),
             duration_s: duration.as_secs_f64(),
+            cpu: Some(ProcessCpu {
+                user_s: usage.user.as_secs_f64(),
+                system_s: usage.system.as_secs_f64(),
+                voluntary_switches: usage.voluntary_switches,
+                involuntary_switches: usage.involuntary_switches,
+            }),
             totals: Totals::of(&threads),
             threads,
         };

@@ -107,7 +107,7 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
     } = intakes(accept, cfg.addr, n)?;
     let cores = pin_plan(n, cfg.pinned);
     let counters: Vec<_> = (0..n)
-        .map(|_| Arc::new(SharedCounters::default()))
+        .map(|_| Arc::new(SharedCounters::new(true)))
         .collect();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
     let mut threads = Vec::with_capacity(n + 1);

@@ -1,21 +1,69 @@
 //! Per-thread counters and the periodic one-line summary. The JSON written on exit is
-//! `pollbench_schema::server::ServerStats`, whose [`Counters`] the loops count in.
+//! `pollbench_schema::server::ServerStats`, whose [`Counters`] the loops' [`Counts`] become.
 //!
-//! Each loop counts in plain integers and publishes them with relaxed stores once per iteration, so
-//! the hot path has no atomic read-modify-write; the main thread reads them for the summary and
-//! the JSON.
+//! Each loop counts in plain integers ([`Counts`]) and publishes them with relaxed stores once per
+//! iteration, so the hot path has no atomic read-modify-write and no `Option` to test; the main
+//! thread reads them for the summary and the JSON. [`Counts`] has every field of [`Counters`], as
+//! a plain number: the document's call counts are `Option`s (`null` where they are not counted:
+//! the tokio baseline), and which threads count them is said once, by [`SharedCounters::new`].
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// The counters, as plain numbers (a loop's own copy, or a snapshot): the stats document's own
-/// struct, so what a loop counts is what the JSON has.
-pub use pollbench_schema::server::Counters;
+use pollbench_schema::server::Counters;
+
+/// A thread's counts, as plain numbers (a loop's own copy, or a snapshot): the fields of the
+/// stats document's [`Counters`], documented there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub accepted: u64,
+    pub closed: u64,
+    pub rejected: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub waits: u64,
+    pub events: u64,
+    pub empty_wakeups: u64,
+    pub accept_pauses: u64,
+    pub syscalls: u64,
+    pub registrations: u64,
+    pub would_block: u64,
+}
+
+impl Counts {
+    /// Open connections: accepted minus closed and rejected.
+    pub fn active(&self) -> u64 {
+        self.accepted.saturating_sub(self.closed + self.rejected)
+    }
+
+    /// The document's counters; the call counts only if `calls` (else `null`).
+    pub fn counters(&self, calls: bool) -> Counters {
+        let call = |n: u64| calls.then_some(n);
+        Counters {
+            accepted: self.accepted,
+            closed: self.closed,
+            rejected: self.rejected,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            reads: self.reads,
+            writes: self.writes,
+            waits: self.waits,
+            events: self.events,
+            empty_wakeups: self.empty_wakeups,
+            accept_pauses: self.accept_pauses,
+            syscalls: call(self.syscalls),
+            registrations: call(self.registrations),
+            would_block: call(self.would_block),
+        }
+    }
+}
 
 /// How many counters there are: [`to_array`] and [`from_array`] name each once.
-const FIELDS: usize = 11;
+const FIELDS: usize = 14;
 
-fn to_array(c: Counters) -> [u64; FIELDS] {
+fn to_array(c: Counts) -> [u64; FIELDS] {
     [
         c.accepted,
         c.closed,
@@ -28,13 +76,16 @@ fn to_array(c: Counters) -> [u64; FIELDS] {
         c.events,
         c.empty_wakeups,
         c.accept_pauses,
+        c.syscalls,
+        c.registrations,
+        c.would_block,
     ]
 }
 
-fn from_array(a: [u64; FIELDS]) -> Counters {
-    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses] =
+fn from_array(a: [u64; FIELDS]) -> Counts {
+    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses, syscalls, registrations, would_block] =
         a;
-    Counters {
+    Counts {
         accepted,
         closed,
         rejected,
@@ -46,25 +97,39 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
         events,
         empty_wakeups,
         accept_pauses,
+        syscalls,
+        registrations,
+        would_block,
     }
 }
 
 /// The published copy of one thread's counters.
-#[derive(Default)]
 pub struct SharedCounters {
     fields: [AtomicU64; FIELDS],
+    /// The thread counts its calls (`syscalls`, `registrations`, `would_block`).
+    calls: bool,
 }
 
 impl SharedCounters {
-    /// Publish a thread's current counters (only that thread writes).
-    pub fn publish(&self, c: &Counters) {
+    /// Counters of a thread that counts its calls (`calls`: the event loops, the threads
+    /// baseline) or does not (tokio, whose calls happen inside tokio): then the document has
+    /// `null` for them.
+    pub fn new(calls: bool) -> SharedCounters {
+        SharedCounters {
+            fields: Default::default(),
+            calls,
+        }
+    }
+
+    /// Publish a thread's current counts (only that thread writes).
+    pub fn publish(&self, c: &Counts) {
         for (field, v) in self.fields.iter().zip(to_array(*c)) {
             field.store(v, Relaxed);
         }
     }
 
-    /// Add to the counters from any thread (the baselines, where connections share them).
-    pub fn add(&self, c: &Counters) {
+    /// Add to the counts from any thread (the baselines, where connections share them).
+    pub fn add(&self, c: &Counts) {
         for (field, v) in self.fields.iter().zip(to_array(*c)) {
             if v != 0 {
                 field.fetch_add(v, Relaxed);
@@ -73,18 +138,25 @@ impl SharedCounters {
     }
 
     /// A snapshot.
-    pub fn load(&self) -> Counters {
+    pub fn load(&self) -> Counts {
         from_array(self.fields.each_ref().map(|f| f.load(Relaxed)))
+    }
+
+    /// A snapshot as the document's counters (call counts `null` unless this thread counts them).
+    pub fn counters(&self) -> Counters {
+        self.load().counters(self.calls)
     }
 }
 
-/// The sum of all threads' counters.
-pub fn total(threads: &[Counters]) -> Counters {
-    let mut t = Counters::default();
+/// The sum of all threads' counts.
+pub fn total(threads: &[Counts]) -> Counts {
+    let mut sum = [0u64; FIELDS];
     for c in threads {
-        t.add(c);
+        for (s, v) in sum.iter_mut().zip(to_array(*c)) {
+            *s += v;
+        }
     }
-    t
+    from_array(sum)
 }
 
 fn rate(now: u64, before: u64, secs: f64) -> f64 {
@@ -93,8 +165,8 @@ fn rate(now: u64, before: u64, secs: f64) -> f64 {
 
 /// The periodic stderr line: totals over the last interval.
 pub fn summary_line(
-    now: &Counters,
-    before: &Counters,
+    now: &Counts,
+    before: &Counts,
     interval: Duration,
     elapsed: Duration,
 ) -> String {
@@ -115,4 +187,60 @@ pub fn summary_line(
         if waits == 0 { 0.0 } else { events as f64 / waits as f64 },
         if waits == 0 { 0.0 } else { 100.0 * empty as f64 / waits as f64 },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field a different number, in declaration order.
+    fn distinct() -> Counts {
+        from_array(std::array::from_fn(|i| i as u64 + 1))
+    }
+
+    #[test]
+    fn every_count_reaches_its_own_field_of_the_document() {
+        let c = distinct();
+        assert_eq!(from_array(to_array(c)), c);
+        let shared = SharedCounters::new(true);
+        shared.publish(&c);
+        shared.add(&c);
+        assert_eq!(shared.load(), total(&[c, c]));
+        // The document's field of each name has the count of the same name.
+        let json = serde_json::to_value(c.counters(true)).unwrap();
+        let expected = [
+            ("accepted", c.accepted),
+            ("closed", c.closed),
+            ("rejected", c.rejected),
+            ("bytes_in", c.bytes_in),
+            ("bytes_out", c.bytes_out),
+            ("reads", c.reads),
+            ("writes", c.writes),
+            ("waits", c.waits),
+            ("events", c.events),
+            ("empty_wakeups", c.empty_wakeups),
+            ("accept_pauses", c.accept_pauses),
+            ("syscalls", c.syscalls),
+            ("registrations", c.registrations),
+            ("would_block", c.would_block),
+        ];
+        assert_eq!(json.as_object().unwrap().len(), FIELDS);
+        for (name, v) in expected {
+            assert_eq!(json[name], v, "{name}");
+        }
+        assert_eq!(c.syscalls, 12, "declaration order");
+    }
+
+    #[test]
+    fn a_thread_that_does_not_count_calls_writes_null_for_them() {
+        let shared = SharedCounters::new(false);
+        shared.add(&distinct());
+        let c = shared.counters();
+        assert_eq!(
+            (c.syscalls, c.registrations, c.would_block),
+            (None, None, None)
+        );
+        assert_eq!(c.reads, 6);
+        assert_eq!(SharedCounters::new(true).counters().syscalls, Some(0));
+    }
 }

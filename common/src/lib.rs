@@ -120,6 +120,37 @@ pub fn process_cpu_time() -> Duration {
     rusage_time(nix::sys::resource::UsageWho::RUSAGE_SELF)
 }
 
+/// What [`process_usage`] returns: this process's own resource use so far, all threads (those
+/// that ended included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessUsage {
+    /// CPU time in user mode (`ru_utime`).
+    pub user: Duration,
+    /// CPU time in the kernel on the process's behalf (`ru_stime`).
+    pub system: Duration,
+    /// Context switches because a thread blocked, e.g. waiting for I/O (`ru_nvcsw`).
+    pub voluntary_switches: u64,
+    /// Context switches because the scheduler preempted a thread (`ru_nivcsw`).
+    pub involuntary_switches: u64,
+}
+
+/// This process's CPU time, user and system apart, and its context switches: one
+/// getrusage(RUSAGE_SELF) ([`process_cpu_time`] is its `user + system`).
+pub fn process_usage() -> ProcessUsage {
+    // getrusage fails only for an invalid `who`, which RUSAGE_SELF is not.
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
+    let time = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    ProcessUsage {
+        user: time(usage.user_time()),
+        system: time(usage.system_time()),
+        voluntary_switches: usage.voluntary_context_switches().max(0) as u64,
+        involuntary_switches: usage.involuntary_context_switches().max(0) as u64,
+    }
+}
+
 /// User + system CPU time the calling thread has used (Linux and Android; elsewhere the process's,
 /// since there is no per-thread getrusage).
 pub fn thread_cpu_time() -> Duration {

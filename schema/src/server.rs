@@ -1,12 +1,19 @@
-//! `bench-server --stats-json`: what the server did in one run — its configuration, and per event
-//! loop (or baseline) what it accepted, read, wrote and waited for. Documented in
-//! bench-server/README.md; written by bench-server on SIGINT/SIGTERM, through these structs.
+//! `bench-server --stats-json`: what the server did in one run — its configuration, the process's
+//! own CPU time, and per event loop (or baseline) what it accepted, read, wrote, waited for and
+//! which calls it made. Documented in bench-server/README.md; written by bench-server on
+//! SIGINT/SIGTERM, through these structs.
 //!
 //! Every field is required, `null` included: a document that lacks a field (an `Option` too) is an
 //! error naming that field, never a silent default. Unknown fields are ignored, so a field added
-//! within version 1 does not break an older reader; a document written before a field was added
-//! is refused by a reader that has it (the reference run's server files predate
-//! `config.mechanism`; nothing reads them).
+//! within version 1 does not break an older reader.
+//!
+//! The exception: fields added within version 1 after results were committed read as `null` when
+//! absent, so that the documents written before them still read. They are
+//! [`ServerStats::cpu`], and in every thread and in the totals [`Counters::syscalls`],
+//! [`Counters::registrations`] and [`Counters::would_block`] (the reference run
+//! results/20261122T215339Z-vm-full has none of them). bench-server always writes them (`null`
+//! where it cannot count: the three call counts of the tokio baseline). (The reference run's server
+//! files also predate `config.mechanism`; they were migrated once.)
 
 use std::net::SocketAddr;
 
@@ -32,6 +39,11 @@ pub struct ServerStats {
     pub allocations: Option<u64>,
     /// Seconds from listening to the stop signal.
     pub duration_s: f64,
+    /// The process's own CPU time and context switches over its whole life (start-up and shutdown
+    /// included, every thread: event loops, baselines' threads, the tokio runtime), read when the
+    /// loops have stopped; `null` in documents written before it existed (added within version 1).
+    #[serde(default)]
+    pub cpu: Option<ProcessCpu>,
     /// The sum over threads, with derived ratios.
     pub totals: Totals,
     /// One entry per event loop (the baselines have one, for all their threads).
@@ -43,6 +55,20 @@ impl Versioned for ServerStats {
     fn schema(&self) -> &str {
         &self.schema
     }
+}
+
+/// The server process's getrusage(RUSAGE_SELF), read at shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessCpu {
+    /// CPU seconds in user mode.
+    pub user_s: f64,
+    /// CPU seconds in the kernel on the process's behalf (system calls, and the network stack's
+    /// work the kernel charges to it).
+    pub system_s: f64,
+    /// Voluntary context switches: a thread blocked (in a wait, a blocking read, a lock).
+    pub voluntary_switches: u64,
+    /// Involuntary context switches: the scheduler preempted a thread.
+    pub involuntary_switches: u64,
 }
 
 /// The server's configuration, as it ran.
@@ -78,7 +104,31 @@ pub struct ServerConfig {
     pub busy_poll_us: u64,
 }
 
-/// What a thread counted (a loop's own running counts too: bench-server counts in this struct).
+/// What a thread counted. (bench-server counts in plain integers of its own and writes them here;
+/// the call counts are `null` where it could not count them.)
+///
+/// The call counts — [`syscalls`](Self::syscalls), [`registrations`](Self::registrations),
+/// [`would_block`](Self::would_block) — count calls bench-server makes: each call of read, write
+/// or accept on a socket, and of the poller's wait, register, modify and deregister, is one. On
+/// epoll each is exactly one system call. Elsewhere a poller call is not always one:
+///
+/// - select, poll: register, modify and deregister change a table in user space (no system call);
+///   the wait hands the whole table to the kernel.
+/// - io_uring (readiness: one `IORING_OP_POLL_ADD` per registration): register and modify queue a
+///   submission that the next wait's `io_uring_enter` carries (no system call of their own); a
+///   deregister of an armed poll submits its cancellation at once (one `io_uring_enter`); a wait
+///   is one `io_uring_enter` or more (it waits again when only completions of cancelled polls
+///   arrived), and re-arming level polls rides on it.
+/// - kqueue: each registration change is one `kevent` call; on Linux, libkqueue implements
+///   `kevent` in user space with epoll calls of its own.
+/// - Any backend: a wait interrupted by a signal is retried inside the poller, and draining the
+///   waker's descriptor is a read inside the wait; neither is seen here.
+///
+/// Not counted anywhere: per-connection setup and teardown (`setsockopt(TCP_NODELAY)`, making a
+/// socket non-blocking, `close`; the threads baseline's `dup` and thread creation), the accept
+/// and wake-up calls of the `acceptor` strategy's thread, and the process's own housekeeping
+/// (signals, the summary line, the stats file). They are a few per connection, against the
+/// counted calls per message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Connections accepted.
@@ -105,6 +155,32 @@ pub struct Counters {
     pub empty_wakeups: u64,
     /// Times accepting was paused (connection limit, or EMFILE/ENFILE).
     pub accept_pauses: u64,
+    /// Every read, write and accept call on sockets and every poller call (wait, register, modify,
+    /// deregister), whatever it returned: those that returned WouldBlock (EAGAIN), an error or
+    /// nothing included. So `syscalls >= reads + writes + waits + registrations + would_block`;
+    /// the rest are accepts that returned a connection (or an error) and reads and writes that
+    /// failed. What a poller call costs in system calls depends on the backend: see [`Counters`].
+    /// The threads baseline: its accept, read and write calls (blocking sockets). `null` for the
+    /// tokio baseline: its reads and writes go through tokio, which makes the system calls (and
+    /// retries those that would block, and waits in epoll) where bench-server cannot count them;
+    /// `null` in documents written before it existed (added within version 1).
+    #[serde(default)]
+    pub syscalls: Option<u64>,
+    /// Poller register, modify and deregister calls (failed ones included): connections
+    /// registered and deregistered, interest changed (writable while a client does not read;
+    /// every re-arm in oneshot mode), the listener paused and resumed. A registration is a system
+    /// call on epoll and kqueue, a table change on select and poll, and a queued submission on
+    /// io_uring (deregister: submitted at once); see [`Counters`]. 0 for the threads baseline (no
+    /// poller); `null` for tokio and in documents written before it existed.
+    #[serde(default)]
+    pub registrations: Option<u64>,
+    /// Read, write and accept calls that returned WouldBlock (EAGAIN): counted in
+    /// [`syscalls`](Self::syscalls), not in [`reads`](Self::reads) or [`writes`](Self::writes).
+    /// E.g. the edge-triggered loop's read that finds a drained socket, the accept that ends a
+    /// burst. 0 for the threads baseline (blocking sockets); `null` for tokio and in documents
+    /// written before it existed.
+    #[serde(default)]
+    pub would_block: Option<u64>,
 }
 
 impl Counters {
@@ -113,8 +189,15 @@ impl Counters {
         self.accepted.saturating_sub(self.closed + self.rejected)
     }
 
-    /// Add `other`'s counts to these.
+    /// Add `other`'s counts to these. A call count that is `null` on one side is the other side's
+    /// (`null` + n = n): the threads of one document all count calls, or none does.
     pub fn add(&mut self, other: &Counters) {
+        fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            }
+        }
         self.accepted += other.accepted;
         self.closed += other.closed;
         self.rejected += other.rejected;
@@ -126,6 +209,9 @@ impl Counters {
         self.events += other.events;
         self.empty_wakeups += other.empty_wakeups;
         self.accept_pauses += other.accept_pauses;
+        self.syscalls = sum(self.syscalls, other.syscalls);
+        self.registrations = sum(self.registrations, other.registrations);
+        self.would_block = sum(self.would_block, other.would_block);
     }
 }
 
@@ -191,7 +277,8 @@ mod tests {
     use crate::file::read_json;
 
     /// A document as bench-server writes it today (`--backend epoll --threads 2 --pin`, one
-    /// second of load-gen). Only `duration_s` is shortened (it was 1.1353396550000001):
+    /// second of load-gen, 4 connections of 64 B messages). Only `duration_s` is shortened (it
+    /// was 1.5124393170000001):
     /// serde_json without its `float_roundtrip` feature may read a float one ulp off, and the test
     /// compares the document written back byte for byte.
     const CURRENT: &str = r#"{
@@ -209,23 +296,32 @@ mod tests {
     "events": 1024,
     "busy_poll_us": 0
   },
-  "listen_addr": "127.0.0.1:40037",
+  "listen_addr": "127.0.0.1:33313",
   "allocations": null,
-  "duration_s": 1.135339655,
+  "duration_s": 1.512439317,
+  "cpu": {
+    "user_s": 0.217545,
+    "system_s": 0.326318,
+    "voluntary_switches": 32144,
+    "involuntary_switches": 114
+  },
   "totals": {
     "active": 0,
     "accepted": 4,
     "closed": 4,
     "rejected": 0,
-    "bytes_in": 1454976,
-    "bytes_out": 1454976,
-    "reads": 22737,
-    "writes": 22734,
-    "waits": 22138,
-    "events": 22737,
+    "bytes_in": 2281856,
+    "bytes_out": 2281856,
+    "reads": 35658,
+    "writes": 35654,
+    "waits": 34399,
+    "events": 35660,
     "empty_wakeups": 0,
     "accept_pauses": 0,
-    "events_per_wait": 1.0270575481073267,
+    "syscalls": 105727,
+    "registrations": 10,
+    "would_block": 2,
+    "events_per_wait": 1.036658042384953,
     "accept_spread": 1.0
   },
   "threads": [
@@ -236,14 +332,17 @@ mod tests {
       "accepted": 3,
       "closed": 3,
       "rejected": 0,
-      "bytes_in": 574656,
-      "bytes_out": 574656,
-      "reads": 8982,
-      "writes": 8979,
-      "waits": 8380,
-      "events": 8980,
+      "bytes_in": 1641600,
+      "bytes_out": 1641600,
+      "reads": 25653,
+      "writes": 25650,
+      "waits": 24392,
+      "events": 25654,
       "empty_wakeups": 0,
-      "accept_pauses": 0
+      "accept_pauses": 0,
+      "syscalls": 75706,
+      "registrations": 7,
+      "would_block": 1
     },
     {
       "id": 1,
@@ -252,14 +351,17 @@ mod tests {
       "accepted": 1,
       "closed": 1,
       "rejected": 0,
-      "bytes_in": 880320,
-      "bytes_out": 880320,
-      "reads": 13755,
-      "writes": 13755,
-      "waits": 13758,
-      "events": 13757,
+      "bytes_in": 640256,
+      "bytes_out": 640256,
+      "reads": 10005,
+      "writes": 10004,
+      "waits": 10007,
+      "events": 10006,
       "empty_wakeups": 0,
-      "accept_pauses": 0
+      "accept_pauses": 0,
+      "syscalls": 30021,
+      "registrations": 3,
+      "would_block": 1
     }
   ]
 }
@@ -289,15 +391,74 @@ mod tests {
         assert_eq!(stats.config.mechanism, "epoll");
         assert_eq!(stats.config.accept.as_deref(), Some("reuseport"));
         assert_eq!(stats.allocations, None);
-        assert_eq!(stats.totals.counters.reads, 22737);
+        assert_eq!(stats.totals.counters.reads, 35658);
         assert_eq!(stats.threads[1].core, Some(1));
         assert_eq!(stats.threads[0].counters.accepted, 3);
+        let cpu = stats.cpu.expect("cpu");
+        assert_eq!((cpu.user_s, cpu.system_s), (0.217545, 0.326318));
+        assert_eq!(cpu.voluntary_switches, 32144);
+        assert_eq!(stats.totals.counters.syscalls, Some(105727));
+        assert_eq!(stats.threads[1].counters.registrations, Some(3));
+        assert_eq!(stats.threads[0].counters.would_block, Some(1));
         // Same keys, same order, same values: the struct is the document.
         let mut written = serde_json::to_string_pretty(&stats).unwrap();
         written.push('\n');
         assert_eq!(written, CURRENT);
         // The totals are what Totals::of derives from the threads.
         assert_eq!(Totals::of(&stats.threads), stats.totals);
+    }
+
+    /// Fields added within version 1 after results were committed (`cpu`, and the call counts of
+    /// the threads and totals) read as `None` from a document written before them, such as the
+    /// reference run's; and a document can say `null` for them (tokio's call counts).
+    #[test]
+    fn fields_added_within_version_1_read_as_none_when_absent_or_null() {
+        const ADDED: [&str; 3] = ["syscalls", "registrations", "would_block"];
+        // Apply `f` to the totals and to every thread.
+        fn each_counters(v: &mut serde_json::Value, f: impl Fn(&mut serde_json::Value)) {
+            f(&mut v["totals"]);
+            v["threads"].as_array_mut().unwrap().iter_mut().for_each(f);
+        }
+        let older = edited(|v| {
+            v.as_object_mut().unwrap().remove("cpu").unwrap();
+            each_counters(v, |o| {
+                for field in ADDED {
+                    o.as_object_mut().unwrap().remove(field).unwrap();
+                }
+            });
+        });
+        assert!(!older.contains("syscalls") && !older.contains("\"cpu\""));
+        let stats = read("older", &older).unwrap();
+        assert_eq!(stats.cpu, None);
+        for c in
+            std::iter::once(&stats.totals.counters).chain(stats.threads.iter().map(|t| &t.counters))
+        {
+            assert_eq!(
+                (c.syscalls, c.registrations, c.would_block),
+                (None, None, None)
+            );
+        }
+        // Everything else as before, and the totals still those of the threads.
+        assert_eq!(stats.totals.counters.reads, 35658);
+        assert_eq!(Totals::of(&stats.threads), stats.totals);
+
+        let tokio = edited(|v| {
+            each_counters(v, |o| {
+                for field in ADDED {
+                    o[field] = serde_json::Value::Null;
+                }
+            });
+        });
+        let stats = read("nulls", &tokio).unwrap();
+        assert_eq!(stats.totals.counters.syscalls, None);
+        assert_eq!(Totals::of(&stats.threads), stats.totals);
+        // Written back, `null` is written, not left out.
+        let written = serde_json::to_value(&stats).unwrap();
+        assert!(written["threads"][0]["syscalls"].is_null());
+        assert!(written["totals"]
+            .as_object()
+            .unwrap()
+            .contains_key("would_block"));
     }
 
     #[test]
