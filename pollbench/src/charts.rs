@@ -7,10 +7,12 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-/// One line: a label and its (x, y) points, x > 0.
+/// One line: a label and its (x, y) points, x > 0, with an interval (x, lo, hi) drawn as an error
+/// bar where there is one.
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    pub bars: Vec<(f64, f64, f64)>,
 }
 
 const COLORS: [RGBColor; 8] = [
@@ -48,7 +50,12 @@ pub fn line_chart(
     // A log axis is drawn as log10 of the values on a linear axis, labelled back in µs.
     let log = y_axis == YAxis::LogMicros;
     let y_of = |v: f64| if log { v.max(1.0).log10() } else { v };
-    let points = series.iter().flat_map(|s| s.points.iter());
+    // The bars' ends count as points: the axes must hold them.
+    let ends: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.bars.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+        .collect();
+    let points = series.iter().flat_map(|s| s.points.iter()).chain(&ends);
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max);
     let (y_min, y_max) = if log {
         let ys = points.map(|p| y_of(p.1));
@@ -103,6 +110,14 @@ pub fn line_chart(
         draw_line(&mut chart, &s.label, pts.clone(), color).map_err(|e| err(&e))?;
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(s.bars.iter().map(|&(x, lo, hi)| {
+                // Its dot is the median's: the series' point at the same x.
+                let median = s.points.iter().find(|p| p.0 == x).map_or(lo, |p| p.1);
+                let (x, lo, hi) = (x.max(1.0), y_of(lo), y_of(hi));
+                ErrorBar::new_vertical(x, lo, y_of(median), hi, color.stroke_width(1), 8)
+            }))
             .map_err(|e| err(&e))?;
     }
     // Latency grows to the upper right and throughput falls to the lower right: keep the legend
@@ -201,7 +216,12 @@ pub fn spectrum_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
 /// Draw latency percentile spectra (points from [`spectrum_points`]) into an SVG at `path`: x in
 /// nines (labelled 0%, 90%, 99%, ...), y in microseconds on a log scale.
 pub fn spectrum_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
-    let points = series.iter().flat_map(|s| s.points.iter());
+    // The bars' ends count as points: the axes must hold them.
+    let ends: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.bars.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+        .collect();
+    let points = series.iter().flat_map(|s| s.points.iter()).chain(&ends);
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max).ceil();
     let y_max = points.map(|p| p.1).fold(10.0, f64::max) * 2.0;
     let err = |e: &dyn Debug| chart_error(path, e);

@@ -3,7 +3,8 @@
 //!
 //! Cells are matched by id. A cell regresses when its throughput falls by more than the throughput
 //! threshold, its p99 grows by more than the latency threshold, or it completed in OLD and not in
-//! NEW. When both runs repeated their cells, a delta beyond the threshold whose min–max ranges still
+//! NEW. Figures are the medians of summary.json (computed for runs written before it); when both runs
+//! ran their cells in several rounds, a delta beyond the threshold whose medians' intervals still
 //! overlap is reported as noise, not as a regression.
 
 use std::collections::BTreeMap;
@@ -15,9 +16,11 @@ use pollbench_common::{human_count, parse_percent};
 use serde::Serialize;
 
 use pollbench_common::human_us;
-use pollbench_schema::results::{CellStatus, Meta, Outcome, Repeat};
+use pollbench_schema::file::read_json;
+use pollbench_schema::results::{CellStatus, Meta};
+use pollbench_schema::summary::{Estimate, Summary};
 
-use crate::report::{cell_run, read_meta};
+use crate::report::read_meta;
 
 #[derive(Parser, Debug)]
 pub struct CompareArgs {
@@ -49,7 +52,8 @@ struct Side {
     status: CellStatus,
     msgs_per_s: Option<f64>,
     p99_us: Option<f64>,
-    /// min and max over the cell's repeats, when it was repeated.
+    /// The interval of the median over the cell's rounds (summary.json's lo and hi: 95%, or the
+    /// extremes with fewer than 6 rounds), when it ran more than once.
     msgs_per_s_range: Option<(f64, f64)>,
     p99_us_range: Option<(f64, f64)>,
 }
@@ -59,7 +63,7 @@ struct Side {
 enum Verdict {
     Regression,
     Improvement,
-    /// Beyond a threshold, but the repeats' ranges overlap.
+    /// Beyond a threshold, but the two medians' intervals overlap.
     Noise,
     Same,
     /// Failed or skipped in both.
@@ -91,37 +95,41 @@ struct Comparison {
     regressions: usize,
 }
 
+/// A run's summary: its summary.json, or computed from its files for runs written before it.
+fn summary_of(dir: &Path, meta: &Meta) -> Result<Summary, String> {
+    let path = dir.join("summary.json");
+    if path.exists() {
+        read_json(&path)
+    } else {
+        crate::summary::summarize(dir, meta)
+    }
+}
+
 fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
     let meta = read_meta(dir)?;
-    let outcomes: BTreeMap<&str, &Outcome> =
-        meta.outcomes.iter().map(|o| (o.id.as_str(), o)).collect();
+    let summary = summary_of(dir, &meta)?;
     let mut sides = BTreeMap::new();
     for cell in &meta.cells {
-        let Some(outcome) = outcomes.get(cell.id.as_str()) else {
+        let Some(outcome) = meta.outcome(&cell.id) else {
             continue; // never reached (an interrupted run)
         };
-        let run = if outcome.is_ok() {
-            cell_run(dir, &cell.id)?
-        } else {
-            None
+        let figures = summary.cell(&cell.id).filter(|_| outcome.is_ok());
+        let median = |e: Option<Estimate>| e.map(|e| e.median);
+        // The median's interval, as the report shows it: with a single run there is none.
+        let interval = |e: Option<Estimate>| {
+            e.filter(|_| figures.is_some_and(|f| f.rounds > 1))
+                .map(|e| (e.lo, e.hi))
         };
-        let range = |f: fn(&Repeat) -> f64| {
-            (outcome.repeats.len() > 1).then(|| {
-                let values = outcome.repeats.iter().map(f);
-                (
-                    values.clone().fold(f64::INFINITY, f64::min),
-                    values.fold(f64::NEG_INFINITY, f64::max),
-                )
-            })
-        };
+        let msgs = figures.and_then(|f| f.msgs_per_s);
+        let p99 = figures.and_then(|f| f.p99_us);
         sides.insert(
             cell.id.clone(),
             Side {
                 status: outcome.status,
-                msgs_per_s: run.as_ref().map(|r| r.throughput_msgs_per_s),
-                p99_us: run.as_ref().map(|r| r.latency_us.p99 as f64),
-                msgs_per_s_range: range(|r| r.msgs_per_s),
-                p99_us_range: range(|r| r.p99_us),
+                msgs_per_s: median(msgs),
+                p99_us: median(p99),
+                msgs_per_s_range: interval(msgs),
+                p99_us_range: interval(p99),
             },
         );
     }
@@ -171,7 +179,7 @@ fn judge(id: &str, old: &Side, new: &Side, args: &CompareArgs) -> CellDelta {
             } else if !noise.is_empty() {
                 (
                     Verdict::Noise,
-                    format!("{}: the repeats' ranges overlap", noise.join(", ")),
+                    format!("{}: the intervals overlap", noise.join(", ")),
                 )
             } else {
                 (Verdict::Same, String::new())

@@ -12,6 +12,7 @@ mod report;
 mod runner;
 mod stats;
 mod suite;
+mod summary;
 mod sweep_charts;
 
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use std::process::Command;
 use pollbench_schema::file::read_json;
 use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome, META_SCHEMA};
 use pollbench_schema::run::RunReport;
+use pollbench_schema::summary::{CellSummary, Estimate, Judgement, Summary};
 
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
@@ -126,9 +127,14 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
         .filter(|(id, _)| outcomes.get(*id).is_some_and(|o| o.is_ok()))
         .map(|(id, run)| (*id, run))
         .collect();
+    let summary = crate::summary::summarize(dir, &meta)?;
+    let summary_path = dir.join("summary.json");
+    pollbench_schema::file::write_json_atomically(&summary_path, &summary)
+        .map_err(|e| format!("{}: {e}", summary_path.display()))?;
     let mut report = Report {
         dir,
         meta: &meta,
+        summary: &summary,
         outcomes,
         data: &data,
         completed,
@@ -152,6 +158,8 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
 struct Report<'a> {
     dir: &'a Path,
     meta: &'a Meta,
+    /// Every cell's figures over its rounds, and the verdicts: what summary.json holds.
+    summary: &'a Summary,
     outcomes: BTreeMap<&'a str, &'a Outcome>,
     /// The load-gen run of every cell that left one.
     data: &'a BTreeMap<&'a str, RunReport>,
@@ -293,6 +301,8 @@ impl Report<'_> {
             columns: &columns,
             by_idle,
             completed: &self.completed,
+            summary: self.summary,
+            rounds: meta.rounds.is_some(),
         };
         let (shown, linked) = view.charts();
         for (file, alt) in &shown {
@@ -305,13 +315,13 @@ impl Report<'_> {
                 .collect();
             let _ = writeln!(self.md, "More charts: {}.\n", links.join(", "));
         }
-        self.table(x, &cells, &columns, by_idle);
+        self.table(sweep, x, &cells, &columns, by_idle);
     }
 
     /// A sweep's table: msgs/s / p99 per cell, or why it did not complete. With rounds, msgs/s is
     /// the median round with its 95% interval, and a row's clear winner is in bold; then the
     /// verdicts of every pair of columns at each row. Older runs show the median run ± spread.
-    fn table(&mut self, x: &str, cells: &[&Cell], columns: &[String], by_idle: bool) {
+    fn table(&mut self, sweep: &str, x: &str, cells: &[&Cell], columns: &[String], by_idle: bool) {
         let mut rows: Vec<usize> = cells.iter().map(|c| c.row(by_idle)).collect();
         rows.sort();
         rows.dedup();
@@ -328,7 +338,7 @@ impl Report<'_> {
                         .find(|c| c.label == *col && c.row(by_idle) == row)
                 })
                 .collect();
-            let judged = self.judge_row(&at_row);
+            let judged = self.judge_row(sweep, row, &at_row);
             let mut line = format!("| {row} |");
             for (i, cell) in at_row.iter().enumerate() {
                 let text = cell.map_or(String::new(), |c| self.cell_text(c));
@@ -347,6 +357,7 @@ impl Report<'_> {
             );
         }
         self.md.push('\n');
+        self.cost_table(x, cells, columns, &rows, by_idle);
         if !verdicts.is_empty() {
             let _ = writeln!(
                 self.md,
@@ -360,49 +371,110 @@ impl Report<'_> {
         }
     }
 
-    /// The rounds' msgs/s of a completed cell, in round order; None without rounds.
-    fn rounds_of(&self, c: &Cell) -> Option<Vec<f64>> {
-        self.meta.rounds.as_ref()?;
-        let o = self.outcomes.get(c.id.as_str())?;
-        (o.is_ok() && o.repeats.len() >= 2)
-            .then(|| o.repeats.iter().map(|r| r.msgs_per_s).collect())
+    /// A sweep's cost table, where the server recorded its CPU time or system calls: per message,
+    /// the server's CPU (with its interval when there are rounds) and system calls, events per
+    /// wait, and the client's CPU.
+    fn cost_table(
+        &mut self,
+        x: &str,
+        cells: &[&Cell],
+        columns: &[String],
+        rows: &[usize],
+        by_idle: bool,
+    ) {
+        let summaries: Vec<Option<&CellSummary>> = cells
+            .iter()
+            .map(|c| {
+                self.summary
+                    .cell(&c.id)
+                    .filter(|s| s.status == CellStatus::Ok)
+            })
+            .collect();
+        if !summaries
+            .iter()
+            .flatten()
+            .any(|s| s.server_cpu_us_per_msg.is_some() || s.server_syscalls_per_msg.is_some())
+        {
+            return;
+        }
+        let _ = writeln!(
+            self.md,
+            "Cost per message: the server's CPU time (user + system over its life in the cell, \
+             median [interval] over rounds), its system calls and events per wait (its own \
+             counters), and load-gen's CPU time. When both sides saturate the machine, these say \
+             which mechanism costs less.\n"
+        );
+        let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
+        let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
+        for &row in rows {
+            let mut line = format!("| {row} |");
+            for col in columns {
+                let at = cells
+                    .iter()
+                    .position(|c| c.label == *col && c.row(by_idle) == row);
+                let text = at
+                    .and_then(|i| summaries[i])
+                    .map_or(String::new(), cost_text);
+                let _ = write!(line, " {text} |");
+            }
+            let _ = writeln!(self.md, "{line}");
+        }
+        self.md.push('\n');
     }
 
-    /// Every pair of a row's columns compared, and the column clearly better than all others.
-    fn judge_row(&self, at_row: &[Option<&Cell>]) -> RowVerdicts {
-        let rounds: Vec<Option<Vec<f64>>> = at_row
-            .iter()
-            .map(|c| c.and_then(|c| self.rounds_of(c)))
-            .collect();
+    /// The summary of a completed cell whose figures come from interleaved rounds.
+    fn with_rounds(&self, c: &Cell) -> Option<&CellSummary> {
+        self.meta.rounds.as_ref()?;
+        self.summary
+            .cell(&c.id)
+            .filter(|s| s.status == CellStatus::Ok && s.rounds >= 2)
+    }
+
+    /// The verdicts of every pair of a row's columns, and the column clearly better than all
+    /// others.
+    fn judge_row(&self, sweep: &str, row: usize, at_row: &[Option<&Cell>]) -> RowVerdicts {
+        let column = |label: &str| {
+            at_row
+                .iter()
+                .position(|c| c.is_some_and(|c| c.label == label))
+        };
         let mut judged = RowVerdicts::default();
         let mut wins = vec![0usize; at_row.len()];
-        let comparable = rounds.iter().filter(|r| r.is_some()).count();
-        for a in 0..at_row.len() {
-            for b in a + 1..at_row.len() {
-                let (Some(ra), Some(rb)) = (&rounds[a], &rounds[b]) else {
-                    continue;
-                };
-                let Some((ratio, verdict)) = crate::stats::paired(ra, rb) else {
-                    continue;
-                };
-                let (la, lb) = (&at_row[a].unwrap().label, &at_row[b].unwrap().label);
-                let said = match verdict {
-                    crate::stats::Verdict::ABetter => {
-                        wins[a] += 1;
-                        format!("{la} better")
-                    }
-                    crate::stats::Verdict::BBetter => {
-                        wins[b] += 1;
-                        format!("{lb} better")
-                    }
-                    crate::stats::Verdict::NoClearDifference => "no clear difference".into(),
-                };
-                judged.lines.push(format!(
-                    "{la} vs {lb}: {:.2} [{:.2}, {:.2}], {said}",
-                    ratio.median, ratio.lo, ratio.hi
-                ));
-            }
+        let mut judged_columns = vec![false; at_row.len()];
+        for v in self
+            .summary
+            .verdicts
+            .iter()
+            .filter(|v| v.sweep == sweep && v.row == row)
+        {
+            let (Some(a), Some(b)) = (column(&v.a), column(&v.b)) else {
+                continue;
+            };
+            judged_columns[a] = true;
+            judged_columns[b] = true;
+            let said = match v.verdict {
+                Judgement::ABetter => {
+                    wins[a] += 1;
+                    format!("{} better", v.a)
+                }
+                Judgement::BBetter => {
+                    wins[b] += 1;
+                    format!("{} better", v.b)
+                }
+                Judgement::NoClearDifference if v.ratio.confidence < crate::stats::CONFIDENCE => {
+                    format!(
+                        "not judged (the interval has {:.0}% confidence; 6 rounds give 95%)",
+                        100.0 * v.ratio.confidence
+                    )
+                }
+                Judgement::NoClearDifference => "no clear difference".into(),
+            };
+            judged.lines.push(format!(
+                "{} vs {}: {:.2} [{:.2}, {:.2}], {said}",
+                v.a, v.b, v.ratio.median, v.ratio.lo, v.ratio.hi
+            ));
         }
+        let comparable = judged_columns.iter().filter(|&&j| j).count();
         judged.winner = (comparable >= 2)
             .then(|| wins.iter().position(|&w| w + 1 == comparable))
             .flatten();
@@ -414,23 +486,29 @@ impl Report<'_> {
         let run = self.data.get(c.id.as_str());
         match (self.outcomes.get(c.id.as_str()), run) {
             (Some(o), Some(run)) if o.status == CellStatus::Ok => {
-                let msgs = run.throughput_msgs_per_s;
-                let rate = match self
-                    .rounds_of(c)
-                    .and_then(|r| crate::stats::median_interval(&r))
-                {
-                    Some(i) => format!(
-                        "{} [{}–{}]",
-                        pollbench_common::human_count(msgs),
-                        pollbench_common::human_count(i.lo),
-                        pollbench_common::human_count(i.hi)
+                let human = pollbench_common::human_count;
+                match self.with_rounds(c) {
+                    Some(CellSummary {
+                        msgs_per_s: Some(m),
+                        p99_us: Some(p99),
+                        ..
+                    }) => format!(
+                        "{} [{}–{}] / {}",
+                        human(m.median),
+                        human(m.lo),
+                        human(m.hi),
+                        pollbench_common::human_us(p99.median)
                     ),
-                    None => format!("{}{}", pollbench_common::human_count(msgs), spread(o, msgs)),
-                };
-                format!(
-                    "{rate} / {}",
-                    pollbench_common::human_us(run.latency_us.p99 as f64)
-                )
+                    _ => {
+                        let msgs = run.throughput_msgs_per_s;
+                        format!(
+                            "{}{} / {}",
+                            human(msgs),
+                            spread(o, msgs),
+                            pollbench_common::human_us(run.latency_us.p99 as f64)
+                        )
+                    }
+                }
             }
             (Some(o), run) => {
                 let mut reason = o.reason.clone().unwrap_or_default();
@@ -473,6 +551,32 @@ struct RowVerdicts {
     lines: Vec<String>,
     /// The column clearly better than every other judged column of the row.
     winner: Option<usize>,
+}
+
+/// One cell's entry in a cost table: "server 4.1 µs [3.9–4.4], 3.1 syscalls, 1.2 events/wait;
+/// client 6.0 µs".
+fn cost_text(s: &CellSummary) -> String {
+    let interval = |e: Estimate| {
+        if s.rounds >= 2 {
+            format!(" [{:.1}–{:.1}]", e.lo, e.hi)
+        } else {
+            String::new()
+        }
+    };
+    let mut parts = Vec::new();
+    if let Some(cpu) = s.server_cpu_us_per_msg {
+        parts.push(format!("server {:.1} µs{}", cpu.median, interval(cpu)));
+    }
+    if let Some(calls) = s.server_syscalls_per_msg {
+        parts.push(format!("{:.1} syscalls", calls.median));
+    }
+    if let Some(events) = s.events_per_wait {
+        parts.push(format!("{:.1} events/wait", events.median));
+    }
+    let client = s
+        .client_cpu_us_per_msg
+        .map_or(String::new(), |c| format!("; client {:.1} µs", c.median));
+    format!("{}{client}", parts.join(", "))
 }
 
 /// " ±x%" for a repeated cell: the farthest run's msgs/s from the median's.

@@ -59,34 +59,26 @@ fn binomial(n: usize, i: usize) -> f64 {
     (0..i).fold(1.0, |acc, j| acc * (n - j) as f64 / (j + 1) as f64)
 }
 
-/// What two columns' paired rounds say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The interval of a/b lies above 1.
-    ABetter,
-    /// The interval of a/b lies below 1.
-    BBetter,
-    /// The interval includes 1, or it is below 95% confidence (too few rounds to tell).
-    NoClearDifference,
-}
+/// What two columns' paired rounds say: summary.json's own type.
+pub use pollbench_schema::summary::Judgement;
 
 /// Compare `a` and `b` (higher is better, e.g. msgs/s) measured in the same rounds, pairing round i
 /// of one with round i of the other: the interval of the per-round ratios a/b, and the verdict.
 /// None when they are not paired (different numbers of rounds) or a value is not positive.
-pub fn paired(a: &[f64], b: &[f64]) -> Option<(Interval, Verdict)> {
+pub fn paired(a: &[f64], b: &[f64]) -> Option<(Interval, Judgement)> {
     if a.len() != b.len() || a.iter().chain(b).any(|v| *v <= 0.0 || !v.is_finite()) {
         return None;
     }
     let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
     let interval = median_interval(&ratios)?;
     let verdict = if interval.confidence < CONFIDENCE {
-        Verdict::NoClearDifference
+        Judgement::NoClearDifference
     } else if interval.lo > 1.0 {
-        Verdict::ABetter
+        Judgement::ABetter
     } else if interval.hi < 1.0 {
-        Verdict::BBetter
+        Judgement::BBetter
     } else {
-        Verdict::NoClearDifference
+        Judgement::NoClearDifference
     };
     Some((interval, verdict))
 }
@@ -128,14 +120,14 @@ mod tests {
             .map(|(i, n)| 130_000.0 * n * if i % 2 == 0 { 1.04 } else { 0.97 })
             .collect();
         let (ratio, verdict) = paired(&a, &b).unwrap();
-        assert_eq!(verdict, Verdict::BBetter, "{ratio:?}");
+        assert_eq!(verdict, Judgement::BBetter, "{ratio:?}");
         assert!(
             ratio.hi < 1.0 && ratio.median > 0.7 && ratio.median < 0.8,
             "{ratio:?}"
         );
-        assert_eq!(paired(&b, &a).unwrap().1, Verdict::ABetter);
+        assert_eq!(paired(&b, &a).unwrap().1, Judgement::ABetter);
         // The same column against itself, and two columns that alternate: no clear difference.
-        assert_eq!(paired(&a, &a).unwrap().1, Verdict::NoClearDifference);
+        assert_eq!(paired(&a, &a).unwrap().1, Judgement::NoClearDifference);
         let alternating: Vec<f64> = a
             .iter()
             .enumerate()
@@ -143,12 +135,12 @@ mod tests {
             .collect();
         assert_eq!(
             paired(&a, &alternating).unwrap().1,
-            Verdict::NoClearDifference
+            Judgement::NoClearDifference
         );
         // Too few rounds for 95%: never a verdict, however large the difference.
         assert_eq!(
             paired(&[2.0, 2.0, 2.0], &[1.0, 1.0, 1.0]).unwrap().1,
-            Verdict::NoClearDifference
+            Judgement::NoClearDifference
         );
         // Unpaired or non-positive data is not judged.
         assert!(paired(&[1.0, 2.0], &[1.0]).is_none());

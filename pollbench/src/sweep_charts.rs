@@ -6,12 +6,39 @@ use std::path::Path;
 
 use pollbench_schema::results::Cell;
 use pollbench_schema::run::RunReport;
+use pollbench_schema::summary::{CellSummary, Estimate, Summary};
+
+use crate::charts::YAxis;
 
 /// A chart written into the run directory: (file name, description).
 pub type Chart = (String, String);
 
 /// What a chart plots of one cell's load-gen run.
 type Metric = fn(&RunReport) -> f64;
+
+/// What a chart plots of one cell's summary: a median over rounds and its interval.
+type Figure = fn(&CellSummary) -> Option<Estimate>;
+
+/// A point of a line: (x, y).
+type Point = (f64, f64);
+
+/// An interval drawn as an error bar: (x, lo, hi).
+type Bar = (f64, f64, f64);
+
+/// One chart of a sweep.
+struct Plot {
+    /// The file is SWEEP-NAME.svg.
+    name: &'static str,
+    /// The y axis.
+    y: &'static str,
+    /// Shown in the report (else linked).
+    show: bool,
+    axis: YAxis,
+    /// From the cell's (median) load-gen run, in runs without rounds.
+    run: Option<Metric>,
+    /// From the summary: always where there is no `run`, and in runs with rounds.
+    figure: Option<Figure>,
+}
 
 /// One sweep of a run, as its charts need it.
 pub struct SweepView<'a> {
@@ -25,81 +52,113 @@ pub struct SweepView<'a> {
     pub by_idle: bool,
     /// The load-gen runs of the cells that completed, by id.
     pub completed: &'a BTreeMap<&'a str, &'a RunReport>,
+    /// Every cell's figures; with `rounds`, the charts plot their medians with intervals.
+    pub summary: &'a Summary,
+    pub rounds: bool,
 }
 
 impl SweepView<'_> {
-    /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99, the
-    /// latency spectrum) and those to link (p50, p99.9).
+    /// The point (x, y) of one cell on `plot`, with its interval (x, lo, hi) when it has one.
+    fn point(&self, plot: &Plot, c: &Cell) -> Option<(Point, Option<Bar>)> {
+        let run = self.completed.get(c.id.as_str())?;
+        let x = c.row(self.by_idle) as f64;
+        match (plot.run, plot.figure) {
+            (Some(metric), _) if !self.rounds => Some(((x, metric(run)), None)),
+            (_, Some(figure)) => {
+                let cell = self.summary.cell(&c.id)?;
+                let e = figure(cell)?;
+                let bar = (cell.rounds >= 2).then_some((x, e.lo, e.hi));
+                Some(((x, e.median), bar))
+            }
+            (Some(metric), None) => Some(((x, metric(run)), None)),
+            (None, None) => None,
+        }
+    }
+
+    /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99,
+    /// the server's CPU per message, the latency spectrum) and those to link (p50, p99.9).
     pub fn charts(&self) -> (Vec<Chart>, Vec<Chart>) {
         let (sweep, x) = (self.name, self.x);
-        let series = |metric: &dyn Fn(&RunReport) -> f64| -> Vec<crate::charts::Series> {
+        let series = |plot: &Plot| -> Vec<crate::charts::Series> {
             self.columns
                 .iter()
-                .map(|col| crate::charts::Series {
-                    label: col.clone(),
-                    points: self
+                .map(|col| {
+                    let (points, bars) = self
                         .cells
                         .iter()
                         .filter(|c| c.label == *col)
-                        .filter_map(|c| {
-                            let run = self.completed.get(c.id.as_str())?;
-                            Some((c.row(self.by_idle) as f64, metric(run)))
-                        })
-                        .collect(),
+                        .filter_map(|c| self.point(plot, c))
+                        .unzip::<_, _, Vec<_>, Vec<_>>();
+                    crate::charts::Series {
+                        label: col.clone(),
+                        points,
+                        bars: bars.into_iter().flatten().collect(),
+                    }
                 })
                 .filter(|s| !s.points.is_empty())
                 .collect()
         };
         let (mut shown, mut linked) = (Vec::new(), Vec::new());
-        use crate::charts::YAxis;
-        let plots: [(&str, &str, Metric, bool, YAxis); 4] = [
-            (
-                "throughput",
-                "messages per second",
-                |r| r.throughput_msgs_per_s,
-                true,
-                YAxis::Linear,
-            ),
-            (
-                "p99",
-                "p99 latency",
-                |r| r.latency_us.p99 as f64,
-                true,
-                YAxis::LogMicros,
-            ),
-            (
-                "p50",
-                "p50 latency",
-                |r| r.latency_us.p50 as f64,
-                false,
-                YAxis::LogMicros,
-            ),
-            (
-                "p999",
-                "p99.9 latency",
-                |r| r.latency_us.p999 as f64,
-                false,
-                YAxis::LogMicros,
-            ),
+        let plots = [
+            Plot {
+                name: "throughput",
+                y: "messages per second",
+                show: true,
+                axis: YAxis::Linear,
+                run: Some(|r| r.throughput_msgs_per_s),
+                figure: Some(|c| c.msgs_per_s),
+            },
+            Plot {
+                name: "p99",
+                y: "p99 latency",
+                show: true,
+                axis: YAxis::LogMicros,
+                run: Some(|r| r.latency_us.p99 as f64),
+                figure: Some(|c| c.p99_us),
+            },
+            Plot {
+                name: "server-cpu",
+                y: "server CPU µs per message",
+                show: true,
+                axis: YAxis::Linear,
+                run: None,
+                figure: Some(|c| c.server_cpu_us_per_msg),
+            },
+            Plot {
+                name: "p50",
+                y: "p50 latency",
+                show: false,
+                axis: YAxis::LogMicros,
+                run: Some(|r| r.latency_us.p50 as f64),
+                figure: Some(|c| c.p50_us),
+            },
+            Plot {
+                name: "p999",
+                y: "p99.9 latency",
+                show: false,
+                axis: YAxis::LogMicros,
+                run: Some(|r| r.latency_us.p999 as f64),
+                figure: None,
+            },
         ];
-        for (name, y, metric, show, y_axis) in plots {
-            let series = series(&metric);
+        for plot in &plots {
+            let series = series(plot);
             if series.is_empty() {
-                continue; // no cell of the sweep completed: nothing to draw
+                continue; // no cell of the sweep has it: nothing to draw
             }
-            let file = format!("{sweep}-{name}.svg");
-            let title = format!("{sweep}: {y} against {x}");
+            let file = format!("{sweep}-{}.svg", plot.name);
+            let title = format!("{sweep}: {} against {x}", plot.y);
             let chart = crate::charts::line_chart(
                 &self.dir.join(&file),
                 &title,
                 x,
-                y,
+                plot.y,
                 &series,
                 self.by_idle,
-                y_axis,
+                plot.axis,
             );
             match chart {
-                Ok(()) => if show { &mut shown } else { &mut linked }.push((file, title)),
+                Ok(()) => if plot.show { &mut shown } else { &mut linked }.push((file, title)),
                 Err(e) => eprintln!("pollbench: {e}"),
             }
         }
@@ -144,6 +203,7 @@ impl SweepView<'_> {
                     Ok(h) => Some(crate::charts::Series {
                         label: col.clone(),
                         points: crate::charts::spectrum_points(&h),
+                        bars: Vec::new(),
                     }),
                     Err(e) => {
                         eprintln!("pollbench: {e}");

@@ -124,11 +124,30 @@ fn compare_flags_regressions(run: &Path, dir: &Temp) {
         }
     }
     std::fs::write(worse.join("meta.json"), meta.to_string()).unwrap();
-    let cell_path = worse.join("cells").join(format!("{victim}.json"));
-    let mut cell: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cell_path).unwrap()).unwrap();
-    cell["throughput_msgs_per_s"] = (cell["throughput_msgs_per_s"].as_f64().unwrap() / 2.0).into();
-    std::fs::write(&cell_path, cell.to_string()).unwrap();
+    // Its load-gen file of every round (ID.rK.json) and the median's copy (ID.json): compare reads
+    // the figures through the summary, computed from them (the copy has no summary.json).
+    let mut halved = 0;
+    for entry in std::fs::read_dir(worse.join("cells")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let round = name
+            .strip_prefix(&format!("{victim}."))
+            .is_some_and(|rest| {
+                rest == "json"
+                    || (rest.starts_with('r')
+                        && rest.ends_with(".json")
+                        && !rest.ends_with(".server.json"))
+            });
+        if !round {
+            continue;
+        }
+        let mut cell: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+        cell["throughput_msgs_per_s"] =
+            (cell["throughput_msgs_per_s"].as_f64().unwrap() / 2.0).into();
+        std::fs::write(entry.path(), cell.to_string()).unwrap();
+        halved += 1;
+    }
+    assert!(halved >= 1, "{victim}'s files");
     let (code, table) = compare(run, &worse);
     assert_eq!(code, Some(1), "{table}");
     let flagged: Vec<&str> = table.lines().filter(|l| l.contains("REGRESSION")).collect();
@@ -239,6 +258,11 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
     assert!(report.contains(" [") && report.contains("–"), "{report}");
     assert!(
         report.contains("- 10 connections: poll vs epoll: "),
+        "{report}"
+    );
+    // Two rounds cannot give a 95% interval: the pair is not judged, and the report says why.
+    assert!(
+        report.contains("not judged (the interval has 50% confidence; 6 rounds give 95%)"),
         "{report}"
     );
     for chart in [
@@ -618,6 +642,46 @@ fn an_a_a_pair_reads_no_clear_difference_and_a_planted_difference_is_found() {
         !report.contains("**"),
         "no clear winner of the row: {report}"
     );
+    // summary.json has the same, typed: every cell over its 8 rounds, and the verdicts.
+    use pollbench_schema::summary::{Judgement, Summary};
+    let summary: Summary = pollbench_schema::file::read_json(&s.run.join("summary.json")).unwrap();
+    assert_eq!(summary.cells.len(), 4);
+    for c in &summary.cells {
+        assert_eq!((c.rounds, c.row), (8, 50), "{c:?}");
+        let m = c.msgs_per_s.unwrap();
+        assert!(
+            m.lo <= m.median && m.median <= m.hi && m.confidence > 0.99,
+            "{c:?}"
+        );
+        assert!(
+            c.client_cpu_us_per_msg.is_some() && c.events_per_wait.is_some(),
+            "{c:?}"
+        );
+        // The server's cost: some CPU per message, and at pipeline 1 at least a read and a write
+        // per message (a read returns at most the one message in flight; waits come on top).
+        let cpu = c.server_cpu_us_per_msg.unwrap();
+        assert!(cpu.lo > 0.0 && cpu.median < 10_000.0, "{c:?}");
+        assert!(c.server_syscalls_per_msg.unwrap().lo >= 2.0, "{c:?}");
+    }
+    let judged = |a: &str, b: &str| {
+        summary
+            .verdicts
+            .iter()
+            .find(|v| v.a == a && v.b == b)
+            .unwrap_or_else(|| panic!("{a} vs {b}: {:?}", summary.verdicts))
+    };
+    let aa = judged("epoll 64B", "epoll #2 64B");
+    assert_eq!(
+        (aa.verdict, aa.metric.as_str(), aa.sweep.as_str(), aa.row),
+        (Judgement::NoClearDifference, "msgs_per_s", "aa", 50)
+    );
+    assert!(aa.ratio.lo <= 1.0 && aa.ratio.hi >= 1.0, "{aa:?}");
+    assert_eq!(
+        judged("epoll 64B", "epoll 32KiB").verdict,
+        Judgement::ABetter
+    );
+    // 4 columns at one row: 6 pairs.
+    assert_eq!(summary.verdicts.len(), 6, "{:?}", summary.verdicts);
 }
 
 #[test]

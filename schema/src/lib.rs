@@ -9,3 +9,4 @@ pub mod hlog;
 pub mod results;
 pub mod run;
 pub mod server;
+pub mod summary;

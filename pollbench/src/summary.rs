@@ -1,0 +1,268 @@
+//! A run directory's summary.json: every cell's figures as medians over its rounds with their
+//! intervals ([`crate::stats`]), the cost figures derived from the server's and the client's own
+//! counters, and the verdict of every pair of columns at each row of a sweep. The report's tables
+//! are written from it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pollbench_schema::file::read_json;
+use pollbench_schema::results::{Cell, CellStatus, Meta};
+use pollbench_schema::run::RunReport;
+use pollbench_schema::server::ServerStats;
+use pollbench_schema::summary::{CellSummary, Estimate, Summary, VerdictSummary, SCHEMA};
+
+use crate::stats::{median_interval, paired, Interval};
+
+/// The method, as summary.json states it.
+const METHOD: &str = "median over rounds; interval from order statistics (distribution-free, \
+     95% where there are 6 rounds or more, else the extremes with the confidence they have); \
+     verdicts from the interval of the per-round ratio a/b, judged only at 95%";
+
+/// One round of a cell: what load-gen and bench-server wrote.
+struct Round {
+    run: RunReport,
+    /// None when the server left no statistics (it did not stop cleanly).
+    server: Option<ServerStats>,
+}
+
+/// The figures of one round of a cell, each None where its source did not record it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Figures {
+    msgs_per_s: Option<f64>,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    server_cpu_us_per_msg: Option<f64>,
+    server_syscalls_per_msg: Option<f64>,
+    events_per_wait: Option<f64>,
+    client_cpu_us_per_msg: Option<f64>,
+    send_lateness_p50_us: Option<f64>,
+    send_lateness_p99_us: Option<f64>,
+}
+
+impl Figures {
+    /// A round's figures; `size` is the cell's message size in bytes.
+    fn of(round: &Round, size: usize) -> Figures {
+        let run = &round.run;
+        let server = round.server.as_ref();
+        Figures {
+            msgs_per_s: Some(run.throughput_msgs_per_s),
+            p50_us: Some(run.latency_us.p50 as f64),
+            p99_us: Some(run.latency_us.p99 as f64),
+            server_cpu_us_per_msg: server.and_then(|s| server_cpu_us_per_msg(s, size)),
+            server_syscalls_per_msg: server.and_then(|s| server_syscalls_per_msg(s, size)),
+            events_per_wait: server
+                .filter(|s| s.totals.counters.waits > 0)
+                .map(|s| s.totals.events_per_wait),
+            client_cpu_us_per_msg: run.client_cpu_us_per_msg,
+            send_lateness_p50_us: None,
+            send_lateness_p99_us: None,
+        }
+    }
+}
+
+/// Messages the server echoed over its life: the bytes it wrote, in messages of `size` bytes.
+fn server_messages(stats: &ServerStats, size: usize) -> Option<f64> {
+    let messages = stats.totals.counters.bytes_out as f64 / size.max(1) as f64;
+    (messages >= 1.0).then_some(messages)
+}
+
+/// The server's CPU time (user + system, over its life) per message it echoed, in microseconds.
+fn server_cpu_us_per_msg(stats: &ServerStats, size: usize) -> Option<f64> {
+    let cpu = stats.cpu.as_ref()?;
+    Some((cpu.user_s + cpu.system_s) * 1e6 / server_messages(stats, size)?)
+}
+
+/// The system calls the server's loops made per message echoed.
+fn server_syscalls_per_msg(stats: &ServerStats, size: usize) -> Option<f64> {
+    Some(stats.totals.counters.syscalls? as f64 / server_messages(stats, size)?)
+}
+
+/// The rounds of cell `c` that completed: ID.rK.* for each of a repeated cell's rounds, else ID.*.
+/// Empty for a cell that did not complete; an error names a file that is there but unreadable.
+fn rounds_of(dir: &Path, meta: &Meta, c: &Cell) -> Result<Vec<Round>, String> {
+    let Some(outcome) = meta.outcome(&c.id).filter(|o| o.is_ok()) else {
+        return Ok(Vec::new());
+    };
+    let stems: Vec<String> = match outcome.repeats.len() {
+        0 | 1 => vec![c.id.clone()],
+        n => (1..=n).map(|k| format!("{}.r{k}", c.id)).collect(),
+    };
+    let cells = dir.join("cells");
+    stems
+        .iter()
+        .map(|stem| {
+            let run = read_json(&cells.join(format!("{stem}.json")))?;
+            let server_path = cells.join(format!("{stem}.server.json"));
+            let server = if server_path.exists() {
+                Some(read_json(&server_path)?)
+            } else {
+                None
+            };
+            Ok(Round { run, server })
+        })
+        .collect()
+}
+
+fn estimate(i: Interval) -> Estimate {
+    Estimate {
+        median: i.median,
+        lo: i.lo,
+        hi: i.hi,
+        confidence: i.confidence,
+    }
+}
+
+/// The estimate of one figure over rounds: None unless every round has it.
+fn over_rounds(figures: &[Figures], pick: fn(&Figures) -> Option<f64>) -> Option<Estimate> {
+    let values: Option<Vec<f64>> = figures.iter().map(pick).collect();
+    values.and_then(|v| median_interval(&v)).map(estimate)
+}
+
+/// The summary of run directory `dir`, from meta.json and the cells' files.
+pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
+    let mut cells = Vec::with_capacity(meta.cells.len());
+    // Each completed cell's msgs/s by round, for the verdicts (only when rounds interleave).
+    let mut by_round: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for c in &meta.cells {
+        let by_idle = meta
+            .cells
+            .iter()
+            .any(|other| other.sweep == c.sweep && other.idle > 0);
+        let size = pollbench_common::parse_bytes(&c.size)
+            .map_err(|e| format!("{}: message size {:?}: {e}", c.id, c.size))?;
+        let rounds = rounds_of(dir, meta, c)?;
+        let figures: Vec<Figures> = rounds.iter().map(|r| Figures::of(r, size)).collect();
+        if meta.rounds.is_some() && figures.len() >= 2 {
+            by_round.insert(
+                c.id.as_str(),
+                figures.iter().filter_map(|f| f.msgs_per_s).collect(),
+            );
+        }
+        let outcome = meta.outcome(&c.id);
+        cells.push(CellSummary {
+            id: c.id.clone(),
+            sweep: c.sweep.clone(),
+            column: c.label.clone(),
+            backend: c.backend.clone(),
+            row: c.row(by_idle),
+            // A cell not run (an interrupted suite) is reported as skipped, with that reason.
+            status: outcome.map_or(CellStatus::Skipped, |o| o.status),
+            reason: outcome.map_or(Some("not run (the suite was interrupted)".into()), |o| {
+                o.reason.clone()
+            }),
+            rounds: figures.len(),
+            msgs_per_s: over_rounds(&figures, |f| f.msgs_per_s),
+            p50_us: over_rounds(&figures, |f| f.p50_us),
+            p99_us: over_rounds(&figures, |f| f.p99_us),
+            server_cpu_us_per_msg: over_rounds(&figures, |f| f.server_cpu_us_per_msg),
+            server_syscalls_per_msg: over_rounds(&figures, |f| f.server_syscalls_per_msg),
+            events_per_wait: over_rounds(&figures, |f| f.events_per_wait),
+            client_cpu_us_per_msg: over_rounds(&figures, |f| f.client_cpu_us_per_msg),
+            send_lateness_p50_us: over_rounds(&figures, |f| f.send_lateness_p50_us),
+            send_lateness_p99_us: over_rounds(&figures, |f| f.send_lateness_p99_us),
+        });
+    }
+    let verdicts = verdicts(&cells, &by_round);
+    Ok(Summary {
+        schema: SCHEMA.into(),
+        method: METHOD.into(),
+        cells,
+        verdicts,
+    })
+}
+
+/// Every pair of columns at the same row of a sweep, on msgs/s paired by round, in the order of
+/// the sweep's columns.
+fn verdicts(cells: &[CellSummary], by_round: &BTreeMap<&str, Vec<f64>>) -> Vec<VerdictSummary> {
+    let mut verdicts = Vec::new();
+    for (i, a) in cells.iter().enumerate() {
+        for b in &cells[i + 1..] {
+            if a.sweep != b.sweep || a.row != b.row || a.column == b.column {
+                continue;
+            }
+            let (Some(ra), Some(rb)) = (by_round.get(a.id.as_str()), by_round.get(b.id.as_str()))
+            else {
+                continue;
+            };
+            let Some((ratio, verdict)) = paired(ra, rb) else {
+                continue;
+            };
+            verdicts.push(VerdictSummary {
+                sweep: a.sweep.clone(),
+                row: a.row,
+                metric: "msgs_per_s".into(),
+                a: a.column.clone(),
+                b: b.column.clone(),
+                ratio: estimate(ratio),
+                verdict,
+            });
+        }
+    }
+    verdicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollbench_schema::summary::Judgement;
+
+    fn cell(id: &str, sweep: &str, column: &str, row: usize) -> CellSummary {
+        CellSummary {
+            id: id.into(),
+            sweep: sweep.into(),
+            column: column.into(),
+            backend: "epoll".into(),
+            row,
+            status: CellStatus::Ok,
+            reason: None,
+            rounds: 6,
+            msgs_per_s: None,
+            p50_us: None,
+            p99_us: None,
+            server_cpu_us_per_msg: None,
+            server_syscalls_per_msg: None,
+            events_per_wait: None,
+            client_cpu_us_per_msg: None,
+            send_lateness_p50_us: None,
+            send_lateness_p99_us: None,
+        }
+    }
+
+    #[test]
+    fn verdicts_pair_the_columns_of_one_row_of_one_sweep_only() {
+        let cells = [
+            cell("a10", "s", "a", 10),
+            cell("a20", "s", "a", 20),
+            cell("b10", "s", "b", 10),
+            cell("b20", "s", "b", 20),
+            cell("c10", "other", "c", 10),
+        ];
+        let fast = vec![150.0, 160.0, 140.0, 155.0, 150.0, 145.0];
+        let slow = vec![100.0, 104.0, 97.0, 101.0, 99.0, 100.0];
+        let by_round: BTreeMap<&str, Vec<f64>> = [
+            ("a10", fast.clone()),
+            ("b10", slow.clone()),
+            ("a20", slow.clone()),
+            ("b20", slow.clone()),
+            ("c10", fast),
+        ]
+        .into();
+        let v = verdicts(&cells, &by_round);
+        let said: Vec<(usize, &str, &str, Judgement)> = v
+            .iter()
+            .map(|v| (v.row, v.a.as_str(), v.b.as_str(), v.verdict))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                (10, "a", "b", Judgement::ABetter),
+                (20, "a", "b", Judgement::NoClearDifference),
+            ]
+        );
+        assert!(v.iter().all(|v| v.sweep == "s" && v.metric == "msgs_per_s"));
+        // A cell without rounds (it failed, or the run has none) is in no verdict.
+        let without: BTreeMap<&str, Vec<f64>> = [("a10", vec![1.0; 6])].into();
+        assert!(verdicts(&cells, &without).is_empty());
+    }
+}

@@ -1,0 +1,180 @@
+//! `summary.json`: the machine-readable result of a suite run, in every run directory beside
+//! report.md, and what the report's tables and verdicts are written from. Each cell's figures are
+//! medians over its rounds with an interval; each pair of columns of a sweep at the same row has a
+//! verdict on msgs/s, paired by round.
+//!
+//! Written by `pollbench suite` and rebuilt by `pollbench report DIR` from meta.json and the cells'
+//! files; `pollbench compare` reads it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::file::Versioned;
+use crate::results::CellStatus;
+
+/// The `schema` string of summary.json, version 1.
+pub const SCHEMA: &str = "pollbench.summary/1";
+
+/// The whole summary.json document.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// How the intervals were computed, in words (the method and its confidence).
+    pub method: String,
+    /// Every cell of the suite, in the suite's order.
+    pub cells: Vec<CellSummary>,
+    /// Every pair of columns at the same row of a sweep, on msgs/s.
+    pub verdicts: Vec<VerdictSummary>,
+}
+
+impl Versioned for Summary {
+    const SCHEMA: &'static str = SCHEMA;
+    fn schema(&self) -> &str {
+        &self.schema
+    }
+}
+
+impl Summary {
+    /// The summary of cell `id`.
+    pub fn cell(&self, id: &str) -> Option<&CellSummary> {
+        self.cells.iter().find(|c| c.id == id)
+    }
+}
+
+/// A median over rounds and its interval. With one round, `lo` = `hi` = `median` and the
+/// confidence is 0; below 6 rounds the interval is the extremes, with the confidence they have
+/// (5 rounds: 93.8%, 3 rounds: 75%).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub median: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// The probability that [lo, hi] covers the true median (order statistics), 0 to 1.
+    pub confidence: f64,
+}
+
+/// One cell's result.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CellSummary {
+    /// The cell's id (its files are cells/ID.*).
+    pub id: String,
+    pub sweep: String,
+    /// The report column: the cell's label.
+    pub column: String,
+    /// bench-server's --backend.
+    pub backend: String,
+    /// The report row: connections, or idle connections in an idle sweep.
+    pub row: usize,
+    pub status: CellStatus,
+    /// Why the cell failed or was skipped; null when ok.
+    #[serde(deserialize_with = "crate::file::required")]
+    pub reason: Option<String>,
+    /// Rounds the figures come from (0 when the cell did not complete).
+    pub rounds: usize,
+    /// Echoed messages per second in the measured window (load-gen).
+    #[serde(deserialize_with = "crate::file::required")]
+    pub msgs_per_s: Option<Estimate>,
+    /// Latency percentiles in microseconds (corrected: from the intended send time in open loop).
+    #[serde(deserialize_with = "crate::file::required")]
+    pub p50_us: Option<Estimate>,
+    #[serde(deserialize_with = "crate::file::required")]
+    pub p99_us: Option<Estimate>,
+    /// The server's CPU time (user + system, over its life in the cell) per message it echoed,
+    /// in microseconds; null where the server did not record its CPU time.
+    #[serde(deserialize_with = "crate::file::required")]
+    pub server_cpu_us_per_msg: Option<Estimate>,
+    /// The system calls the server's loops made per message echoed (its own counters); null where
+    /// it could not count them.
+    #[serde(deserialize_with = "crate::file::required")]
+    pub server_syscalls_per_msg: Option<Estimate>,
+    /// Events each wait returned, on average.
+    #[serde(deserialize_with = "crate::file::required")]
+    pub events_per_wait: Option<Estimate>,
+    /// load-gen's CPU time per message, in microseconds.
+    #[serde(deserialize_with = "crate::file::required")]
+    pub client_cpu_us_per_msg: Option<Estimate>,
+    /// Open loop: the median of how late load-gen sent its messages (actual minus intended send
+    /// time), in microseconds, and its p99; null in closed loop.
+    #[serde(deserialize_with = "crate::file::required")]
+    pub send_lateness_p50_us: Option<Estimate>,
+    #[serde(deserialize_with = "crate::file::required")]
+    pub send_lateness_p99_us: Option<Estimate>,
+}
+
+/// What a paired comparison of two columns says.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    /// The interval of a/b lies above 1.
+    #[serde(rename = "a better")]
+    ABetter,
+    /// The interval of a/b lies below 1.
+    #[serde(rename = "b better")]
+    BBetter,
+    /// The interval includes 1, or has less than 95% confidence (too few rounds to tell).
+    #[serde(rename = "no clear difference")]
+    NoClearDifference,
+}
+
+/// Two columns of a sweep at one row, compared on `metric` round by round.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct VerdictSummary {
+    pub sweep: String,
+    pub row: usize,
+    /// What is compared: `msgs_per_s` (higher is better).
+    pub metric: String,
+    /// The two columns' labels.
+    pub a: String,
+    pub b: String,
+    /// The per-round ratio a/b: its median and interval.
+    pub ratio: Estimate,
+    pub verdict: Judgement,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_written_as_the_words_a_reader_sees() {
+        let v = VerdictSummary {
+            sweep: "connections".into(),
+            row: 1000,
+            metric: "msgs_per_s".into(),
+            a: "epoll".into(),
+            b: "threads".into(),
+            ratio: Estimate {
+                median: 1.5,
+                lo: 1.4,
+                hi: 1.7,
+                confidence: 0.969,
+            },
+            verdict: Judgement::ABetter,
+        };
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(text.contains(r#""verdict":"a better""#), "{text}");
+        assert_eq!(serde_json::from_str::<VerdictSummary>(&text).unwrap(), v);
+        let err = serde_json::from_str::<Judgement>(r#""a_better""#).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn a_cell_without_a_figure_field_is_an_error_not_a_missing_figure() {
+        let cell = r#"{"id": "c-epoll-c10", "sweep": "c", "column": "epoll", "backend": "epoll",
+            "row": 10, "status": "skipped", "reason": "why", "rounds": 0, "msgs_per_s": null,
+            "p50_us": null, "p99_us": null, "server_cpu_us_per_msg": null,
+            "server_syscalls_per_msg": null, "events_per_wait": null,
+            "client_cpu_us_per_msg": null, "send_lateness_p50_us": null}"#;
+        let err = serde_json::from_str::<CellSummary>(cell).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("missing field `send_lateness_p99_us`"),
+            "{err}"
+        );
+        let whole = cell.replace(
+            r#""send_lateness_p50_us": null"#,
+            r#""send_lateness_p50_us": null, "send_lateness_p99_us": null"#,
+        );
+        let read: CellSummary = serde_json::from_str(&whole).unwrap();
+        assert_eq!(read.status, CellStatus::Skipped);
+    }
+}
