@@ -59,6 +59,9 @@ fn run_merge(args: MergeArgs) -> i32 {
         }
         Ok(m) => {
             print!("{}", merge::summary(&m));
+            if let Some(note) = &m.note {
+                eprintln!("load-gen: {note}");
+            }
             if let Some(path) = &args.json {
                 if let Err(e) = pollbench_schema::file::write_json_atomically(path, &m) {
                     eprintln!("load-gen: cannot write {}: {e}", path.display());
@@ -142,9 +145,19 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 
-    /// Write an HdrHistogram interval log (one histogram per second) to FILE.
+    /// Write an HdrHistogram interval log (one histogram per second) to FILE. Open loop also logs
+    /// each second's send lateness, as lines tagged `Tag=send_lateness`.
     #[arg(long, value_name = "FILE")]
     hlog: Option<PathBuf>,
+
+    /// Open loop: wake up this long before each due send and busy-poll (readiness still served)
+    /// until it is due, instead of sleeping to the due time and waking late by the scheduler's
+    /// wake-up latency, which corrected latency would charge to the server; 0 = never spin. The cost
+    /// is client CPU: up to this much per due send, and a whole core per load thread whose sends
+    /// are closer together than this (see client CPU per message in the results; measured in
+    /// load-gen/README.md). Timer slack is set to 1 ns in every thread regardless (Linux).
+    #[arg(long, default_value = "35us", value_parser = parse_spin, value_name = "DURATION")]
+    spin: Duration,
 }
 
 /// Core ids to pin load threads to, round robin.
@@ -172,6 +185,7 @@ impl RunArgs {
             connect_timeout: self.connect_timeout.as_secs_f64(),
             json: self.json.clone(),
             hlog: self.hlog.clone(),
+            spin: Some(self.spin.as_secs_f64()),
         }
     }
 }
@@ -186,6 +200,19 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
         )),
         None => Ok(CpuList(ids)),
     }
+}
+
+/// The most --spin takes: longer spins only burn more of the client's core.
+const MAX_SPIN: Duration = Duration::from_secs(1);
+
+fn parse_spin(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_SPIN {
+        return Err(format!(
+            "'{s}' is too long to spin (at most 1s; spinning burns the client's core)"
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_idle(s: &str) -> Result<usize, String> {
@@ -298,6 +325,9 @@ fn cannot_start_threads(threads: usize, e: &std::io::Error) -> i32 {
 }
 
 fn run(args: RunArgs) -> i32 {
+    // Punctual timers for this thread and every thread it starts (they inherit it); each load
+    // thread sets its own too.
+    worker::minimal_timer_slack();
     // Refused before any connection is made.
     let plan = match plan(&args) {
         Ok(plan) => Arc::new(plan),
@@ -382,6 +412,10 @@ fn run(args: RunArgs) -> i32 {
         throughput_bytes_per_s: (merged.messages * args.size as u64) as f64 / secs,
         latency_us: Percentiles::of(&merged.corrected),
         latency_uncorrected_us: Percentiles::of(&merged.uncorrected),
+        send_lateness_us: args
+            .rate
+            .is_some()
+            .then(|| Percentiles::of(&merged.lateness)),
         errors: merged.errors,
         intervals: results::interval_reports(&merged, measured),
         stopped_early,
@@ -415,6 +449,7 @@ fn plan(args: &RunArgs) -> Result<Plan, String> {
         warmup: args.warmup,
         duration: args.duration,
         timeout: args.timeout,
+        spin: args.spin,
     };
     let in_flight_bytes = worker::in_flight_bound(&plan).saturating_mul(worker::IN_FLIGHT_BYTES);
     if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
@@ -490,6 +525,7 @@ fn spawn_workers(
         let spawned = std::thread::Builder::new()
             .name(format!("load-{i}"))
             .spawn(move || {
+                worker::minimal_timer_slack();
                 if let Some(id) = core {
                     if !pollbench_common::cores::pin_current(id) {
                         return Err(std::io::Error::other(format!("cannot pin to core {id}")));
@@ -557,7 +593,9 @@ fn write_outputs(
         }
     }
     if let Some(path) = &args.hlog {
-        if let Err(e) = results::write_hlog(path, merged, window_wall, measured) {
+        if let Err(e) =
+            results::write_hlog(path, merged, window_wall, measured, args.rate.is_some())
+        {
             eprintln!("load-gen: cannot write {}: {e}", path.display());
             ok = false;
         }

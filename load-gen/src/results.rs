@@ -6,16 +6,18 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use pollbench_common::human_us;
-use pollbench_schema::hlog::new_histogram;
+use pollbench_schema::hlog::{new_histogram, Tagged, SEND_LATENESS_TAG};
 use pollbench_schema::run::{Errors, IntervalReport, RunReport};
 
-use crate::worker::WorkerResult;
+use crate::worker::{Interval, WorkerResult};
 
 /// Everything merged over workers.
 pub struct Merged {
     pub corrected: Histogram<u64>,
     pub uncorrected: Histogram<u64>,
-    pub intervals: Vec<(u64, Histogram<u64>)>,
+    /// Open loop: send lateness (empty in closed loop).
+    pub lateness: Histogram<u64>,
+    pub intervals: Vec<Interval>,
     pub messages: u64,
     pub errors: Errors,
     pub alive: usize,
@@ -26,6 +28,7 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
     let mut m = Merged {
         corrected: new_histogram(),
         uncorrected: new_histogram(),
+        lateness: new_histogram(),
         intervals: Vec::new(),
         messages: 0,
         errors: Errors::default(),
@@ -35,16 +38,19 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
     for r in results {
         m.corrected.add(&r.corrected).expect("same bounds");
         m.uncorrected.add(&r.uncorrected).expect("same bounds");
+        m.lateness.add(&r.lateness).expect("same bounds");
         m.messages += r.messages;
         m.errors.add(&r.errors);
         m.alive += r.alive;
         m.unfinished += r.unfinished;
         for (i, iv) in r.intervals.into_iter().enumerate() {
             while m.intervals.len() <= i {
-                m.intervals.push((0, new_histogram()));
+                m.intervals.push(Interval::new());
             }
-            m.intervals[i].0 += iv.messages;
-            m.intervals[i].1.add(&iv.latency).expect("same bounds");
+            let into = &mut m.intervals[i];
+            into.messages += iv.messages;
+            into.latency.add(&iv.latency).expect("same bounds");
+            into.lateness.add(&iv.lateness).expect("same bounds");
         }
     }
     m
@@ -57,13 +63,13 @@ pub fn interval_reports(m: &Merged, measured: Duration) -> Vec<IntervalReport> {
         .iter()
         .take(whole)
         .enumerate()
-        .map(|(second, (count, h))| IntervalReport {
+        .map(|(second, iv)| IntervalReport {
             second,
-            throughput_msgs_per_s: *count,
-            p99_us: if h.is_empty() {
+            throughput_msgs_per_s: iv.messages,
+            p99_us: if iv.latency.is_empty() {
                 0
             } else {
-                h.value_at_quantile(0.99)
+                iv.latency.value_at_quantile(0.99)
             },
         })
         .collect()
@@ -122,6 +128,17 @@ pub fn summary(r: &RunReport, open_loop: bool) -> String {
         e.reset,
         e.timeout
     );
+    if let Some(l) = &r.send_lateness_us {
+        let _ = writeln!(
+            s,
+            "send lateness (actual send - intended): p50 {}  p99 {}  max {}  (client CPU {} per message)",
+            human_us(l.p50 as f64),
+            human_us(l.p99 as f64),
+            human_us(l.max as f64),
+            r.client_cpu_us_per_msg
+                .map_or_else(|| "-".to_string(), human_us)
+        );
+    }
     if r.unfinished_messages > 0 {
         let _ = writeln!(
             s,
@@ -135,15 +152,24 @@ pub fn summary(r: &RunReport, open_loop: bool) -> String {
     s
 }
 
-/// The interval log of a run: one histogram per whole or partial measured second, from the
-/// measured window's start (`window_start`, wall clock).
+/// The interval log of a run: one histogram of corrected latency per whole or partial measured
+/// second, from the measured window's start (`window_start`, wall clock), untagged; in open loop
+/// also the send lateness of the same seconds, tagged [`SEND_LATENESS_TAG`].
 pub fn write_hlog(
     path: &Path,
     m: &Merged,
     window_start: SystemTime,
     measured: Duration,
+    open_loop: bool,
 ) -> std::io::Result<()> {
     let n = (measured.as_secs_f64().ceil() as usize).min(m.intervals.len());
-    let intervals: Vec<&Histogram<u64>> = m.intervals.iter().take(n).map(|(_, h)| h).collect();
-    pollbench_schema::hlog::write(path, &intervals, window_start)
+    let shown = &m.intervals[..n];
+    let latency: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.latency).collect();
+    let lateness: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.lateness).collect();
+    let tagged = [Tagged {
+        tag: SEND_LATENESS_TAG,
+        intervals: &lateness,
+    }];
+    let tagged: &[Tagged] = if open_loop { &tagged } else { &[] };
+    pollbench_schema::hlog::write_series(path, &latency, tagged, window_start)
 }

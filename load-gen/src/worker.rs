@@ -4,7 +4,15 @@
 //! Closed loop: each connection keeps `pipeline` messages in flight. Open loop: messages follow one
 //! constant schedule over all connections (connection c sends its j-th message at
 //! t0 + (c + j*C)/R), and latency is measured from that intended time, so a stalled server shows in
-//! the percentiles (coordinated omission corrected); the time from the actual send is kept too.
+//! the percentiles (coordinated omission corrected); the time from the actual send is kept too,
+//! and so is each message's send lateness (actual send minus intended time), so that the client's
+//! own lateness is seen apart from the server's latency.
+//!
+//! Punctuality: each worker sets its timer slack to the minimum (Linux), and in open loop sleeps in
+//! the poller only until `spin` before the next due send; from there it busy-polls (non-blocking
+//! waits, so readiness is still serviced) until the send is due. A woken-up thread is late by the
+//! timer's slack plus the scheduler's wake-up latency; spinning through the last stretch takes
+//! that out of the send time, at the cost of the client CPU it burns.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -33,18 +41,37 @@ pub struct Plan {
     pub warmup: Duration,
     pub duration: Duration,
     pub timeout: Duration,
+    /// Open loop: busy-poll for at most this long before each due send instead of sleeping
+    /// (zero: sleep until it is due).
+    pub spin: Duration,
 }
 
 /// One second of measurement.
 pub struct Interval {
     pub messages: u64,
     pub latency: Histogram<u64>,
+    /// Open loop: the send lateness of the messages measured in this second (empty in closed
+    /// loop).
+    pub lateness: Histogram<u64>,
+}
+
+impl Interval {
+    pub fn new() -> Interval {
+        Interval {
+            messages: 0,
+            latency: new_histogram(),
+            lateness: new_histogram(),
+        }
+    }
 }
 
 /// What a worker measured (after warm-up only).
 pub struct WorkerResult {
     pub corrected: Histogram<u64>,
     pub uncorrected: Histogram<u64>,
+    /// Open loop: each measured message's actual send minus its intended send time (empty in
+    /// closed loop, which has no intended time).
+    pub lateness: Histogram<u64>,
     pub intervals: Vec<Interval>,
     pub messages: u64,
     pub errors: Errors,
@@ -170,6 +197,7 @@ impl<B: Backend> Worker<B> {
             result: WorkerResult {
                 corrected: new_histogram(),
                 uncorrected: new_histogram(),
+                lateness: new_histogram(),
                 intervals: Vec::new(),
                 messages: 0,
                 errors: Errors::default(),
@@ -202,7 +230,10 @@ impl<B: Backend> Worker<B> {
             }
             let mut wake_at = self.end;
             if self.plan.rate.is_some() {
-                wake_at = wake_at.min(self.issue_due(now));
+                // Sleep until `spin` before the next send is due; from there the timeout is zero:
+                // a non-blocking wait each time round (readiness is still serviced), until it is.
+                let due = self.issue_due(now);
+                wake_at = wake_at.min(due.checked_sub(self.plan.spin).unwrap_or(due));
             }
             if now >= self.next_timeout_scan {
                 self.check_timeouts(now);
@@ -291,10 +322,13 @@ impl<B: Backend> Worker<B> {
         while c.tx < target {
             let n = ((target - c.tx) as usize).min(self.scratch.len());
             c.bytes.fill(c.tx, &mut self.scratch[..n]);
+            // A message is sent when the write that carries its first byte begins, as in wrk2: on
+            // loopback that write itself delivers the bytes to the server's socket and wakes the
+            // server, which is latency, not the client's lateness.
+            let now = Instant::now();
             match (&c.stream).write(&self.scratch[..n]) {
                 Ok(written) => {
-                    let now = Instant::now();
-                    // Messages whose first byte went out in this write were sent now.
+                    // Messages whose first byte went out in this write were sent at its start.
                     let done = c.rx / size;
                     let first = c.tx.div_ceil(size);
                     let last = (c.tx + written as u64).div_ceil(size);
@@ -361,7 +395,8 @@ impl<B: Backend> Worker<B> {
                 // that fell behind during the warm-up is still answering that backlog, and its
                 // latency (from the intended time) is what a client of it would see.
                 if now >= self.measure_from && now < self.end {
-                    record(&mut self.result, f, now, self.measure_from);
+                    let open_loop = self.plan.rate.is_some();
+                    record(&mut self.result, f, now, self.measure_from, open_loop);
                 }
             }
             // Every echo, warm-up included, so the progress display shows the warm-up's rate too.
@@ -419,21 +454,46 @@ impl<B: Backend> Worker<B> {
     }
 }
 
-fn record(result: &mut WorkerResult, f: InFlight, now: Instant, measure_from: Instant) {
+fn record(
+    result: &mut WorkerResult,
+    f: InFlight,
+    now: Instant,
+    measure_from: Instant,
+    open_loop: bool,
+) {
     let micros = |d: Duration| (d.as_micros() as u64).clamp(1, 60_000_000);
+    let sent = f.sent.unwrap_or(f.intended);
     let corrected = micros(now.saturating_duration_since(f.intended));
-    let uncorrected = micros(now.saturating_duration_since(f.sent.unwrap_or(f.intended)));
+    let uncorrected = micros(now.saturating_duration_since(sent));
+    // Zero is a lateness (sent within the microsecond it was due), not clamped up like latency.
+    let lateness = (sent.saturating_duration_since(f.intended).as_micros() as u64).min(60_000_000);
     result.corrected.saturating_record(corrected);
     result.uncorrected.saturating_record(uncorrected);
+    if open_loop {
+        result.lateness.saturating_record(lateness);
+    }
     result.messages += 1;
     let second = now.saturating_duration_since(measure_from).as_secs() as usize;
     while result.intervals.len() <= second {
-        result.intervals.push(Interval {
-            messages: 0,
-            latency: new_histogram(),
-        });
+        result.intervals.push(Interval::new());
     }
     let interval = &mut result.intervals[second];
     interval.messages += 1;
     interval.latency.saturating_record(corrected);
+    if open_loop {
+        interval.lateness.saturating_record(lateness);
+    }
+}
+
+/// Make this thread's timers as punctual as the kernel allows: timer slack is how much later than
+/// asked Linux may fire a thread's timers (poll and sleep timeouts) to batch wake-ups, 50 µs by
+/// default, and it is per thread (a new thread inherits its creator's). Elsewhere, nothing to do.
+pub fn minimal_timer_slack() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // 1 ns is the least: 0 would reset the slack to the thread's default.
+        // SAFETY: PR_SET_TIMERSLACK takes one unsigned long argument by value and touches no
+        // memory of ours; prctl is variadic, so the argument is passed as the c_ulong it reads.
+        let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    }
 }

@@ -270,6 +270,189 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
     assert!((6..=12).contains(&sent), "3 msgs/s for 3 s: {sent}");
 }
 
+/// The interval histograms of an hlog with the given tag (None: untagged), decoded with the
+/// hdrhistogram crate alone.
+fn hlog_series(hlog: &Path, tag: Option<&str>) -> Vec<hdrhistogram::Histogram<u64>> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let text = std::fs::read(hlog).unwrap();
+    let mut deserializer = hdrhistogram::serialization::Deserializer::new();
+    IntervalLogIterator::new(&text)
+        .filter_map(|entry| match entry.expect("valid log line") {
+            LogEntry::Interval(h) if h.tag().map(|t| t.as_str()) == tag => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(h.encoded_histogram())
+                    .unwrap();
+                Some(deserializer.deserialize(&mut &bytes[..]).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A run's `send_lateness_us`, checked for the percentiles' order; None when null.
+fn lateness(json: &serde_json::Value) -> Option<[u64; 6]> {
+    let l = &json["send_lateness_us"];
+    assert!(
+        json.as_object().unwrap().contains_key("send_lateness_us"),
+        "written even when null: {json}"
+    );
+    if l.is_null() {
+        return None;
+    }
+    let p = ["p50", "p90", "p99", "p999", "p9999", "max"].map(|k| l[k].as_u64().unwrap());
+    assert!(p.windows(2).all(|w| w[0] <= w[1]), "ordered: {p:?}");
+    let mean = l["mean"].as_f64().unwrap();
+    assert!(mean >= 0.0 && mean <= p[5] as f64, "{l}");
+    Some(p)
+}
+
+#[test]
+fn open_loop_records_send_lateness_in_the_json_and_the_hlog_and_merge_keeps_it() {
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let target = addr.to_string();
+    let dir = Temp::new("lateness");
+    let open_run = |name: &str, spin: &str| {
+        let hlog = dir.0.join(name);
+        let (out, json, _t) = run(
+            &[
+                "--target",
+                &target,
+                "-c",
+                "2",
+                "-t",
+                "1",
+                "-R",
+                "200",
+                "-d",
+                "2s",
+                "--warmup",
+                "200ms",
+                "--spin",
+                spin,
+                "--hlog",
+                hlog.to_str().unwrap(),
+            ],
+            Duration::from_secs(30),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("send lateness"), "{stdout}");
+        (json.expect("JSON written"), hlog)
+    };
+    let (a, a_hlog) = open_run("a.hlog", "0");
+    let (b, b_hlog) = open_run("b.hlog", "35us");
+    assert_eq!(a["config"]["spin"].as_f64(), Some(0.0));
+    assert_eq!(b["config"]["spin"].as_f64(), Some(35e-6));
+    for (json, hlog) in [(&a, &a_hlog), (&b, &b_hlog)] {
+        let messages = json["messages"].as_u64().unwrap();
+        assert!(messages > 100, "{json}");
+        let p = lateness(json).expect("open loop has send lateness");
+        // The hlog holds one lateness histogram per latency one, over the same messages.
+        let latency = hlog_series(hlog, None);
+        let late = hlog_series(hlog, Some("send_lateness"));
+        assert_eq!(latency.len(), 2, "one latency interval per measured second");
+        assert_eq!(late.len(), latency.len());
+        for (l, t) in latency.iter().zip(&late) {
+            assert_eq!(
+                l.len(),
+                t.len(),
+                "each second's messages, once in each series"
+            );
+        }
+        let late_max = late.iter().map(|h| h.max()).max().unwrap();
+        assert_eq!(late_max, p[5], "the JSON's max is the hlog's");
+        // The schema's total of the log is latency alone, every measured message once.
+        let total = pollbench_schema::hlog::total(hlog).unwrap();
+        assert_eq!(total.len(), messages);
+        assert_eq!(total.max(), json["latency_us"]["max"].as_u64().unwrap());
+        let log = pollbench_schema::hlog::read_log(hlog).unwrap();
+        let late_total = log.total_of("send_lateness").unwrap();
+        assert_eq!(late_total.len(), messages);
+    }
+
+    // merge adds lateness as it adds latency, and keeps it apart.
+    let merged_json = dir.0.join("merged.json");
+    let out = Command::new(BIN)
+        .args(["merge", a_hlog.to_str().unwrap(), b_hlog.to_str().unwrap()])
+        .arg("--json")
+        .arg(&merged_json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("send lateness"), "{stdout}");
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    let both = a["messages"].as_u64().unwrap() + b["messages"].as_u64().unwrap();
+    assert_eq!(merged["messages"].as_u64().unwrap(), both);
+    let m = lateness(&merged).expect("merged send lateness");
+    let (pa, pb) = (lateness(&a).unwrap(), lateness(&b).unwrap());
+    assert_eq!(m[5], pa[5].max(pb[5]), "the merged max is the larger run's");
+    let lat_max = |j: &serde_json::Value| j["latency_us"]["max"].as_u64().unwrap();
+    assert_eq!(lat_max(&merged), lat_max(&a).max(lat_max(&b)));
+
+    // Closed loop: no intended send time, so no lateness: null in the JSON, no tagged series.
+    let closed_hlog = dir.0.join("closed.hlog");
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &target,
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "--warmup",
+            "0s",
+            "--hlog",
+            closed_hlog.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = json.unwrap();
+    assert_eq!(lateness(&json), None, "{json}");
+    assert!(hlog_series(&closed_hlog, Some("send_lateness")).is_empty());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("send lateness"));
+    // Merged with an open-loop log, lateness over only some logs is left out, and said so.
+    let out = Command::new(BIN)
+        .args([
+            "merge",
+            a_hlog.to_str().unwrap(),
+            closed_hlog.to_str().unwrap(),
+        ])
+        .arg("--json")
+        .arg(&merged_json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    assert_eq!(lateness(&merged), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("send lateness left out") && stderr.contains("closed.hlog"),
+        "{stderr}"
+    );
+}
+
 /// The `#[StartTime: ...]` of an hlog, in seconds since the epoch.
 fn hlog_start_time(hlog: &Path) -> f64 {
     let text = std::fs::read_to_string(hlog).unwrap();
@@ -643,6 +826,9 @@ fn bad_flags_exit_2_with_one_line() {
         vec!["run", "--target", "127.0.0.1:9", "-c", "0"],
         vec!["run", "--target", "127.0.0.1:9", "--cpus", "100000"],
         vec!["run", "--target", "127.0.0.1:9", "--cpus", "3-1"],
+        vec!["run", "--target", "127.0.0.1:9", "--spin", "soon"],
+        vec!["run", "--target", "127.0.0.1:9", "--spin", "-5us"],
+        vec!["run", "--target", "127.0.0.1:9", "--spin", "2s"],
         vec!["fly"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();

@@ -44,6 +44,10 @@ pub struct RunConfig {
     pub json: Option<PathBuf>,
     #[serde(deserialize_with = "crate::file::required")]
     pub hlog: Option<PathBuf>,
+    /// Open loop: how long before each due send the client stops sleeping and busy-polls (seconds;
+    /// 0 = never spins). Added within version 1: absent (None) in documents written before it.
+    #[serde(default)]
+    pub spin: Option<f64>,
 }
 
 /// Latency percentiles in microseconds.
@@ -152,6 +156,12 @@ pub struct RunReport {
     /// CPU time load-gen itself used per message, in microseconds (user + system).
     #[serde(deserialize_with = "crate::file::required")]
     pub client_cpu_us_per_msg: Option<f64>,
+    /// Open loop: each measured message's send lateness, its actual send minus its intended send
+    /// time, in microseconds (the client's own lateness, and a message's wait for a pipeline slot
+    /// behind a slow server); over the same messages as `latency_us`. Null in closed loop, which
+    /// has no intended time. Added within version 1: absent (None) in documents written before it.
+    #[serde(default)]
+    pub send_lateness_us: Option<Percentiles>,
 }
 
 impl Versioned for RunReport {
@@ -189,13 +199,16 @@ impl RunReport {
 mod tests {
     use super::*;
 
+    /// The send-lateness field of [`SAMPLE`], its last.
+    const LATENESS: &str = r#""send_lateness_us": {"p50": 1, "p90": 2, "p99": 9, "p999": 40, "p9999": 900, "max": 1200, "mean": 1.4}"#;
+
     /// A run document as load-gen writes it (the reference run's shape).
     pub const SAMPLE: &str = r#"{
       "schema": "pollbench.load-gen.run/1",
       "config": {"target": "127.0.0.1:38023", "connections": 10, "threads": 1, "duration": 4.0,
                  "warmup": 1.0, "size": 64, "pipeline": 1, "rate": 20000, "idle": 0,
                  "connect_rate": 0, "source": [], "cpus": [1], "backend": "epoll", "timeout": 5.0,
-                 "connect_timeout": 3.0, "json": "a.json", "hlog": null},
+                 "connect_timeout": 3.0, "json": "a.json", "hlog": null, "spin": 0.00005},
       "connections": 10, "connections_alive_at_end": 10, "messages": 80000,
       "unfinished_messages": 0, "bytes": 5120000, "duration_s": 4.0,
       "throughput_msgs_per_s": 20000.0, "throughput_bytes_per_s": 1280000.0,
@@ -203,7 +216,8 @@ mod tests {
       "latency_uncorrected_us": {"p50": 44, "p90": 60, "p99": 300, "p999": 1500, "p9999": 3000, "max": 4000, "mean": 50.1},
       "errors": {"connect": 0, "mismatch": 0, "closed": 0, "reset": 0, "timeout": 2},
       "intervals": [{"second": 0, "throughput_msgs_per_s": 20000, "p99_us": 400}],
-      "stopped_early": null, "client_cpu_us_per_msg": 9.5
+      "stopped_early": null, "client_cpu_us_per_msg": 9.5,
+      "send_lateness_us": {"p50": 1, "p90": 2, "p99": 9, "p999": 40, "p9999": 900, "max": 1200, "mean": 1.4}
     }"#;
 
     #[test]
@@ -222,5 +236,34 @@ mod tests {
         let missing = SAMPLE.replace("\"stopped_early\": null,", "");
         let err = serde_json::from_str::<RunReport>(&missing).unwrap_err();
         assert!(err.to_string().contains("stopped_early"), "{err}");
+        assert_eq!(r.send_lateness_us.as_ref().map(|l| l.p99), Some(9));
+        assert_eq!(r.config.spin, Some(0.00005));
+    }
+
+    #[test]
+    fn a_document_from_before_send_lateness_and_spin_reads_them_as_none() {
+        // Fields added within version 1: a run written before them (every committed result)
+        // still reads, with the new fields absent rather than an error.
+        let old = SAMPLE
+            .replace(", \"spin\": 0.00005", "")
+            .replace(&format!(",\n      {LATENESS}"), "");
+        assert!(
+            !old.contains("spin") && !old.contains("send_lateness"),
+            "{old}"
+        );
+        let r: RunReport = serde_json::from_str(&old).unwrap();
+        assert_eq!(r.send_lateness_us, None);
+        assert_eq!(r.config.spin, None);
+        assert_eq!(r.latency_us.p50, 83);
+        // Null (closed loop) reads as None too, and a written None is null, not left out.
+        let closed = SAMPLE.replace(LATENESS, "\"send_lateness_us\": null");
+        let r: RunReport = serde_json::from_str(&closed).unwrap();
+        assert_eq!(r.send_lateness_us, None);
+        let written = serde_json::to_value(&r).unwrap();
+        assert!(written["send_lateness_us"].is_null());
+        assert!(written
+            .as_object()
+            .unwrap()
+            .contains_key("send_lateness_us"));
     }
 }
