@@ -377,7 +377,8 @@ fn run(args: RunArgs) -> i32 {
         Ok(handles) => handles,
         Err(e) => return cannot_start_threads(threads, &e),
     };
-    let stopped_early = watch(&args, start, &stop, &progress, &alive);
+    let mut window_cpu = None;
+    let stopped_early = watch(&args, start, &stop, &progress, &alive, &mut window_cpu);
     stop.store(true, Ordering::Relaxed);
     let results = match join_workers(handles) {
         Ok(results) => results,
@@ -386,7 +387,9 @@ fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
-    let cpu = pollbench_common::process_cpu_time().saturating_sub(cpu_before);
+    // The CPU of the measured window (from its opening, through the workers' last messages),
+    // for the messages measured in it; the warm-up's when the window never opened.
+    let cpu = pollbench_common::process_cpu_time().saturating_sub(window_cpu.unwrap_or(cpu_before));
     let end = Instant::now();
     let idle_errors = idle_errors(&connected.idle);
     drop(connected.idle);
@@ -631,8 +634,10 @@ fn watch(
     stop: &AtomicBool,
     progress: &[Arc<AtomicU64>],
     alive: &[Arc<AtomicU64>],
+    window_cpu: &mut Option<Duration>,
 ) -> Option<String> {
-    let end = start + args.warmup + args.duration;
+    let window = start + args.warmup;
+    let end = window + args.duration;
     let mut last = (Instant::now(), 0u64);
     let mut next_print = Instant::now() + Duration::from_secs(1);
     // A progress bar with the time left on a terminal; plain lines (for logs) otherwise.
@@ -648,8 +653,16 @@ fn watch(
     });
     let _finish = FinishBar(bar.clone());
     loop {
-        std::thread::sleep(Duration::from_millis(20));
+        // Wake at the window's opening to read the process's CPU time there.
+        let tick = Duration::from_millis(20);
+        std::thread::sleep(match window_cpu {
+            None => tick.min(window.saturating_duration_since(Instant::now())),
+            Some(_) => tick,
+        });
         let now = Instant::now();
+        if window_cpu.is_none() && now >= window {
+            *window_cpu = Some(pollbench_common::process_cpu_time());
+        }
         if stop.load(Ordering::Relaxed) {
             return Some("interrupted".into());
         }

@@ -513,6 +513,48 @@ fn the_hlog_start_time_is_the_measured_windows_start_after_the_warm_up() {
 }
 
 #[test]
+fn client_cpu_per_message_is_the_measured_windows_not_the_warm_ups() {
+    // A client that spins all the time (a spin window longer than the gap between its sends) uses
+    // about one core for its whole life. Over a 1.5 s warm-up and a 300 ms window, its CPU per
+    // measured message must be the window's: at most what one worker and the main thread can use
+    // in the window (2 x 300 ms). Counted from the start of the warm-up it was over 1.8 s.
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "-R",
+            "1000",
+            "--spin",
+            "2ms",
+            "-d",
+            "300ms",
+            "--warmup",
+            "1500ms",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = json.unwrap();
+    let messages = json["messages"].as_u64().unwrap() as f64;
+    let cpu_s = json["client_cpu_us_per_msg"].as_f64().unwrap() * messages / 1e6;
+    let window_s = json["duration_s"].as_f64().unwrap();
+    assert!(messages > 0.0);
+    assert!(
+        cpu_s <= 2.0 * window_s,
+        "{cpu_s:.3} s of CPU in a {window_s:.3} s window: the warm-up's is counted"
+    );
+}
+
+#[test]
 fn a_corrupted_byte_is_a_mismatch_and_exit_1() {
     let addr = server(|s, _| {
         echo_with(s, |pos, buf| {

@@ -153,7 +153,8 @@ pub struct RunReport {
     /// Why the run ended before its duration ("interrupted", every connection gone), if it did.
     #[serde(deserialize_with = "crate::file::required")]
     pub stopped_early: Option<String>,
-    /// CPU time load-gen itself used per message, in microseconds (user + system).
+    /// CPU time load-gen itself used per message, in microseconds (user + system, every thread,
+    /// from the measured window's opening to the workers' end, per message measured in it).
     #[serde(deserialize_with = "crate::file::required")]
     pub client_cpu_us_per_msg: Option<f64>,
     /// Open loop: each measured message's send lateness, its actual send minus its intended send
