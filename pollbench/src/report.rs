@@ -358,6 +358,7 @@ impl Report<'_> {
         }
         self.md.push('\n');
         self.cost_table(x, cells, columns, &rows, by_idle);
+        self.lateness_table(x, cells, columns, &rows, by_idle);
         if !verdicts.is_empty() {
             let _ = writeln!(
                 self.md,
@@ -415,6 +416,58 @@ impl Report<'_> {
                 let text = at
                     .and_then(|i| summaries[i])
                     .map_or(String::new(), cost_text);
+                let _ = write!(line, " {text} |");
+            }
+            let _ = writeln!(self.md, "{line}");
+        }
+        self.md.push('\n');
+    }
+
+    /// A sweep's client-lateness table, in open loop where load-gen recorded it: how late load-gen
+    /// sent (actual minus intended send time, p50 and p99), beside the latency p50 it is part of.
+    /// A cell whose client lateness is more than a quarter of its latency p50 is flagged: part of
+    /// that latency is the client's, not the server's.
+    fn lateness_table(
+        &mut self,
+        x: &str,
+        cells: &[&Cell],
+        columns: &[String],
+        rows: &[usize],
+        by_idle: bool,
+    ) {
+        let summaries: Vec<Option<&CellSummary>> = cells
+            .iter()
+            .map(|c| {
+                self.summary
+                    .cell(&c.id)
+                    .filter(|s| s.status == CellStatus::Ok)
+            })
+            .collect();
+        if !summaries
+            .iter()
+            .flatten()
+            .any(|s| s.send_lateness_p50_us.is_some())
+        {
+            return;
+        }
+        let _ = writeln!(
+            self.md,
+            "Client send lateness (open loop): how late load-gen itself sent, p50 / p99, against the \
+             latency p50 it is counted in (latency runs from the intended send time). ⚠ marks a cell \
+             where the client's p50 lateness is over a quarter of the latency p50: there, part of \
+             the latency is the client's.\n"
+        );
+        let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
+        let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
+        for &row in rows {
+            let mut line = format!("| {row} |");
+            for col in columns {
+                let at = cells
+                    .iter()
+                    .position(|c| c.label == *col && c.row(by_idle) == row);
+                let text = at
+                    .and_then(|i| summaries[i])
+                    .map_or(String::new(), lateness_text);
                 let _ = write!(line, " {text} |");
             }
             let _ = writeln!(self.md, "{line}");
@@ -577,6 +630,30 @@ fn cost_text(s: &CellSummary) -> String {
         .client_cpu_us_per_msg
         .map_or(String::new(), |c| format!("; client {:.1} µs", c.median));
     format!("{}{client}", parts.join(", "))
+}
+
+/// The share of a cell's latency p50 above which its client's send lateness is flagged.
+const LATE_SHARE: f64 = 0.25;
+
+/// One cell's entry in a lateness table: "2 µs / 15 µs of 80 µs", flagged "⚠" when the client's
+/// lateness is a large share of the latency.
+fn lateness_text(s: &CellSummary) -> String {
+    let (Some(late50), Some(late99)) = (s.send_lateness_p50_us, s.send_lateness_p99_us) else {
+        return String::new();
+    };
+    let us = pollbench_common::human_us;
+    let (of, flag) = match s.p50_us {
+        Some(p50) => (
+            format!(" of {}", us(p50.median)),
+            if late50.median > LATE_SHARE * p50.median {
+                " ⚠"
+            } else {
+                ""
+            },
+        ),
+        None => (String::new(), ""),
+    };
+    format!("{} / {}{of}{flag}", us(late50.median), us(late99.median))
 }
 
 /// " ±x%" for a repeated cell: the farthest run's msgs/s from the median's.

@@ -55,8 +55,8 @@ impl Figures {
                 .filter(|s| s.totals.counters.waits > 0)
                 .map(|s| s.totals.events_per_wait),
             client_cpu_us_per_msg: run.client_cpu_us_per_msg,
-            send_lateness_p50_us: None,
-            send_lateness_p99_us: None,
+            send_lateness_p50_us: run.send_lateness_us.as_ref().map(|l| l.p50 as f64),
+            send_lateness_p99_us: run.send_lateness_us.as_ref().map(|l| l.p99 as f64),
         }
     }
 }

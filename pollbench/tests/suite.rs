@@ -265,6 +265,28 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         report.contains("not judged (the interval has 50% confidence; 6 rounds give 95%)"),
         "{report}"
     );
+    // The cost table (bench-server's CPU time and system calls), and in the open-loop idle sweep
+    // the client's send lateness beside the latency it is part of; summary.json has both, and
+    // no lateness in closed loop.
+    assert!(report.contains("Cost per message: "), "{report}");
+    assert!(
+        report.contains("Client send lateness (open loop)"),
+        "{report}"
+    );
+    let summary: pollbench_schema::summary::Summary =
+        pollbench_schema::file::read_json(&run.join("summary.json")).unwrap();
+    for c in &summary.cells {
+        let open_loop = c.sweep == "idle";
+        assert_eq!(
+            (
+                c.send_lateness_p50_us.is_some(),
+                c.send_lateness_p99_us.is_some()
+            ),
+            (open_loop, open_loop),
+            "{c:?}"
+        );
+        assert!(c.server_cpu_us_per_msg.is_some(), "{c:?}");
+    }
     for chart in [
         "connections-throughput.svg",
         "connections-p99.svg",
