@@ -207,9 +207,10 @@ impl Report<'_> {
                 md,
                 "Every cell ran once in each of {} rounds, in an order shuffled per round (seed {}; \
                  each round's order is in meta.json), so a slow phase of the machine spreads over \
-                 every cell. Tables and charts show the median round by msgs/s, and [lo–hi] is the \
-                 interval of that median from order statistics (95%, or the extremes with less \
-                 confidence under 6 rounds).\n",
+                 every cell. Each figure is the median over the rounds; [lo–hi] is the interval of \
+                 the msgs/s median from order statistics (95% from 6 rounds on, else the extremes \
+                 with the confidence they have), and the charts draw it as error bars. The latency \
+                 spectrum and the cells' ID.* files are the median round by msgs/s.\n",
                 rounds.order.len(),
                 rounds.seed
             );
@@ -318,9 +319,10 @@ impl Report<'_> {
         self.table(sweep, x, &cells, &columns, by_idle);
     }
 
-    /// A sweep's table: msgs/s / p99 per cell, or why it did not complete. With rounds, msgs/s is
-    /// the median round with its 95% interval, and a row's clear winner is in bold; then the
-    /// verdicts of every pair of columns at each row. Older runs show the median run ± spread.
+    /// A sweep's table: msgs/s / p99 per cell, or why it did not complete. With rounds, the medians
+    /// over rounds, msgs/s with its interval, and a row's clear winner in bold; then the cost and
+    /// lateness tables, the A/A pairs' verdicts, and every pair's. Older runs show the median run
+    /// ± spread.
     fn table(&mut self, sweep: &str, x: &str, cells: &[&Cell], columns: &[String], by_idle: bool) {
         let mut rows: Vec<usize> = cells.iter().map(|c| c.row(by_idle)).collect();
         rows.sort();
@@ -353,23 +355,39 @@ impl Report<'_> {
                 judged
                     .lines
                     .into_iter()
-                    .map(|l| format!("- {row} {x}: {l}")),
+                    .map(|(aa, l)| (aa, format!("- {row} {x}: {l}"))),
             );
         }
         self.md.push('\n');
         self.cost_table(x, cells, columns, &rows, by_idle);
         self.lateness_table(x, cells, columns, &rows, by_idle);
-        if !verdicts.is_empty() {
+        if verdicts.is_empty() {
+            return;
+        }
+        // The A/A pairs first, in the open: their verdict is the noise floor every other verdict
+        // stands on. Then every pair, folded (8 columns make 28 pairs a row).
+        if verdicts.iter().any(|(aa, _)| *aa) {
             let _ = writeln!(
                 self.md,
-                "Verdicts on msgs/s, each pair of columns paired by round (the ratio a/b per round, its \
-                 median and 95% interval; bold above: better than every other column of its row):\n"
+                "A/A, the same server twice (its verdict is this run's noise floor; the ratio a/b per \
+                 round, its median and interval):\n"
             );
-            for v in verdicts {
+            for (_, v) in verdicts.iter().filter(|(aa, _)| *aa) {
                 let _ = writeln!(self.md, "{v}");
             }
             self.md.push('\n');
         }
+        let _ = writeln!(
+            self.md,
+            "<details><summary>Verdicts on msgs/s: every pair of columns at each row ({} pairs), \
+             paired by round (the ratio a/b per round, its median and interval; bold above: better \
+             than every other column of its row)</summary>\n",
+            verdicts.len()
+        );
+        for (_, v) in &verdicts {
+            let _ = writeln!(self.md, "{v}");
+        }
+        let _ = writeln!(self.md, "\n</details>\n");
     }
 
     /// A sweep's cost table, where the server recorded its CPU time or system calls: per message,
@@ -454,8 +472,10 @@ impl Report<'_> {
             self.md,
             "Client send lateness (open loop): how late load-gen itself sent, p50 / p99, against the \
              latency p50 it is counted in (latency runs from the intended send time). ⚠ marks a cell \
-             where the client's p50 lateness is over a quarter of the latency p50: there, part of \
-             the latency is the client's.\n"
+             where the client's p50 lateness is over a quarter of the latency p50 although the \
+             server kept the rate: there, part of the latency is the client's. (behind) marks a \
+             server below 95% of the rate, whose backlog makes messages wait for their connection: \
+             that lateness is the server's.\n"
         );
         let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
         let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
@@ -466,8 +486,8 @@ impl Report<'_> {
                     .iter()
                     .position(|c| c.label == *col && c.row(by_idle) == row);
                 let text = at
-                    .and_then(|i| summaries[i])
-                    .map_or(String::new(), lateness_text);
+                    .and_then(|i| Some((summaries[i]?, cells[i].rate?)))
+                    .map_or(String::new(), |(s, rate)| lateness_text(s, rate));
                 let _ = write!(line, " {text} |");
             }
             let _ = writeln!(self.md, "{line}");
@@ -522,9 +542,12 @@ impl Report<'_> {
                 }
                 Judgement::NoClearDifference => "no clear difference".into(),
             };
-            judged.lines.push(format!(
-                "{} vs {}: {:.2} [{:.2}, {:.2}], {said}",
-                v.a, v.b, v.ratio.median, v.ratio.lo, v.ratio.hi
+            judged.lines.push((
+                same_server(&v.a, &v.b),
+                format!(
+                    "{} vs {}: {:.2} [{:.2}, {:.2}], {said}",
+                    v.a, v.b, v.ratio.median, v.ratio.lo, v.ratio.hi
+                ),
             ));
         }
         let comparable = judged_columns.iter().filter(|&&j| j).count();
@@ -597,11 +620,24 @@ impl Report<'_> {
     }
 }
 
+/// Whether two column labels name the same server, one of them a backend listed again
+/// (`epoll` and `epoll #2`, `epoll 64B` and `epoll #2 64B`): an A/A pair.
+fn same_server(a: &str, b: &str) -> bool {
+    let plain = |label: &str| -> Vec<String> {
+        label
+            .split_whitespace()
+            .filter(|w| !(w.starts_with('#') && w[1..].parse::<usize>().is_ok()))
+            .map(str::to_string)
+            .collect()
+    };
+    a != b && plain(a) == plain(b)
+}
+
 /// The verdicts of one row of a sweep's table.
 #[derive(Default)]
 struct RowVerdicts {
-    /// One line per judged pair of columns.
-    lines: Vec<String>,
+    /// One line per judged pair of columns, and whether the pair is an A/A pair.
+    lines: Vec<(bool, String)>,
     /// The column clearly better than every other judged column of the row.
     winner: Option<usize>,
 }
@@ -636,16 +672,23 @@ fn cost_text(s: &CellSummary) -> String {
 const LATE_SHARE: f64 = 0.25;
 
 /// One cell's entry in a lateness table: "2 µs / 15 µs of 80 µs", flagged "⚠" when the client's
-/// lateness is a large share of the latency.
-fn lateness_text(s: &CellSummary) -> String {
+/// lateness is a large share of the latency while the server kept up with the `rate`. A server that
+/// fell behind makes messages wait for their connection, which shows as lateness too: marked
+/// "(behind)" instead, the server's doing.
+fn lateness_text(s: &CellSummary, rate: u64) -> String {
     let (Some(late50), Some(late99)) = (s.send_lateness_p50_us, s.send_lateness_p99_us) else {
         return String::new();
     };
     let us = pollbench_common::human_us;
+    let behind = s
+        .msgs_per_s
+        .is_some_and(|m| m.median < BEHIND_SHARE * rate as f64);
     let (of, flag) = match s.p50_us {
         Some(p50) => (
             format!(" of {}", us(p50.median)),
-            if late50.median > LATE_SHARE * p50.median {
+            if behind {
+                " (behind)"
+            } else if late50.median > LATE_SHARE * p50.median {
                 " ⚠"
             } else {
                 ""
@@ -655,6 +698,9 @@ fn lateness_text(s: &CellSummary) -> String {
     };
     format!("{} / {}{of}{flag}", us(late50.median), us(late99.median))
 }
+
+/// A cell whose msgs/s are below this share of its rate fell behind it.
+const BEHIND_SHARE: f64 = 0.95;
 
 /// " ±x%" for a repeated cell: the farthest run's msgs/s from the median's.
 fn spread(o: &Outcome, median: f64) -> String {
@@ -667,4 +713,66 @@ fn spread(o: &Outcome, median: f64) -> String {
         .map(|r| (r.msgs_per_s - median).abs())
         .fold(0.0, f64::max);
     format!(" ±{:.0}%", 100.0 * far / median)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_loop_cell(msgs: f64, p50: f64, late50: f64) -> CellSummary {
+        let at = |v: f64| {
+            Some(Estimate {
+                median: v,
+                lo: v,
+                hi: v,
+                confidence: 0.969,
+            })
+        };
+        CellSummary {
+            id: "idle-epoll-c10-idle0".into(),
+            sweep: "idle".into(),
+            column: "epoll".into(),
+            backend: "epoll".into(),
+            row: 0,
+            status: CellStatus::Ok,
+            reason: None,
+            rounds: 6,
+            msgs_per_s: at(msgs),
+            p50_us: at(p50),
+            p99_us: at(p50 * 3.0),
+            server_cpu_us_per_msg: None,
+            server_syscalls_per_msg: None,
+            events_per_wait: None,
+            client_cpu_us_per_msg: None,
+            send_lateness_p50_us: at(late50),
+            send_lateness_p99_us: at(late50 * 4.0),
+        }
+    }
+
+    #[test]
+    fn client_lateness_is_flagged_only_where_it_is_the_clients() {
+        // A punctual client: no mark.
+        assert_eq!(
+            lateness_text(&open_loop_cell(20_000.0, 80.0, 2.0), 20_000),
+            "2 µs / 8 µs of 80 µs"
+        );
+        // Late by more than a quarter of the latency, the server keeping the rate: the client's.
+        assert!(lateness_text(&open_loop_cell(20_000.0, 80.0, 40.0), 20_000).ends_with(" ⚠"));
+        // The same lateness behind a server that fell behind the rate: the server's backlog.
+        assert!(
+            lateness_text(&open_loop_cell(9_000.0, 80_000.0, 70_000.0), 20_000)
+                .ends_with(" (behind)")
+        );
+    }
+
+    #[test]
+    fn a_backend_listed_again_is_the_same_server_and_others_are_not() {
+        assert!(same_server("epoll", "epoll #2"));
+        assert!(same_server("epoll 64B", "epoll #2 64B"));
+        assert!(same_server("epoll #2", "epoll #3"));
+        assert!(!same_server("epoll", "epoll"));
+        assert!(!same_server("epoll 64B", "epoll #2 32KiB"));
+        assert!(!same_server("epoll", "poll"));
+        assert!(!same_server("kqueue (libkqueue)", "epoll #2"));
+    }
 }
