@@ -201,12 +201,17 @@ mod tests {
     #[test]
     fn the_reference_runs_meta_json_reads_typed() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../results/20261122T215339Z-vm-full/meta.json");
+            .join("../results/20261123T210857Z-vm-full/meta.json");
         let meta: Meta = crate::file::read_json(&path).unwrap();
         assert_eq!(meta.cells.len(), meta.outcomes.len());
-        let first = &meta.outcomes[0];
-        assert_eq!(first.status, CellStatus::Ok);
-        assert_eq!(first.repeats.len(), 3);
+        // Six rounds, each every cell once, and what disturbed each.
+        let rounds = meta.rounds.as_ref().unwrap();
+        assert_eq!(rounds.order.len(), 6);
+        assert!(rounds.order.iter().all(|o| o.len() == meta.cells.len()));
+        assert_eq!(rounds.disturbance.len(), 6);
+        assert!(meta.disturbance.is_some());
+        let ok = meta.outcomes.iter().find(|o| o.is_ok()).unwrap();
+        assert_eq!(ok.repeats.len(), 6);
         assert!(meta
             .outcomes
             .iter()

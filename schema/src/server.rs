@@ -10,10 +10,9 @@
 //! The exception: fields added within version 1 after results were committed read as `null` when
 //! absent, so that the documents written before them still read. They are
 //! [`ServerStats::cpu`], and in every thread and in the totals [`Counters::syscalls`],
-//! [`Counters::registrations`] and [`Counters::would_block`] (the reference run
-//! results/20261122T215339Z-vm-full has none of them). bench-server always writes them (`null`
-//! where it cannot count: the three call counts of the tokio baseline). (The reference run's server
-//! files also predate `config.mechanism`; they were migrated once.)
+//! [`Counters::registrations`] and [`Counters::would_block`] (the reference run of 2026-11-22, since
+//! replaced, had none of them). bench-server always writes them (`null` where it cannot count: the
+//! three call counts of the tokio baseline).
 
 use std::net::SocketAddr;
 
