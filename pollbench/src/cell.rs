@@ -338,6 +338,9 @@ fn load_command(
     if let Some(rate) = cell.rate {
         run.args(["-R", &rate.to_string()]);
     }
+    if let Some(n) = cell.messages_per_connection {
+        run.args(["--messages-per-connection", &n.to_string()]);
+    }
     if let Some(cores) = suite
         .pin
         .then(|| client_cores(cell.server_threads))

@@ -97,6 +97,10 @@ pub struct Sweep {
     /// Closed-loop pipeline depths, a column each. [default: the suite's pipeline]
     #[serde(default)]
     pub pipelines: Vec<usize>,
+    /// Connection churn: messages each connection sends before it closes and a new one replaces
+    /// it (load-gen --messages-per-connection), a column each. [default: connections are kept]
+    #[serde(default)]
+    pub churn: Vec<u64>,
     /// Override the suite's server threads for this sweep (accept strategies need several).
     pub server_threads: Option<usize>,
     /// Override the suite's client threads for this sweep.
@@ -137,90 +141,109 @@ impl Suite {
     pub fn cells(&self, mechanism: impl Fn(&str) -> String) -> Vec<Cell> {
         let mut cells = Vec::new();
         for sweep in &self.sweep {
-            let idles = or_one(&sweep.idle, 0);
-            let sizes = or_one(&sweep.sizes, self.size.clone());
-            let pipelines = or_one(&sweep.pipelines, self.pipeline);
-            let rates: Vec<Option<u64>> = if sweep.rates.is_empty() {
-                vec![sweep.rate]
-            } else {
-                sweep.rates.iter().copied().map(Some).collect()
-            };
-            let triggers = optional(&sweep.triggers);
-            let accepts = optional(&sweep.accepts);
+            let variants = self.variants(sweep);
             for (b, backend) in sweep.backends.iter().enumerate() {
                 // A backend listed again is a column of its own ("epoll #2"): an A/A pair whose
                 // verdict is the measured noise floor.
                 let nth = sweep.backends[..b].iter().filter(|x| *x == backend).count() + 1;
-                for trigger in &triggers {
-                    for accept in &accepts {
-                        for size in &sizes {
-                            for &pipeline in &pipelines {
-                                for &rate in &rates {
-                                    for &connections in &sweep.connections {
-                                        for &idle in &idles {
-                                            // The label names what the report's columns vary; the
-                                            // id adds the row (connections, idle).
-                                            let mut label = mechanism(backend);
-                                            if nth > 1 {
-                                                label.push_str(&format!(" #{nth}"));
-                                            }
-                                            for part in [trigger, accept].into_iter().flatten() {
-                                                label.push(' ');
-                                                label.push_str(part);
-                                            }
-                                            if !sweep.sizes.is_empty() {
-                                                label.push_str(&format!(" {}", size.text));
-                                            }
-                                            if !sweep.pipelines.is_empty() {
-                                                label.push_str(&format!(" pipeline {pipeline}"));
-                                            }
-                                            if let Some(r) =
-                                                rate.filter(|_| !sweep.rates.is_empty())
-                                            {
-                                                label.push_str(&format!(" {r}/s"));
-                                            }
-                                            let mut id = format!(
-                                                "{}-{}",
-                                                sweep.name,
-                                                label
-                                                    .replace(' ', "-")
-                                                    .replace(['(', ')', '#'], "")
-                                            )
-                                            .replace("-pipeline-", "-p")
-                                            .replace("/s", "ps");
-                                            id.push_str(&format!("-c{connections}"));
-                                            if !sweep.idle.is_empty() {
-                                                id.push_str(&format!("-idle{idle}"));
-                                            }
-                                            cells.push(Cell {
-                                                id,
-                                                label,
-                                                sweep: sweep.name.clone(),
-                                                backend: backend.clone(),
-                                                trigger: trigger.clone(),
-                                                accept: accept.clone(),
-                                                connections,
-                                                idle,
-                                                rate,
-                                                size: size.text.clone(),
-                                                pipeline,
-                                                server_threads: sweep
-                                                    .server_threads
-                                                    .unwrap_or(self.server_threads),
-                                                client_threads: sweep
-                                                    .client_threads
-                                                    .unwrap_or(self.client_threads),
-                                            });
-                                        }
-                                    }
-                                }
+                for v in &variants {
+                    // The label names what the report's columns vary; the id adds the row
+                    // (connections, idle).
+                    let mut label = mechanism(backend);
+                    if nth > 1 {
+                        label.push_str(&format!(" #{nth}"));
+                    }
+                    label.push_str(&v.label);
+                    let stem = format!(
+                        "{}-{}",
+                        sweep.name,
+                        label.replace(' ', "-").replace(['(', ')', '#'], "")
+                    )
+                    .replace("-pipeline-", "-p")
+                    .replace("/s", "ps")
+                    .replace("-msgs/conn", "mpc");
+                    for &connections in &sweep.connections {
+                        for &idle in &or_one(&sweep.idle, 0) {
+                            let mut id = format!("{stem}-c{connections}");
+                            if !sweep.idle.is_empty() {
+                                id.push_str(&format!("-idle{idle}"));
                             }
+                            cells.push(Cell {
+                                id,
+                                label: label.clone(),
+                                sweep: sweep.name.clone(),
+                                backend: backend.clone(),
+                                trigger: v.trigger.clone(),
+                                accept: v.accept.clone(),
+                                connections,
+                                idle,
+                                rate: v.rate,
+                                size: v.size.text.clone(),
+                                pipeline: v.pipeline,
+                                messages_per_connection: v.churn,
+                                server_threads: sweep.server_threads.unwrap_or(self.server_threads),
+                                client_threads: sweep.client_threads.unwrap_or(self.client_threads),
+                            });
                         }
                     }
                 }
             }
         }
         cells
+    }
+
+    /// A sweep's columns for one backend: every combination of its trigger, accept, size,
+    /// pipeline, rate and churn lists, each with the label suffix that names what the sweep varies.
+    fn variants(&self, sweep: &Sweep) -> Vec<Variant> {
+        let mut variants = Vec::new();
+        let rates: Vec<Option<u64>> = if sweep.rates.is_empty() {
+            vec![sweep.rate]
+        } else {
+            sweep.rates.iter().copied().map(Some).collect()
+        };
+        let churns: Vec<Option<u64>> = if sweep.churn.is_empty() {
+            vec![None]
+        } else {
+            sweep.churn.iter().copied().map(Some).collect()
+        };
+        for trigger in optional(&sweep.triggers) {
+            for accept in optional(&sweep.accepts) {
+                for size in or_one(&sweep.sizes, self.size.clone()) {
+                    for pipeline in or_one(&sweep.pipelines, self.pipeline) {
+                        for &rate in &rates {
+                            for &churn in &churns {
+                                let mut label = String::new();
+                                for part in [&trigger, &accept].into_iter().flatten() {
+                                    label.push_str(&format!(" {part}"));
+                                }
+                                if !sweep.sizes.is_empty() {
+                                    label.push_str(&format!(" {}", size.text));
+                                }
+                                if !sweep.pipelines.is_empty() {
+                                    label.push_str(&format!(" pipeline {pipeline}"));
+                                }
+                                if let Some(r) = rate.filter(|_| !sweep.rates.is_empty()) {
+                                    label.push_str(&format!(" {r}/s"));
+                                }
+                                if let Some(n) = churn {
+                                    label.push_str(&format!(" {n} msgs/conn"));
+                                }
+                                variants.push(Variant {
+                                    label,
+                                    trigger: trigger.clone(),
+                                    accept: accept.clone(),
+                                    size: size.clone(),
+                                    pipeline,
+                                    rate,
+                                    churn,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        variants
     }
 
     /// What the TOML format cannot say: lists that must not be empty, values that must parse.
@@ -246,9 +269,10 @@ impl Suite {
             if s.pipelines.iter().chain([&self.pipeline]).any(|&p| p == 0)
                 || s.rates.contains(&0)
                 || s.rate == Some(0)
+                || s.churn.contains(&0)
             {
                 return Err(format!(
-                    "sweep '{name}': pipelines and rates must be at least 1"
+                    "sweep '{name}': pipelines, rates and churn must be at least 1"
                 ));
             }
         }
@@ -262,6 +286,18 @@ impl Suite {
         }
         Ok(())
     }
+}
+
+/// One column of a sweep, for one backend: what the sweep's lists vary.
+struct Variant {
+    /// What the column's label adds to the backend's name (" edge", " 4KiB", " 1 msgs/conn").
+    label: String,
+    trigger: Option<String>,
+    accept: Option<String>,
+    size: Size,
+    pipeline: usize,
+    rate: Option<u64>,
+    churn: Option<u64>,
 }
 
 /// The list, or the one default value when the list is empty.
@@ -324,6 +360,48 @@ pub mod tests {
             (plain.size.as_str(), plain.pipeline, plain.rate),
             ("128B", 1, None)
         );
+    }
+
+    #[test]
+    fn churn_is_a_column_per_messages_per_connection() {
+        let s = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"accept\"\nbackends = [\"epoll\"]\n\
+             accepts = [\"reuseport\", \"shared\"]\nchurn = [1, 100]\nconnections = [50]\n\
+             server_threads = 2\n"
+        ))
+        .unwrap();
+        let cells = s.cells(str::to_string);
+        let labels: Vec<&str> = cells.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "epoll reuseport 1 msgs/conn",
+                "epoll reuseport 100 msgs/conn",
+                "epoll shared 1 msgs/conn",
+                "epoll shared 100 msgs/conn"
+            ]
+        );
+        let c = &cells[3];
+        assert_eq!(c.id, "accept-epoll-shared-100mpc-c50");
+        assert_eq!(
+            (
+                c.messages_per_connection,
+                c.accept.as_deref(),
+                c.server_threads
+            ),
+            (Some(100), Some("shared"), 2)
+        );
+        // Without churn, connections are kept: no flag for load-gen.
+        let kept = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"c\"\nbackends = [\"epoll\"]\nconnections = [5]\n"
+        ))
+        .unwrap();
+        assert_eq!(kept.cells(str::to_string)[0].messages_per_connection, None);
+        let zero = format!(
+            "{HEAD}[[sweep]]\nname = \"c\"\nbackends = [\"epoll\"]\nchurn = [0]\nconnections = [5]\n"
+        );
+        let err = suite(&zero).and_then(|s| s.check()).unwrap_err();
+        assert!(err.contains("churn must be at least 1"), "{err}");
     }
 
     #[test]

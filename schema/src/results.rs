@@ -131,6 +131,11 @@ pub struct Cell {
     /// Message size, as written in the suite ("64B").
     pub size: String,
     pub pipeline: usize,
+    /// Connection churn: each connection sends this many messages, closes, and is replaced
+    /// (load-gen --messages-per-connection); null when connections are kept. Added within version
+    /// 1: absent in older meta.json files, read as null.
+    #[serde(default)]
+    pub messages_per_connection: Option<u64>,
     pub server_threads: usize,
     pub client_threads: usize,
 }
