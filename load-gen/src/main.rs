@@ -186,6 +186,7 @@ impl RunArgs {
             json: self.json.clone(),
             hlog: self.hlog.clone(),
             spin: Some(self.spin.as_secs_f64()),
+            messages_per_connection: None,
         }
     }
 }
@@ -424,6 +425,9 @@ fn run(args: RunArgs) -> i32 {
         stopped_early,
         client_cpu_us_per_msg: (merged.messages > 0)
             .then(|| cpu.as_secs_f64() * 1e6 / merged.messages as f64),
+        connects: None,
+        connections_per_s: None,
+        connect_latency_us: None,
     };
     print!("{}", results::summary(&report, args.rate.is_some()));
     let outputs = write_outputs(&args, &report, &merged, window_wall, measured);

@@ -48,6 +48,11 @@ pub struct RunConfig {
     /// 0 = never spins). Added within version 1: absent (None) in documents written before it.
     #[serde(default)]
     pub spin: Option<f64>,
+    /// Connection churn (`--messages-per-connection`): each connection sends this many messages,
+    /// closes, and is replaced by a new one at once; null when connections are kept. Added within
+    /// version 1: absent (None) in documents written before it.
+    #[serde(default)]
+    pub messages_per_connection: Option<u64>,
 }
 
 /// Latency percentiles in microseconds.
@@ -163,6 +168,20 @@ pub struct RunReport {
     /// has no intended time. Added within version 1: absent (None) in documents written before it.
     #[serde(default)]
     pub send_lateness_us: Option<Percentiles>,
+    /// Connection churn: connections established inside the measured window. Null without churn.
+    /// Added within version 1: absent (None) in documents written before it.
+    #[serde(default)]
+    pub connects: Option<u64>,
+    /// Connection churn: `connects` per second of the measured window. Null without churn. Added
+    /// within version 1: absent (None) in documents written before it.
+    #[serde(default)]
+    pub connections_per_s: Option<f64>,
+    /// Connection churn: connect() to established, in microseconds, over the connections
+    /// established in the measured window (its own histogram; in the hlog as lines tagged
+    /// `Tag=connect`). Null without churn. Added within version 1: absent (None) in documents
+    /// written before it.
+    #[serde(default)]
+    pub connect_latency_us: Option<Percentiles>,
 }
 
 impl Versioned for RunReport {
@@ -239,6 +258,24 @@ mod tests {
         assert!(err.to_string().contains("stopped_early"), "{err}");
         assert_eq!(r.send_lateness_us.as_ref().map(|l| l.p99), Some(9));
         assert_eq!(r.config.spin, Some(0.00005));
+        // The churn fields, present, read back.
+        let churn = SAMPLE
+            .replace("\"spin\": 0.00005}", "\"spin\": 0.00005, \"messages_per_connection\": 10}")
+            .replace(
+                LATENESS,
+                &format!(
+                    "{LATENESS}, \"connects\": 8000, \"connections_per_s\": 2000.0, \
+                     \"connect_latency_us\": {{\"p50\": 30, \"p90\": 40, \"p99\": 90, \"p999\": 200, \
+                     \"p9999\": 300, \"max\": 310, \"mean\": 33.0}}"
+                ),
+            );
+        let c: RunReport = serde_json::from_str(&churn).unwrap();
+        assert_eq!(c.config.messages_per_connection, Some(10));
+        assert_eq!(c.connects, Some(8000));
+        assert_eq!(c.connections_per_s, Some(2000.0));
+        assert_eq!(c.connect_latency_us.as_ref().map(|l| l.p99), Some(90));
+        let back: RunReport = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]
@@ -255,6 +292,9 @@ mod tests {
         let r: RunReport = serde_json::from_str(&old).unwrap();
         assert_eq!(r.send_lateness_us, None);
         assert_eq!(r.config.spin, None);
+        assert_eq!(r.config.messages_per_connection, None);
+        assert_eq!((r.connects, r.connections_per_s), (None, None));
+        assert_eq!(r.connect_latency_us, None);
         assert_eq!(r.latency_us.p50, 83);
         // Null (closed loop) reads as None too, and a written None is null, not left out.
         let closed = SAMPLE.replace(LATENESS, "\"send_lateness_us\": null");
