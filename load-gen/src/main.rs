@@ -158,6 +158,20 @@ struct RunArgs {
     /// load-gen/README.md). Timer slack is set to 1 ns in every thread regardless (Linux).
     #[arg(long, default_value = "35us", value_parser = parse_spin, value_name = "DURATION")]
     spin: Duration,
+
+    /// Connection churn (closed loop): each connection sends N messages, closes (the client closes
+    /// first, so TIME_WAIT is the client's), and is replaced by a new connection at once, keeping
+    /// -c connections in flight; connect latency and connections/s are reported.
+    #[arg(long, value_parser = parse_messages_per_connection, value_name = "N")]
+    messages_per_connection: Option<u64>,
+}
+
+fn parse_messages_per_connection(s: &str) -> Result<u64, String> {
+    let n = parse_count(s)? as u64;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
 }
 
 /// Core ids to pin load threads to, round robin.
@@ -186,7 +200,7 @@ impl RunArgs {
             json: self.json.clone(),
             hlog: self.hlog.clone(),
             spin: Some(self.spin.as_secs_f64()),
-            messages_per_connection: None,
+            messages_per_connection: self.messages_per_connection,
         }
     }
 }
@@ -403,6 +417,13 @@ fn run(args: RunArgs) -> i32 {
     merged.errors.add(&connected.errors);
     merged.errors.add(&idle_errors);
     let secs = measured.as_secs_f64().max(1e-9);
+    let churn = args.messages_per_connection.is_some();
+    let stopped_early = match &merged.fatal {
+        Some(f) if stopped_early.is_none() || stopped_early.as_deref() == Some("interrupted") => {
+            Some(f.clone())
+        }
+        _ => stopped_early,
+    };
     let report = RunReport {
         schema: pollbench_schema::run::SCHEMA.into(),
         config: args.config(),
@@ -425,10 +446,13 @@ fn run(args: RunArgs) -> i32 {
         stopped_early,
         client_cpu_us_per_msg: (merged.messages > 0)
             .then(|| cpu.as_secs_f64() * 1e6 / merged.messages as f64),
-        connects: None,
-        connections_per_s: None,
-        connect_latency_us: None,
+        connects: churn.then_some(merged.connects),
+        connections_per_s: churn.then(|| merged.connects as f64 / secs),
+        connect_latency_us: churn.then(|| Percentiles::of(&merged.connect_latency)),
     };
+    if let Some(fatal) = &merged.fatal {
+        eprintln!("load-gen: {fatal}");
+    }
     print!("{}", results::summary(&report, args.rate.is_some()));
     let outputs = write_outputs(&args, &report, &merged, window_wall, measured);
     // A run that completed no message measured nothing: that is a failure, not a result.
@@ -457,7 +481,16 @@ fn plan(args: &RunArgs) -> Result<Plan, String> {
         duration: args.duration,
         timeout: args.timeout,
         spin: args.spin,
+        messages_per_connection: args.messages_per_connection,
+        target: args.target,
+        source: args.source.clone(),
     };
+    if args.messages_per_connection.is_some() && args.rate.is_some() {
+        return Err(
+            "--messages-per-connection is closed loop only for now: it cannot be combined with --rate"
+                .into(),
+        );
+    }
     let in_flight_bytes = worker::in_flight_bound(&plan).saturating_mul(worker::IN_FLIGHT_BYTES);
     if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
         return Err(format!(

@@ -22,6 +22,10 @@ pub struct Merged {
     pub errors: Errors,
     pub alive: usize,
     pub unfinished: u64,
+    /// Churn: connections established in the window, their connect latency, and a fatal cause.
+    pub connects: u64,
+    pub connect_latency: Histogram<u64>,
+    pub fatal: Option<String>,
 }
 
 pub fn merge(results: Vec<WorkerResult>) -> Merged {
@@ -34,6 +38,9 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
         errors: Errors::default(),
         alive: 0,
         unfinished: 0,
+        connects: 0,
+        connect_latency: new_histogram(),
+        fatal: None,
     };
     for r in results {
         m.corrected.add(&r.corrected).expect("same bounds");
@@ -43,6 +50,13 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
         m.errors.add(&r.errors);
         m.alive += r.alive;
         m.unfinished += r.unfinished;
+        m.connects += r.connects;
+        m.connect_latency
+            .add(&r.connect_latency)
+            .expect("same bounds");
+        if m.fatal.is_none() {
+            m.fatal = r.fatal;
+        }
         for (i, iv) in r.intervals.into_iter().enumerate() {
             while m.intervals.len() <= i {
                 m.intervals.push(Interval::new());

@@ -44,6 +44,12 @@ pub struct Plan {
     /// Open loop: busy-poll for at most this long before each due send instead of sleeping
     /// (zero: sleep until it is due).
     pub spin: Duration,
+    /// Connection churn (closed loop): each connection sends this many messages, closes, and is
+    /// replaced at once by a new one, connected without blocking in the worker's own poller.
+    pub messages_per_connection: Option<u64>,
+    /// Where churned connections connect to, and the local addresses they bind, round robin.
+    pub target: std::net::SocketAddr,
+    pub source: Vec<std::net::IpAddr>,
 }
 
 /// One second of measurement.
@@ -80,6 +86,12 @@ pub struct WorkerResult {
     /// Messages due inside the measured window but not echoed by its end (a server too slow to
     /// answer them at all); not in `messages` or the histograms, so reported on their own.
     pub unfinished: u64,
+    /// Churn: connections established inside the measured window, and connect() to established
+    /// of each, in microseconds.
+    pub connects: u64,
+    pub connect_latency: Histogram<u64>,
+    /// Churn: why the run must stop (ports or descriptors exhausted), in one line.
+    pub fatal: Option<String>,
 }
 
 /// A worker's input: its connections (global index, socket), and shared run state.
@@ -129,6 +141,10 @@ struct Conn {
     in_flight: VecDeque<InFlight>,
     writable_registered: bool,
     alive: bool,
+    /// Churn: when the non-blocking connect() of this connection began, until it is established.
+    connecting: Option<Instant>,
+    /// Churn: how many connections this slot has had before this one.
+    generation: u64,
 }
 
 impl WithBackend for WorkerSpec {
@@ -183,6 +199,8 @@ impl<B: Backend> Worker<B> {
                 in_flight: VecDeque::with_capacity(pipeline.clamp(16, 1024)),
                 writable_registered: false,
                 alive: true,
+                connecting: None,
+                generation: 0,
             });
         }
         let plan = spec.plan;
@@ -203,6 +221,9 @@ impl<B: Backend> Worker<B> {
                 errors: Errors::default(),
                 alive: conns.len(),
                 unfinished: 0,
+                connects: 0,
+                connect_latency: new_histogram(),
+                fatal: None,
             },
             conns,
             scratch: vec![0u8; 64 * 1024],
@@ -217,10 +238,7 @@ impl<B: Backend> Worker<B> {
         let now = Instant::now();
         if self.plan.rate.is_none() {
             for slot in 0..self.conns.len() {
-                for _ in 0..self.plan.pipeline.max(1) {
-                    self.issue(slot, now);
-                }
-                self.flush(slot);
+                self.start_closed_loop(slot, now);
             }
         }
         loop {
@@ -244,6 +262,10 @@ impl<B: Backend> Worker<B> {
             self.poller.wait(&mut events, Some(timeout))?;
             for event in &events {
                 let slot = event.token().0;
+                if self.conns[slot].connecting.is_some() {
+                    self.established(slot);
+                    continue;
+                }
                 if event.is_writable() {
                     self.flush(slot);
                 }
@@ -403,8 +425,16 @@ impl<B: Backend> Worker<B> {
             self.progress.fetch_add(completed, Ordering::Relaxed);
             if completed > 0 && now < self.end {
                 if self.plan.rate.is_none() {
+                    let limit = self.plan.messages_per_connection.unwrap_or(u64::MAX);
                     for _ in 0..completed {
-                        self.issue(slot, now);
+                        if self.conns[slot].issued < limit {
+                            self.issue(slot, now);
+                        }
+                    }
+                    if let Some(n) = self.plan.messages_per_connection {
+                        if self.conns[slot].rx >= n * size {
+                            return self.replace(slot);
+                        }
                     }
                 }
                 self.flush(slot); // replies free pipeline slots for waiting messages
@@ -413,6 +443,110 @@ impl<B: Backend> Worker<B> {
                 return; // a short read: drained
             }
         }
+    }
+
+    /// Closed loop: put the first `pipeline` messages (at most the connection's share) in flight.
+    fn start_closed_loop(&mut self, slot: usize, now: Instant) {
+        let limit = self.plan.messages_per_connection.unwrap_or(u64::MAX);
+        for _ in 0..self.plan.pipeline.max(1) {
+            if self.conns[slot].issued < limit {
+                self.issue(slot, now);
+            }
+        }
+        self.flush(slot);
+    }
+
+    /// Churn: the connection has sent and verified its messages; close it (the client closes
+    /// first, so TIME_WAIT stays on the client) and start a non-blocking connect in its place.
+    fn replace(&mut self, slot: usize) {
+        let plan = self.plan.clone();
+        let c = &mut self.conns[slot];
+        let _ = self.poller.deregister(c.stream.as_raw_fd());
+        c.generation += 1;
+        let index = c.index;
+        let generation = c.generation;
+        let source = (!plan.source.is_empty())
+            .then(|| plan.source[(index + generation as usize) % plan.source.len()]);
+        let started = Instant::now();
+        let stream = match start_connect(plan.target, source) {
+            Ok(s) => s,
+            Err(e) => return self.connect_failed(slot, &e),
+        };
+        let c = &mut self.conns[slot];
+        // Dropping the old stream closes it (FIN, not RST).
+        c.stream = stream;
+        c.bytes = ByteStream::new(index as u64 + generation * plan.connections as u64);
+        c.issued = 0;
+        c.tx = 0;
+        c.rx = 0;
+        c.in_flight.clear();
+        c.writable_registered = false;
+        c.connecting = Some(started);
+        if let Err(e) = self.poller.register(
+            self.conns[slot].stream.as_raw_fd(),
+            Token(slot),
+            Interest::WRITABLE,
+            Mode::Level,
+        ) {
+            self.connect_failed(slot, &e);
+        }
+    }
+
+    /// Churn: the non-blocking connect of `slot` finished, one way or the other.
+    fn established(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let Some(started) = c.connecting else {
+            return;
+        };
+        match c.stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return self.connect_failed(slot, &e),
+        }
+        // Writable without an error can still be a connect in progress only on spurious wake-ups;
+        // peer_addr tells: it fails with ENOTCONN until the connection is established.
+        if c.stream.peer_addr().is_err() {
+            return;
+        }
+        let now = Instant::now();
+        c.connecting = None;
+        let _ = c.stream.set_nodelay(true);
+        if now >= self.measure_from && now < self.end {
+            self.result.connects += 1;
+            let micros = (now.saturating_duration_since(started).as_micros() as u64).max(1);
+            self.result.connect_latency.saturating_record(micros);
+        }
+        if let Err(e) = self.poller.modify(
+            self.conns[slot].stream.as_raw_fd(),
+            Token(slot),
+            Interest::READABLE,
+            Mode::Level,
+        ) {
+            return self.connect_failed(slot, &e);
+        }
+        self.start_closed_loop(slot, now);
+    }
+
+    /// Churn: a connection could not be made. Running out of local ports or descriptors stops the
+    /// run with a line naming the cause and the remedy, rather than a silent drop in rate.
+    fn connect_failed(&mut self, slot: usize, e: &std::io::Error) {
+        self.result.errors.connect += 1;
+        let why = match e.raw_os_error() {
+            Some(libc::EADDRNOTAVAIL) => Some(format!(
+                "connect: {e}: the client's ephemeral ports are exhausted (each closed connection holds its port in TIME_WAIT for 60 s on the client, which closes first); use more local addresses with --source 127.0.0.2,127.0.0.3,... (127.0.0.0/8), allow reuse with sysctl net.ipv4.tcp_tw_reuse=1, or widen net.ipv4.ip_local_port_range"
+            )),
+            Some(libc::EMFILE) | Some(libc::ENFILE) => Some(format!(
+                "connect: {e}: out of file descriptors; raise the open-files limit (ulimit -n) or lower -c"
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            self.result.fatal.get_or_insert(why);
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        let c = &mut self.conns[slot];
+        c.connecting = None;
+        c.alive = true; // so that kill counts it once
+        self.kill(slot);
     }
 
     /// Close connections whose oldest message is not echoed `timeout` after it was due. Counting
@@ -483,6 +617,28 @@ fn record(
     if open_loop {
         interval.lateness.saturating_record(lateness);
     }
+}
+
+/// A non-blocking TCP socket whose connect() to `target` has begun.
+fn start_connect(
+    target: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_nonblocking(true)?;
+    if let Some(ip) = source {
+        socket.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+    }
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(socket.into())
 }
 
 /// Make this thread's timers as punctual as the kernel allows: timer slack is how much later than

@@ -1042,3 +1042,119 @@ fn nix_kill(pid: u32, signal: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A churn run: each connection sends `n` messages, closes and is replaced.
+fn churn_args(target: &str, n: &str) -> Vec<String> {
+    [
+        "--target",
+        target,
+        "-c",
+        "4",
+        "-t",
+        "1",
+        "-d",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--messages-per-connection",
+        n,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn churn_against_bench_server_replaces_connections_and_counts_them() {
+    let Some((_server, addr)) = bench_server() else {
+        return;
+    };
+    let target = addr.to_string();
+    for n in [1u64, 10] {
+        let args = churn_args(&target, &n.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (out, json, _t) = run(&args, Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "N={n}: {stderr}");
+        let json = json.expect("results written");
+        assert_eq!(json["errors"]["connect"], 0, "{json}");
+        assert_eq!(json["errors"]["mismatch"], 0, "{json}");
+        assert_eq!(json["config"]["messages_per_connection"], n, "{json}");
+        let connects = json["connects"].as_u64().unwrap();
+        let messages = json["messages"].as_u64().unwrap();
+        assert!(connects > 0, "N={n}: {json}");
+        // Each connection established in the window sends N messages: connects ~ messages / N,
+        // give or take the connections in flight at either edge of the window.
+        let expected = messages / n;
+        assert!(
+            connects.abs_diff(expected) <= 4 + 2,
+            "N={n}: {connects} connects for {messages} messages"
+        );
+        assert!(json["connections_per_s"].as_f64().unwrap() > 0.0, "{json}");
+        assert!(
+            json["connect_latency_us"]["p50"].as_u64().unwrap() >= 1,
+            "{json}"
+        );
+    }
+}
+
+#[test]
+fn churn_without_it_leaves_the_churn_fields_null() {
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &addr.to_string(),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-d",
+            "300ms",
+            "--warmup",
+            "0s",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let json = json.unwrap();
+    for field in ["connects", "connections_per_s", "connect_latency_us"] {
+        assert!(json[field].is_null(), "{field}: {json}");
+    }
+    assert!(json["config"]["messages_per_connection"].is_null());
+}
+
+#[test]
+fn churn_verifies_every_byte_a_corruption_on_the_third_connection_is_a_mismatch() {
+    let addr = server(|s, i| {
+        echo_with(s, move |pos, buf| {
+            if i == 2 && pos == 0 && !buf.is_empty() {
+                buf[0] ^= 0x40;
+            }
+        })
+    });
+    let args = churn_args(&addr.to_string(), "10");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, json, _t) = run(&args, Duration::from_secs(10));
+    let json = json.expect("results written despite errors");
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["errors"]["mismatch"], 1, "{json}");
+}
+
+#[test]
+fn bad_messages_per_connection_exits_2_with_one_line() {
+    for bad in [
+        vec!["--messages-per-connection", "0"],
+        vec!["--messages-per-connection", "x"],
+        vec!["--messages-per-connection", "5", "-R", "1000"],
+    ] {
+        let mut args = vec!["--target", "127.0.0.1:9", "-c", "1"];
+        args.extend(bad.iter().copied());
+        let (out, json, _t) = run(&args, Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{bad:?}: {stderr}");
+        assert!(stderr.contains("messages-per-connection"), "{stderr}");
+        assert!(json.is_none());
+    }
+}
