@@ -633,9 +633,14 @@ fn write_outputs(
         }
     }
     if let Some(path) = &args.hlog {
-        if let Err(e) =
-            results::write_hlog(path, merged, window_wall, measured, args.rate.is_some())
-        {
+        if let Err(e) = results::write_hlog(
+            path,
+            merged,
+            window_wall,
+            measured,
+            args.rate.is_some(),
+            args.messages_per_connection.is_some(),
+        ) {
             eprintln!("load-gen: cannot write {}: {e}", path.display());
             ok = false;
         }

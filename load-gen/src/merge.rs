@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
 use pollbench_common::human_us;
-use pollbench_schema::hlog::{new_histogram, read_log, SEND_LATENESS_TAG};
+use pollbench_schema::hlog::{new_histogram, read_log, CONNECT_TAG, SEND_LATENESS_TAG};
 use pollbench_schema::run::{IntervalReport, Percentiles};
 use serde::Serialize;
 
@@ -25,6 +25,9 @@ pub struct Merged {
     /// Send lateness over every log (open-loop runs log it); null unless every log has it, since
     /// a figure over some clients' messages only would pass for all of them.
     pub send_lateness_us: Option<Percentiles>,
+    /// Connection churn: connect() to established over every log's `Tag=connect` series; null
+    /// unless every log has it.
+    pub connect_latency_us: Option<Percentiles>,
     /// Why send lateness is null although some logs have it.
     #[serde(skip)]
     pub note: Option<String>,
@@ -34,6 +37,8 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
     let mut total = new_histogram();
     let mut lateness = new_histogram();
     let mut without_lateness = Vec::new();
+    let mut connect = new_histogram();
+    let mut with_connect = 0;
     let mut by_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
     for path in files {
         let log = read_log(path)?;
@@ -46,6 +51,14 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
                 .or_insert_with(new_histogram)
                 .add(&hist)
                 .map_err(|e| format!("{e:?}"))?;
+        }
+        if let Some(series) = log.tagged.get(CONNECT_TAG) {
+            with_connect += 1;
+            for (_, hist) in series {
+                connect
+                    .add(hist)
+                    .map_err(|e| format!("{}: {e:?}", path.display()))?;
+            }
         }
         match log.tagged.get(SEND_LATENESS_TAG) {
             Some(series) => {
@@ -88,6 +101,7 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
         latency_us: Percentiles::of(&total),
         intervals,
         send_lateness_us,
+        connect_latency_us: (with_connect == files.len()).then(|| Percentiles::of(&connect)),
         note,
     })
 }

@@ -65,6 +65,7 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
             into.messages += iv.messages;
             into.latency.add(&iv.latency).expect("same bounds");
             into.lateness.add(&iv.lateness).expect("same bounds");
+            into.connect.add(&iv.connect).expect("same bounds");
         }
     }
     m
@@ -175,15 +176,26 @@ pub fn write_hlog(
     window_start: SystemTime,
     measured: Duration,
     open_loop: bool,
+    churn: bool,
 ) -> std::io::Result<()> {
     let n = (measured.as_secs_f64().ceil() as usize).min(m.intervals.len());
     let shown = &m.intervals[..n];
     let latency: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.latency).collect();
     let lateness: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.lateness).collect();
-    let tagged = [Tagged {
-        tag: SEND_LATENESS_TAG,
-        intervals: &lateness,
-    }];
-    let tagged: &[Tagged] = if open_loop { &tagged } else { &[] };
+    let connect: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.connect).collect();
+    let mut tagged = Vec::new();
+    if open_loop {
+        tagged.push(Tagged {
+            tag: SEND_LATENESS_TAG,
+            intervals: &lateness,
+        });
+    }
+    if churn {
+        tagged.push(Tagged {
+            tag: pollbench_schema::hlog::CONNECT_TAG,
+            intervals: &connect,
+        });
+    }
+    let tagged: &[Tagged] = &tagged;
     pollbench_schema::hlog::write_series(path, &latency, tagged, window_start)
 }

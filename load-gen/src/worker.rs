@@ -59,6 +59,8 @@ pub struct Interval {
     /// Open loop: the send lateness of the messages measured in this second (empty in closed
     /// loop).
     pub lateness: Histogram<u64>,
+    /// Churn: connect latency of the connections established in this second.
+    pub connect: Histogram<u64>,
 }
 
 impl Interval {
@@ -67,6 +69,7 @@ impl Interval {
             messages: 0,
             latency: new_histogram(),
             lateness: new_histogram(),
+            connect: new_histogram(),
         }
     }
 }
@@ -514,6 +517,13 @@ impl<B: Backend> Worker<B> {
             self.result.connects += 1;
             let micros = (now.saturating_duration_since(started).as_micros() as u64).max(1);
             self.result.connect_latency.saturating_record(micros);
+            let second = now.saturating_duration_since(self.measure_from).as_secs() as usize;
+            while self.result.intervals.len() <= second {
+                self.result.intervals.push(Interval::new());
+            }
+            self.result.intervals[second]
+                .connect
+                .saturating_record(micros);
         }
         if let Err(e) = self.poller.modify(
             self.conns[slot].stream.as_raw_fd(),

@@ -1158,3 +1158,48 @@ fn bad_messages_per_connection_exits_2_with_one_line() {
         assert!(json.is_none());
     }
 }
+
+#[test]
+fn churn_connect_latency_round_trips_through_the_hlog_apart_from_latency() {
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let dir = Temp::new("churn-hlog");
+    let hlog = dir.0.join("run.hlog");
+    let mut args = churn_args(&addr.to_string(), "5");
+    args.extend(["--hlog".to_string(), hlog.to_str().unwrap().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, json, _t) = run(&args, Duration::from_secs(10));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = json.unwrap();
+    // Latency (untagged) totals are the messages, untouched by the connect series.
+    let latency: u64 = hlog_series(&hlog, None).iter().map(|h| h.len()).sum();
+    assert_eq!(latency, json["messages"].as_u64().unwrap());
+    let connect: u64 = hlog_series(&hlog, Some("connect"))
+        .iter()
+        .map(|h| h.len())
+        .sum();
+    assert_eq!(connect, json["connects"].as_u64().unwrap());
+    assert!(connect > 0);
+    let text = std::fs::read_to_string(&hlog).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("Tag=connect,")));
+    // merge keeps it apart from latency too.
+    let merged_json = dir.0.join("merged.json");
+    let out = Command::new(BIN)
+        .args([
+            "merge",
+            hlog.to_str().unwrap(),
+            "--json",
+            merged_json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    assert_eq!(merged["messages"], json["messages"]);
+    assert!(merged["connect_latency_us"]["p50"].as_u64().unwrap() >= 1);
+}

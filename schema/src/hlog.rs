@@ -25,6 +25,11 @@ use hdrhistogram::Histogram;
 /// send time, in microseconds, recorded in the second its echo was measured (as its latency is).
 pub const SEND_LATENESS_TAG: &str = "send_lateness";
 
+/// The tag of the connection-churn series (load-gen --messages-per-connection): each connection's
+/// connect() to established, in microseconds, for the connections established in that second; not
+/// latency, so readers of latency ([`read`], [`total`]) never see it. Added within version 1.
+pub const CONNECT_TAG: &str = "connect";
+
 /// The histogram every latency is recorded in: 1 µs to 60 s, 3 significant digits. Logs written
 /// and read with these bounds can be added exactly.
 pub fn new_histogram() -> Histogram<u64> {
@@ -87,6 +92,12 @@ pub fn write_series(
             writeln!(
                 buf,
                 "#[Tag={SEND_LATENESS_TAG}: each message's send lateness in microseconds (actual send minus intended send), not latency]"
+            )?;
+        }
+        if t.tag == CONNECT_TAG {
+            writeln!(
+                buf,
+                "#[Tag={CONNECT_TAG}: each new connection's connect() to established in microseconds, not latency]"
             )?;
         }
     }
