@@ -268,6 +268,7 @@ fn connect(
         None,
     )?;
     if let Some(ip) = source {
+        worker::bind_address_no_port(&socket);
         socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
     socket.connect_timeout(&target.into(), timeout)?;

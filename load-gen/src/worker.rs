@@ -641,6 +641,7 @@ fn start_connect(
     )?;
     socket.set_nonblocking(true)?;
     if let Some(ip) = source {
+        bind_address_no_port(&socket);
         socket.bind(&std::net::SocketAddr::new(ip, 0).into())?;
     }
     match socket.connect(&target.into()) {
@@ -649,6 +650,28 @@ fn start_connect(
         Err(e) => return Err(e),
     }
     Ok(socket.into())
+}
+
+/// Let connect(), not bind(), pick the local port of a socket bound to a source address, so the
+/// port is chosen for the 4-tuple and TIME_WAIT ports can be reused (bind(ip, 0) alone reserves a
+/// port for every destination, and under churn slows connect() to a crawl). Best effort.
+pub fn bind_address_no_port(socket: &socket2::Socket) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: the descriptor is the socket's own, open for this call; the option value points
+        // to a live c_int whose size is passed with it.
+        let _ = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
 }
 
 /// Make this thread's timers as punctual as the kernel allows: timer slack is how much later than
