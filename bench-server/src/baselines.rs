@@ -63,7 +63,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
     let addr = listener.local_addr()?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
-    let counters = Arc::new(SharedCounters::new(true));
+    let counters = Arc::new(SharedCounters::new(true, false));
     let open: Arc<Mutex<Slab<TcpStream>>> = Arc::default();
     let (stop, shared, buf_size) = (shutdown.clone(), counters.clone(), cfg.buf_size);
     let registry = open.clone();
@@ -182,7 +182,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
     let addr = listener.local_addr()?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
-    let counters = Arc::new(SharedCounters::new(false));
+    let counters = Arc::new(SharedCounters::new(false, false));
     let cores = pin_plan(cfg.threads, cfg.pinned);
     let next_core = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pin_cores = cores.clone();

@@ -221,9 +221,20 @@ impl<B: Backend> EventLoop<B> {
             let work_before = self.work();
             self.c.waits += 1;
             self.c.events += events.len() as u64;
+            // The listener is registered once, so it is in a wait's events at most once; a
+            // wake-up for it that accepts nothing is the herd's (another loop took the connection).
+            let mut listener_woke = false;
             for event in &events {
                 if event.token() == LISTENER {
+                    let accepted = self.c.accepted;
                     self.accept_ready();
+                    if !listener_woke {
+                        listener_woke = true;
+                        self.c.listener_wakeups += 1;
+                        if self.c.accepted == accepted {
+                            self.c.listener_wakeups_empty += 1;
+                        }
+                    }
                 } else {
                     self.conn_ready(event);
                 }

@@ -101,7 +101,7 @@ fn serve(config: Config) -> std::io::Result<()> {
         out.flush()?;
     }
     let started = Instant::now();
-    let failed = wait_for_signal(&running, &config, &signal_rx, started);
+    let (failed, intervals) = wait_for_signal(&running, &config, &signal_rx, started);
 
     let at_shutdown: Vec<_> = running.counters.iter().map(|c| c.load()).collect();
     let cores = running.cores.clone();
@@ -112,6 +112,11 @@ fn serve(config: Config) -> std::io::Result<()> {
     signals_handle.close();
 
     if let Some(path) = &config.stats_json {
+        // The last part interval ends at the loops' final counts, as the threads' entries do.
+        let accept_intervals = intervals.map(|(intervals, before)| {
+            let last: Vec<_> = counters.iter().map(|c| c.load()).collect();
+            intervals.finish(&last, &before)
+        });
         let threads: Vec<ThreadStats> = counters
             .iter()
             .enumerate()
@@ -136,6 +141,7 @@ fn serve(config: Config) -> std::io::Result<()> {
                 voluntary_switches: usage.voluntary_switches,
                 involuntary_switches: usage.involuntary_switches,
             }),
+            accept_intervals,
             totals: Totals::of(&threads),
             threads,
         };
@@ -150,13 +156,15 @@ fn serve(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Print the summary every interval until SIGINT/SIGTERM; true if a thread died first.
+/// Print the summary every interval until SIGINT/SIGTERM. Returns true if a thread died first,
+/// and (unless `--stats-interval 0s`) each interval's accepts per thread with the threads'
+/// snapshot at the last summary line, where the last part interval starts.
 fn wait_for_signal(
     running: &Running,
     config: &Config,
     signals: &crossbeam_channel::Receiver<()>,
     started: Instant,
-) -> bool {
+) -> (bool, Option<(stats::Intervals, Vec<stats::Counts>)>) {
     let interval = config.stats_interval;
     // With summaries off, still look at the threads' health now and then.
     let tick = if interval.is_zero() {
@@ -164,33 +172,31 @@ fn wait_for_signal(
     } else {
         interval
     };
-    let mut before = stats::total(
-        &running
-            .counters
-            .iter()
-            .map(|c| c.load())
-            .collect::<Vec<_>>(),
-    );
+    let snapshot = || -> Vec<stats::Counts> { running.counters.iter().map(|c| c.load()).collect() };
+    // From zero, not from a first snapshot: what was accepted before this thread got here is in
+    // the first interval, so the intervals add up to the totals.
+    let mut before = vec![stats::Counts::default(); running.counters.len()];
+    let mut intervals = stats::Intervals::default();
+    let result = |failed: bool, intervals: stats::Intervals, before: Vec<stats::Counts>| {
+        (failed, (!interval.is_zero()).then_some((intervals, before)))
+    };
     loop {
         match signals.recv_timeout(tick) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return false,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                return result(false, intervals, before)
+            }
             Err(RecvTimeoutError::Timeout) => {}
         }
         if running.failed() {
-            return true;
+            return result(true, intervals, before);
         }
         if !interval.is_zero() {
-            let now = stats::total(
-                &running
-                    .counters
-                    .iter()
-                    .map(|c| c.load())
-                    .collect::<Vec<_>>(),
-            );
+            let now = snapshot();
             eprintln!(
                 "{}",
                 stats::summary_line(&now, &before, interval, started.elapsed())
             );
+            intervals.push(stats::accepted_per_thread(&now, &before));
             before = now;
         }
     }

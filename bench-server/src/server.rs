@@ -106,8 +106,10 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
         acceptor,
     } = intakes(accept, cfg.addr, n)?;
     let cores = pin_plan(n, cfg.pinned);
+    // The acceptor strategy's loops wait on no listener: their listener wake-ups are `null`.
+    let listens = accept != AcceptStrategy::Acceptor;
     let counters: Vec<_> = (0..n)
-        .map(|_| Arc::new(SharedCounters::new(true)))
+        .map(|_| Arc::new(SharedCounters::new(true, listens)))
         .collect();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
     let mut threads = Vec::with_capacity(n + 1);

@@ -4,8 +4,14 @@
 //! Each loop counts in plain integers ([`Counts`]) and publishes them with relaxed stores once per
 //! iteration, so the hot path has no atomic read-modify-write and no `Option` to test; the main
 //! thread reads them for the summary and the JSON. [`Counts`] has every field of [`Counters`], as
-//! a plain number: the document's call counts are `Option`s (`null` where they are not counted:
-//! the tokio baseline), and which threads count them is said once, by [`SharedCounters::new`].
+//! a plain number: the document's call counts and listener wake-ups are `Option`s (`null` where
+//! they are not counted: the tokio baseline's calls; the listener wake-ups of the baselines and of
+//! the `acceptor` strategy's loops), and which threads count them is said once, by
+//! [`SharedCounters::new`]. A new counter goes in [`Counts`], [`FIELDS`], [`to_array`],
+//! [`from_array`], [`Counts::counters`] and the test that checks each reaches its own field.
+//!
+//! The periodic summary also keeps each thread's `accepted` at every line, for the document's
+//! `accept_intervals` (see [`Intervals`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -30,6 +36,8 @@ pub struct Counts {
     pub syscalls: u64,
     pub registrations: u64,
     pub would_block: u64,
+    pub listener_wakeups: u64,
+    pub listener_wakeups_empty: u64,
 }
 
 impl Counts {
@@ -38,9 +46,11 @@ impl Counts {
         self.accepted.saturating_sub(self.closed + self.rejected)
     }
 
-    /// The document's counters; the call counts only if `calls` (else `null`).
-    pub fn counters(&self, calls: bool) -> Counters {
+    /// The document's counters; the call counts only if `calls`, the listener wake-ups only if
+    /// `listener` (else `null`).
+    pub fn counters(&self, calls: bool, listener: bool) -> Counters {
         let call = |n: u64| calls.then_some(n);
+        let wakeups = |n: u64| listener.then_some(n);
         Counters {
             accepted: self.accepted,
             closed: self.closed,
@@ -56,12 +66,14 @@ impl Counts {
             syscalls: call(self.syscalls),
             registrations: call(self.registrations),
             would_block: call(self.would_block),
+            listener_wakeups: wakeups(self.listener_wakeups),
+            listener_wakeups_empty: wakeups(self.listener_wakeups_empty),
         }
     }
 }
 
 /// How many counters there are: [`to_array`] and [`from_array`] name each once.
-const FIELDS: usize = 14;
+const FIELDS: usize = 16;
 
 fn to_array(c: Counts) -> [u64; FIELDS] {
     [
@@ -79,11 +91,13 @@ fn to_array(c: Counts) -> [u64; FIELDS] {
         c.syscalls,
         c.registrations,
         c.would_block,
+        c.listener_wakeups,
+        c.listener_wakeups_empty,
     ]
 }
 
 fn from_array(a: [u64; FIELDS]) -> Counts {
-    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses, syscalls, registrations, would_block] =
+    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses, syscalls, registrations, would_block, listener_wakeups, listener_wakeups_empty] =
         a;
     Counts {
         accepted,
@@ -100,6 +114,8 @@ fn from_array(a: [u64; FIELDS]) -> Counts {
         syscalls,
         registrations,
         would_block,
+        listener_wakeups,
+        listener_wakeups_empty,
     }
 }
 
@@ -108,16 +124,23 @@ pub struct SharedCounters {
     fields: [AtomicU64; FIELDS],
     /// The thread counts its calls (`syscalls`, `registrations`, `would_block`).
     calls: bool,
+    /// The thread waits on a listener and counts its wake-ups (`listener_wakeups`,
+    /// `listener_wakeups_empty`).
+    listener: bool,
 }
 
 impl SharedCounters {
     /// Counters of a thread that counts its calls (`calls`: the event loops, the threads
-    /// baseline) or does not (tokio, whose calls happen inside tokio): then the document has
-    /// `null` for them.
-    pub fn new(calls: bool) -> SharedCounters {
+    /// baseline) or does not (tokio, whose calls happen inside tokio), and that waits on a listener
+    /// and counts those wake-ups (`listener`: the event loops of `reuseport`, `exclusive` and
+    /// `shared`) or does not (the `acceptor` strategy's loops, whose sockets are handed over by a
+    /// thread blocked in accept; the threads baseline's blocking accept; tokio): the document has
+    /// `null` for what a thread does not count.
+    pub fn new(calls: bool, listener: bool) -> SharedCounters {
         SharedCounters {
             fields: Default::default(),
             calls,
+            listener,
         }
     }
 
@@ -142,9 +165,10 @@ impl SharedCounters {
         from_array(self.fields.each_ref().map(|f| f.load(Relaxed)))
     }
 
-    /// A snapshot as the document's counters (call counts `null` unless this thread counts them).
+    /// A snapshot as the document's counters (call counts and listener wake-ups `null` unless this
+    /// thread counts them).
     pub fn counters(&self) -> Counters {
-        self.load().counters(self.calls)
+        self.load().counters(self.calls, self.listener)
     }
 }
 
@@ -163,19 +187,59 @@ fn rate(now: u64, before: u64, secs: f64) -> f64 {
     now.saturating_sub(before) as f64 / secs.max(1e-9)
 }
 
-/// The periodic stderr line: totals over the last interval.
+/// What each thread accepted between two snapshots (`now` and `before`, thread by thread).
+pub fn accepted_per_thread(now: &[Counts], before: &[Counts]) -> Vec<u64> {
+    now.iter()
+        .zip(before)
+        .map(|(n, b)| n.accepted.saturating_sub(b.accepted))
+        .collect()
+}
+
+/// The document's `accept_intervals`: what each thread accepted in each summary interval.
+#[derive(Debug, Default)]
+pub struct Intervals {
+    rows: Vec<Vec<u64>>,
+}
+
+impl Intervals {
+    /// One interval's accepts per thread (from [`accepted_per_thread`]).
+    pub fn push(&mut self, accepted: Vec<u64>) {
+        self.rows.push(accepted);
+    }
+
+    /// The rows, with the last part interval: from `before` (the snapshot of the last summary)
+    /// to `last` (the threads' final counts), so that each column adds up to that thread's total.
+    pub fn finish(mut self, last: &[Counts], before: &[Counts]) -> Vec<Vec<u64>> {
+        self.rows.push(accepted_per_thread(last, before));
+        self.rows
+    }
+}
+
+/// The periodic stderr line: totals over the last interval, and what each thread accepted in it
+/// (`now` and `before` are the threads' snapshots at this line and the last).
 pub fn summary_line(
-    now: &Counts,
-    before: &Counts,
+    now_threads: &[Counts],
+    before_threads: &[Counts],
     interval: Duration,
     elapsed: Duration,
 ) -> String {
+    let (now, before) = (&total(now_threads), &total(before_threads));
     let s = interval.as_secs_f64();
     let waits = now.waits.saturating_sub(before.waits);
     let events = now.events.saturating_sub(before.events);
     let empty = now.empty_wakeups.saturating_sub(before.empty_wakeups);
+    let per_thread = accepted_per_thread(now_threads, before_threads);
+    let per_thread = per_thread
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("/");
+    let listener = now.listener_wakeups.saturating_sub(before.listener_wakeups);
+    let listener_empty = now
+        .listener_wakeups_empty
+        .saturating_sub(before.listener_wakeups_empty);
     format!(
-        "[{:>6.1}s] conns {} (+{} -{}) | in {}B/s out {}B/s | {} reads/s {} writes/s | {:.2} events/wait, {:.1}% empty",
+        "[{:>6.1}s] conns {} (+{} -{}) | in {}B/s out {}B/s | {} reads/s {} writes/s | {:.2} events/wait, {:.1}% empty | accepts per loop {} | listener wake-ups {} ({} empty)",
         elapsed.as_secs_f64(),
         now.active(),
         now.accepted.saturating_sub(before.accepted),
@@ -186,6 +250,9 @@ pub fn summary_line(
         pollbench_common::human_count(rate(now.writes, before.writes, s)),
         if waits == 0 { 0.0 } else { events as f64 / waits as f64 },
         if waits == 0 { 0.0 } else { 100.0 * empty as f64 / waits as f64 },
+        per_thread,
+        listener,
+        listener_empty,
     )
 }
 
@@ -202,12 +269,12 @@ mod tests {
     fn every_count_reaches_its_own_field_of_the_document() {
         let c = distinct();
         assert_eq!(from_array(to_array(c)), c);
-        let shared = SharedCounters::new(true);
+        let shared = SharedCounters::new(true, true);
         shared.publish(&c);
         shared.add(&c);
         assert_eq!(shared.load(), total(&[c, c]));
         // The document's field of each name has the count of the same name.
-        let json = serde_json::to_value(c.counters(true)).unwrap();
+        let json = serde_json::to_value(c.counters(true, true)).unwrap();
         let expected = [
             ("accepted", c.accepted),
             ("closed", c.closed),
@@ -223,6 +290,8 @@ mod tests {
             ("syscalls", c.syscalls),
             ("registrations", c.registrations),
             ("would_block", c.would_block),
+            ("listener_wakeups", c.listener_wakeups),
+            ("listener_wakeups_empty", c.listener_wakeups_empty),
         ];
         assert_eq!(json.as_object().unwrap().len(), FIELDS);
         for (name, v) in expected {
@@ -233,14 +302,40 @@ mod tests {
 
     #[test]
     fn a_thread_that_does_not_count_calls_writes_null_for_them() {
-        let shared = SharedCounters::new(false);
+        let shared = SharedCounters::new(false, false);
         shared.add(&distinct());
         let c = shared.counters();
         assert_eq!(
             (c.syscalls, c.registrations, c.would_block),
             (None, None, None)
         );
+        assert_eq!((c.listener_wakeups, c.listener_wakeups_empty), (None, None));
         assert_eq!(c.reads, 6);
-        assert_eq!(SharedCounters::new(true).counters().syscalls, Some(0));
+        let c = SharedCounters::new(true, false).counters();
+        assert_eq!((c.syscalls, c.listener_wakeups), (Some(0), None));
+        let c = SharedCounters::new(true, true).counters();
+        assert_eq!(c.listener_wakeups_empty, Some(0));
+    }
+
+    #[test]
+    fn the_summary_shows_each_loops_accepts_and_the_intervals_add_up() {
+        let at = |accepted: [u64; 2], wakeups: u64, empty: u64| {
+            accepted.map(|a| Counts {
+                accepted: a,
+                listener_wakeups: wakeups,
+                listener_wakeups_empty: empty,
+                ..Counts::default()
+            })
+        };
+        let (start, first, last) = (at([0, 0], 0, 0), at([12, 0], 12, 5), at([12, 3], 15, 6));
+        let line = summary_line(&first, &start, Duration::from_secs(1), Duration::ZERO);
+        assert!(line.contains("accepts per loop 12/0"), "{line}");
+        assert!(line.contains("listener wake-ups 24 (10 empty)"), "{line}");
+        let mut intervals = Intervals::default();
+        intervals.push(accepted_per_thread(&first, &start));
+        assert_eq!(
+            intervals.finish(&last, &first),
+            vec![vec![12, 0], vec![0, 3]]
+        );
     }
 }

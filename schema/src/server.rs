@@ -11,8 +11,12 @@
 //! absent, so that the documents written before them still read. They are
 //! [`ServerStats::cpu`], and in every thread and in the totals [`Counters::syscalls`],
 //! [`Counters::registrations`] and [`Counters::would_block`] (the reference run of 2026-11-22, since
-//! replaced, had none of them). bench-server always writes them (`null` where it cannot count: the
-//! three call counts of the tokio baseline).
+//! replaced, had none of them); then (issue 12, connection churn) [`ServerStats::accept_intervals`]
+//! and, in every thread and in the totals, [`Counters::listener_wakeups`] and
+//! [`Counters::listener_wakeups_empty`] (the reference run of 2026-11-23 has none of them).
+//! bench-server always writes them (`null` where it cannot count: the three call counts of the
+//! tokio baseline; the listener wake-ups of the baselines and of the `acceptor` strategy;
+//! `accept_intervals` with `--stats-interval 0s`).
 
 use std::net::SocketAddr;
 
@@ -43,6 +47,15 @@ pub struct ServerStats {
     /// loops have stopped; `null` in documents written before it existed (added within version 1).
     #[serde(default)]
     pub cpu: Option<ProcessCpu>,
+    /// Connections accepted per thread in each `--stats-interval`: `accept_intervals[k][i]` is
+    /// what thread `i` (the index in [`threads`](Self::threads)) accepted in interval `k`, the
+    /// interval of the k-th summary line on stderr; the last row is the part interval from the last
+    /// summary line to the stop signal (the loops' final counts), so each column adds up to that
+    /// thread's `accepted`. A burst that lands on one loop shows as a row like `[40, 0]`, which
+    /// the whole run's [`Totals::accept_spread`] can hide. `null` with `--stats-interval 0s` (no
+    /// intervals) and in documents written before it existed (added within version 1).
+    #[serde(default)]
+    pub accept_intervals: Option<Vec<Vec<u64>>>,
     /// The sum over threads, with derived ratios.
     pub totals: Totals,
     /// One entry per event loop (the baselines have one, for all their threads).
@@ -180,6 +193,25 @@ pub struct Counters {
     /// written before it existed.
     #[serde(default)]
     pub would_block: Option<u64>,
+    /// Wake-ups (waits that returned) whose events reported this loop's listener readable: the
+    /// loop then tried to accept. With `shared`, one connection wakes every loop blocked in a wait;
+    /// with `reuseport`, only the loop whose listener the kernel chose; with `exclusive`
+    /// (`EPOLLEXCLUSIVE`), one or more. A loop accepts at most 64 connections per wake-up, so
+    /// `listener_wakeups - listener_wakeups_empty >= accepted / 64`, and equals `accepted` when
+    /// connections arrive one after another. `null` where no loop waits on a listener: the
+    /// `acceptor` strategy (its acceptor thread blocks in accept(), one connection per return, so
+    /// it has no empty wake-ups; its accepts are the loops' `accepted`), the threads baseline
+    /// (blocking accept) and tokio (inside tokio); and in documents written before it existed
+    /// (added within version 1).
+    #[serde(default)]
+    pub listener_wakeups: Option<u64>,
+    /// Of [`listener_wakeups`](Self::listener_wakeups), those that accepted nothing: the first
+    /// accept returned WouldBlock (another loop had taken the connection: the thundering herd), or
+    /// accepting paused at once (`--max-conns`, EMFILE). Also counted in
+    /// [`empty_wakeups`](Self::empty_wakeups) when the wake-up did no other work. `null` where
+    /// `listener_wakeups` is.
+    #[serde(default)]
+    pub listener_wakeups_empty: Option<u64>,
 }
 
 impl Counters {
@@ -211,6 +243,9 @@ impl Counters {
         self.syscalls = sum(self.syscalls, other.syscalls);
         self.registrations = sum(self.registrations, other.registrations);
         self.would_block = sum(self.would_block, other.would_block);
+        self.listener_wakeups = sum(self.listener_wakeups, other.listener_wakeups);
+        self.listener_wakeups_empty =
+            sum(self.listener_wakeups_empty, other.listener_wakeups_empty);
     }
 }
 
@@ -279,7 +314,9 @@ mod tests {
     /// second of load-gen, 4 connections of 64 B messages). Only `duration_s` is shortened (it
     /// was 1.5124393170000001):
     /// serde_json without its `float_roundtrip` feature may read a float one ulp off, and the test
-    /// compares the document written back byte for byte.
+    /// compares the document written back byte for byte. `accept_intervals` and the listener
+    /// wake-ups were added by hand when they were added (issue 12), consistent with the rest: each
+    /// column of `accept_intervals` adds up to that thread's `accepted`.
     const CURRENT: &str = r#"{
   "schema": "pollbench.bench-server.stats/1",
   "config": {
@@ -304,6 +341,16 @@ mod tests {
     "voluntary_switches": 32144,
     "involuntary_switches": 114
   },
+  "accept_intervals": [
+    [
+      3,
+      0
+    ],
+    [
+      0,
+      1
+    ]
+  ],
   "totals": {
     "active": 0,
     "accepted": 4,
@@ -320,6 +367,8 @@ mod tests {
     "syscalls": 105727,
     "registrations": 10,
     "would_block": 2,
+    "listener_wakeups": 5,
+    "listener_wakeups_empty": 1,
     "events_per_wait": 1.036658042384953,
     "accept_spread": 1.0
   },
@@ -341,7 +390,9 @@ mod tests {
       "accept_pauses": 0,
       "syscalls": 75706,
       "registrations": 7,
-      "would_block": 1
+      "would_block": 1,
+      "listener_wakeups": 3,
+      "listener_wakeups_empty": 0
     },
     {
       "id": 1,
@@ -360,7 +411,9 @@ mod tests {
       "accept_pauses": 0,
       "syscalls": 30021,
       "registrations": 3,
-      "would_block": 1
+      "would_block": 1,
+      "listener_wakeups": 2,
+      "listener_wakeups_empty": 1
     }
   ]
 }
@@ -399,6 +452,9 @@ mod tests {
         assert_eq!(stats.totals.counters.syscalls, Some(105727));
         assert_eq!(stats.threads[1].counters.registrations, Some(3));
         assert_eq!(stats.threads[0].counters.would_block, Some(1));
+        assert_eq!(stats.accept_intervals, Some(vec![vec![3, 0], vec![0, 1]]));
+        assert_eq!(stats.totals.counters.listener_wakeups, Some(5));
+        assert_eq!(stats.threads[1].counters.listener_wakeups_empty, Some(1));
         // Same keys, same order, same values: the struct is the document.
         let mut written = serde_json::to_string_pretty(&stats).unwrap();
         written.push('\n');
@@ -412,7 +468,13 @@ mod tests {
     /// reference run's; and a document can say `null` for them (tokio's call counts).
     #[test]
     fn fields_added_within_version_1_read_as_none_when_absent_or_null() {
-        const ADDED: [&str; 3] = ["syscalls", "registrations", "would_block"];
+        const ADDED: [&str; 5] = [
+            "syscalls",
+            "registrations",
+            "would_block",
+            "listener_wakeups",
+            "listener_wakeups_empty",
+        ];
         // Apply `f` to the totals and to every thread.
         fn each_counters(v: &mut serde_json::Value, f: impl Fn(&mut serde_json::Value)) {
             f(&mut v["totals"]);
@@ -420,15 +482,25 @@ mod tests {
         }
         let older = edited(|v| {
             v.as_object_mut().unwrap().remove("cpu").unwrap();
+            v.as_object_mut()
+                .unwrap()
+                .remove("accept_intervals")
+                .unwrap();
             each_counters(v, |o| {
                 for field in ADDED {
                     o.as_object_mut().unwrap().remove(field).unwrap();
                 }
             });
         });
-        assert!(!older.contains("syscalls") && !older.contains("\"cpu\""));
+        assert!(
+            !older.contains("syscalls")
+                && !older.contains("\"cpu\"")
+                && !older.contains("listener_wakeups")
+                && !older.contains("accept_intervals")
+        );
         let stats = read("older", &older).unwrap();
         assert_eq!(stats.cpu, None);
+        assert_eq!(stats.accept_intervals, None);
         for c in
             std::iter::once(&stats.totals.counters).chain(stats.threads.iter().map(|t| &t.counters))
         {
@@ -436,6 +508,7 @@ mod tests {
                 (c.syscalls, c.registrations, c.would_block),
                 (None, None, None)
             );
+            assert_eq!((c.listener_wakeups, c.listener_wakeups_empty), (None, None));
         }
         // Everything else as before, and the totals still those of the threads.
         assert_eq!(stats.totals.counters.reads, 35658);
@@ -450,6 +523,7 @@ mod tests {
         });
         let stats = read("nulls", &tokio).unwrap();
         assert_eq!(stats.totals.counters.syscalls, None);
+        assert_eq!(stats.totals.counters.listener_wakeups, None);
         assert_eq!(Totals::of(&stats.threads), stats.totals);
         // Written back, `null` is written, not left out.
         let written = serde_json::to_value(&stats).unwrap();

@@ -95,7 +95,8 @@ impl Drop for TempDir {
 }
 
 impl Server {
-    /// Start bench-server on 127.0.0.1:0 with `args`; `ulimit_n` runs it under that open-files limit.
+    /// Start bench-server on 127.0.0.1:0 with `args` (and `--stats-interval 0s` unless `args` has
+    /// one); `ulimit_n` runs it under that open-files limit.
     pub fn start(args: &[&str], ulimit_n: Option<u32>) -> Server {
         let dir = TempDir::new("stats");
         let stats = dir.0.join("stats.json");
@@ -109,17 +110,16 @@ impl Server {
             }
             None => Command::new(BIN),
         };
-        cmd.args([
-            "--addr",
-            "127.0.0.1:0",
-            "--stats-interval",
-            "0s",
-            "--stats-json",
-        ])
-        .arg(&stats)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        cmd.args(["--addr", "127.0.0.1:0"]);
+        // Summaries off, unless the test asks for them.
+        if !args.contains(&"--stats-interval") {
+            cmd.args(["--stats-interval", "0s"]);
+        }
+        cmd.arg("--stats-json")
+            .arg(&stats)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn bench-server");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
