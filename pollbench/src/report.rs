@@ -361,6 +361,7 @@ impl Report<'_> {
         self.md.push('\n');
         self.cost_table(x, cells, columns, &rows, by_idle);
         self.lateness_table(x, cells, columns, &rows, by_idle);
+        self.churn_table(x, cells, columns, &rows, by_idle);
         if verdicts.is_empty() {
             return;
         }
@@ -488,6 +489,45 @@ impl Report<'_> {
                 let text = at
                     .and_then(|i| Some((summaries[i]?, cells[i].rate?)))
                     .map_or(String::new(), |(s, rate)| lateness_text(s, rate));
+                let _ = write!(line, " {text} |");
+            }
+            let _ = writeln!(self.md, "{line}");
+        }
+        self.md.push('\n');
+    }
+
+    /// A sweep's churn table, where connections came and went (load-gen
+    /// --messages-per-connection): connections per second with the interval, connect latency,
+    /// how unevenly the loops accepted, and the listener wake-ups that found nothing to accept.
+    fn churn_table(
+        &mut self,
+        x: &str,
+        cells: &[&Cell],
+        columns: &[String],
+        rows: &[usize],
+        by_idle: bool,
+    ) {
+        if !cells.iter().any(|c| c.messages_per_connection.is_some()) {
+            return;
+        }
+        let _ = writeln!(
+            self.md,
+            "Connection churn: connections established per second (median [interval]), connect \
+             latency p50 / p99 (connect() to established), the spread of accepts over the loops \
+             ((max - min) / mean: 0 is even), and listener wake-ups that accepted nothing, per \
+             connection accepted (the thundering herd).\n"
+        );
+        let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
+        let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
+        for &row in rows {
+            let mut line = format!("| {row} |");
+            for col in columns {
+                let text = cells
+                    .iter()
+                    .find(|c| c.label == *col && c.row(by_idle) == row)
+                    .and_then(|c| self.summary.cell(&c.id))
+                    .filter(|s| s.status == CellStatus::Ok)
+                    .map_or(String::new(), churn_text);
                 let _ = write!(line, " {text} |");
             }
             let _ = writeln!(self.md, "{line}");
@@ -668,6 +708,36 @@ fn cost_text(s: &CellSummary) -> String {
     format!("{}{client}", parts.join(", "))
 }
 
+/// One cell's entry in a churn table: "9.1k/s [8.7k–9.8k], connect 41 µs / 180 µs, spread 0.12,
+/// 0.98 empty wake-ups".
+fn churn_text(s: &CellSummary) -> String {
+    let mut parts = Vec::new();
+    if let Some(rate) = s.connections_per_s {
+        let human = pollbench_common::human_count;
+        parts.push(if s.rounds >= 2 {
+            format!(
+                "{}/s [{}–{}]",
+                human(rate.median),
+                human(rate.lo),
+                human(rate.hi)
+            )
+        } else {
+            format!("{}/s", human(rate.median))
+        });
+    }
+    if let (Some(p50), Some(p99)) = (s.connect_p50_us, s.connect_p99_us) {
+        let us = pollbench_common::human_us;
+        parts.push(format!("connect {} / {}", us(p50.median), us(p99.median)));
+    }
+    if let Some(spread) = s.accept_spread {
+        parts.push(format!("spread {:.2}", spread.median));
+    }
+    if let Some(empty) = s.empty_wakeups_per_accept {
+        parts.push(format!("{:.2} empty wake-ups", empty.median));
+    }
+    parts.join(", ")
+}
+
 /// The share of a cell's latency p50 above which its client's send lateness is flagged.
 const LATE_SHARE: f64 = 0.25;
 
@@ -746,6 +816,11 @@ mod tests {
             client_cpu_us_per_msg: None,
             send_lateness_p50_us: at(late50),
             send_lateness_p99_us: at(late50 * 4.0),
+            connections_per_s: None,
+            connect_p50_us: None,
+            connect_p99_us: None,
+            accept_spread: None,
+            empty_wakeups_per_accept: None,
         }
     }
 

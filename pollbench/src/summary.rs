@@ -38,6 +38,11 @@ struct Figures {
     client_cpu_us_per_msg: Option<f64>,
     send_lateness_p50_us: Option<f64>,
     send_lateness_p99_us: Option<f64>,
+    connections_per_s: Option<f64>,
+    connect_p50_us: Option<f64>,
+    connect_p99_us: Option<f64>,
+    accept_spread: Option<f64>,
+    empty_wakeups_per_accept: Option<f64>,
 }
 
 impl Figures {
@@ -57,6 +62,13 @@ impl Figures {
             client_cpu_us_per_msg: run.client_cpu_us_per_msg,
             send_lateness_p50_us: run.send_lateness_us.as_ref().map(|l| l.p50 as f64),
             send_lateness_p99_us: run.send_lateness_us.as_ref().map(|l| l.p99 as f64),
+            connections_per_s: run.connections_per_s,
+            connect_p50_us: run.connect_latency_us.as_ref().map(|l| l.p50 as f64),
+            connect_p99_us: run.connect_latency_us.as_ref().map(|l| l.p99 as f64),
+            accept_spread: server
+                .filter(|s| s.threads.len() > 1)
+                .map(|s| s.totals.accept_spread),
+            empty_wakeups_per_accept: server.and_then(empty_wakeups_per_accept),
         }
     }
 }
@@ -76,6 +88,13 @@ fn server_cpu_us_per_msg(stats: &ServerStats, size: usize) -> Option<f64> {
 /// The system calls the server's loops made per message echoed.
 fn server_syscalls_per_msg(stats: &ServerStats, size: usize) -> Option<f64> {
     Some(stats.totals.counters.syscalls? as f64 / server_messages(stats, size)?)
+}
+
+/// Listener wake-ups that accepted nothing, per connection accepted.
+fn empty_wakeups_per_accept(stats: &ServerStats) -> Option<f64> {
+    let counters = &stats.totals.counters;
+    let empty = counters.listener_wakeups_empty?;
+    (counters.accepted > 0).then(|| empty as f64 / counters.accepted as f64)
 }
 
 /// The rounds of cell `c` that completed: ID.rK.* for each of a repeated cell's rounds, else ID.*.
@@ -161,6 +180,11 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             client_cpu_us_per_msg: over_rounds(&figures, |f| f.client_cpu_us_per_msg),
             send_lateness_p50_us: over_rounds(&figures, |f| f.send_lateness_p50_us),
             send_lateness_p99_us: over_rounds(&figures, |f| f.send_lateness_p99_us),
+            connections_per_s: over_rounds(&figures, |f| f.connections_per_s),
+            connect_p50_us: over_rounds(&figures, |f| f.connect_p50_us),
+            connect_p99_us: over_rounds(&figures, |f| f.connect_p99_us),
+            accept_spread: over_rounds(&figures, |f| f.accept_spread),
+            empty_wakeups_per_accept: over_rounds(&figures, |f| f.empty_wakeups_per_accept),
         });
     }
     let verdicts = verdicts(&cells, &by_round);
@@ -226,6 +250,11 @@ mod tests {
             client_cpu_us_per_msg: None,
             send_lateness_p50_us: None,
             send_lateness_p99_us: None,
+            connections_per_s: None,
+            connect_p50_us: None,
+            connect_p99_us: None,
+            accept_spread: None,
+            empty_wakeups_per_accept: None,
         }
     }
 

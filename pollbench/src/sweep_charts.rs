@@ -125,6 +125,22 @@ impl SweepView<'_> {
                 figure: Some(|c| c.server_cpu_us_per_msg),
             },
             Plot {
+                name: "connections-per-s",
+                y: "connections per second",
+                show: true,
+                axis: YAxis::Linear,
+                run: None,
+                figure: Some(|c| c.connections_per_s),
+            },
+            Plot {
+                name: "empty-wakeups",
+                y: "empty listener wake-ups per accept",
+                show: true,
+                axis: YAxis::Linear,
+                run: None,
+                figure: Some(|c| c.empty_wakeups_per_accept),
+            },
+            Plot {
                 name: "p50",
                 y: "p50 latency",
                 show: false,

@@ -752,3 +752,42 @@ fn meta_json_holds_each_one_round_cells_outcome_as_soon_as_it_finishes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_churn_sweep_reports_connections_per_second_and_the_listeners_empty_wake_ups() {
+    // Two loops, every connection one message: reuseport and shared loops wait on a listener
+    // (their empty wake-ups are counted), acceptor's loops do not (null, not zero).
+    let s = run_suite(
+        "churn",
+        "description = \"churn\"\nduration = \"300ms\"\nwarmup = \"100ms\"\nrepeat = 2\n\
+         [[sweep]]\nname = \"accept\"\nbackends = [\"epoll\"]\n\
+         accepts = [\"reuseport\", \"shared\", \"acceptor\"]\nchurn = [1]\nconnections = [10]\n\
+         server_threads = 2\n",
+    );
+    let summary: pollbench_schema::summary::Summary =
+        pollbench_schema::file::read_json(&s.run.join("summary.json")).unwrap();
+    assert_eq!(summary.cells.len(), 3);
+    for c in &summary.cells {
+        let rate = c.connections_per_s.unwrap_or_else(|| panic!("{c:?}"));
+        assert!(rate.lo > 0.0, "{c:?}");
+        let (p50, p99) = (c.connect_p50_us.unwrap(), c.connect_p99_us.unwrap());
+        assert!(p50.median <= p99.median, "{c:?}");
+        assert!(c.accept_spread.is_some(), "two loops: {c:?}");
+        let waits_on_listener = !c.column.contains("acceptor");
+        assert_eq!(
+            c.empty_wakeups_per_accept.is_some(),
+            waits_on_listener,
+            "{c:?}"
+        );
+    }
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
+    assert!(report.contains("Connection churn: "), "{report}");
+    assert!(
+        report.contains("| 10 | ") && report.contains("/s ["),
+        "{report}"
+    );
+    for chart in ["accept-connections-per-s.svg", "accept-empty-wakeups.svg"] {
+        assert!(report.contains(&format!("]({chart})")), "{chart}: {report}");
+        assert!(s.run.join(chart).exists(), "{chart}");
+    }
+}

@@ -5,6 +5,10 @@
 //!
 //! Written by `pollbench suite` and rebuilt by `pollbench report DIR` from meta.json and the cells'
 //! files; `pollbench compare` reads it.
+//!
+//! Fields added within version 1 (the churn figures: `connections_per_s`, `connect_p50_us`,
+//! `connect_p99_us`, `accept_spread`, `empty_wakeups_per_accept`) read as null when absent, so a
+//! summary written before them still reads.
 
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +103,23 @@ pub struct CellSummary {
     pub send_lateness_p50_us: Option<Estimate>,
     #[serde(deserialize_with = "crate::file::required")]
     pub send_lateness_p99_us: Option<Estimate>,
+    /// Connection churn (load-gen --messages-per-connection): connections established per second
+    /// in the measured window, and connect() to established, p50 and p99 in microseconds; null
+    /// when connections are kept.
+    #[serde(default)]
+    pub connections_per_s: Option<Estimate>,
+    #[serde(default)]
+    pub connect_p50_us: Option<Estimate>,
+    #[serde(default)]
+    pub connect_p99_us: Option<Estimate>,
+    /// With several loops: how unevenly they accepted, (max - min) / mean over the run (0: even).
+    #[serde(default)]
+    pub accept_spread: Option<Estimate>,
+    /// Listener wake-ups that accepted nothing, per connection accepted: the thundering herd (a
+    /// `shared` listener wakes every loop for one connection); null where no loop waits on a
+    /// listener (`acceptor`, the baselines).
+    #[serde(default)]
+    pub empty_wakeups_per_accept: Option<Estimate>,
 }
 
 /// What a paired comparison of two columns says.
