@@ -359,9 +359,16 @@ impl Report<'_> {
             );
         }
         self.md.push('\n');
-        self.cost_table(x, cells, columns, &rows, by_idle);
-        self.lateness_table(x, cells, columns, &rows, by_idle);
-        self.churn_table(x, cells, columns, &rows, by_idle);
+        let grid = Grid {
+            x,
+            cells,
+            columns,
+            rows: &rows,
+            by_idle,
+        };
+        self.cost_table(&grid);
+        self.lateness_table(&grid);
+        self.churn_table(&grid);
         if verdicts.is_empty() {
             return;
         }
@@ -394,145 +401,105 @@ impl Report<'_> {
     /// A sweep's cost table, where the server recorded its CPU time or system calls: per message,
     /// the server's CPU (with its interval when there are rounds) and system calls, events per
     /// wait, and the client's CPU.
-    fn cost_table(
-        &mut self,
-        x: &str,
-        cells: &[&Cell],
-        columns: &[String],
-        rows: &[usize],
-        by_idle: bool,
-    ) {
-        let summaries: Vec<Option<&CellSummary>> = cells
+    fn cost_table(&mut self, grid: &Grid) {
+        let recorded = |s: &CellSummary| {
+            s.server_cpu_us_per_msg.is_some() || s.server_syscalls_per_msg.is_some()
+        };
+        if !grid
+            .cells
             .iter()
-            .map(|c| {
-                self.summary
-                    .cell(&c.id)
-                    .filter(|s| s.status == CellStatus::Ok)
-            })
-            .collect();
-        if !summaries
-            .iter()
-            .flatten()
-            .any(|s| s.server_cpu_us_per_msg.is_some() || s.server_syscalls_per_msg.is_some())
+            .any(|c| self.completed_summary(c).is_some_and(recorded))
         {
             return;
         }
-        let _ = writeln!(
-            self.md,
+        self.summary_table(
+            grid,
             "Cost per message: the server's CPU time (user + system over its life in the cell, \
              median [interval] over rounds), its system calls and events per wait (its own \
              counters), and load-gen's CPU time. When both sides saturate the machine, these say \
-             which mechanism costs less.\n"
+             which mechanism costs less.",
+            |_, s| cost_text(s),
         );
-        let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
-        let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
-        for &row in rows {
-            let mut line = format!("| {row} |");
-            for col in columns {
-                let at = cells
-                    .iter()
-                    .position(|c| c.label == *col && c.row(by_idle) == row);
-                let text = at
-                    .and_then(|i| summaries[i])
-                    .map_or(String::new(), cost_text);
-                let _ = write!(line, " {text} |");
-            }
-            let _ = writeln!(self.md, "{line}");
-        }
-        self.md.push('\n');
     }
 
     /// A sweep's client-lateness table, in open loop where load-gen recorded it: how late load-gen
     /// sent (actual minus intended send time, p50 and p99), beside the latency p50 it is part of.
     /// A cell whose client lateness is more than a quarter of its latency p50 is flagged: part of
     /// that latency is the client's, not the server's.
-    fn lateness_table(
-        &mut self,
-        x: &str,
-        cells: &[&Cell],
-        columns: &[String],
-        rows: &[usize],
-        by_idle: bool,
-    ) {
-        let summaries: Vec<Option<&CellSummary>> = cells
+    fn lateness_table(&mut self, grid: &Grid) {
+        let recorded = |s: &CellSummary| s.send_lateness_p50_us.is_some();
+        if !grid
+            .cells
             .iter()
-            .map(|c| {
-                self.summary
-                    .cell(&c.id)
-                    .filter(|s| s.status == CellStatus::Ok)
-            })
-            .collect();
-        if !summaries
-            .iter()
-            .flatten()
-            .any(|s| s.send_lateness_p50_us.is_some())
+            .any(|c| self.completed_summary(c).is_some_and(recorded))
         {
             return;
         }
-        let _ = writeln!(
-            self.md,
+        self.summary_table(
+            grid,
             "Client send lateness (open loop): how late load-gen itself sent, p50 / p99, against the \
              latency p50 it is counted in (latency runs from the intended send time). ⚠ marks a cell \
              where the client's p50 lateness is over a quarter of the latency p50 although the \
              server kept the rate: there, part of the latency is the client's. (behind) marks a \
              server below 95% of the rate, whose backlog makes messages wait for their connection: \
-             that lateness is the server's.\n"
+             that lateness is the server's.",
+            |c, s| c.rate.map_or(String::new(), |rate| lateness_text(s, rate)),
         );
-        let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
-        let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
-        for &row in rows {
+    }
+
+    /// A sweep's churn table, where connections came and went (load-gen
+    /// --messages-per-connection): connections per second with the interval, connect latency,
+    /// how unevenly the loops accepted, and the listener wake-ups that found nothing to accept.
+    fn churn_table(&mut self, grid: &Grid) {
+        if !grid
+            .cells
+            .iter()
+            .any(|c| c.messages_per_connection.is_some())
+        {
+            return;
+        }
+        self.summary_table(
+            grid,
+            "Connection churn: connections established per second (median [interval]), connect \
+             latency p50 / p99 (connect() to established), the spread of accepts over the loops \
+             ((max - min) / mean: 0 is even), and listener wake-ups that accepted nothing, per \
+             connection accepted (the thundering herd).",
+            |_, s| churn_text(s),
+        );
+    }
+
+    /// A table of the sweep's rows and columns after `intro`: each completed cell's entry is
+    /// `text` of its summary, the others are empty.
+    fn summary_table(
+        &mut self,
+        grid: &Grid,
+        intro: &str,
+        text: impl Fn(&Cell, &CellSummary) -> String,
+    ) {
+        let _ = writeln!(self.md, "{intro}\n");
+        let _ = writeln!(self.md, "| {} | {} |", grid.x, grid.columns.join(" | "));
+        let _ = writeln!(self.md, "|---|{}", "---|".repeat(grid.columns.len()));
+        for &row in grid.rows {
             let mut line = format!("| {row} |");
-            for col in columns {
-                let at = cells
+            for col in grid.columns {
+                let entry = grid
+                    .cells
                     .iter()
-                    .position(|c| c.label == *col && c.row(by_idle) == row);
-                let text = at
-                    .and_then(|i| Some((summaries[i]?, cells[i].rate?)))
-                    .map_or(String::new(), |(s, rate)| lateness_text(s, rate));
-                let _ = write!(line, " {text} |");
+                    .find(|c| c.label == *col && c.row(grid.by_idle) == row)
+                    .and_then(|c| Some((c, self.completed_summary(c)?)))
+                    .map_or(String::new(), |(c, s)| text(c, s));
+                let _ = write!(line, " {entry} |");
             }
             let _ = writeln!(self.md, "{line}");
         }
         self.md.push('\n');
     }
 
-    /// A sweep's churn table, where connections came and went (load-gen
-    /// --messages-per-connection): connections per second with the interval, connect latency,
-    /// how unevenly the loops accepted, and the listener wake-ups that found nothing to accept.
-    fn churn_table(
-        &mut self,
-        x: &str,
-        cells: &[&Cell],
-        columns: &[String],
-        rows: &[usize],
-        by_idle: bool,
-    ) {
-        if !cells.iter().any(|c| c.messages_per_connection.is_some()) {
-            return;
-        }
-        let _ = writeln!(
-            self.md,
-            "Connection churn: connections established per second (median [interval]), connect \
-             latency p50 / p99 (connect() to established), the spread of accepts over the loops \
-             ((max - min) / mean: 0 is even), and listener wake-ups that accepted nothing, per \
-             connection accepted (the thundering herd).\n"
-        );
-        let _ = writeln!(self.md, "| {x} | {} |", columns.join(" | "));
-        let _ = writeln!(self.md, "|---|{}", "---|".repeat(columns.len()));
-        for &row in rows {
-            let mut line = format!("| {row} |");
-            for col in columns {
-                let text = cells
-                    .iter()
-                    .find(|c| c.label == *col && c.row(by_idle) == row)
-                    .and_then(|c| self.summary.cell(&c.id))
-                    .filter(|s| s.status == CellStatus::Ok)
-                    .map_or(String::new(), churn_text);
-                let _ = write!(line, " {text} |");
-            }
-            let _ = writeln!(self.md, "{line}");
-        }
-        self.md.push('\n');
+    /// The summary of a cell that completed.
+    fn completed_summary(&self, c: &Cell) -> Option<&CellSummary> {
+        self.summary
+            .cell(&c.id)
+            .filter(|s| s.status == CellStatus::Ok)
     }
 
     /// The summary of a completed cell whose figures come from interleaved rounds.
@@ -671,6 +638,15 @@ fn same_server(a: &str, b: &str) -> bool {
             .collect()
     };
     a != b && plain(a) == plain(b)
+}
+
+/// A sweep's table layout: its x axis, cells, columns and rows.
+struct Grid<'g> {
+    x: &'g str,
+    cells: &'g [&'g Cell],
+    columns: &'g [String],
+    rows: &'g [usize],
+    by_idle: bool,
 }
 
 /// The verdicts of one row of a sweep's table.
