@@ -137,7 +137,8 @@ struct RunArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
 
-    /// How long one connection attempt may take.
+    /// How long one connection attempt may take (under churn, each replacement connection's too:
+    /// one that takes longer is a connect error).
     #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
     connect_timeout: Duration,
 
@@ -159,9 +160,11 @@ struct RunArgs {
     #[arg(long, default_value = "35us", value_parser = parse_spin, value_name = "DURATION")]
     spin: Duration,
 
-    /// Connection churn (closed loop): each connection sends N messages, closes (the client closes
-    /// first, so TIME_WAIT is the client's), and is replaced by a new connection at once, keeping
-    /// -c connections in flight; connect latency and connections/s are reported.
+    /// Connection churn: each connection sends N messages, closes (the client closes first, so
+    /// TIME_WAIT is the client's), and is replaced by a new connection at once, keeping -c
+    /// connections in flight; connect latency and connections/s are reported. Open loop (--rate)
+    /// keeps its schedule: a message due while its connection is being replaced is sent once the
+    /// new one is established, and its latency (and send lateness) includes that wait.
     #[arg(long, value_parser = parse_messages_per_connection, value_name = "N")]
     messages_per_connection: Option<u64>,
 }
@@ -483,15 +486,10 @@ fn plan(args: &RunArgs) -> Result<Plan, String> {
         timeout: args.timeout,
         spin: args.spin,
         messages_per_connection: args.messages_per_connection,
+        connect_timeout: args.connect_timeout,
         target: args.target,
         source: args.source.clone(),
     };
-    if args.messages_per_connection.is_some() && args.rate.is_some() {
-        return Err(
-            "--messages-per-connection is closed loop only for now: it cannot be combined with --rate"
-                .into(),
-        );
-    }
     let in_flight_bytes = worker::in_flight_bound(&plan).saturating_mul(worker::IN_FLIGHT_BYTES);
     if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
         return Err(format!(

@@ -154,6 +154,17 @@ pub fn summary(r: &RunReport, open_loop: bool) -> String {
                 .map_or_else(|| "-".to_string(), human_us)
         );
     }
+    if let (Some(connects), Some(per_s), Some(connect)) =
+        (r.connects, r.connections_per_s, &r.connect_latency_us)
+    {
+        let _ = writeln!(
+            s,
+            "churn: {connects} connections made ({per_s:.0}/s), connect p50 {}  p99 {}  max {}",
+            human_us(connect.p50 as f64),
+            human_us(connect.p99 as f64),
+            human_us(connect.max as f64)
+        );
+    }
     if r.unfinished_messages > 0 {
         let _ = writeln!(
             s,

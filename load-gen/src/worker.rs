@@ -44,9 +44,12 @@ pub struct Plan {
     /// Open loop: busy-poll for at most this long before each due send instead of sleeping
     /// (zero: sleep until it is due).
     pub spin: Duration,
-    /// Connection churn (closed loop): each connection sends this many messages, closes, and is
-    /// replaced at once by a new one, connected without blocking in the worker's own poller.
+    /// Connection churn: each connection carries this many messages, closes, and is replaced at
+    /// once by a new one, connected without blocking in the worker's own poller. Open loop keeps
+    /// its schedule: messages due while the new connection is being made wait for it.
     pub messages_per_connection: Option<u64>,
+    /// Churn: how long a replacement connect() may take before it counts as a connect error.
+    pub connect_timeout: Duration,
     /// Where churned connections connect to, and the local addresses they bind, round robin.
     pub target: std::net::SocketAddr,
     pub source: Vec<std::net::IpAddr>,
@@ -330,10 +333,15 @@ impl<B: Backend> Worker<B> {
     /// Bytes the connection may have written: at most `pipeline` messages on the wire, as in wrk2.
     /// Scheduled messages beyond that wait for replies; their late actual send is what the
     /// uncorrected latency measures from, and their intended time what the corrected one does.
+    /// Under churn, no more than the connection's share: the messages after it go on the next one.
     fn sendable(&self, slot: usize) -> u64 {
         let c = &self.conns[slot];
         let size = self.plan.size as u64;
-        c.issued.min(c.rx / size + self.plan.pipeline.max(1) as u64) * size
+        let share = self.plan.messages_per_connection.unwrap_or(u64::MAX);
+        c.issued
+            .min(c.rx / size + self.plan.pipeline.max(1) as u64)
+            .min(share)
+            * size
     }
 
     /// Write owed bytes; register for writability if the socket is full.
@@ -341,8 +349,8 @@ impl<B: Backend> Worker<B> {
         let size = self.plan.size as u64;
         let target = self.sendable(slot);
         let c = &mut self.conns[slot];
-        if !c.alive {
-            return;
+        if !c.alive || c.connecting.is_some() {
+            return; // a connection being made is flushed once it is established
         }
         while c.tx < target {
             let n = ((target - c.tx) as usize).min(self.scratch.len());
@@ -434,10 +442,10 @@ impl<B: Backend> Worker<B> {
                             self.issue(slot, now);
                         }
                     }
-                    if let Some(n) = self.plan.messages_per_connection {
-                        if self.conns[slot].rx >= n * size {
-                            return self.replace(slot);
-                        }
+                }
+                if let Some(n) = self.plan.messages_per_connection {
+                    if self.conns[slot].rx >= n * size {
+                        return self.replace(slot);
                     }
                 }
                 self.flush(slot); // replies free pipeline slots for waiting messages
@@ -461,6 +469,7 @@ impl<B: Backend> Worker<B> {
 
     /// Churn: the connection has sent and verified its messages; close it (the client closes
     /// first, so TIME_WAIT stays on the client) and start a non-blocking connect in its place.
+    /// Messages already due and not yet sent (open loop) stay queued for the new connection.
     fn replace(&mut self, slot: usize) {
         let plan = self.plan.clone();
         let c = &mut self.conns[slot];
@@ -479,10 +488,11 @@ impl<B: Backend> Worker<B> {
         // Dropping the old stream closes it (FIN, not RST).
         c.stream = stream;
         c.bytes = ByteStream::new(index as u64 + generation * plan.connections as u64);
-        c.issued = 0;
+        // Every message the old connection carried is echoed and gone from `in_flight`; what is
+        // left there was never written.
+        c.issued = c.in_flight.len() as u64;
         c.tx = 0;
         c.rx = 0;
-        c.in_flight.clear();
         c.writable_registered = false;
         c.connecting = Some(started);
         if let Err(e) = self.poller.register(
@@ -533,7 +543,11 @@ impl<B: Backend> Worker<B> {
         ) {
             return self.connect_failed(slot, &e);
         }
-        self.start_closed_loop(slot, now);
+        if self.plan.rate.is_none() {
+            self.start_closed_loop(slot, now);
+        } else {
+            self.flush(slot); // the messages that fell due while connecting
+        }
     }
 
     /// Churn: a connection could not be made. Running out of local ports or descriptors stops the
@@ -562,9 +576,18 @@ impl<B: Backend> Worker<B> {
     /// Close connections whose oldest message is not echoed `timeout` after it was due. Counting
     /// from the due time, not the actual send, bounds the queue: a message waiting unsent behind a
     /// slow server times out too, so no connection holds more than `timeout` of its schedule.
+    /// Churn: a replacement connect() not established within the connect timeout is a connect
+    /// error.
     fn check_timeouts(&mut self, now: Instant) {
         for slot in 0..self.conns.len() {
             let c = &self.conns[slot];
+            if let Some(started) = c.connecting.filter(|_| c.alive) {
+                if started + self.plan.connect_timeout <= now {
+                    let e = std::io::Error::from(ErrorKind::TimedOut);
+                    self.connect_failed(slot, &e);
+                }
+                continue;
+            }
             let Some(oldest) = c.in_flight.front().filter(|_| c.alive) else {
                 continue;
             };

@@ -123,8 +123,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// bench-server, built beside this test by `cargo test --workspace`.
-fn bench_server() -> Option<(KillOnDrop, SocketAddr)> {
+/// bench-server, built beside this test by `cargo test --workspace`; `None` (skipped, said) if not.
+fn bench_server_bin() -> Option<PathBuf> {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent()?.parent()?.join("bench-server");
     if !bin.exists() {
@@ -134,15 +134,19 @@ fn bench_server() -> Option<(KillOnDrop, SocketAddr)> {
         );
         return None;
     }
-    let mut child = Command::new(bin)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--stats-interval",
-            "0s",
-            "--threads",
-            "1",
-        ])
+    Some(bin)
+}
+
+/// bench-server with its default backend and one loop.
+fn bench_server() -> Option<(KillOnDrop, SocketAddr)> {
+    bench_server_with(&["--threads", "1"])
+}
+
+/// bench-server on a loopback port with `args`, and the address it listens on.
+fn bench_server_with(args: &[&str]) -> Option<(KillOnDrop, SocketAddr)> {
+    let mut child = Command::new(bench_server_bin()?)
+        .args(["--addr", "127.0.0.1:0", "--stats-interval", "0s"])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -1095,6 +1099,12 @@ fn churn_against_bench_server_replaces_connections_and_counts_them() {
             json["connect_latency_us"]["p50"].as_u64().unwrap() >= 1,
             "{json}"
         );
+        // The summary on stdout says it too.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("churn: {connects} connections made")),
+            "{stdout}"
+        );
     }
 }
 
@@ -1122,6 +1132,7 @@ fn churn_without_it_leaves_the_churn_fields_null() {
         assert!(json[field].is_null(), "{field}: {json}");
     }
     assert!(json["config"]["messages_per_connection"].is_null());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("churn:"));
 }
 
 #[test]
@@ -1146,7 +1157,6 @@ fn bad_messages_per_connection_exits_2_with_one_line() {
     for bad in [
         vec!["--messages-per-connection", "0"],
         vec!["--messages-per-connection", "x"],
-        vec!["--messages-per-connection", "5", "-R", "1000"],
     ] {
         let mut args = vec!["--target", "127.0.0.1:9", "-c", "1"];
         args.extend(bad.iter().copied());
@@ -1202,4 +1212,155 @@ fn churn_connect_latency_round_trips_through_the_hlog_apart_from_latency() {
         serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
     assert_eq!(merged["messages"], json["messages"]);
     assert!(merged["connect_latency_us"]["p50"].as_u64().unwrap() >= 1);
+}
+
+/// All errors of a run document, of every kind.
+fn error_count(json: &serde_json::Value) -> u64 {
+    let errors = json["errors"].as_object().expect("errors");
+    errors.values().map(|v| v.as_u64().unwrap()).sum()
+}
+
+/// Every server bench-server has here, with every accept strategy it offers (event loops) or its
+/// own (baselines), as its arguments with 2 loops.
+fn every_server_and_accept_strategy() -> Vec<Vec<String>> {
+    let Some(bin) = bench_server_bin() else {
+        return Vec::new();
+    };
+    let out = Command::new(bin).arg("--capabilities").output().unwrap();
+    assert!(out.status.success());
+    let caps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut servers = Vec::new();
+    for server in caps["servers"].as_array().unwrap() {
+        let name = server["name"].as_str().unwrap();
+        if server["available"] != true {
+            let why = server["unavailable_reason"]
+                .as_str()
+                .unwrap_or("unavailable");
+            skip(&format!("churn against bench-server --backend {name}"), why);
+            continue;
+        }
+        let base = ["--backend", name, "--threads", "2"]
+            .map(String::from)
+            .to_vec();
+        let accepts = server["accepts"].as_array().unwrap();
+        if accepts.is_empty() {
+            servers.push(base.clone());
+        }
+        for accept in accepts {
+            let mut args = base.clone();
+            args.extend(["--accept".into(), accept.as_str().unwrap().into()]);
+            servers.push(args);
+        }
+    }
+    servers
+}
+
+/// Churn at one message per connection, closed and open loop, against every server and accept
+/// strategy: every connection is made, every byte comes back verified, nothing is lost.
+#[test]
+fn churn_of_one_message_per_connection_against_every_server_and_accept_strategy() {
+    let servers = every_server_and_accept_strategy();
+    for server_args in &servers {
+        let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+        let label = server_args.join(" ");
+        let (_server, addr) = bench_server_with(&server_args).unwrap();
+        let target = addr.to_string();
+        for rate in [None, Some("2000")] {
+            let mut args = churn_args(&target, "1");
+            let position = args.iter().position(|a| a == "-d").unwrap();
+            args[position + 1] = "500ms".into();
+            if let Some(rate) = rate {
+                args.extend(["-R".into(), rate.into()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (out, json, _t) = run(&args, Duration::from_secs(10));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let json = json.unwrap_or_else(|| panic!("{label} rate {rate:?}: {stderr}"));
+            assert_eq!(out.status.code(), Some(0), "{label} rate {rate:?}: {json}");
+            assert_eq!(error_count(&json), 0, "{label} rate {rate:?}: {json}");
+            let connects = json["connects"].as_u64().unwrap();
+            let messages = json["messages"].as_u64().unwrap();
+            // One message per connection: as many connections as messages, give or take the 4
+            // in flight at either edge of the window.
+            assert!(
+                connects > 0 && connects.abs_diff(messages) <= 8,
+                "{label} rate {rate:?}: {connects} connects, {messages} messages"
+            );
+            if rate.is_some() {
+                // The schedule is kept: 2,000 msgs/s for 0.5 s, whatever the churn.
+                assert!(
+                    (800..=1100).contains(&messages),
+                    "{label}: {messages} messages at 2,000/s for 0.5 s: {json}"
+                );
+            }
+        }
+    }
+    assert!(
+        servers.len() >= 3 || servers.is_empty(),
+        "at least select, poll and the baselines: {servers:?}"
+    );
+}
+
+/// Open loop under churn keeps its schedule: at N = 10, messages due while a connection is
+/// replaced wait for the new one and are sent on it, so the run carries its rate, and about one
+/// connection per 10 messages.
+#[test]
+fn open_loop_churn_keeps_the_schedule_and_replaces_connections() {
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let mut args = churn_args(&addr.to_string(), "10");
+    args.extend(["-R".into(), "2000".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, json, _t) = run(&args, Duration::from_secs(10));
+    let json = json.expect("results written");
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(error_count(&json), 0, "{json}");
+    let messages = json["messages"].as_u64().unwrap();
+    let connects = json["connects"].as_u64().unwrap();
+    assert!((1800..=2200).contains(&messages), "{json}");
+    assert!(connects.abs_diff(messages / 10) <= 6, "{json}");
+    assert!(json["send_lateness_us"]["p50"].is_u64(), "{json}");
+}
+
+/// A replacement connect() that never completes (the server's accept queue is full, so the
+/// kernel drops its SYN) is a connect error after --connect-timeout, not a connection slot
+/// waiting for the rest of the run.
+#[test]
+fn a_replacement_connect_that_hangs_times_out_as_a_connect_error() {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let listener: TcpListener = listener.into();
+    std::thread::spawn(move || {
+        // Serve the first connection only; before echoing its message, fill the accept queue
+        // (backlog 0 holds one connection) with a connection nobody accepts.
+        let (stream, _) = listener.accept().unwrap();
+        let _filler = TcpStream::connect(addr).unwrap();
+        echo_with(stream, |_, _| {});
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let args = [
+        "--target",
+        &addr.to_string(),
+        "-c",
+        "1",
+        "-d",
+        "5s",
+        "--warmup",
+        "0s",
+        "--messages-per-connection",
+        "1",
+        "--connect-timeout",
+        "300ms",
+    ];
+    let started = Instant::now();
+    let (out, json, _t) = run(&args, Duration::from_secs(10));
+    let json = json.expect("results written");
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["errors"]["connect"], 1, "{json}");
+    // The run ends when its one connection is lost, well before its 5 s.
+    assert!(started.elapsed() < Duration::from_secs(3), "{json}");
 }
