@@ -459,8 +459,9 @@ fn run(args: RunArgs) -> i32 {
     }
     print!("{}", results::summary(&report, args.rate.is_some()));
     let outputs = write_outputs(&args, &report, &merged, window_wall, measured);
-    // A run that completed no message measured nothing: that is a failure, not a result.
-    if report.messages == 0 {
+    // A run that completed no message measured nothing: that is a failure, not a result (said
+    // unless the run already stopped for a reason given above).
+    if report.messages == 0 && merged.fatal.is_none() {
         eprintln!(
             "load-gen: no message completed inside the measured window ({} unfinished)",
             report.unfinished_messages

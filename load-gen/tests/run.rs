@@ -1364,3 +1364,120 @@ fn a_replacement_connect_that_hangs_times_out_as_a_connect_error() {
     // The run ends when its one connection is lost, well before its 5 s.
     assert!(started.elapsed() < Duration::from_secs(3), "{json}");
 }
+
+/// `load-gen run ARGS --json FILE` started by `sh -c SCRIPT` (the script ends by running it as
+/// `"$LOADGEN" run "$@"`); its output and the JSON it wrote, if any.
+fn run_in_shell(
+    script: &str,
+    envs: &[(&str, &Path)],
+    args: &[&str],
+    limit: Duration,
+) -> (Output, Option<serde_json::Value>, Temp) {
+    let dir = Temp::new("shell");
+    let json = dir.0.join("out.json");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .env("LOADGEN", BIN)
+        .env("DIR", &dir.0)
+        .envs(envs.iter().map(|(k, v)| (k, v.as_os_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_limit(&mut child, limit);
+    let value = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("valid JSON"));
+    (out, value, dir)
+}
+
+/// Churn out of descriptors: under an open-files limit just large enough to start the run, the
+/// first replacement socket fails with EMFILE, and the run stops with the one line that names the
+/// limit, partial results written, instead of losing connections one by one.
+#[test]
+fn churn_out_of_descriptors_stops_the_run_with_the_remedy() {
+    let addr = server(|s, _| echo_with(s, |_, _| {}));
+    let target = addr.to_string();
+    let args = churn_args(&target, "1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The smallest limit that starts the run is found by trying: below it the run fails at start
+    // (a connect or a poller cannot be made), which is a different, earlier error.
+    let mut seen = Vec::new();
+    for limit in 6..=24 {
+        let script = format!("ulimit -n {limit} || exit 99; \"$LOADGEN\" run \"$@\"");
+        let (out, json, _t) = run_in_shell(&script, &[], &args, Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if stderr.contains("out of file descriptors") {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains("ulimit -n"), "{stderr}");
+            let json = json.expect("partial results written");
+            let why = json["stopped_early"].as_str().unwrap_or_default();
+            assert!(why.contains("out of file descriptors"), "{json}");
+            assert!(json["errors"]["connect"].as_u64().unwrap() >= 1, "{json}");
+            return;
+        }
+        seen.push((limit, out.status.code(), stderr));
+        if out.status.code() == Some(0) {
+            break; // the run started and churned to its end: the limit is past the boundary
+        }
+    }
+    panic!("no open-files limit ran out of descriptors under churn: {seen:#?}");
+}
+
+/// Churn out of local ports: in a network namespace of the test's own (loopback only) with 10
+/// ephemeral ports and no TIME_WAIT reuse, the client's closed connections hold every port, and
+/// connect() fails with EADDRNOTAVAIL: the run stops with the one line naming --source,
+/// tcp_tw_reuse and the port range, rather than a silent drop in rate.
+#[test]
+fn churn_out_of_ports_stops_the_run_with_the_remedies() {
+    let Some(bench) = bench_server_bin() else {
+        return;
+    };
+    let namespace = Command::new("unshare").args(["-n", "true"]).output();
+    if !namespace.is_ok_and(|o| o.status.success()) {
+        return skip(
+            "churn out of ports",
+            "cannot create a network namespace here (unshare -n needs root or CAP_SYS_ADMIN)",
+        );
+    }
+    let script = r#"
+        ip link set lo up || exit 98
+        echo "40000 40009" > /proc/sys/net/ipv4/ip_local_port_range || exit 98
+        echo 0 > /proc/sys/net/ipv4/tcp_tw_reuse || exit 98
+        "$BENCH" --addr 127.0.0.1:7000 --stats-interval 0s --threads 1 > "$DIR/server.out" &
+        server=$!
+        trap 'kill $server' EXIT
+        for _ in $(seq 50); do grep -q listening "$DIR/server.out" && break; sleep 0.1; done
+        "$LOADGEN" run "$@"
+    "#;
+    let outer = format!(
+        "exec unshare -n sh -c '{}' \"$0\" \"$@\"",
+        script.replace('\'', "'\\''")
+    );
+    let args = churn_args("127.0.0.1:7000", "1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, json, _t) =
+        run_in_shell(&outer, &[("BENCH", &bench)], &args, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(98), "namespace set-up: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for remedy in ["--source", "tcp_tw_reuse", "ip_local_port_range"] {
+        assert!(stderr.contains(remedy), "{remedy}: {stderr}");
+    }
+    let json = json.expect("partial results written");
+    assert!(
+        json["stopped_early"]
+            .as_str()
+            .is_some_and(|why| why.contains("ephemeral ports are exhausted")),
+        "{json}"
+    );
+    // 10 ports: the 4 first connections and the replacements until every port is in TIME_WAIT.
+    assert!(json["connects"].as_u64().unwrap() <= 10, "{json}");
+}
