@@ -260,20 +260,13 @@ struct Connected {
     first_error: Option<String>,
 }
 
+/// A connected (blocking) TCP socket, or the error of the attempt; at most `timeout` long.
 fn connect(
     target: SocketAddr,
     source: Option<IpAddr>,
     timeout: Duration,
 ) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(target),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    if let Some(ip) = source {
-        worker::bind_address_no_port(&socket);
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
-    }
+    let socket = worker::client_socket(target, source)?;
     socket.connect_timeout(&target.into(), timeout)?;
     Ok(socket.into())
 }

@@ -652,21 +652,30 @@ fn record(
     }
 }
 
-/// A non-blocking TCP socket whose connect() to `target` has begun.
-fn start_connect(
+/// A TCP socket of `target`'s address family, not yet connected, bound to `source` if given.
+pub fn client_socket(
     target: std::net::SocketAddr,
     source: Option<std::net::IpAddr>,
-) -> std::io::Result<TcpStream> {
+) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(target),
         socket2::Type::STREAM,
         None,
     )?;
-    socket.set_nonblocking(true)?;
     if let Some(ip) = source {
         bind_address_no_port(&socket);
         socket.bind(&std::net::SocketAddr::new(ip, 0).into())?;
     }
+    Ok(socket)
+}
+
+/// A non-blocking TCP socket whose connect() to `target` has begun.
+fn start_connect(
+    target: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let socket = client_socket(target, source)?;
+    socket.set_nonblocking(true)?;
     match socket.connect(&target.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -678,7 +687,7 @@ fn start_connect(
 /// Let connect(), not bind(), pick the local port of a socket bound to a source address, so the
 /// port is chosen for the 4-tuple and TIME_WAIT ports can be reused (bind(ip, 0) alone reserves a
 /// port for every destination, and under churn slows connect() to a crawl). Best effort.
-pub fn bind_address_no_port(socket: &socket2::Socket) {
+fn bind_address_no_port(socket: &socket2::Socket) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
