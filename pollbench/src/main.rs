@@ -74,6 +74,12 @@ struct SuiteArgs {
     /// Where run directories go. [default: results/ beside scripts/]
     #[arg(long, value_name = "DIR")]
     results: Option<PathBuf>,
+
+    /// Run only this sweep of the suite (repeat the option for several), every round as the
+    /// suite says: to rerun one part of a long suite. The run directory is named after the suite
+    /// and the sweeps (…-full-accept), and meta.json and the report say which ran.
+    #[arg(long = "sweep", value_name = "NAME")]
+    sweeps: Vec<String>,
 }
 
 #[derive(Parser, Debug)]
@@ -91,9 +97,13 @@ fn run_suite(args: SuiteArgs) -> i32 {
     // writes the report of the cells it completed; a panic kills the children too.
     process::install_cleanup();
     // A suite that cannot be found or read is bad input: one line, exit 2, nothing started.
-    let (path, suite) = match suite::Suite::locate(&args.suite)
-        .and_then(|path| suite::Suite::load(&path).map(|suite| (path, suite)))
-    {
+    let (path, suite) = match suite::Suite::locate(&args.suite).and_then(|path| {
+        let mut suite = suite::Suite::load(&path)?;
+        if !args.sweeps.is_empty() {
+            suite.only(&args.sweeps)?;
+        }
+        Ok((path, suite))
+    }) {
         Ok(found) => found,
         Err(e) => {
             eprintln!("pollbench: {e}");
@@ -101,7 +111,7 @@ fn run_suite(args: SuiteArgs) -> i32 {
         }
     };
     let outcome = binaries::Binaries::find_or_build().and_then(|bins| {
-        let mut run = runner::SuiteRun::start(&path, &suite, &bins, args.results)?;
+        let mut run = runner::SuiteRun::start(&path, &suite, &args.sweeps, &bins, args.results)?;
         let interrupted = run.run_cells(&suite, &bins)?;
         run.finish(interrupted)
     });

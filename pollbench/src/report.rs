@@ -68,6 +68,7 @@ pub fn collect_meta(
         cells,
         rounds: None,
         disturbance: None,
+        sweeps: None,
         outcomes: Vec::new(),
     }
 }
@@ -176,8 +177,10 @@ impl Report<'_> {
         let (md, meta) = (&mut self.md, self.meta);
         let _ = writeln!(
             md,
-            "# pollbench: suite `{}`, {}\n",
-            meta.suite, meta.started_utc
+            "# pollbench: suite `{}`{}, {}\n",
+            meta.suite,
+            chosen_sweeps(meta).map_or(String::new(), |s| format!(" ({s} only)")),
+            meta.started_utc
         );
         let _ = writeln!(
             md,
@@ -619,12 +622,31 @@ impl Report<'_> {
             }
             self.md.push('\n');
         }
-        let _ = writeln!(
-            self.md,
-            "## The suite\n\n```toml\n{}\n```",
-            self.meta.suite_file.trim_end()
-        );
+        let _ = writeln!(self.md, "## The suite\n");
+        if let Some(sweeps) = chosen_sweeps(self.meta) {
+            let _ = writeln!(
+                self.md,
+                "Only {sweeps} of it ran (`pollbench suite {} {}`).\n",
+                self.meta.suite,
+                self.meta
+                    .sweeps
+                    .iter()
+                    .flatten()
+                    .map(|s| format!("--sweep {s}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        let _ = writeln!(self.md, "```toml\n{}\n```", self.meta.suite_file.trim_end());
     }
+}
+
+/// "sweep `a`" or "sweeps `a`, `b`" when `--sweep` chose some of the suite's sweeps.
+fn chosen_sweeps(meta: &Meta) -> Option<String> {
+    let sweeps = meta.sweeps.as_ref()?;
+    let names: Vec<String> = sweeps.iter().map(|s| format!("`{s}`")).collect();
+    let noun = if names.len() == 1 { "sweep" } else { "sweeps" };
+    Some(format!("{noun} {}", names.join(", ")))
 }
 
 /// Whether two column labels name the same server, one of them a backend listed again

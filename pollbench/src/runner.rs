@@ -31,18 +31,24 @@ impl SuiteRun {
     pub fn start(
         path: &Path,
         suite: &Suite,
+        sweeps: &[String],
         bins: &Binaries,
         results: Option<PathBuf>,
     ) -> Result<SuiteRun, String> {
         let name = path
             .file_stem()
             .map_or("suite".into(), |s| s.to_string_lossy().to_string());
+        // A run of some sweeps only is named for them too, so it is not taken for the whole suite.
+        let dir_name = std::iter::once(name.as_str())
+            .chain(sweeps.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("-");
         let results = results.unwrap_or_else(|| default_results(path));
         let started = SystemTime::now();
         let stamp = humantime::format_rfc3339_seconds(started)
             .to_string()
             .replace([':', '-'], "");
-        let dir = crate::report::new_run_dir(&results, &stamp, &name).map_err(|e| {
+        let dir = crate::report::new_run_dir(&results, &stamp, &dir_name).map_err(|e| {
             format!(
                 "cannot create a run directory in {}: {e}",
                 results.display()
@@ -60,6 +66,10 @@ impl SuiteRun {
             humantime::format_rfc3339_seconds(started).to_string(),
             cells.clone(),
         );
+        let meta = Meta {
+            sweeps: (!sweeps.is_empty()).then(|| sweeps.to_vec()),
+            ..meta
+        };
         eprintln!(
             "suite {name} ({}): {} cells, results in {}",
             suite.description,

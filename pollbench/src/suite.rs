@@ -126,6 +126,23 @@ impl Suite {
         }
     }
 
+    /// Keep only the named sweeps (in the suite's order); a name the suite does not have is an
+    /// error listing the ones it has.
+    pub fn only(&mut self, names: &[String]) -> Result<(), String> {
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !self.sweep.iter().any(|s| &s.name == *n))
+        {
+            let have: Vec<&str> = self.sweep.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "--sweep {unknown}: the suite has no such sweep (its sweeps: {})",
+                have.join(", ")
+            ));
+        }
+        self.sweep.retain(|s| names.contains(&s.name));
+        Ok(())
+    }
+
     pub fn load(path: &Path) -> Result<Suite, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

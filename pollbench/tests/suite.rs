@@ -77,6 +77,7 @@ fn bad_flags_and_unknown_suites_exit_2_with_one_line() {
         vec!["compare", "a", "b", "--threshold", "0%"],
         vec!["compare", "a", "b", "--latency-threshold", "lots"],
         vec!["suite", "nonesuch"],
+        vec!["suite", "smoke", "--sweep", "nonesuch"],
         vec!["fly"],
     ] {
         let out = Command::new(BIN)
@@ -440,12 +441,18 @@ struct SuiteRun {
 
 /// Write `toml` as a suite, run `pollbench suite` on it, and read what it left.
 fn run_suite(tag: &str, toml: &str) -> SuiteRun {
+    run_suite_with(tag, toml, &[])
+}
+
+/// [`run_suite`] with more arguments to `pollbench suite`.
+fn run_suite_with(tag: &str, toml: &str, args: &[&str]) -> SuiteRun {
     let dir = Temp::new(tag);
     let suite = dir.0.join(format!("{tag}.toml"));
     std::fs::write(&suite, toml).unwrap();
     let out = Command::new(BIN)
         .arg("suite")
         .arg(&suite)
+        .args(args)
         .arg("--results")
         .arg(dir.0.join("results"))
         .output()
@@ -790,4 +797,36 @@ fn a_churn_sweep_reports_connections_per_second_and_the_listeners_empty_wake_ups
         assert!(report.contains(&format!("]({chart})")), "{chart}: {report}");
         assert!(s.run.join(chart).exists(), "{chart}");
     }
+}
+
+#[test]
+fn sweep_runs_only_the_named_sweeps_and_the_run_says_so() {
+    let toml = "description = \"two sweeps\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+                [[sweep]]\nname = \"first\"\nbackends = [\"poll\"]\nconnections = [10]\n\
+                [[sweep]]\nname = \"second\"\nbackends = [\"epoll\", \"poll\"]\nconnections = [10]\n";
+    let s = run_suite_with("sweeps", toml, &["--sweep", "second"]);
+    let ids: Vec<&str> = s.meta["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["second-epoll-c10", "second-poll-c10"], "{}", s.meta);
+    assert_eq!(s.meta["sweeps"], serde_json::json!(["second"]));
+    assert_eq!(s.meta["suite"], "sweeps");
+    let dir = s.run.file_name().unwrap().to_string_lossy().to_string();
+    assert!(dir.ends_with("-sweeps-second"), "{dir}");
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
+    assert!(
+        report.starts_with("# pollbench: suite `sweeps` (sweep `second` only), "),
+        "{report}"
+    );
+    assert!(
+        report.contains("Only sweep `second` of it ran (`pollbench suite sweeps --sweep second`)."),
+        "{report}"
+    );
+    // Without --sweep, every sweep runs and meta.json says null.
+    let all = run_suite("sweeps", toml);
+    assert_eq!(all.meta["cells"].as_array().unwrap().len(), 3);
+    assert!(all.meta["sweeps"].is_null());
 }

@@ -42,6 +42,10 @@ pub struct Meta {
     /// from before it was recorded).
     #[serde(default)]
     pub disturbance: Option<Disturbance>,
+    /// The sweeps that ran when `pollbench suite --sweep` chose some of the suite's (`suite_file`
+    /// has them all); null when every sweep ran (and in runs from before the option).
+    #[serde(default)]
+    pub sweeps: Option<Vec<String>>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
