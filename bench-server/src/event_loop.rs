@@ -34,7 +34,16 @@ pub enum Intake {
         exclusive: bool,
     },
     /// Sockets handed over by the acceptor thread, announced through the loop's waker.
-    Handoff(Receiver<TcpStream>),
+    Handoff(Receiver<Handoff>),
+}
+
+/// A connection the acceptor thread accepted for a loop, with the system calls it made for it:
+/// its accept() (and any that failed since the last connection it handed over) and the wake-up of
+/// the loop. The loop adds them to its `syscalls`, so the strategy's cost per message includes
+/// the acceptor's calls; they would be nobody's otherwise.
+pub struct Handoff {
+    pub stream: TcpStream,
+    pub calls: u64,
 }
 
 /// Everything a loop thread needs.
@@ -160,7 +169,7 @@ struct EventLoop<B: Backend> {
     events: usize,
     busy_poll: Duration,
     listener: Option<(Arc<TcpListener>, bool)>,
-    handoff: Option<Receiver<TcpStream>>,
+    handoff: Option<Receiver<Handoff>>,
     /// The listener is registered (not paused).
     listening: bool,
     resume_at: Option<Instant>,
@@ -239,8 +248,9 @@ impl<B: Backend> EventLoop<B> {
                     self.conn_ready(event);
                 }
             }
-            while let Some(stream) = self.handoff.as_ref().and_then(|rx| rx.try_recv().ok()) {
-                self.add(stream);
+            while let Some(handoff) = self.handoff.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                self.c.syscalls += handoff.calls;
+                self.add(handoff.stream);
             }
             if self.resume_at.is_some_and(|t| t <= Instant::now()) {
                 self.start_accepting()?;

@@ -11,7 +11,7 @@ use pollbench_common::cores;
 use poller::{BackendKind, Waker};
 
 use crate::cli::{AcceptStrategy, Config};
-use crate::event_loop::{Intake, LoopSpec};
+use crate::event_loop::{Handoff, Intake, LoopSpec};
 use crate::listener::{bind, ConnLimit};
 use crate::stats::SharedCounters;
 
@@ -162,7 +162,7 @@ struct Intakes {
 /// The `acceptor` strategy's listener, and a channel to each loop in loop order.
 struct Acceptor {
     listener: TcpListener,
-    senders: Vec<crossbeam_channel::Sender<TcpStream>>,
+    senders: Vec<crossbeam_channel::Sender<Handoff>>,
 }
 
 /// Bind the listeners of `n` loops for `accept` on `addr`.
@@ -283,20 +283,24 @@ fn spawn_acceptor(
         })
 }
 
-/// The `acceptor` strategy: accept here (blocking) and hand sockets round robin to the loops.
+/// The `acceptor` strategy: accept here (blocking) and hand sockets round robin to the loops,
+/// each with the system calls made for it (see [`Handoff`]).
 fn run_acceptor(
     listener: TcpListener,
-    senders: Vec<crossbeam_channel::Sender<TcpStream>>,
+    senders: Vec<crossbeam_channel::Sender<Handoff>>,
     wakers: Vec<Waker>,
     limit: Arc<ConnLimit>,
     shutdown: Arc<AtomicBool>,
 ) {
     let mut next = 0;
+    // accept() calls since the last connection handed over.
+    let mut calls = 0;
     while !shutdown.load(Ordering::Acquire) {
         if !limit.try_acquire() {
             std::thread::sleep(Duration::from_millis(10)); // at --max-conns: leave them in the backlog
             continue;
         }
+        calls += 1;
         match listener.accept() {
             Ok((stream, _)) => {
                 if shutdown.load(Ordering::Acquire) {
@@ -304,7 +308,13 @@ fn run_acceptor(
                 }
                 let i = next % senders.len();
                 next += 1;
-                if senders[i].send(stream).is_err() {
+                // The wake-up below is one more call: a write to the loop's eventfd (or pipe).
+                let handoff = Handoff {
+                    stream,
+                    calls: calls + 1,
+                };
+                calls = 0;
+                if senders[i].send(handoff).is_err() {
                     limit.release();
                     break;
                 }

