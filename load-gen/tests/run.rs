@@ -1465,7 +1465,15 @@ fn churn_out_of_ports_stops_the_run_with_the_remedies() {
     let (out, json, _t) =
         run_in_shell(&outer, &[("BENCH", &bench)], &args, Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(98), "namespace set-up: {stderr}");
+    if out.status.code() == Some(98) {
+        return skip(
+            "churn out of ports",
+            &format!(
+                "cannot set up the namespace's loopback and sysctls: {}",
+                stderr.trim()
+            ),
+        );
+    }
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     for remedy in ["--source", "tcp_tw_reuse", "ip_local_port_range"] {
