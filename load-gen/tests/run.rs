@@ -36,10 +36,20 @@ impl Drop for Temp {
 /// Run load-gen to completion (killed after `limit`); output and the JSON it wrote, if any.
 fn run(args: &[&str], limit: Duration) -> (Output, Option<serde_json::Value>, Temp) {
     let dir = Temp::new("run");
+    let mut command = Command::new(BIN);
+    command.arg("run").args(args);
+    run_to_json(command, dir, limit)
+}
+
+/// Run `command` (a load-gen run, or a shell that starts one), with `--json DIR/out.json` added,
+/// to completion (killed after `limit`); its output and the JSON, if it wrote one.
+fn run_to_json(
+    mut command: Command,
+    dir: Temp,
+    limit: Duration,
+) -> (Output, Option<serde_json::Value>, Temp) {
     let json = dir.0.join("out.json");
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .args(args)
+    let mut child = command
         .arg("--json")
         .arg(&json)
         .stdout(Stdio::piped())
@@ -1374,26 +1384,16 @@ fn run_in_shell(
     limit: Duration,
 ) -> (Output, Option<serde_json::Value>, Temp) {
     let dir = Temp::new("shell");
-    let json = dir.0.join("out.json");
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(script)
         .arg("sh")
         .args(args)
-        .arg("--json")
-        .arg(&json)
         .env("LOADGEN", BIN)
         .env("DIR", &dir.0)
-        .envs(envs.iter().map(|(k, v)| (k, v.as_os_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_with_limit(&mut child, limit);
-    let value = std::fs::read_to_string(&json)
-        .ok()
-        .map(|t| serde_json::from_str(&t).expect("valid JSON"));
-    (out, value, dir)
+        .envs(envs.iter().map(|(k, v)| (k, v.as_os_str())));
+    run_to_json(command, dir, limit)
 }
 
 /// Churn out of descriptors: under an open-files limit just large enough to start the run, the
