@@ -7,6 +7,7 @@ mod cell;
 mod charts;
 mod compare;
 mod disturbance;
+mod netns;
 mod process;
 mod report;
 mod runner;

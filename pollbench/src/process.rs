@@ -1,7 +1,8 @@
 //! The suite runner's child processes (bench-server, `load-gen run`): spawned with their output
 //! drained while they run, waited for with a deadline, signalled through the `kill` system call, and
 //! killed on every exit path: on drop, on SIGINT/SIGTERM to the runner, and from the panic hook
-//! (which runs even with `panic = "abort"`, where no destructor does).
+//! (which runs even with `panic = "abort"`, where no destructor does; it also deletes the network
+//! namespaces the process made).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -37,6 +38,7 @@ pub fn install_cleanup() {
                     let _ = signal(pid, Signal::SIGKILL);
                 }
             }
+            crate::netns::remove_leftovers();
             default(info);
         }));
     });
