@@ -12,6 +12,7 @@ use pollbench_schema::results::{Cell, CellStatus, Outcome, Repeat};
 use pollbench_schema::run::RunReport;
 
 use crate::binaries::Binaries;
+use crate::netns::Network;
 use crate::process::{Running, WaitEnd};
 use crate::suite::Suite;
 
@@ -25,13 +26,15 @@ pub fn run_round(
     cell: &Cell,
     suite: &Suite,
     bins: &Binaries,
+    net: &Network,
     dir: &Path,
     round: usize,
 ) -> Result<Outcome, WaitEnd> {
+    let place = Place { bins, net, dir };
     if suite.repeat <= 1 {
-        return run_once(cell, suite, bins, dir, &cell.id);
+        return run_once(cell, suite, &place, &cell.id);
     }
-    let mut outcome = run_once(cell, suite, bins, dir, &format!("{}.r{round}", cell.id))?;
+    let mut outcome = run_once(cell, suite, &place, &format!("{}.r{round}", cell.id))?;
     if outcome.status == CellStatus::Failed {
         outcome.reason = outcome.reason.map(|r| format!("round {round}: {r}"));
     }
@@ -153,32 +156,38 @@ fn micros(d: Duration) -> String {
 /// How long to wait for bench-server to say where it listens.
 const SERVER_START: Duration = Duration::from_secs(10);
 
-/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into `dir`. Err when the
-/// runner was interrupted (both processes are killed by then).
-fn run_once(
-    cell: &Cell,
-    suite: &Suite,
-    bins: &Binaries,
-    dir: &Path,
-    stem: &str,
-) -> Result<Outcome, WaitEnd> {
+/// What a cell runs with and where: the binaries, the network, and the directory of its files.
+struct Place<'a> {
+    bins: &'a Binaries,
+    net: &'a Network,
+    dir: &'a Path,
+}
+
+/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into the place's directory.
+/// Err when the runner was interrupted (both processes are killed by then).
+fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Outcome, WaitEnd> {
+    let Place { bins, net, dir } = *place;
     let outcome = |status: CellStatus, reason: String| Outcome {
         id: cell.id.clone(),
         status,
         reason: Some(reason),
         repeats: Vec::new(),
     };
-    if let Some(why) = skip_reason(cell, bins) {
+    if let Some(why) = net
+        .unavailable()
+        .map(str::to_string)
+        .or_else(|| skip_reason(cell, bins))
+    {
         return Ok(outcome(CellStatus::Skipped, why));
     }
     let files = CellFiles { dir, stem };
-    let (mut server, addr) = match start_server(server_command(cell, suite, bins, &files)) {
+    let (mut server, addr) = match start_server(server_command(cell, suite, place, &files)) {
         Ok(started) => started,
         Err(StartError::Interrupted) => return Err(WaitEnd::Interrupted),
         Err(StartError::Failed(why)) => return Ok(outcome(CellStatus::Failed, why)),
     };
     let limit = suite.duration + suite.warmup + Duration::from_secs(60);
-    let result = match Running::spawn(load_command(cell, suite, bins, addr, &files)) {
+    let result = match Running::spawn(load_command(cell, suite, place, addr, &files)) {
         Ok(mut load) => load.wait(limit),
         Err(e) => {
             let why = format!("cannot start load-gen: {e}");
@@ -255,10 +264,12 @@ fn skip_reason(cell: &Cell, bins: &Binaries) -> Option<String> {
         })
 }
 
-/// bench-server for a cell: on 127.0.0.1, a free port, statistics to STEM.server.json.
-fn server_command(cell: &Cell, suite: &Suite, bins: &Binaries, files: &CellFiles) -> Command {
-    let mut cmd = Command::new(&bins.bench_server);
-    cmd.args(["--addr", "127.0.0.1:0", "--stats-interval", "0s"])
+/// bench-server for a cell: on 127.0.0.1 (or the server host's address), a free port, statistics
+/// to STEM.server.json.
+fn server_command(cell: &Cell, suite: &Suite, place: &Place, files: &CellFiles) -> Command {
+    let bins = place.bins;
+    let mut cmd = place.net.server_command(&bins.bench_server);
+    cmd.args(["--addr", &place.net.server_bind(), "--stats-interval", "0s"])
         .args(["--backend", &cell.backend])
         .args(["--threads", &cell.server_threads.to_string()])
         .arg("--stats-json")
@@ -318,11 +329,11 @@ fn start_server(cmd: Command) -> Result<(Running, SocketAddr), StartError> {
 fn load_command(
     cell: &Cell,
     suite: &Suite,
-    bins: &Binaries,
+    place: &Place,
     addr: SocketAddr,
     files: &CellFiles,
 ) -> Command {
-    let mut run = Command::new(&bins.load_gen);
+    let mut run = place.net.client_command(&place.bins.load_gen);
     run.args(["run", "--target", &addr.to_string()])
         .args(["-c", &cell.connections.to_string()])
         .args(["-t", &cell.client_threads.to_string()])

@@ -1,6 +1,6 @@
 //! Hosts made of Linux network namespaces, for running the server and its clients as separate
-//! network stacks on one machine (issue 14's `topology = "netns"`; this is its first part, not yet
-//! wired into suites).
+//! network stacks on one machine: a suite's `topology = "netns"` (see [`Network`]). One client
+//! host per suite for now; several clients, merged, come next.
 //!
 //! A topology is a server namespace and one namespace per client, each with loopback up and one
 //! interface (`eth0`, a veth) addressed from 198.18.0.0/24, the start of the range RFC 2544
@@ -19,6 +19,75 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::suite::TopologyKind;
+
+/// Where a suite's cells run their server and client, made once for the whole suite.
+pub enum Network {
+    /// Both in this machine's namespace, over 127.0.0.1.
+    Loopback,
+    /// The server in its namespace, the client in the first client's.
+    Netns(Topology),
+    /// Namespaces were asked for and could not be made: every cell is skipped with this reason.
+    Unavailable(String),
+}
+
+impl Network {
+    /// The network a suite asks for, made now (namespaces are deleted when it is dropped).
+    pub fn for_suite(kind: TopologyKind) -> Network {
+        match kind {
+            TopologyKind::Loopback => Network::Loopback,
+            TopologyKind::Netns => match Topology::create(1) {
+                Ok(topology) => Network::Netns(topology),
+                Err(why) => Network::Unavailable(format!("topology netns: {why}")),
+            },
+        }
+    }
+
+    /// Why no cell can run on this network, if none can.
+    pub fn unavailable(&self) -> Option<&str> {
+        match self {
+            Network::Unavailable(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// The address bench-server binds (port 0: it picks one and says which).
+    pub fn server_bind(&self) -> String {
+        match self {
+            Network::Netns(t) => format!("{}:0", t.server.address),
+            _ => "127.0.0.1:0".into(),
+        }
+    }
+
+    /// A command that runs `program` where the server runs.
+    pub fn server_command(&self, program: impl AsRef<OsStr>) -> Command {
+        match self {
+            Network::Netns(t) => t.server.command(program),
+            _ => Command::new(program),
+        }
+    }
+
+    /// A command that runs `program` where the client runs.
+    pub fn client_command(&self, program: impl AsRef<OsStr>) -> Command {
+        match self {
+            Network::Netns(t) => t.clients[0].command(program),
+            _ => Command::new(program),
+        }
+    }
+
+    /// What meta.json and the report say of it: `None` for loopback, the default.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Network::Loopback => None,
+            Network::Netns(t) => Some(format!(
+                "netns: bench-server in network namespace {} at {}, load-gen in {} at {}, joined by veths to a bridge in a namespace of their own",
+                t.server.namespace, t.server.address, t.clients[0].namespace, t.clients[0].address
+            )),
+            Network::Unavailable(why) => Some(format!("netns, not available: {why}")),
+        }
+    }
+}
+
 /// Every namespace this process created and has not deleted yet, for [`remove_leftovers`].
 static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -36,7 +105,6 @@ pub struct Host {
     pub address: Ipv4Addr,
 }
 
-#[allow(dead_code)] // see `Topology`
 impl Host {
     /// A command that runs `program` inside this host's namespace (`ip netns exec NAME program`):
     /// the launch prefix of a netns host.
@@ -51,8 +119,6 @@ impl Host {
 
 /// A server host and client hosts joined by one bridge; deleted when dropped.
 #[derive(Debug)]
-// Made only by the tests until suites take `topology = "netns"` (issue 14, next step).
-#[allow(dead_code)]
 pub struct Topology {
     /// 198.18.0.1.
     pub server: Host,
@@ -64,7 +130,6 @@ pub struct Topology {
     namespaces: Vec<String>,
 }
 
-#[allow(dead_code)] // see `Topology`
 impl Topology {
     /// Create the namespaces, the bridge and the veths for a server and `clients` clients. On
     /// failure, whatever was created is deleted, and the error is one line naming the step.

@@ -69,6 +69,7 @@ pub fn collect_meta(
         rounds: None,
         disturbance: None,
         sweeps: None,
+        topology: None,
         outcomes: Vec::new(),
     }
 }
@@ -257,6 +258,12 @@ impl Report<'_> {
                 md,
                 "Pinned: the server's loops on the first cores, load-gen's threads on the cores after \
                  them (shared when none are left).\n"
+            );
+        }
+        if let Some(topology) = &meta.topology {
+            let _ = writeln!(
+                md,
+                "Network: {topology}. Not loopback: each connection crosses two veths and a bridge.\n"
             );
         }
         if meta.cells.iter().any(|c| c.label.contains("(libkqueue)")) {

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 
 use crate::binaries::Binaries;
 use crate::disturbance::Sample;
+use crate::netns::Network;
 use crate::suite::Suite;
 
 /// A suite being run into its directory.
@@ -22,6 +23,8 @@ pub struct SuiteRun {
     rounds: usize,
     runs_done: usize,
     bar: Option<indicatif::ProgressBar>,
+    /// Where the cells' processes run (namespaces, if any, deleted when the run is dropped).
+    net: Network,
 }
 
 impl SuiteRun {
@@ -66,8 +69,10 @@ impl SuiteRun {
             humantime::format_rfc3339_seconds(started).to_string(),
             cells.clone(),
         );
+        let net = Network::for_suite(suite.topology);
         let meta = Meta {
             sweeps: (!sweeps.is_empty()).then(|| sweeps.to_vec()),
+            topology: net.describe(),
             ..meta
         };
         eprintln!(
@@ -83,6 +88,7 @@ impl SuiteRun {
             runs_done: 0,
             bar: progress_bar(cells.len() * suite.repeat),
             cells,
+            net,
         };
         run.save_meta()?;
         Ok(run)
@@ -124,7 +130,8 @@ impl SuiteRun {
                 if let Some(bar) = &self.bar {
                     bar.set_message(cell.id.clone());
                 }
-                let Ok(outcome) = crate::cell::run_round(cell, suite, bins, &cells_dir, round)
+                let Ok(outcome) =
+                    crate::cell::run_round(cell, suite, bins, &self.net, &cells_dir, round)
                 else {
                     interrupted = true;
                     break 'rounds;

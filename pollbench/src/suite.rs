@@ -38,7 +38,23 @@ pub struct Suite {
     /// so the two do not migrate onto each other's cores between runs.
     #[serde(default)]
     pub pin: bool,
+    /// Where server and client talk: over 127.0.0.1 in the machine's own network stack, or from
+    /// network namespaces of their own across a veth bridge.
+    #[serde(default)]
+    pub topology: TopologyKind,
     pub sweep: Vec<Sweep>,
+}
+
+/// The suite's `topology` key.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TopologyKind {
+    /// Server and client in this machine's network namespace, over 127.0.0.1 (the default).
+    #[default]
+    Loopback,
+    /// The server in a network namespace of its own at 198.18.0.1, the client in another at
+    /// 198.18.0.2, joined by veths to a bridge (see `netns`); needs root.
+    Netns,
 }
 
 fn default_size() -> Size {

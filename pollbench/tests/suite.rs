@@ -374,12 +374,43 @@ fn children_of(pid: u32) -> Vec<(u32, String)> {
 
 #[test]
 fn sigterm_to_the_suite_runner_kills_its_children_and_writes_the_report() {
+    interrupt_a_long_suite("");
+}
+
+/// The same with `topology = "netns"`: the namespaces the runner made go with it too.
+#[test]
+fn sigterm_to_a_netns_suite_also_deletes_its_namespaces() {
+    let probe = format!("pollbench-probe-{}", std::process::id());
+    let made = Command::new("ip").args(["netns", "add", &probe]).output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        return skip(
+            "SIGTERM to a netns suite",
+            "cannot make network namespaces here",
+        );
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "delete", &probe])
+        .output();
+    let runner = interrupt_a_long_suite("topology = \"netns\"\n");
+    let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        !listed.contains(&format!("pollbench-{runner}-")),
+        "the runner's namespaces were left behind: {listed}"
+    );
+}
+
+/// SIGTERM to a runner in its first cell of 30 s (the suite's other keys: `extra`): exit 130,
+/// its children gone, the report written. Returns the runner's pid.
+fn interrupt_a_long_suite(extra: &str) -> u32 {
     let dir = Temp::new("suite-term");
     let suite = dir.0.join("long.toml");
     std::fs::write(
         &suite,
-        "description = \"one long cell\"\nduration = \"30s\"\nwarmup = \"0s\"\n\
-         [[sweep]]\nname = \"long\"\nbackends = [\"epoll\"]\nconnections = [10, 20]\n",
+        format!(
+            "description = \"one long cell\"\nduration = \"30s\"\nwarmup = \"0s\"\n{extra}\
+             [[sweep]]\nname = \"long\"\nbackends = [\"epoll\"]\nconnections = [10, 20]\n"
+        ),
     )
     .unwrap();
     let results = dir.0.join("results");
@@ -430,6 +461,7 @@ fn sigterm_to_the_suite_runner_kills_its_children_and_writes_the_report() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["outcomes"].as_array().unwrap().len(), 0);
+    runner.id()
 }
 
 /// A run of a suite written for the test: its run directory and meta.json. The suite must exit 0.
@@ -829,4 +861,60 @@ fn sweep_runs_only_the_named_sweeps_and_the_run_says_so() {
     let all = run_suite("sweeps", toml);
     assert_eq!(all.meta["cells"].as_array().unwrap().len(), 3);
     assert!(all.meta["sweeps"].is_null());
+}
+
+/// `topology = "netns"`: bench-server runs in a network namespace of its own at 198.18.0.1 and
+/// load-gen in another, the cell completes, meta.json and the report say so, and no namespace of
+/// the runner's is left once it exits. Where namespaces cannot be made, the cells are skipped with
+/// the reason (and this test says so).
+#[test]
+fn a_netns_topology_runs_server_and_client_in_namespaces_and_removes_them() {
+    let toml = "description = \"netns\"\nduration = \"300ms\"\nwarmup = \"100ms\"\n\
+                topology = \"netns\"\n\
+                [[sweep]]\nname = \"n\"\nbackends = [\"epoll\", \"poll\"]\nconnections = [10]\n";
+    let s = run_suite("netns", toml);
+    let outcome = s.outcome("n-poll-c10");
+    if outcome["status"] == "skipped" {
+        let why = outcome["reason"].as_str().unwrap_or_default().to_string();
+        assert!(why.starts_with("topology netns: "), "{outcome}");
+        return skip("netns topology", &why);
+    }
+    assert_eq!(outcome["status"], "ok", "{outcome}");
+    let topology = s.meta["topology"].as_str().expect("meta.json says where");
+    assert!(
+        topology.contains("198.18.0.1") && topology.contains("198.18.0.2"),
+        "{topology}"
+    );
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(s.run.join("cells").join(name)).unwrap())
+            .unwrap()
+    };
+    let run = read("n-poll-c10.json");
+    assert!(
+        run["config"]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("198.18.0.1:"),
+        "{run}"
+    );
+    assert!(run["messages"].as_u64().unwrap() > 0, "{run}");
+    let server = read("n-poll-c10.server.json");
+    assert!(
+        server["config"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("198.18.0.1:"),
+        "{server}"
+    );
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
+    assert!(report.contains("Network: netns: "), "{report}");
+    // The runner has exited: every namespace it made (named pollbench-PID-...) is gone.
+    let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let topology_ns = topology
+        .split_whitespace()
+        .find(|w| w.starts_with("pollbench-"))
+        .unwrap();
+    let prefix = topology_ns.rsplit_once('-').unwrap().0;
+    assert!(!listed.contains(prefix), "{prefix} left behind: {listed}");
 }

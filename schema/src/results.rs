@@ -46,6 +46,11 @@ pub struct Meta {
     /// has them all); null when every sweep ran (and in runs from before the option).
     #[serde(default)]
     pub sweeps: Option<Vec<String>>,
+    /// Where server and client ran when not both over 127.0.0.1 in the machine's own network
+    /// namespace (`topology = "netns"`: the namespaces and addresses); null for loopback (and in
+    /// runs from before the key).
+    #[serde(default)]
+    pub topology: Option<String>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
