@@ -64,6 +64,7 @@ pub fn merge(results: Vec<WorkerResult>) -> Merged {
             let into = &mut m.intervals[i];
             into.messages += iv.messages;
             into.latency.add(&iv.latency).expect("same bounds");
+            into.uncorrected.add(&iv.uncorrected).expect("same bounds");
             into.lateness.add(&iv.lateness).expect("same bounds");
             into.connect.add(&iv.connect).expect("same bounds");
         }
@@ -179,8 +180,9 @@ pub fn summary(r: &RunReport, open_loop: bool) -> String {
 }
 
 /// The interval log of a run: one histogram of corrected latency per whole or partial measured
-/// second, from the measured window's start (`window_start`, wall clock), untagged; in open loop
-/// also the send lateness of the same seconds, tagged [`SEND_LATENESS_TAG`].
+/// second, from the measured window's start (`window_start`, wall clock), untagged; the same
+/// messages' uncorrected latency, tagged `uncorrected`; in open loop also their send lateness,
+/// tagged [`SEND_LATENESS_TAG`]; under churn the connect latency, tagged `connect`.
 pub fn write_hlog(
     path: &Path,
     m: &Merged,
@@ -192,9 +194,13 @@ pub fn write_hlog(
     let n = (measured.as_secs_f64().ceil() as usize).min(m.intervals.len());
     let shown = &m.intervals[..n];
     let latency: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.latency).collect();
+    let uncorrected: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.uncorrected).collect();
     let lateness: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.lateness).collect();
     let connect: Vec<&Histogram<u64>> = shown.iter().map(|iv| &iv.connect).collect();
-    let mut tagged = Vec::new();
+    let mut tagged = vec![Tagged {
+        tag: pollbench_schema::hlog::UNCORRECTED_TAG,
+        intervals: &uncorrected,
+    }];
     if open_loop {
         tagged.push(Tagged {
             tag: SEND_LATENESS_TAG,

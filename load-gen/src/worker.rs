@@ -59,6 +59,8 @@ pub struct Plan {
 pub struct Interval {
     pub messages: u64,
     pub latency: Histogram<u64>,
+    /// Latency from the actual send of the same messages.
+    pub uncorrected: Histogram<u64>,
     /// Open loop: the send lateness of the messages measured in this second (empty in closed
     /// loop).
     pub lateness: Histogram<u64>,
@@ -71,6 +73,7 @@ impl Interval {
         Interval {
             messages: 0,
             latency: new_histogram(),
+            uncorrected: new_histogram(),
             lateness: new_histogram(),
             connect: new_histogram(),
         }
@@ -647,6 +650,7 @@ fn record(
     let interval = &mut result.intervals[second];
     interval.messages += 1;
     interval.latency.saturating_record(corrected);
+    interval.uncorrected.saturating_record(uncorrected);
     if open_loop {
         interval.lateness.saturating_record(lateness);
     }

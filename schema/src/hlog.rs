@@ -30,6 +30,11 @@ pub const SEND_LATENESS_TAG: &str = "send_lateness";
 /// latency, so readers of latency ([`read`], [`total`]) never see it. Added within version 1.
 pub const CONNECT_TAG: &str = "connect";
 
+/// The tag of latency from the actual send (uncorrected), per second, over the same messages as
+/// the untagged (corrected) series, so that runs of several clients merge it exactly too. Added
+/// within version 1; a log without it was written before.
+pub const UNCORRECTED_TAG: &str = "uncorrected";
+
 /// The histogram every latency is recorded in: 1 µs to 60 s, 3 significant digits. Logs written
 /// and read with these bounds can be added exactly.
 pub fn new_histogram() -> Histogram<u64> {
