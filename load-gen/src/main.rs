@@ -446,6 +446,7 @@ fn run(args: RunArgs) -> i32 {
         connects: churn.then_some(merged.connects),
         connections_per_s: churn.then(|| merged.connects as f64 / secs),
         connect_latency_us: churn.then(|| Percentiles::of(&merged.connect_latency)),
+        clients: None,
     };
     if let Some(fatal) = &merged.fatal {
         eprintln!("load-gen: {fatal}");

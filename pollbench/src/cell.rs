@@ -12,6 +12,7 @@ use pollbench_schema::results::{Cell, CellStatus, Outcome, Repeat};
 use pollbench_schema::run::RunReport;
 
 use crate::binaries::Binaries;
+use crate::clients::{merge_into, share, Part};
 use crate::netns::Network;
 use crate::process::{Running, WaitEnd};
 use crate::suite::Suite;
@@ -186,34 +187,84 @@ fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Out
         Err(StartError::Interrupted) => return Err(WaitEnd::Interrupted),
         Err(StartError::Failed(why)) => return Ok(outcome(CellStatus::Failed, why)),
     };
-    let limit = suite.duration + suite.warmup + Duration::from_secs(60);
-    let result = match Running::spawn(load_command(cell, suite, place, addr, &files)) {
-        Ok(mut load) => load.wait(limit),
-        Err(e) => {
-            let why = format!("cannot start load-gen: {e}");
-            return Ok(outcome(CellStatus::Failed, why));
-        }
-    };
+    let result = run_clients(cell, suite, place, addr, &files);
     // Graceful stop, so the server writes its statistics.
     server.terminate(Duration::from_secs(5));
-    match result {
-        Err(WaitEnd::Interrupted) => Err(WaitEnd::Interrupted),
-        Err(WaitEnd::Deadline) => Ok(outcome(
-            CellStatus::Failed,
-            format!("load-gen did not finish within {limit:?}"),
-        )),
-        Ok((status, _)) if status.success() => Ok(Outcome {
+    match result? {
+        Ok(()) => Ok(Outcome {
             reason: None,
             ..outcome(CellStatus::Ok, String::new())
         }),
-        Ok((status, stderr)) => Ok(outcome(
-            CellStatus::Failed,
-            format!(
-                "load-gen exited with {status}: {}",
-                why_load_gen_failed(&files.path("json"), &stderr)
-            ),
-        )),
+        Err(why) => Ok(outcome(CellStatus::Failed, why)),
     }
+}
+
+/// Run the cell's load-gen clients at once, each with its share of the load, and leave their
+/// result as STEM.json and STEM.hlog: one client writes them itself; several write
+/// STEM.clientK.* and are merged into them. Ok(Err(why)) when a client failed; Err when the runner
+/// was interrupted.
+fn run_clients(
+    cell: &Cell,
+    suite: &Suite,
+    place: &Place,
+    addr: SocketAddr,
+    files: &CellFiles,
+) -> Result<Result<(), String>, WaitEnd> {
+    let limit = suite.duration + suite.warmup + Duration::from_secs(60);
+    let n = suite.clients;
+    let stems: Vec<String> = (0..n)
+        .map(|k| match n {
+            1 => files.stem.to_string(),
+            _ => format!("{}.client{}", files.stem, k + 1),
+        })
+        .collect();
+    let client_files: Vec<CellFiles> = stems
+        .iter()
+        .map(|stem| CellFiles {
+            dir: files.dir,
+            stem,
+        })
+        .collect();
+    let mut running = Vec::with_capacity(n);
+    for (k, f) in client_files.iter().enumerate() {
+        match Running::spawn(load_command(cell, suite, place, addr, f, k)) {
+            Ok(load) => running.push(load),
+            // Those started are killed as `running` drops.
+            Err(e) => return Ok(Err(format!("cannot start load-gen: {e}"))),
+        }
+    }
+    let named = |k: usize, why: String| match n {
+        1 => why,
+        _ => format!("client {} ({}): {why}", k + 1, place.net.client_name(k)),
+    };
+    let mut failure = None;
+    for (k, load) in running.iter_mut().enumerate() {
+        let why = match load.wait(limit) {
+            Err(WaitEnd::Interrupted) => return Err(WaitEnd::Interrupted),
+            Err(WaitEnd::Deadline) => format!("load-gen did not finish within {limit:?}"),
+            Ok((status, _)) if status.success() => continue,
+            Ok((status, stderr)) => format!(
+                "load-gen exited with {status}: {}",
+                why_load_gen_failed(&client_files[k].path("json"), &stderr)
+            ),
+        };
+        failure.get_or_insert(named(k, why));
+    }
+    if let Some(why) = failure {
+        return Ok(Err(why));
+    }
+    if n == 1 {
+        return Ok(Ok(()));
+    }
+    let parts: Result<Vec<Part>, String> = client_files
+        .iter()
+        .enumerate()
+        .map(|(k, f)| Part::read(place.net.client_name(k), &f.path("json"), &f.path("hlog")))
+        .collect();
+    Ok(parts
+        .and_then(|parts| merge_into(&parts, &files.path("json"), &files.path("hlog")))
+        .map(|_| ())
+        .map_err(|e| format!("merging the clients' runs: {e}")))
 }
 
 /// Where one run of a cell leaves its files: STEM.json, STEM.server.json and STEM.hlog in `dir`.
@@ -325,29 +376,32 @@ fn start_server(cmd: Command) -> Result<(Running, SocketAddr), StartError> {
     }
 }
 
-/// `load-gen run` for a cell against `addr`, results to STEM.json and STEM.hlog.
+/// `load-gen run` for client `k` of a cell against `addr` (its share of the connections, idle
+/// connections and rate), results to STEM.json and STEM.hlog.
 fn load_command(
     cell: &Cell,
     suite: &Suite,
     place: &Place,
     addr: SocketAddr,
     files: &CellFiles,
+    k: usize,
 ) -> Command {
-    let mut run = place.net.client_command(&place.bins.load_gen);
+    let share = |total: u64| share(total, suite.clients, k).to_string();
+    let mut run = place.net.client_command(k, &place.bins.load_gen);
     run.args(["run", "--target", &addr.to_string()])
-        .args(["-c", &cell.connections.to_string()])
+        .args(["-c", &share(cell.connections as u64)])
         .args(["-t", &cell.client_threads.to_string()])
         .args(["-d", &micros(suite.duration)])
         .args(["--warmup", &micros(suite.warmup)])
         .args(["--size", &cell.size])
         .args(["--pipeline", &cell.pipeline.to_string()])
-        .args(["--idle", &cell.idle.to_string()])
+        .args(["--idle", &share(cell.idle as u64)])
         .arg("--json")
         .arg(files.path("json"))
         .arg("--hlog")
         .arg(files.path("hlog"));
     if let Some(rate) = cell.rate {
-        run.args(["-R", &rate.to_string()]);
+        run.args(["-R", &share(rate)]);
     }
     if let Some(n) = cell.messages_per_connection {
         run.args(["--messages-per-connection", &n.to_string()]);

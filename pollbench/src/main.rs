@@ -5,6 +5,7 @@
 mod binaries;
 mod cell;
 mod charts;
+mod clients;
 mod compare;
 mod disturbance;
 mod netns;

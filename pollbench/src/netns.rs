@@ -1,6 +1,6 @@
 //! Hosts made of Linux network namespaces, for running the server and its clients as separate
-//! network stacks on one machine: a suite's `topology = "netns"` (see [`Network`]). One client
-//! host per suite for now; several clients, merged, come next.
+//! network stacks on one machine: a suite's `topology = "netns"` (see [`Network`]), with a client
+//! host per load-gen of a cell (`clients`).
 //!
 //! A topology is a server namespace and one namespace per client, each with loopback up and one
 //! interface (`eth0`, a veth) addressed from 198.18.0.0/24, the start of the range RFC 2544
@@ -25,7 +25,7 @@ use crate::suite::TopologyKind;
 pub enum Network {
     /// Both in this machine's namespace, over 127.0.0.1.
     Loopback,
-    /// The server in its namespace, the client in the first client's.
+    /// The server in its namespace, client k in client k's.
     Netns(Topology),
     /// Namespaces were asked for and could not be made: every cell is skipped with this reason.
     Unavailable(String),
@@ -33,10 +33,10 @@ pub enum Network {
 
 impl Network {
     /// The network a suite asks for, made now (namespaces are deleted when it is dropped).
-    pub fn for_suite(kind: TopologyKind) -> Network {
+    pub fn for_suite(kind: TopologyKind, clients: usize) -> Network {
         match kind {
             TopologyKind::Loopback => Network::Loopback,
-            TopologyKind::Netns => match Topology::create(1) {
+            TopologyKind::Netns => match Topology::create(clients) {
                 Ok(topology) => Network::Netns(topology),
                 Err(why) => Network::Unavailable(format!("topology netns: {why}")),
             },
@@ -67,11 +67,19 @@ impl Network {
         }
     }
 
-    /// A command that runs `program` where the client runs.
-    pub fn client_command(&self, program: impl AsRef<OsStr>) -> Command {
+    /// A command that runs `program` where client `k` runs.
+    pub fn client_command(&self, k: usize, program: impl AsRef<OsStr>) -> Command {
         match self {
-            Network::Netns(t) => t.clients[0].command(program),
+            Network::Netns(t) => t.clients[k].command(program),
             _ => Command::new(program),
+        }
+    }
+
+    /// What client `k` is called in a merged run's parts: its address, or `local K` (from 1).
+    pub fn client_name(&self, k: usize) -> String {
+        match self {
+            Network::Netns(t) => t.clients[k].address.to_string(),
+            _ => format!("local {}", k + 1),
         }
     }
 
@@ -80,8 +88,14 @@ impl Network {
         match self {
             Network::Loopback => None,
             Network::Netns(t) => Some(format!(
-                "netns: bench-server in network namespace {} at {}, load-gen in {} at {}, joined by veths to a bridge in a namespace of their own",
-                t.server.namespace, t.server.address, t.clients[0].namespace, t.clients[0].address
+                "netns: bench-server in network namespace {} at {}, load-gen in {}, joined by veths to a bridge in a namespace of their own",
+                t.server.namespace,
+                t.server.address,
+                t.clients
+                    .iter()
+                    .map(|c| format!("{} at {}", c.namespace, c.address))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             Network::Unavailable(why) => Some(format!("netns, not available: {why}")),
         }

@@ -69,7 +69,7 @@ impl SuiteRun {
             humantime::format_rfc3339_seconds(started).to_string(),
             cells.clone(),
         );
-        let net = Network::for_suite(suite.topology);
+        let net = Network::for_suite(suite.topology, suite.clients);
         let meta = Meta {
             sweeps: (!sweeps.is_empty()).then(|| sweeps.to_vec()),
             topology: net.describe(),

@@ -42,6 +42,11 @@ pub struct Suite {
     /// network namespaces of their own across a veth bridge.
     #[serde(default)]
     pub topology: TopologyKind,
+    /// load-gen processes per cell, each with its share of the connections (and of the rate and
+    /// idle connections), on client hosts of their own with `topology = "netns"`; their runs are
+    /// merged exactly into the cell's. [default: 1]
+    #[serde(default = "one")]
+    pub clients: usize,
     pub sweep: Vec<Sweep>,
 }
 
@@ -283,6 +288,9 @@ impl Suite {
     fn check(&self) -> Result<(), String> {
         if self.repeat == 0 {
             return Err("repeat must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.clients) {
+            return Err(format!("clients must be 1 to 64, not {}", self.clients));
         }
         if self.sweep.is_empty() {
             return Err("no [[sweep]]: a suite needs at least one".into());

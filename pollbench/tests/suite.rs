@@ -870,7 +870,7 @@ fn sweep_runs_only_the_named_sweeps_and_the_run_says_so() {
 #[test]
 fn a_netns_topology_runs_server_and_client_in_namespaces_and_removes_them() {
     let toml = "description = \"netns\"\nduration = \"300ms\"\nwarmup = \"100ms\"\n\
-                topology = \"netns\"\n\
+                topology = \"netns\"\nclients = 2\n\
                 [[sweep]]\nname = \"n\"\nbackends = [\"epoll\", \"poll\"]\nconnections = [10]\n";
     let s = run_suite("netns", toml);
     let outcome = s.outcome("n-poll-c10");
@@ -882,7 +882,9 @@ fn a_netns_topology_runs_server_and_client_in_namespaces_and_removes_them() {
     assert_eq!(outcome["status"], "ok", "{outcome}");
     let topology = s.meta["topology"].as_str().expect("meta.json says where");
     assert!(
-        topology.contains("198.18.0.1") && topology.contains("198.18.0.2"),
+        topology.contains("198.18.0.1")
+            && topology.contains("198.18.0.2")
+            && topology.contains("198.18.0.3"),
         "{topology}"
     );
     let read = |name: &str| -> serde_json::Value {
@@ -898,6 +900,14 @@ fn a_netns_topology_runs_server_and_client_in_namespaces_and_removes_them() {
         "{run}"
     );
     assert!(run["messages"].as_u64().unwrap() > 0, "{run}");
+    // Two clients, one per client host, each from its own address.
+    let hosts: Vec<&str> = run["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["198.18.0.2", "198.18.0.3"], "{run}");
     let server = read("n-poll-c10.server.json");
     assert!(
         server["config"]["addr"]
@@ -917,4 +927,64 @@ fn a_netns_topology_runs_server_and_client_in_namespaces_and_removes_them() {
         .unwrap();
     let prefix = topology_ns.rsplit_once('-').unwrap().0;
     assert!(!listed.contains(prefix), "{prefix} left behind: {listed}");
+}
+
+/// `clients = 2`: two load-gen processes share a cell's connections (5 and 5 of 10), and the
+/// cell's run document is their exact merge: counts are the sums of the parts', the merged hlog
+/// holds every message, and the server echoed at least that many.
+#[test]
+fn two_clients_share_a_cell_and_their_runs_are_merged_exactly() {
+    let toml = "description = \"two clients\"\nduration = \"500ms\"\nwarmup = \"100ms\"\n\
+                clients = 2\n\
+                [[sweep]]\nname = \"m\"\nbackends = [\"epoll\"]\nconnections = [10]\n";
+    let s = run_suite("clients", toml);
+    assert_eq!(s.outcome("m-epoll-c10")["status"], "ok");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(s.run.join("cells").join(name)).unwrap())
+            .unwrap()
+    };
+    let merged = read("m-epoll-c10.json");
+    let parts = [
+        read("m-epoll-c10.client1.json"),
+        read("m-epoll-c10.client2.json"),
+    ];
+    let field = |v: &serde_json::Value, name: &str| v[name].as_u64().unwrap();
+    for name in ["messages", "connections", "bytes"] {
+        assert_eq!(
+            field(&merged, name),
+            parts.iter().map(|p| field(p, name)).sum::<u64>(),
+            "{name}: {merged}"
+        );
+    }
+    assert_eq!(merged["config"]["connections"], 10);
+    for p in &parts {
+        assert_eq!(p["config"]["connections"], 5, "{p}");
+    }
+    let listed = merged["clients"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["host"], "local 1");
+    assert_eq!(listed[1]["messages"], parts[1]["messages"]);
+    // The merged log: its untagged total is every message; its uncorrected series too.
+    let log =
+        pollbench_schema::hlog::read_log(&s.run.join("cells").join("m-epoll-c10.hlog")).unwrap();
+    let latency: u64 = log.latency.iter().map(|(_, h)| h.len()).sum();
+    assert_eq!(latency, field(&merged, "messages"));
+    let uncorrected = log
+        .total_of(pollbench_schema::hlog::UNCORRECTED_TAG)
+        .unwrap();
+    assert_eq!(uncorrected.len(), latency);
+    assert_eq!(
+        merged["latency_us"]["max"].as_u64().unwrap(),
+        parts
+            .iter()
+            .map(|p| p["latency_us"]["max"].as_u64().unwrap())
+            .max()
+            .unwrap(),
+        "the merged max is the larger part's"
+    );
+    let server = read("m-epoll-c10.server.json");
+    assert!(
+        server["totals"]["bytes_out"].as_u64().unwrap() >= field(&merged, "bytes"),
+        "{server}"
+    );
 }

@@ -182,6 +182,25 @@ pub struct RunReport {
     /// written before it.
     #[serde(default)]
     pub connect_latency_us: Option<Percentiles>,
+    /// A cell run by several load-gen clients at once (a suite's `clients`): this document is
+    /// their merge (counts added, percentiles from the added histograms of their hlogs), and
+    /// these are the parts. Null for one client's own run. Added within version 1.
+    #[serde(default)]
+    pub clients: Option<Vec<ClientPart>>,
+}
+
+/// One client's part of a merged run.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ClientPart {
+    /// Where it ran: the client host's address (`topology = "netns"`), or `local N`.
+    pub host: String,
+    pub connections: usize,
+    pub messages: u64,
+    pub throughput_msgs_per_s: f64,
+    /// Corrected p99, in microseconds.
+    pub p99_us: u64,
+    /// Its errors, of every kind.
+    pub errors: u64,
 }
 
 impl Versioned for RunReport {
