@@ -987,4 +987,12 @@ fn two_clients_share_a_cell_and_their_runs_are_merged_exactly() {
         server["totals"]["bytes_out"].as_u64().unwrap() >= field(&merged, "bytes"),
         "{server}"
     );
+    // The report says how the clients compared: agreed, or their rows.
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Clients\n")
+            && (report.contains("2 load-gen clients per cell; in every cell")
+                || report.contains("| m-epoll-c10 | local 2 | 5 |")),
+        "{report}"
+    );
 }
