@@ -117,6 +117,12 @@
 //! (the `POLLRDHUP` gate). The tests have run on Linux only (kqueue there through libkqueue): on
 //! the other systems the crate is known to compile, not yet to pass its tests.
 //!
+//! # Completion mode
+//!
+//! [`completion_ring`] (Linux) is io_uring used the other way: the kernel accepts, receives into
+//! provided buffers and sends, and the caller reaps what was done. It is not a [`Backend`]: its
+//! unit is an operation, not a readiness event.
+//!
 //! # Not covered
 //!
 //! `/dev/poll` (Solaris, illumos) and Windows IOCP/AFD are out of scope for now.
@@ -125,6 +131,8 @@
 
 mod api;
 mod backend;
+#[cfg(target_os = "linux")]
+pub mod completion_ring;
 mod event;
 mod sys;
 mod waker;

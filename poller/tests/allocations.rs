@@ -273,3 +273,80 @@ fn only_the_measuring_threads_allocations_are_counted() {
     let counted = measure.stop();
     assert_eq!(counted, 2, "an allocation and a reallocation");
 }
+
+/// Completion mode: an echo of 64-byte messages through `poller::completion_ring` (multishot
+/// receive into a provided buffer, a send from it, the buffer recycled) allocates nothing per
+/// message: 10,000 measured round trips after 1,000 of warm-up, client on the same thread.
+#[cfg(target_os = "linux")]
+#[test]
+fn completion_ring_echo_allocates_nothing_per_message() {
+    use poller::completion_ring::{Completion, CompletionRing, RingConfig};
+    use std::net::{TcpListener, TcpStream};
+
+    let mut ring = match CompletionRing::new(&RingConfig::default()) {
+        Ok(r) => r,
+        Err(e) => return skip("completion_ring::allocations", &e.to_string()),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
+    let mut fd = None;
+    while fd.is_none() {
+        ring.wait(1, Some(Duration::from_secs(5))).unwrap();
+        for i in 0..ring.completions().len() {
+            if let Completion::Accept { result, .. } = ring.completions()[i] {
+                fd = Some(result.unwrap());
+            }
+        }
+    }
+    let fd = fd.unwrap();
+    ring.recv_multishot(fd, 1).unwrap();
+    let message = [7u8; 64];
+    let mut back = [0u8; 64];
+    // One round trip: the client writes, the ring receives it into a provided buffer and sends
+    // it back from there, the buffer is recycled, the client reads. Loopback delivers the 64
+    // bytes as one receive.
+    let mut round_trip = |ring: &mut CompletionRing| {
+        client.write_all(&message).unwrap();
+        let mut received = None;
+        for _ in 0..100 {
+            ring.wait(1, Some(Duration::from_millis(100))).unwrap();
+            if let Some(&Completion::Received {
+                buffer, len, more, ..
+            }) = ring.completions().first()
+            {
+                if !more {
+                    ring.recv_multishot(fd, 1).unwrap();
+                }
+                received = Some((buffer, len));
+                break;
+            }
+        }
+        let (buffer, len) = received.expect("the message was received");
+        assert_eq!(len, 64);
+        ring.send(fd, 1, buffer, 0, len).unwrap();
+        let mut sent = None;
+        for _ in 0..100 {
+            ring.wait(1, Some(Duration::from_millis(100))).unwrap();
+            if let Some(&Completion::Sent { result, .. }) = ring.completions().first() {
+                sent = Some(result);
+                break;
+            }
+        }
+        assert_eq!(sent, Some(Ok(64)), "the echo was sent");
+        ring.recycle(buffer);
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, message);
+    };
+    for _ in 0..1_000 {
+        round_trip(&mut ring);
+    }
+    let measure = Measure::start();
+    for _ in 0..10_000 {
+        round_trip(&mut ring);
+    }
+    let allocations = measure.stop();
+    assert_eq!(allocations, 0, "heap allocations in 10,000 echoed messages");
+    // SAFETY: the accepted descriptor is the test's, closed once.
+    unsafe { libc::close(fd) };
+}
