@@ -34,7 +34,7 @@ fn server(backend: ServerBackend) -> Result<Server, String> {
     // bench-server would.
     let probed = match backend {
         ServerBackend::Poller(kind) => Some(cli::probe_capabilities(kind)),
-        ServerBackend::Threads | ServerBackend::Tokio => None,
+        ServerBackend::Threads | ServerBackend::Tokio | ServerBackend::IoUringCompletion => None,
     };
     let check = |flags: &[&str]| -> Result<Config, String> {
         let argv = ["bench-server", "--backend", &name]
@@ -52,7 +52,7 @@ fn server(backend: ServerBackend) -> Result<Server, String> {
         name: name.clone(),
         mechanism: cli::mechanism(backend).into(),
         kind: match backend {
-            ServerBackend::Poller(_) => ServerKind::EventLoop,
+            ServerBackend::Poller(_) | ServerBackend::IoUringCompletion => ServerKind::EventLoop,
             ServerBackend::Threads | ServerBackend::Tokio => ServerKind::Baseline,
         },
         available: false,
@@ -92,6 +92,14 @@ fn server(backend: ServerBackend) -> Result<Server, String> {
             }
         }
     }
+    // A server without triggers (completion mode) may still take accept strategies.
+    if combinations.is_empty() {
+        for accept in AcceptStrategy::value_variants().iter().map(flag_value) {
+            if check(&["--accept", &accept]).is_ok() {
+                server.accepts.push(accept);
+            }
+        }
+    }
     for (trigger, accept) in &combinations {
         if !server.triggers.contains(trigger) {
             server.triggers.push(trigger.clone());
@@ -122,7 +130,16 @@ mod tests {
         let names: Vec<_> = caps.servers.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["select", "poll", "epoll", "kqueue", "io_uring", "threads", "tokio"]
+            [
+                "select",
+                "poll",
+                "epoll",
+                "kqueue",
+                "io_uring",
+                "io_uring_completion",
+                "threads",
+                "tokio"
+            ]
         );
         for server in &caps.servers {
             let backend: ServerBackend = server.name.parse().unwrap();
@@ -190,8 +207,17 @@ mod tests {
             caps.server("kqueue").unwrap().mechanism,
             cli::mechanism(ServerBackend::Poller(poller::BackendKind::Kqueue))
         );
+        // Completion mode: a loop of ours with no readiness trigger, a listener per loop only.
+        let completion = caps.server("io_uring_completion").unwrap();
+        assert_eq!(completion.kind, ServerKind::EventLoop);
+        if completion.available {
+            assert!(completion.triggers.is_empty(), "{completion:?}");
+            assert_eq!(completion.accepts, ["reuseport"], "{completion:?}");
+            assert_eq!(completion.default_accept.as_deref(), Some("reuseport"));
+            assert!(completion.pin && !completion.busy_poll, "{completion:?}");
+        }
         for server in caps.available() {
-            if server.kind == ServerKind::EventLoop {
+            if server.kind == ServerKind::EventLoop && !server.triggers.is_empty() {
                 assert!(
                     server.accepts_combination(
                         server.default_trigger.as_deref().unwrap(),

@@ -27,8 +27,10 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7000", value_name = "IP:PORT")]
     pub addr: SocketAddr,
 
-    /// Readiness mechanism of the event loops (select, poll, epoll, kqueue, io_uring), or a baseline:
-    /// threads (one blocking thread per connection), tokio (one task per connection). On Linux,
+    /// Readiness mechanism of the event loops (select, poll, epoll, kqueue, io_uring); or
+    /// io_uring_completion, where the kernel itself accepts, receives and sends (Linux 6.0+, one
+    /// SO_REUSEPORT listener per loop, no --trigger); or a baseline: threads (one blocking thread
+    /// per connection), tokio (one task per connection). On Linux,
     /// kqueue is libkqueue, a user-space kqueue built on epoll (and needs the cargo feature
     /// `libkqueue`); output calls it `kqueue (libkqueue)` there. [default: epoll on Linux, kqueue on
     /// macOS and the BSDs]
@@ -101,16 +103,19 @@ pub enum ServerBackend {
     Threads,
     /// One tokio task per connection.
     Tokio,
+    /// An io_uring per thread in completion mode: the kernel accepts, receives and sends.
+    IoUringCompletion,
 }
 
 impl ServerBackend {
     /// Every value of `--backend`, built here or not, in `--help` order.
-    pub const ALL: [ServerBackend; 7] = [
+    pub const ALL: [ServerBackend; 8] = [
         ServerBackend::Poller(BackendKind::Select),
         ServerBackend::Poller(BackendKind::Poll),
         ServerBackend::Poller(BackendKind::Epoll),
         ServerBackend::Poller(BackendKind::Kqueue),
         ServerBackend::Poller(BackendKind::IoUring),
+        ServerBackend::IoUringCompletion,
         ServerBackend::Threads,
         ServerBackend::Tokio,
     ];
@@ -122,8 +127,9 @@ impl FromStr for ServerBackend {
         match s {
             "threads" => Ok(ServerBackend::Threads),
             "tokio" => Ok(ServerBackend::Tokio),
+            "io_uring_completion" => Ok(ServerBackend::IoUringCompletion),
             _ => s.parse().map(ServerBackend::Poller).map_err(|_| {
-                format!("unknown backend '{s}' (expected select, poll, epoll, kqueue, io_uring, threads or tokio)")
+                format!("unknown backend '{s}' (expected select, poll, epoll, kqueue, io_uring, io_uring_completion, threads or tokio)")
             }),
         }
     }
@@ -135,6 +141,7 @@ impl fmt::Display for ServerBackend {
             ServerBackend::Poller(k) => k.fmt(f),
             ServerBackend::Threads => f.write_str("threads"),
             ServerBackend::Tokio => f.write_str("tokio"),
+            ServerBackend::IoUringCompletion => f.write_str("io_uring_completion"),
         }
     }
 }
@@ -271,6 +278,26 @@ impl Args {
                 }
                 (None, None)
             }
+            ServerBackend::IoUringCompletion => {
+                crate::completion_loop::probe()?;
+                let name = "--backend io_uring_completion";
+                if let Some(t) = self.trigger {
+                    return Err(format!("--trigger {t:?} does not apply to {name}: completion mode has no readiness to trigger on").to_lowercase());
+                }
+                match self.accept {
+                    None | Some(AcceptStrategy::Reuseport) => {}
+                    Some(a) => {
+                        return Err(format!(
+                            "--accept {} does not apply to {name}: each loop accepts on its own SO_REUSEPORT listener with a multishot accept (only reuseport)",
+                            flag_value(&a)
+                        ))
+                    }
+                }
+                if !self.busy_poll.is_zero() {
+                    return Err(format!("--busy-poll does not apply to {name} yet"));
+                }
+                (None, Some(AcceptStrategy::Reuseport))
+            }
             ServerBackend::Poller(kind) => {
                 let caps = probe(kind)?;
                 let (trigger, accept) = check_poller(kind, &caps, self.trigger, self.accept)?;
@@ -350,6 +377,7 @@ pub fn mechanism(backend: ServerBackend) -> &'static str {
         ServerBackend::Poller(kind) => kind.name(),
         ServerBackend::Threads => "threads",
         ServerBackend::Tokio => "tokio",
+        ServerBackend::IoUringCompletion => "io_uring_completion",
     }
 }
 

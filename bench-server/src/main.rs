@@ -4,6 +4,7 @@
 mod baselines;
 mod capabilities;
 mod cli;
+mod completion_loop;
 mod event_loop;
 mod listener;
 mod server;
@@ -94,6 +95,7 @@ fn serve(config: Config) -> std::io::Result<()> {
         ServerBackend::Poller(kind) => server::start_loops(kind, &config)?,
         ServerBackend::Threads => baselines::start_threads(&config)?,
         ServerBackend::Tokio => baselines::start_tokio(&config)?,
+        ServerBackend::IoUringCompletion => completion_loop::start(&config)?,
     };
     {
         let mut out = std::io::stdout().lock();

@@ -118,6 +118,18 @@ fn check_cpu_and_calls(json: &serde_json::Value, label: &str) -> Option<Calls> {
         registrations: field("registrations"),
         would_block: field("would_block"),
     };
+    if backend == "io_uring_completion" {
+        // The kernel receives and sends: the loop's calls are its io_uring_enter (one per wait)
+        // and the close of each connection it closed or turned away, nothing else.
+        assert_eq!(calls.registrations, 0, "{label}: {json}");
+        assert_eq!(calls.would_block, 0, "{label}: {json}");
+        assert!(
+            calls.syscalls >= field("waits") + field("rejected")
+                && calls.syscalls <= field("waits") + field("closed") + field("rejected"),
+            "{label}: syscalls are the waits and closes: {json}"
+        );
+        return Some(calls);
+    }
     // The `acceptor` strategy's thread accepts and wakes a loop for each connection, and the loop
     // that takes it counts those two calls too.
     let accepts = if json["config"]["accept"] == "acceptor" {
@@ -182,6 +194,13 @@ fn every_backend_trigger_and_accept_strategy_echoes() {
     for baseline in ["threads", "tokio"] {
         sessions.push(
             ["--backend", baseline, "--threads", "2"]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
+    if completion_available("io_uring_completion echo") {
+        sessions.push(
+            ["--backend", "io_uring_completion", "--threads", "2"]
                 .map(String::from)
                 .to_vec(),
         );
@@ -425,6 +444,21 @@ fn default_servers() -> Vec<Vec<&'static str>> {
         .collect();
     out.push(vec!["--backend", "threads"]);
     out.push(vec!["--backend", "tokio"]);
+    if completion_available("io_uring_completion") {
+        out.push(vec!["--backend", "io_uring_completion"]);
+    }
+    out
+}
+
+/// The servers that bound what a connection may hold: every event loop, completion mode included.
+fn bounded_servers() -> Vec<String> {
+    let mut out: Vec<String> = backends()
+        .iter()
+        .map(|(k, _)| k.name().to_string())
+        .collect();
+    if completion_available("io_uring_completion bounds") {
+        out.push("io_uring_completion".into());
+    }
     out
 }
 
@@ -492,8 +526,8 @@ fn resets_close_only_that_connection() {
 
 #[test]
 fn a_slow_reader_does_not_grow_server_memory() {
-    for (kind, _) in backends() {
-        let server = Server::start(&["--backend", kind.name(), "--buf-size", "16KiB"], None);
+    for kind in bounded_servers() {
+        let server = Server::start(&["--backend", &kind, "--buf-size", "16KiB"], None);
         let stream = server.connect();
         let before = server.rss();
         let data = payload(32 << 20, 3);
@@ -639,20 +673,16 @@ fn busy_polling_spins_only_within_its_window() {
 
 #[test]
 fn emfile_pauses_accepting_without_spinning_and_recovers() {
-    for (kind, _) in backends() {
-        saturate(
-            &["--backend", kind.name()],
-            Some(48),
-            &format!("{kind} EMFILE"),
-        );
+    for kind in bounded_servers() {
+        saturate(&["--backend", &kind], Some(48), &format!("{kind} EMFILE"));
     }
 }
 
 #[test]
 fn max_conns_pauses_accepting_without_spinning_and_recovers() {
-    for (kind, _) in backends() {
+    for kind in bounded_servers() {
         saturate(
-            &["--backend", kind.name(), "--max-conns", "20"],
+            &["--backend", &kind, "--max-conns", "20"],
             None,
             &format!("{kind} --max-conns"),
         );
@@ -729,6 +759,26 @@ fn unsupported_combinations_exit_2_with_one_line() {
     if BackendKind::Kqueue.probe().is_err() {
         cases.push(vec!["--backend", "kqueue"]);
     }
+    // Completion mode has no readiness trigger, accepts on a listener per loop only, and does not
+    // busy-poll (refused with the reason even where it cannot run, or with that reason).
+    cases.push(vec![
+        "--backend",
+        "io_uring_completion",
+        "--trigger",
+        "edge",
+    ]);
+    cases.push(vec![
+        "--backend",
+        "io_uring_completion",
+        "--accept",
+        "shared",
+    ]);
+    cases.push(vec![
+        "--backend",
+        "io_uring_completion",
+        "--busy-poll",
+        "1us",
+    ]);
     for args in cases {
         let out = Command::new(BIN).args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

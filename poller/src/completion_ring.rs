@@ -314,11 +314,30 @@ impl CompletionRing {
 
     /// End the multishot receive of `token` (its last completion follows).
     pub fn cancel_recv(&mut self, token: u64) -> io::Result<()> {
+        self.cancel(OP_RECV, token)
+    }
+
+    /// End the multishot accept of `token` (its last completion follows, `more: false`, with
+    /// ECANCELED): to stop accepting for a while.
+    pub fn cancel_accept(&mut self, token: u64) -> io::Result<()> {
+        self.cancel(OP_ACCEPT, token)
+    }
+
+    fn cancel(&mut self, op: u64, token: u64) -> io::Result<()> {
         let entry =
-            opcode::AsyncCancel2::new(types::CancelBuilder::user_data(user_data(OP_RECV, token)))
+            opcode::AsyncCancel2::new(types::CancelBuilder::user_data(user_data(op, token)))
                 .build()
                 .user_data(user_data(OP_CANCEL, token));
         self.push(&entry)
+    }
+
+    /// Close a connection this ring accepted (a descriptor from a [`Completion::Accept`]): the
+    /// caller owns it from the accept until this call, and must not use it after. A close(2) now;
+    /// requests still in flight on it end with an error completion.
+    pub fn close(&mut self, fd: RawFd) {
+        // SAFETY: closing touches no memory of ours; by this method's contract the descriptor is
+        // an accepted connection the caller owns and hands over here, once.
+        unsafe { libc::close(fd) };
     }
 
     /// The bytes of provided buffer `buffer` (its first `len` are what was received).

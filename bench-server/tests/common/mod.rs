@@ -48,6 +48,22 @@ pub fn backends() -> Vec<(BackendKind, poller::Capabilities)> {
     out
 }
 
+/// Whether `--backend io_uring_completion` can run here; said (skipped) when not.
+pub fn completion_available(what: &str) -> bool {
+    let config = poller::completion_ring::RingConfig {
+        entries: 8,
+        buffers: 8,
+        buffer_size: 64,
+    };
+    match poller::completion_ring::CompletionRing::new(&config) {
+        Ok(_) => true,
+        Err(e) => {
+            skip(what, &format!("io_uring completion mode: {e}"));
+            false
+        }
+    }
+}
+
 /// Triggers and accept strategies a backend supports (what bench-server accepts for it).
 pub fn combinations(caps: &poller::Capabilities) -> Vec<(&'static str, &'static str)> {
     let mut triggers = vec!["level", "oneshot"];
