@@ -63,7 +63,7 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
     }
     let cores = pin_plan(n, cfg.pinned);
     let counters: Vec<_> = (0..n)
-        .map(|_| Arc::new(SharedCounters::new(true, false)))
+        .map(|_| Arc::new(SharedCounters::completion()))
         .collect();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
     let mut threads: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(n);
@@ -243,7 +243,7 @@ impl CompletionLoop {
                 self.ring
                     .accept_multishot(self.listener.as_raw_fd(), LISTENER)?;
             }
-            self.shared.publish(&self.c);
+            self.publish();
         }
         // Close what is open; dropping the ring cancels its requests.
         while let Some(fd) = self.held.pop_front() {
@@ -256,8 +256,17 @@ impl CompletionLoop {
                 self.limit.release();
             }
         }
-        self.shared.publish(&self.c);
+        self.publish();
         Ok(())
+    }
+
+    /// Publish the loop's counts, the ring's own with them.
+    fn publish(&mut self) {
+        let ring = self.ring.stats();
+        self.c.ring_submissions = ring.submissions;
+        self.c.ring_enobufs = ring.enobufs;
+        self.c.ring_buffers_in_use = u64::from(ring.buffers_in_use);
+        self.shared.publish(&self.c);
     }
 
     /// The open connection a completion's token names, if it is still that connection.

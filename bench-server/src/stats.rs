@@ -38,6 +38,9 @@ pub struct Counts {
     pub would_block: u64,
     pub listener_wakeups: u64,
     pub listener_wakeups_empty: u64,
+    pub ring_submissions: u64,
+    pub ring_enobufs: u64,
+    pub ring_buffers_in_use: u64,
 }
 
 impl Counts {
@@ -47,10 +50,11 @@ impl Counts {
     }
 
     /// The document's counters; the call counts only if `calls`, the listener wake-ups only if
-    /// `listener` (else `null`).
-    pub fn counters(&self, calls: bool, listener: bool) -> Counters {
+    /// `listener`, the ring's counts only if `ring` (else `null`).
+    pub fn counters(&self, calls: bool, listener: bool, ring: bool) -> Counters {
         let call = |n: u64| calls.then_some(n);
         let wakeups = |n: u64| listener.then_some(n);
+        let ring = |n: u64| ring.then_some(n);
         Counters {
             accepted: self.accepted,
             closed: self.closed,
@@ -68,12 +72,15 @@ impl Counts {
             would_block: call(self.would_block),
             listener_wakeups: wakeups(self.listener_wakeups),
             listener_wakeups_empty: wakeups(self.listener_wakeups_empty),
+            ring_submissions: ring(self.ring_submissions),
+            ring_enobufs: ring(self.ring_enobufs),
+            ring_buffers_in_use: ring(self.ring_buffers_in_use),
         }
     }
 }
 
 /// How many counters there are: [`to_array`] and [`from_array`] name each once.
-const FIELDS: usize = 16;
+const FIELDS: usize = 19;
 
 fn to_array(c: Counts) -> [u64; FIELDS] {
     [
@@ -93,11 +100,14 @@ fn to_array(c: Counts) -> [u64; FIELDS] {
         c.would_block,
         c.listener_wakeups,
         c.listener_wakeups_empty,
+        c.ring_submissions,
+        c.ring_enobufs,
+        c.ring_buffers_in_use,
     ]
 }
 
 fn from_array(a: [u64; FIELDS]) -> Counts {
-    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses, syscalls, registrations, would_block, listener_wakeups, listener_wakeups_empty] =
+    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses, syscalls, registrations, would_block, listener_wakeups, listener_wakeups_empty, ring_submissions, ring_enobufs, ring_buffers_in_use] =
         a;
     Counts {
         accepted,
@@ -116,6 +126,9 @@ fn from_array(a: [u64; FIELDS]) -> Counts {
         would_block,
         listener_wakeups,
         listener_wakeups_empty,
+        ring_submissions,
+        ring_enobufs,
+        ring_buffers_in_use,
     }
 }
 
@@ -127,6 +140,8 @@ pub struct SharedCounters {
     /// The thread waits on a listener and counts its wake-ups (`listener_wakeups`,
     /// `listener_wakeups_empty`).
     listener: bool,
+    /// The thread runs an io_uring in completion mode and publishes its counts (`ring_*`).
+    ring: bool,
 }
 
 impl SharedCounters {
@@ -135,12 +150,23 @@ impl SharedCounters {
     /// and counts those wake-ups (`listener`: the event loops of `reuseport`, `exclusive` and
     /// `shared`) or does not (the `acceptor` strategy's loops, whose sockets are handed over by a
     /// thread blocked in accept; the threads baseline's blocking accept; tokio): the document has
-    /// `null` for what a thread does not count.
+    /// `null` for what a thread does not count; the ring's counts are only a completion loop's
+    /// ([`SharedCounters::completion`]).
     pub fn new(calls: bool, listener: bool) -> SharedCounters {
         SharedCounters {
             fields: Default::default(),
             calls,
             listener,
+            ring: false,
+        }
+    }
+
+    /// Counters of a completion-mode loop: its calls and its ring's counts; no listener
+    /// wake-ups (the kernel accepts).
+    pub fn completion() -> SharedCounters {
+        SharedCounters {
+            ring: true,
+            ..SharedCounters::new(true, false)
         }
     }
 
@@ -168,7 +194,7 @@ impl SharedCounters {
     /// A snapshot as the document's counters (call counts and listener wake-ups `null` unless this
     /// thread counts them).
     pub fn counters(&self) -> Counters {
-        self.load().counters(self.calls, self.listener)
+        self.load().counters(self.calls, self.listener, self.ring)
     }
 }
 
@@ -274,7 +300,7 @@ mod tests {
         shared.add(&c);
         assert_eq!(shared.load(), total(&[c, c]));
         // The document's field of each name has the count of the same name.
-        let json = serde_json::to_value(c.counters(true, true)).unwrap();
+        let json = serde_json::to_value(c.counters(true, true, true)).unwrap();
         let expected = [
             ("accepted", c.accepted),
             ("closed", c.closed),
@@ -292,6 +318,9 @@ mod tests {
             ("would_block", c.would_block),
             ("listener_wakeups", c.listener_wakeups),
             ("listener_wakeups_empty", c.listener_wakeups_empty),
+            ("ring_submissions", c.ring_submissions),
+            ("ring_enobufs", c.ring_enobufs),
+            ("ring_buffers_in_use", c.ring_buffers_in_use),
         ];
         assert_eq!(json.as_object().unwrap().len(), FIELDS);
         for (name, v) in expected {
@@ -315,6 +344,12 @@ mod tests {
         assert_eq!((c.syscalls, c.listener_wakeups), (Some(0), None));
         let c = SharedCounters::new(true, true).counters();
         assert_eq!(c.listener_wakeups_empty, Some(0));
+        assert_eq!(
+            c.ring_submissions, None,
+            "only completion loops have a ring"
+        );
+        let c = SharedCounters::completion().counters();
+        assert_eq!((c.ring_enobufs, c.listener_wakeups), (Some(0), None));
     }
 
     #[test]

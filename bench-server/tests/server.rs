@@ -118,7 +118,19 @@ fn check_cpu_and_calls(json: &serde_json::Value, label: &str) -> Option<Calls> {
         registrations: field("registrations"),
         would_block: field("would_block"),
     };
+    for name in ["ring_submissions", "ring_enobufs", "ring_buffers_in_use"] {
+        assert_eq!(
+            totals[name].is_u64(),
+            backend == "io_uring_completion",
+            "{label}: {name} is a completion loop's alone: {json}"
+        );
+    }
     if backend == "io_uring_completion" {
+        // Every accepted connection took at least a receive request.
+        assert!(
+            field("ring_submissions") > field("accepted"),
+            "{label}: {json}"
+        );
         // The kernel receives and sends: the loop's calls are its io_uring_enter (one per wait)
         // and the close of each connection it closed or turned away, nothing else.
         assert_eq!(calls.registrations, 0, "{label}: {json}");

@@ -212,6 +212,20 @@ pub struct Counters {
     /// `listener_wakeups` is.
     #[serde(default)]
     pub listener_wakeups_empty: Option<u64>,
+    /// Completion mode (`io_uring_completion`): requests submitted to the ring (accepts,
+    /// receives, sends, cancels; a multishot request once). Its completions are `events`, its
+    /// `io_uring_enter` calls `waits`. `null` for every other server, and in documents written
+    /// before it existed (added within version 1).
+    #[serde(default)]
+    pub ring_submissions: Option<u64>,
+    /// Completion mode: receives ended because the provided buffer ring was empty (ENOBUFS),
+    /// each re-armed once buffers came back. `null` elsewhere.
+    #[serde(default)]
+    pub ring_enobufs: Option<u64>,
+    /// Completion mode: provided buffers held by the loop (received, not yet sent back) when it
+    /// last published its counts. `null` elsewhere.
+    #[serde(default)]
+    pub ring_buffers_in_use: Option<u64>,
 }
 
 impl Counters {
@@ -246,6 +260,9 @@ impl Counters {
         self.listener_wakeups = sum(self.listener_wakeups, other.listener_wakeups);
         self.listener_wakeups_empty =
             sum(self.listener_wakeups_empty, other.listener_wakeups_empty);
+        self.ring_submissions = sum(self.ring_submissions, other.ring_submissions);
+        self.ring_enobufs = sum(self.ring_enobufs, other.ring_enobufs);
+        self.ring_buffers_in_use = sum(self.ring_buffers_in_use, other.ring_buffers_in_use);
     }
 }
 
@@ -369,6 +386,9 @@ mod tests {
     "would_block": 2,
     "listener_wakeups": 5,
     "listener_wakeups_empty": 1,
+    "ring_submissions": null,
+    "ring_enobufs": null,
+    "ring_buffers_in_use": null,
     "events_per_wait": 1.036658042384953,
     "accept_spread": 1.0
   },
@@ -392,7 +412,10 @@ mod tests {
       "registrations": 7,
       "would_block": 1,
       "listener_wakeups": 3,
-      "listener_wakeups_empty": 0
+      "listener_wakeups_empty": 0,
+      "ring_submissions": null,
+      "ring_enobufs": null,
+      "ring_buffers_in_use": null
     },
     {
       "id": 1,
@@ -413,7 +436,10 @@ mod tests {
       "registrations": 3,
       "would_block": 1,
       "listener_wakeups": 2,
-      "listener_wakeups_empty": 1
+      "listener_wakeups_empty": 1,
+      "ring_submissions": null,
+      "ring_enobufs": null,
+      "ring_buffers_in_use": null
     }
   ]
 }
@@ -468,12 +494,15 @@ mod tests {
     /// reference run's; and a document can say `null` for them (tokio's call counts).
     #[test]
     fn fields_added_within_version_1_read_as_none_when_absent_or_null() {
-        const ADDED: [&str; 5] = [
+        const ADDED: [&str; 8] = [
             "syscalls",
             "registrations",
             "would_block",
             "listener_wakeups",
             "listener_wakeups_empty",
+            "ring_submissions",
+            "ring_enobufs",
+            "ring_buffers_in_use",
         ];
         // Apply `f` to the totals and to every thread.
         fn each_counters(v: &mut serde_json::Value, f: impl Fn(&mut serde_json::Value)) {
