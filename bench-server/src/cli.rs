@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use clap::ValueEnum;
 use pollbench_common::{parse_bytes, parse_count, parse_duration};
-use pollbench_schema::server::ServerConfig;
+use pollbench_schema::server::{RingSetup, ServerConfig};
 use poller::{BackendKind, Mode, Support};
 
 /// A per-core echo server for benchmarking readiness mechanisms.
@@ -76,6 +76,26 @@ pub struct Args {
     /// blocks. Event loops only.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub busy_poll: Duration,
+
+    /// io_uring_completion only: accepted connections become fixed files (direct descriptors in
+    /// each ring's table): no descriptor lookup per request and none in the process's table. The
+    /// kernel caps a table at the open-files limit, and closes a connection it accepted when the
+    /// table was full; so --max-conns is lowered to leave room in the table for a burst of
+    /// accepts past the limit (half the table, at most 4,096 slots): with 20,000 open files, to
+    /// 15,904. The stats JSON's max_conns is the limit that ran.
+    #[arg(long)]
+    pub fixed_files: bool,
+
+    /// io_uring_completion only: each wait asks for N completions and holds out for them up to
+    /// --batch-wait, then returns with what came (at least one). Fewer io_uring_enter calls per
+    /// message, at up to --batch-wait of added latency. Needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT).
+    /// [default: 1, every wait returns at the first completion]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub batch: Option<usize>,
+
+    /// io_uring_completion with --batch: how long a wait may hold out for its batch. Units: us, ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub batch_wait: Option<Duration>,
 
     /// Interval of the one-line statistics summary on stderr; 0s turns it off.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
@@ -200,8 +220,23 @@ pub struct Config {
     pub events: usize,
     /// Busy-poll window (zero: waits block).
     pub busy_poll: Duration,
+    /// Completion mode's setup; `None` for every other server.
+    pub ring: Option<RingOptions>,
     pub stats_interval: Duration,
     pub stats_json: Option<PathBuf>,
+}
+
+/// How `--backend io_uring_completion` sets up its rings, and what the kernel took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingOptions {
+    /// `--fixed-files`.
+    pub fixed_files: bool,
+    /// `--batch` (1: no batching).
+    pub batch: u32,
+    /// `--batch-wait` (zero with a batch of 1).
+    pub batch_wait: Duration,
+    /// The features a ring set up this way got here (names as in the stats JSON).
+    pub features: Vec<String>,
 }
 
 impl Config {
@@ -220,6 +255,12 @@ impl Config {
             buf_size: self.buf_size,
             events: self.events,
             busy_poll_us: self.busy_poll.as_micros() as u64,
+            ring: self.ring.as_ref().map(|r| RingSetup {
+                fixed_files: r.fixed_files,
+                batch: r.batch,
+                batch_wait_us: r.batch_wait.as_micros() as u64,
+                features: r.features.clone(),
+            }),
         }
     }
 }
@@ -258,6 +299,20 @@ impl Args {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let completion = backend == ServerBackend::IoUringCompletion;
+        if !completion {
+            for (given, flag) in [
+                (self.fixed_files, "--fixed-files"),
+                (self.batch.is_some(), "--batch"),
+                (self.batch_wait.is_some(), "--batch-wait"),
+            ] {
+                if given {
+                    return Err(format!("{flag} applies to --backend io_uring_completion only, not to --backend {backend}"));
+                }
+            }
+        }
+        let mut ring = None;
+        let mut max_conns = self.max_conns;
         let (trigger, accept) = match backend {
             ServerBackend::Threads | ServerBackend::Tokio => {
                 if let Some(t) = self.trigger {
@@ -279,8 +334,36 @@ impl Args {
                 (None, None)
             }
             ServerBackend::IoUringCompletion => {
-                crate::completion_loop::probe()?;
                 let name = "--backend io_uring_completion";
+                let batch = self.batch.unwrap_or(1);
+                let batch = u32::try_from(batch)
+                    .ok()
+                    .filter(|b| (1..=65536).contains(b))
+                    .ok_or_else(|| format!("--batch {batch}: from 1 to 65536 completions"))?;
+                let batch_wait = match (batch, self.batch_wait) {
+                    (1, None) => Duration::ZERO,
+                    (1, Some(_)) => {
+                        return Err("--batch-wait needs --batch N, N > 1: a wait for one completion has nothing to hold out for".into())
+                    }
+                    (_, None) => {
+                        return Err(format!("--batch {batch} needs --batch-wait: how long a wait may hold out for its batch (e.g. 50us)"))
+                    }
+                    (_, Some(w)) if w.is_zero() || w > Duration::from_secs(1) => {
+                        return Err("--batch-wait: more than 0s, at most 1s".into())
+                    }
+                    (_, Some(w)) => w,
+                };
+                let features = crate::completion_loop::probe(self.fixed_files, batch > 1)?;
+                if self.fixed_files {
+                    let table = crate::completion_loop::fixed_table() as usize;
+                    max_conns = max_conns.min(table - (table / 2).min(4096));
+                }
+                ring = Some(RingOptions {
+                    fixed_files: self.fixed_files,
+                    batch,
+                    batch_wait,
+                    features,
+                });
                 if let Some(t) = self.trigger {
                     return Err(format!("--trigger {t:?} does not apply to {name}: completion mode has no readiness to trigger on").to_lowercase());
                 }
@@ -312,10 +395,11 @@ impl Args {
             accept,
             threads,
             pinned: self.pin,
-            max_conns: self.max_conns,
+            max_conns,
             buf_size: self.buf_size,
             events: self.events,
             busy_poll: self.busy_poll,
+            ring,
             stats_interval: self.stats_interval,
             stats_json: self.stats_json,
         })
@@ -406,6 +490,40 @@ mod tests {
                 .capabilities()
                 .expect("select is built everywhere")
         }
+    }
+
+    /// `--fixed-files` keeps `--max-conns` below a ring's table (the open-files limit), leaving
+    /// half of it, at most 4,096 slots, for a burst of accepts past the limit; the setup and what
+    /// the kernel took are in the stats config.
+    #[test]
+    fn fixed_files_keep_max_conns_below_the_table() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bench-server", "--backend", "io_uring_completion"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).unwrap().into_config()
+        };
+        let config = match parse(&["--fixed-files"]) {
+            Ok(c) => c,
+            Err(why) => {
+                eprintln!("skipped: --fixed-files: {why}");
+                return;
+            }
+        };
+        let table = crate::completion_loop::fixed_table() as usize;
+        assert_eq!(config.max_conns, 100_000.min(table - (table / 2).min(4096)));
+        let json = config.stats_config();
+        let ring = json.ring.expect("a ring setup");
+        assert!(ring.fixed_files && ring.features.iter().any(|f| f == "fixed_files"));
+        assert_eq!((ring.batch, ring.batch_wait_us), (1, 0));
+        // A limit already below the table is kept; without --fixed-files nothing is lowered.
+        assert_eq!(
+            parse(&["--fixed-files", "--max-conns", "10"])
+                .unwrap()
+                .max_conns,
+            10
+        );
+        assert_eq!(parse(&[]).unwrap().max_conns, 100_000);
+        assert!(!parse(&[]).unwrap().stats_config().ring.unwrap().fixed_files);
     }
 
     #[test]

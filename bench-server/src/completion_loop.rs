@@ -5,6 +5,12 @@
 //! sends continued in order) and recycled when its send completes. No readiness, no read or write
 //! call: the loop's system calls are its `io_uring_enter`s and the `close` of each connection.
 //!
+//! Options (`--fixed-files`, `--batch`/`--batch-wait`) are [`RingOptions`]: connections as fixed
+//! files in a table per ring sized to the open-files limit; waits that hold out for a batch.
+//! Waits block without a timeout unless the loop has something to do later (re-arm an accept,
+//! look for slots freed by other loops at `--max-conns`); shutdown wakes them with a
+//! [`RingWaker`].
+//!
 //! Abuse: a client that does not read stops being received from once 64 KiB of its echo wait
 //! (its receive is cancelled, and re-armed when half of that is sent), so it cannot take every
 //! buffer; a receive ended by an empty buffer ring (ENOBUFS) is re-armed once buffers come back;
@@ -15,38 +21,64 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use poller::completion_ring::{Completion, CompletionRing, RingConfig};
+use poller::completion_ring::{Completion, CompletionRing, RingConfig, RingWaker, Socket};
 
-use crate::cli::Config;
+use crate::cli::{Config, RingOptions};
 use crate::listener::{bind, ConnLimit};
 use crate::server::{pin_plan, Running};
 use crate::stats::{Counts, SharedCounters};
 
 /// Echo bytes a connection may have waiting before its receive is stopped.
 const BACKLOG_CAP: u64 = 64 * 1024;
-/// How long a wait may block: the loop checks for shutdown this often (it has no waker).
+/// How long a wait may block while the loop waits for slots other loops free (at
+/// `--max-conns`), which nothing signals.
 const TICK: Duration = Duration::from_millis(50);
 /// The pause before a multishot accept that ended on an error (EMFILE) is re-armed.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// The listener's token; connections use slot + 1 in the low half and a generation above.
 const LISTENER: u64 = 0;
 
-/// Whether completion mode can run here, or the one-line reason it cannot.
-pub fn probe() -> Result<(), String> {
+/// The features a ring set up with these options gets here (by name, as the stats JSON says
+/// them), or the one-line reason completion mode cannot run so.
+pub fn probe(fixed_files: bool, batch: bool) -> Result<Vec<String>, String> {
     let config = RingConfig {
         entries: 8,
         buffers: 8,
         buffer_size: 64,
+        fixed_files: if fixed_files { fixed_table() } else { 0 },
     };
-    CompletionRing::new(&config)
-        .map(drop)
-        .map_err(|e| format!("--backend io_uring_completion is not available here: {e}"))
+    let ring = CompletionRing::new(&config)
+        .map_err(|e| format!("--backend io_uring_completion is not available here: {e}"))?;
+    let f = ring.features();
+    if batch && !f.min_wait {
+        return Err("--batch: this kernel cannot hold a wait out for a batch (IORING_FEAT_MIN_TIMEOUT, Linux 6.12+)".into());
+    }
+    Ok([
+        (f.single_issuer, "single_issuer"),
+        (f.defer_taskrun, "defer_taskrun"),
+        (f.coop_taskrun, "coop_taskrun"),
+        (f.registered_ring, "registered_ring"),
+        (f.fixed_files, "fixed_files"),
+        (f.min_wait, "min_wait"),
+    ]
+    .into_iter()
+    .filter(|(has, _)| *has)
+    .map(|(_, name)| name.to_owned())
+    .collect())
+}
+
+/// The size of a ring's fixed-file table: the open-files limit (the kernel refuses a bigger
+/// one), at most the kernel's most (2^20). Each loop's table must hold every connection the loop
+/// may get; `--max-conns` is kept below it (cli.rs).
+pub fn fixed_table() -> u32 {
+    let limit = pollbench_common::open_files_limit().unwrap_or(1024);
+    limit.clamp(2, 1 << 20) as u32
 }
 
 /// Start `cfg.threads` completion loops, each on its own SO_REUSEPORT listener; returns once
@@ -55,6 +87,10 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
     let n = cfg.threads;
     let shutdown = Arc::new(AtomicBool::new(false));
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
+    let options = cfg
+        .ring
+        .clone()
+        .expect("a completion config has ring options");
     let first = bind(cfg.addr, true, false)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -72,6 +108,7 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
             listener,
             buf_size: cfg.buf_size,
             limit: limit.clone(),
+            options: options.clone(),
             counters: counters[i].clone(),
             shutdown: shutdown.clone(),
         };
@@ -86,7 +123,7 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
                     }
                     match CompletionLoop::new(spec) {
                         Ok(event_loop) => {
-                            let _ = ready.send(Ok(()));
+                            let _ = ready.send(Ok(event_loop.ring.waker()));
                             event_loop.run()
                         }
                         Err(e) => {
@@ -97,11 +134,15 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
                 })?,
         );
     }
+    let mut ring_wakers: Vec<RingWaker> = Vec::with_capacity(n);
     for _ in 0..n {
         match ready_rx.recv() {
-            Ok(Ok(())) => {}
+            Ok(Ok(waker)) => ring_wakers.push(waker),
             Ok(Err(e)) => {
                 shutdown.store(true, Ordering::Release);
+                for w in &ring_wakers {
+                    let _ = w.wake();
+                }
                 return Err(e);
             }
             Err(_) => {
@@ -118,7 +159,12 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
         shutdown,
         wakers: Vec::new(),
         threads,
-        extra_stop: None,
+        // After the shutdown flag is set: every loop's wait returns and sees it.
+        extra_stop: Some(Box::new(move || {
+            for w in &ring_wakers {
+                let _ = w.wake();
+            }
+        })),
     })
 }
 
@@ -126,6 +172,7 @@ struct LoopSpec {
     listener: TcpListener,
     buf_size: usize,
     limit: Arc<ConnLimit>,
+    options: RingOptions,
     counters: Arc<SharedCounters>,
     shutdown: Arc<AtomicBool>,
 }
@@ -139,7 +186,7 @@ struct Chunk {
 }
 
 struct Conn {
-    fd: RawFd,
+    socket: Socket,
     generation: u32,
     /// What waits to be echoed, in order; the front one is in flight when `sending`.
     queue: VecDeque<Chunk>,
@@ -166,8 +213,11 @@ struct CompletionLoop {
     /// Accepting is paused at `--max-conns`: the multishot accept is cancelled, and the
     /// connections it accepted past the limit before the cancel landed (a burst from the backlog)
     /// wait here, unserved, for slots, oldest first, as they would have in the backlog.
-    held: VecDeque<RawFd>,
+    held: VecDeque<Socket>,
     at_limit: bool,
+    /// `--batch` and `--batch-wait`.
+    batch: usize,
+    batch_wait: Duration,
     limit: Arc<ConnLimit>,
     shared: Arc<SharedCounters>,
     shutdown: Arc<AtomicBool>,
@@ -185,6 +235,11 @@ impl CompletionLoop {
             entries: 1024,
             buffers: 4096,
             buffer_size,
+            fixed_files: if spec.options.fixed_files {
+                fixed_table()
+            } else {
+                0
+            },
         })?;
         ring.accept_multishot(spec.listener.as_raw_fd(), LISTENER)?;
         Ok(CompletionLoop {
@@ -197,6 +252,8 @@ impl CompletionLoop {
             accept_resume: None,
             held: VecDeque::new(),
             at_limit: false,
+            batch: spec.options.batch as usize,
+            batch_wait: spec.options.batch_wait,
             limit: spec.limit,
             shared: spec.counters,
             shutdown: spec.shutdown,
@@ -206,10 +263,18 @@ impl CompletionLoop {
 
     fn run(mut self) -> io::Result<()> {
         while !self.shutdown.load(Ordering::Acquire) {
-            let timeout = self.accept_resume.map_or(TICK, |t| {
-                t.saturating_duration_since(Instant::now()).min(TICK)
-            });
-            self.ring.wait(1, Some(timeout))?;
+            // Block until a completion (or the waker), unless something is due later.
+            let timeout = match (self.accept_resume, self.at_limit) {
+                (Some(t), _) => Some(t.saturating_duration_since(Instant::now()).min(TICK)),
+                (None, true) => Some(TICK),
+                (None, false) => None,
+            };
+            if self.batch > 1 {
+                self.ring
+                    .wait_batched(self.batch, self.batch_wait, timeout)?;
+            } else {
+                self.ring.wait(1, timeout)?;
+            }
             self.c.syscalls += 1;
             self.c.waits += 1;
             let n = self.ring.completions().len();
@@ -226,9 +291,9 @@ impl CompletionLoop {
                     let t = self.starved[k];
                     if let Some(conn) = self.conn_mut(t) {
                         if !conn.receiving && !conn.ending {
-                            let fd = conn.fd;
+                            let socket = conn.socket;
                             conn.receiving = true;
-                            self.ring.recv_multishot(fd, t)?;
+                            self.ring.recv_multishot(socket, t)?;
                         }
                     }
                 }
@@ -246,12 +311,12 @@ impl CompletionLoop {
             self.publish();
         }
         // Close what is open; dropping the ring cancels its requests.
-        while let Some(fd) = self.held.pop_front() {
-            self.ring.close(fd);
+        while let Some(socket) = self.held.pop_front() {
+            self.ring.close(socket)?;
         }
         for slot in 0..self.conns.len() {
             if let Some(conn) = self.conns[slot].take() {
-                self.ring.close(conn.fd);
+                self.ring.close(conn.socket)?;
                 self.c.closed += 1;
                 self.limit.release();
             }
@@ -315,8 +380,8 @@ impl CompletionLoop {
                 });
                 conn.waiting += u64::from(len);
                 conn.receiving = more;
-                let (fd, stop, rearm) = (
-                    conn.fd,
+                let (socket, stop, rearm) = (
+                    conn.socket,
                     more && conn.waiting > BACKLOG_CAP,
                     !more && !conn.ending,
                 );
@@ -329,7 +394,7 @@ impl CompletionLoop {
                     self.ring.cancel_recv(t)?;
                 } else if rearm {
                     self.conn_mut(t).expect("open").receiving = true;
-                    self.ring.recv_multishot(fd, t)?;
+                    self.ring.recv_multishot(socket, t)?;
                 }
                 self.send_next(t)?;
             }
@@ -343,7 +408,7 @@ impl CompletionLoop {
                 if let Some(conn) = self.conn_mut(t) {
                     conn.receiving = false;
                     conn.ending = true;
-                    self.close_if_done(t);
+                    self.close_if_done(t)?;
                 }
             }
             Completion::RecvFailed { token: t, errno } => {
@@ -353,7 +418,7 @@ impl CompletionLoop {
                     if !(errno == libc::ECANCELED && conn.stopped) {
                         conn.ending = true;
                     }
-                    self.close_if_done(t);
+                    self.close_if_done(t)?;
                 }
             }
             Completion::Sent { token: t, result } => self.sent(t, result)?,
@@ -361,11 +426,11 @@ impl CompletionLoop {
         Ok(())
     }
 
-    fn accepted(&mut self, fd: RawFd) -> io::Result<()> {
+    fn accepted(&mut self, socket: Socket) -> io::Result<()> {
         if self.at_limit || !self.limit.try_acquire() {
             // At --max-conns: hold it for a free slot, and stop accepting (the rest wait in the
             // kernel's backlog).
-            self.held.push_back(fd);
+            self.held.push_back(socket);
             if !self.at_limit {
                 self.at_limit = true;
                 self.c.accept_pauses += 1;
@@ -373,10 +438,10 @@ impl CompletionLoop {
             }
             return Ok(());
         }
-        self.serve(fd)
+        self.serve(socket)
     }
 
-    fn serve(&mut self, fd: RawFd) -> io::Result<()> {
+    fn serve(&mut self, socket: Socket) -> io::Result<()> {
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.generations.push(0);
@@ -384,7 +449,7 @@ impl CompletionLoop {
         });
         let generation = self.generations[slot];
         self.conns[slot] = Some(Conn {
-            fd,
+            socket,
             generation,
             queue: VecDeque::with_capacity(8),
             sending: false,
@@ -394,7 +459,7 @@ impl CompletionLoop {
             ending: false,
         });
         self.c.accepted += 1;
-        self.ring.recv_multishot(fd, token(slot, generation))
+        self.ring.recv_multishot(socket, token(slot, generation))
     }
 
     fn limit_has_room(&self) -> bool {
@@ -413,8 +478,9 @@ impl CompletionLoop {
             return Ok(());
         };
         conn.sending = true;
-        let fd = conn.fd;
-        self.ring.send(fd, t, chunk.buffer, chunk.offset, chunk.len)
+        let socket = conn.socket;
+        self.ring
+            .send(socket, t, chunk.buffer, chunk.offset, chunk.len)
     }
 
     fn sent(&mut self, t: u64, result: Result<u32, i32>) -> io::Result<()> {
@@ -450,8 +516,7 @@ impl CompletionLoop {
                 if receiving {
                     self.ring.cancel_recv(t)?;
                 }
-                self.close_if_done(t);
-                return Ok(());
+                return self.close_if_done(t);
             }
         }
         let conn = self.conn_mut(t).expect("open");
@@ -459,31 +524,32 @@ impl CompletionLoop {
         if conn.stopped && !conn.receiving && conn.waiting <= BACKLOG_CAP / 2 && !conn.ending {
             conn.stopped = false;
             conn.receiving = true;
-            let fd = conn.fd;
-            self.ring.recv_multishot(fd, t)?;
+            let socket = conn.socket;
+            self.ring.recv_multishot(socket, t)?;
         }
         self.send_next(t)?;
-        self.close_if_done(t);
-        Ok(())
+        self.close_if_done(t)
     }
 
     /// Close a connection that is ending and has nothing left to send or receive.
-    fn close_if_done(&mut self, t: u64) {
+    fn close_if_done(&mut self, t: u64) -> io::Result<()> {
         let done = self
             .conn_mut(t)
             .is_some_and(|c| c.ending && !c.sending && c.queue.is_empty() && !c.receiving);
         if !done {
-            return;
+            return Ok(());
         }
         let slot = (t & 0xffff_ffff) as usize - 1;
         let conn = self.conns[slot].take().expect("open");
-        self.ring.close(conn.fd);
+        // A descriptor's close(2) is a system call; a fixed file's close is a request.
+        let system_call = self.ring.close(conn.socket)?;
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         self.free.push(slot);
         self.c.closed += 1;
-        self.c.syscalls += 1;
+        self.c.syscalls += u64::from(system_call);
         self.limit.release();
         self.resume_at_limit();
+        Ok(())
     }
 
     /// At the limit, if a slot is free (this loop's or another's: they share `--max-conns`): serve
@@ -493,12 +559,12 @@ impl CompletionLoop {
             return;
         }
         let mut result = Ok(());
-        if let Some(&fd) = self.held.front() {
+        if let Some(&socket) = self.held.front() {
             if !self.limit.try_acquire() {
                 return; // another loop took the slot
             }
             self.held.pop_front();
-            result = self.serve(fd);
+            result = self.serve(socket);
             if !self.held.is_empty() {
                 // More are held: they take the next slots before anything new is accepted.
                 if let Err(e) = result {

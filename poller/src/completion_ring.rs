@@ -18,13 +18,20 @@
 //! recycled buffers. Nothing is lost: the data stays in the socket.
 //!
 //! The ring is set up with `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (Linux 6.1)
-//! where the kernel takes them, else `COOP_TASKRUN` (5.19), else neither; [`RingFeatures`] says
-//! which. Nothing here allocates after [`CompletionRing::new`]: the buffers, the buffer ring and
-//! the completion list are made once.
+//! where the kernel takes them, else `COOP_TASKRUN` (5.19), else neither; its own descriptor is
+//! registered (5.18), so an `io_uring_enter` skips the descriptor lookup; [`RingFeatures`] says
+//! which of these the kernel took. With [`RingConfig::fixed_files`] the accepted connections are
+//! **fixed files** (direct descriptors in the ring's table, 5.19): no descriptor lookup per request
+//! either, and no descriptor in the process's table; a [`Socket`] hides which kind a connection is.
+//!
+//! A ring is used by the thread that made it (it is not `Send`): single issuer, and a registered
+//! ring descriptor belongs to its thread. Another thread can interrupt its wait with a
+//! [`RingWaker`]. Nothing here allocates after [`CompletionRing::new`]: the buffers, the buffer
+//! ring and the completion list are made once.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
@@ -39,6 +46,10 @@ pub struct RingConfig {
     pub buffers: u16,
     /// Bytes per provided buffer.
     pub buffer_size: u32,
+    /// 0: accepted connections are ordinary descriptors. Otherwise the size of a table of fixed
+    /// files the accepts fill (at most the open-files limit: the kernel counts the table against
+    /// it).
+    pub fixed_files: u32,
 }
 
 impl Default for RingConfig {
@@ -47,6 +58,7 @@ impl Default for RingConfig {
             entries: 256,
             buffers: 1024,
             buffer_size: 4096,
+            fixed_files: 0,
         }
     }
 }
@@ -60,6 +72,34 @@ pub struct RingFeatures {
     pub defer_taskrun: bool,
     /// `IORING_SETUP_COOP_TASKRUN` (5.19), the fallback: no interrupt to run completions.
     pub coop_taskrun: bool,
+    /// The ring's own descriptor is registered (`IORING_REGISTER_RING_FDS`, 5.18).
+    pub registered_ring: bool,
+    /// Accepted connections are fixed files ([`RingConfig::fixed_files`]).
+    pub fixed_files: bool,
+    /// The kernel can wait for a batch of completions for a bounded time
+    /// ([`CompletionRing::wait_batched`], `IORING_FEAT_MIN_TIMEOUT`, 6.12).
+    pub min_wait: bool,
+}
+
+/// A connection the ring accepted: an ordinary descriptor, or a slot in the ring's table of fixed
+/// files. The caller owns it from its [`Completion::Accept`] until it hands it to
+/// [`CompletionRing::close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Socket {
+    index: u32,
+    fixed: bool,
+}
+
+impl Socket {
+    /// Its descriptor, or None for a fixed file (which has none in the process's table).
+    pub fn raw_fd(self) -> Option<RawFd> {
+        (!self.fixed).then_some(self.index as RawFd)
+    }
+
+    /// Whether it is a slot in the ring's table of fixed files.
+    pub fn is_fixed(self) -> bool {
+        self.fixed
+    }
 }
 
 /// What the ring has done so far.
@@ -84,8 +124,9 @@ pub enum Completion {
     Accept {
         /// The request's token.
         token: u64,
-        /// A new connection's descriptor (now the caller's), or the errno.
-        result: Result<RawFd, i32>,
+        /// A new connection (now the caller's), or the errno (ENFILE: the fixed-file table is
+        /// full).
+        result: Result<Socket, i32>,
         /// false: the request ended; re-arm it (after a pause if the errno was EMFILE).
         more: bool,
     },
@@ -133,6 +174,8 @@ const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
 const OP_CANCEL: u64 = 4;
+const OP_CLOSE: u64 = 5;
+const OP_WAKE: u64 = 6;
 /// The buffer group id of this ring's provided buffers.
 const GROUP: u16 = 0;
 
@@ -150,7 +193,61 @@ pub struct CompletionRing {
     in_flight: u64,
     /// Completions reaped by the last wait.
     completions: Vec<Completion>,
+    /// The registered index of the ring's descriptor, if it is registered.
+    ring_index: Option<u32>,
+    /// The eventfd a [`RingWaker`] writes; a read of it is always in flight.
+    wake_fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    /// Where that read puts the count (heap, so it never moves; freed with the buffers).
+    wake_word: *mut u64,
+    /// Being dropped: requests ending now are not re-armed.
+    closing: bool,
 }
+
+/// Interrupts a [`CompletionRing`]'s wait from another thread (the wait returns, maybe with no
+/// completion). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RingWaker {
+    fd: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+impl RingWaker {
+    /// Make the ring's current or next wait return.
+    pub fn wake(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own (the Arc keeps it open).
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // EAGAIN: the counter is full, so a wake-up is already pending.
+        if n < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// `struct io_uring_getevents_arg` (include/uapi/linux/io_uring.h): what an enter with
+/// `IORING_ENTER_EXT_ARG` waits with.
+#[repr(C)]
+struct GetEventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    /// `pad` before 6.12; only set where the kernel has `IORING_FEAT_MIN_TIMEOUT`.
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// `struct io_uring_rsrc_update`, for registering the ring's own descriptor.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
+const IORING_REGISTER_RING_FDS: u32 = 20;
+const IORING_UNREGISTER_RING_FDS: u32 = 21;
 
 /// The provided buffers and the ring the kernel takes them from (both ours, made once).
 struct Buffers {
@@ -221,6 +318,13 @@ impl CompletionRing {
         if ring_entries.is_null() || data.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
+        // SAFETY: plain eventfd creation; the descriptor is checked and then owned.
+        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if wake_fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        let wake_fd = std::sync::Arc::new(unsafe { std::os::fd::OwnedFd::from_raw_fd(wake_fd) });
         let mut this = CompletionRing {
             ring,
             features,
@@ -236,7 +340,12 @@ impl CompletionRing {
             },
             in_flight: 0,
             completions: Vec::with_capacity(4 * config.entries as usize),
+            ring_index: None,
+            wake_fd,
+            wake_word: Box::into_raw(Box::new(0u64)),
+            closing: false,
         };
+        this.features.min_wait = this.ring.params().is_feature_min_timeout();
         // SAFETY: the entries are ours, page-aligned, `buffers` long, and stay allocated until
         // Drop unregisters them (after the ring's requests have finished).
         unsafe {
@@ -258,7 +367,45 @@ impl CompletionRing {
             this.bufs.push(id);
         }
         this.bufs.publish();
+        if config.fixed_files > 0 {
+            this.ring
+                .submitter()
+                .register_files_sparse(config.fixed_files)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::EMFILE) => io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "a table of {} fixed files is more than the open-files limit allows: {e}",
+                            config.fixed_files
+                        ),
+                    ),
+                    _ => unsupported_or(e, "sparse fixed-file tables", "5.19"),
+                })?;
+            this.features.fixed_files = true;
+        }
+        this.ring_index = register_ring_fd(this.ring.as_raw_fd());
+        this.features.registered_ring = this.ring_index.is_some();
+        this.arm_waker()?;
         Ok(this)
+    }
+
+    /// A waker for this ring's waits, for another thread.
+    pub fn waker(&self) -> RingWaker {
+        RingWaker {
+            fd: self.wake_fd.clone(),
+        }
+    }
+
+    /// Keep a read of the waker's eventfd in flight: its completion ends a wait.
+    fn arm_waker(&mut self) -> io::Result<()> {
+        let entry = opcode::Read::new(
+            types::Fd(self.wake_fd.as_raw_fd()),
+            self.wake_word.cast(),
+            8,
+        )
+        .build()
+        .user_data(user_data(OP_WAKE, 0));
+        self.push(&entry)
     }
 
     /// Which setup flags the kernel took.
@@ -273,26 +420,35 @@ impl CompletionRing {
 
     /// Accept connections on `listener` until the request ends (one completion each).
     pub fn accept_multishot(&mut self, listener: RawFd, token: u64) -> io::Result<()> {
+        // A fixed file has no descriptor to close on exec (the kernel refuses the flag for one).
+        let flags = if self.features.fixed_files {
+            0
+        } else {
+            libc::SOCK_CLOEXEC
+        };
         let entry = opcode::AcceptMulti::new(types::Fd(listener))
-            .flags(libc::SOCK_CLOEXEC)
+            .flags(flags)
+            .allocate_file_index(self.features.fixed_files)
             .build()
             .user_data(user_data(OP_ACCEPT, token));
         self.push(&entry)
     }
 
-    /// Receive on `fd` into provided buffers until the request ends.
-    pub fn recv_multishot(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
-        let entry = opcode::RecvMulti::new(types::Fd(fd), GROUP)
-            .build()
-            .user_data(user_data(OP_RECV, token));
-        self.push(&entry)
+    /// Receive on `socket` into provided buffers until the request ends.
+    pub fn recv_multishot(&mut self, socket: Socket, token: u64) -> io::Result<()> {
+        let entry = if socket.fixed {
+            opcode::RecvMulti::new(types::Fixed(socket.index), GROUP).build()
+        } else {
+            opcode::RecvMulti::new(types::Fd(socket.index as RawFd), GROUP).build()
+        };
+        self.push(&entry.user_data(user_data(OP_RECV, token)))
     }
 
-    /// Send `len` bytes of provided buffer `buffer` from `offset` on `fd`. The buffer must be one
-    /// the kernel handed out and not yet recycled, and stay so until the send's completion.
+    /// Send `len` bytes of provided buffer `buffer` from `offset` on `socket`. The buffer must be
+    /// one the kernel handed out and not yet recycled, and stay so until the send's completion.
     pub fn send(
         &mut self,
-        fd: RawFd,
+        socket: Socket,
         token: u64,
         buffer: u16,
         offset: u32,
@@ -305,11 +461,16 @@ impl CompletionRing {
         }
         // SAFETY: in bounds of the buffer (checked above), inside `data`, which lives until Drop.
         let ptr = unsafe { self.bufs.ptr(buffer).add(offset as usize) };
-        let entry = opcode::Send::new(types::Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(user_data(OP_SEND, token));
-        self.push(&entry)
+        let entry = if socket.fixed {
+            opcode::Send::new(types::Fixed(socket.index), ptr, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            opcode::Send::new(types::Fd(socket.index as RawFd), ptr, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        };
+        self.push(&entry.user_data(user_data(OP_SEND, token)))
     }
 
     /// End the multishot receive of `token` (its last completion follows).
@@ -331,13 +492,22 @@ impl CompletionRing {
         self.push(&entry)
     }
 
-    /// Close a connection this ring accepted (a descriptor from a [`Completion::Accept`]): the
-    /// caller owns it from the accept until this call, and must not use it after. A close(2) now;
-    /// requests still in flight on it end with an error completion.
-    pub fn close(&mut self, fd: RawFd) {
+    /// Close a connection this ring accepted: the caller owns it from its [`Completion::Accept`]
+    /// until this call, and must not use it after. A descriptor is closed now with close(2)
+    /// (returns true: a system call was made); a fixed file by a request that goes with the next
+    /// wait (returns false). Requests still in flight on it end with an error completion.
+    pub fn close(&mut self, socket: Socket) -> io::Result<bool> {
+        if socket.fixed {
+            let entry = opcode::Close::new(types::Fixed(socket.index))
+                .build()
+                .user_data(user_data(OP_CLOSE, 0));
+            self.push(&entry)?;
+            return Ok(false);
+        }
         // SAFETY: closing touches no memory of ours; by this method's contract the descriptor is
         // an accepted connection the caller owns and hands over here, once.
-        unsafe { libc::close(fd) };
+        unsafe { libc::close(socket.index as RawFd) };
+        Ok(true)
     }
 
     /// The bytes of provided buffer `buffer` (its first `len` are what was received).
@@ -360,14 +530,73 @@ impl CompletionRing {
     /// passes (`None`: no limit), in one `io_uring_enter`; then reap every ready completion into
     /// the list [`completions`](Self::completions) returns. Returns how many were reaped.
     pub fn wait(&mut self, min: usize, timeout: Option<Duration>) -> io::Result<usize> {
+        self.enter_and_reap(min, timeout, 0)
+    }
+
+    /// Like [`wait`](Self::wait), but for a batch: wait up to `min_wait` for `min` completions;
+    /// after that, return as soon as there is one (or `timeout` passes). Fewer enters per
+    /// completion, at up to `min_wait` of added latency. Needs [`RingFeatures::min_wait`]
+    /// (Linux 6.12): `Unsupported` without it.
+    pub fn wait_batched(
+        &mut self,
+        min: usize,
+        min_wait: Duration,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        if !self.features.min_wait {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "batched waits need IORING_FEAT_MIN_TIMEOUT (Linux 6.12+)",
+            ));
+        }
+        let usec = u32::try_from(min_wait.as_micros())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.enter_and_reap(min, timeout, usec)
+    }
+
+    fn enter_and_reap(
+        &mut self,
+        min: usize,
+        timeout: Option<Duration>,
+        min_wait_usec: u32,
+    ) -> io::Result<usize> {
         let queued = self.ring.submission().len() as u64;
-        let result = match timeout {
-            Some(t) => {
-                let ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(min, &args)
-            }
-            None => self.ring.submitter().submit_and_wait(min),
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let arg = GetEventsArg {
+            sigmask: 0,
+            sigmask_sz: 0, // no signal mask
+            min_wait_usec,
+            ts: ts
+                .as_ref()
+                .map_or(0, |ts| ts as *const libc::timespec as u64),
+        };
+        let (fd, registered) = match self.ring_index {
+            Some(i) => (i as libc::c_int, IORING_ENTER_REGISTERED_RING),
+            None => (self.ring.as_raw_fd(), 0),
+        };
+        let flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | registered;
+        // SAFETY: io_uring_enter on our ring (its descriptor, or its registered index with the
+        // flag saying so); `arg` and the timespec it points to live until the call returns, and
+        // the size passed is `arg`'s. The submission queue entries were checked when pushed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd,
+                queued as libc::c_uint,
+                min as libc::c_uint,
+                flags,
+                &arg as *const GetEventsArg,
+                std::mem::size_of::<GetEventsArg>(),
+            )
+        };
+        let result = if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
         };
         self.stats.enters += 1;
         match result {
@@ -380,7 +609,7 @@ impl CompletionRing {
             Err(e) => return Err(e),
         }
         self.stats.submissions += queued - self.ring.submission().len() as u64;
-        self.reap();
+        self.reap()?;
         Ok(self.completions.len())
     }
 
@@ -389,23 +618,31 @@ impl CompletionRing {
         &self.completions
     }
 
-    fn reap(&mut self) {
+    fn reap(&mut self) -> io::Result<()> {
         self.completions.clear();
         let mut ended = 0;
         let mut enobufs = 0;
         let mut buffers = 0;
+        let mut wake_rearm = false;
         for cqe in self.ring.completion() {
             let data = cqe.user_data();
             let (op, token) = (data >> OP_SHIFT, data & TOKEN_MASK);
             let (res, flags) = (cqe.result(), cqe.flags());
             let more = cqueue::more(flags);
-            if !more || op == OP_SEND || op == OP_CANCEL {
-                ended += 1;
+            if !more {
+                ended += 1; // a one-shot request's only completion, or a multishot one's last
             }
             let completion = match op {
                 OP_ACCEPT => Completion::Accept {
                     token,
-                    result: if res >= 0 { Ok(res) } else { Err(-res) },
+                    result: if res >= 0 {
+                        Ok(Socket {
+                            index: res as u32,
+                            fixed: self.features.fixed_files,
+                        })
+                    } else {
+                        Err(-res)
+                    },
                     more,
                 },
                 OP_RECV => match (res, cqueue::buffer_select(flags)) {
@@ -436,14 +673,24 @@ impl CompletionRing {
                     token,
                     result: if res >= 0 { Ok(res as u32) } else { Err(-res) },
                 },
-                _ => continue, // a cancel's own completion: its target reports the end
+                OP_WAKE => {
+                    wake_rearm = true;
+                    continue;
+                }
+                // A cancel's or a fixed file's close: the target reports its own end.
+                _ => continue,
             };
             self.completions.push(completion);
+        }
+        if wake_rearm && !self.closing {
+            // After the loop, where the completion queue is no longer borrowed.
+            self.arm_waker()?;
         }
         self.stats.completions += self.completions.len() as u64;
         self.stats.enobufs += enobufs;
         self.stats.buffers_in_use += buffers;
         self.in_flight = self.in_flight.saturating_sub(ended);
+        Ok(())
     }
 
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
@@ -467,6 +714,7 @@ impl Drop for CompletionRing {
     fn drop(&mut self) {
         // Every request must be over before the buffers are freed: cancel them all, and reap
         // until none is in flight (bounded: a kernel that never answers leaks rather than hangs).
+        self.closing = true;
         let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
             .user_data(user_data(OP_CANCEL, 0));
@@ -476,14 +724,33 @@ impl Drop for CompletionRing {
                 break;
             }
         }
+        if let Some(index) = self.ring_index {
+            let mut update = RsrcUpdate {
+                offset: index,
+                resv: 0,
+                data: 0,
+            };
+            // SAFETY: unregisters our own registered ring index; `update` lives across the call.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_register,
+                    self.ring.as_raw_fd(),
+                    IORING_UNREGISTER_RING_FDS,
+                    &mut update as *mut RsrcUpdate,
+                    1,
+                )
+            };
+        }
         if self.in_flight > 0 {
             return; // leak the memory: the kernel may still write to it
         }
         let _ = self.ring.submitter().unregister_buf_ring(GROUP);
-        // SAFETY: allocated in `new` with these layouts; no request uses them any more.
+        // SAFETY: allocated in `new` with these layouts (the word by Box); no request uses them
+        // any more.
         unsafe {
             dealloc(self.bufs.entries.cast(), self.bufs.entries_layout);
             dealloc(self.bufs.data, self.bufs.data_layout);
+            drop(Box::from_raw(self.wake_word));
         }
     }
 }
@@ -500,7 +767,7 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
         let features = RingFeatures {
             single_issuer: true,
             defer_taskrun: true,
-            coop_taskrun: false,
+            ..RingFeatures::default()
         };
         return Ok((ring, features));
     }
@@ -522,6 +789,28 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
     Ok((ring, RingFeatures::default()))
 }
 
+/// Register the ring's descriptor with the calling thread, so its enters skip the descriptor
+/// lookup: its index, or None where the kernel (before 5.18) cannot.
+fn register_ring_fd(ring_fd: RawFd) -> Option<u32> {
+    let mut update = RsrcUpdate {
+        offset: u32::MAX, // any free index: the kernel writes the one it chose
+        resv: 0,
+        data: ring_fd as u64,
+    };
+    // SAFETY: registers our own ring's descriptor; `update` lives across the call, which writes
+    // the chosen index into it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd,
+            IORING_REGISTER_RING_FDS,
+            &mut update as *mut RsrcUpdate,
+            1,
+        )
+    };
+    (rc == 1).then_some(update.offset)
+}
+
 /// `Unsupported` naming the feature where the kernel refused it as unknown, else `e` as it is.
 fn unsupported_or(e: io::Error, feature: &str, version: &str) -> io::Error {
     match e.raw_os_error() {
@@ -536,8 +825,12 @@ fn unsupported_or(e: io::Error, feature: &str, version: &str) -> io::Error {
 /// `Unsupported`, naming `feature` and the version, on a kernel older than `major.minor`.
 fn require_kernel(major: u32, minor: u32, feature: &str) -> io::Result<()> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    kernel_has(release.trim(), major, minor, feature)
+}
+
+/// The check of [`require_kernel`] against a given release string (`uname -r`).
+fn kernel_has(release: &str, major: u32, minor: u32, feature: &str) -> io::Result<()> {
     let mut numbers = release
-        .trim()
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse::<u32>().ok());
     let running = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
@@ -545,10 +838,33 @@ fn require_kernel(major: u32, minor: u32, feature: &str) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "io_uring completion mode needs {feature}, Linux {major}.{minor}+; this is {}",
-                release.trim()
+                "io_uring completion mode needs {feature}, Linux {major}.{minor}+; this is {release}"
             ),
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An older kernel gets one line naming the feature, the version that has it and its own.
+    #[test]
+    fn an_older_kernel_is_told_which_feature_and_version() {
+        let err = kernel_has("5.15.0-91-generic", 6, 0, "multishot receive").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(
+            err.to_string(),
+            "io_uring completion mode needs multishot receive, Linux 6.0+; this is 5.15.0-91-generic"
+        );
+        assert!(kernel_has("5.19.17", 6, 0, "x").is_err());
+        assert!(kernel_has("6.0.0", 6, 0, "x").is_ok());
+        assert!(kernel_has("6.18.44-fc-v782", 6, 0, "x").is_ok());
+        assert!(kernel_has("10.1", 6, 12, "x").is_ok());
+        assert!(
+            kernel_has("", 6, 0, "x").is_err(),
+            "an unreadable release is not assumed new"
+        );
+    }
 }

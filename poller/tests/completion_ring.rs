@@ -5,11 +5,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use poller::completion_ring::{Completion, CompletionRing, RingConfig};
+use poller::completion_ring::{Completion, CompletionRing, RingConfig, Socket};
 
 fn skip(what: &str, why: &str) {
     eprintln!("skipped: {what}: {why}");
@@ -34,7 +34,7 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
 /// One connection of the echo server under test: its descriptor, whether a send is in flight,
 /// and what waits to be sent (buffer, offset, bytes left).
 struct Conn {
-    fd: RawFd,
+    socket: Socket,
     sending: Option<(u16, u32, u32)>,
     queue: VecDeque<(u16, u32, u32)>,
     done: bool,
@@ -65,22 +65,22 @@ fn echo(
         for c in completions {
             match c {
                 Completion::Accept { result, more, .. } => {
-                    let fd = result.expect("accepted");
+                    let socket = result.expect("accepted");
                     if let Some(size) = sndbuf {
-                        set_sndbuf(fd, size);
+                        set_sndbuf(socket.raw_fd().expect("a descriptor"), size);
                     }
                     let token = next_token;
                     next_token += 1;
                     conns.insert(
                         token,
                         Conn {
-                            fd,
+                            socket,
                             sending: None,
                             queue: VecDeque::new(),
                             done: false,
                         },
                     );
-                    ring.recv_multishot(fd, token).unwrap();
+                    ring.recv_multishot(socket, token).unwrap();
                     if !more {
                         ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
                     }
@@ -94,7 +94,7 @@ fn echo(
                     let conn = conns.get_mut(&token).unwrap();
                     conn.queue.push_back((buffer, 0, len));
                     if !more {
-                        ring.recv_multishot(conn.fd, token).unwrap();
+                        ring.recv_multishot(conn.socket, token).unwrap();
                     }
                     start_send(ring, token, conn);
                 }
@@ -111,7 +111,7 @@ fn echo(
                     start_send(ring, token, conn);
                     if conn.done && conn.sending.is_none() {
                         finished += 1;
-                        close(conn.fd);
+                        ring.close(conn.socket).unwrap();
                     }
                 }
                 Completion::Eof { token } => {
@@ -119,7 +119,7 @@ fn echo(
                     conn.done = true;
                     if conn.sending.is_none() {
                         finished += 1;
-                        close(conn.fd);
+                        ring.close(conn.socket).unwrap();
                     }
                 }
                 other => panic!("unexpected {other:?}"),
@@ -134,7 +134,7 @@ fn start_send(ring: &mut CompletionRing, token: u64, conn: &mut Conn) {
         return; // one send per connection at a time: they never race
     }
     if let Some((buffer, offset, left)) = conn.queue.pop_front() {
-        ring.send(conn.fd, token, buffer, offset, left).unwrap();
+        ring.send(conn.socket, token, buffer, offset, left).unwrap();
         conn.sending = Some((buffer, offset, left));
     }
 }
@@ -153,9 +153,27 @@ fn set_sndbuf(fd: RawFd, size: i32) {
     assert_eq!(rc, 0);
 }
 
-fn close(fd: RawFd) {
-    // SAFETY: the test owns the accepted descriptor and closes it once.
-    unsafe { libc::close(fd) };
+/// `count` clients one after another, each sending `len` bytes while it reads their echo (slowly
+/// at first, so a small send buffer fills), checking it, then closing its side.
+fn clients(addr: SocketAddr, count: usize, len: usize) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for i in 0..count {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let sent = payload(i, len);
+            let writer = {
+                let mut w = s.try_clone().unwrap();
+                let sent = sent.clone();
+                std::thread::spawn(move || w.write_all(&sent).unwrap())
+            };
+            let mut back = vec![0u8; len];
+            std::thread::sleep(Duration::from_millis(50));
+            s.read_exact(&mut back).unwrap();
+            writer.join().unwrap();
+            assert!(back == sent, "client {i}: the echo differs");
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+    })
 }
 
 /// Three clients one after another, 100 KiB each, against an echo server whose sockets have a
@@ -168,34 +186,16 @@ fn echoes_every_byte_in_order_with_short_sends_continued() {
             entries: 64,
             buffers: 64,
             buffer_size: 4096,
+            fixed_files: 0,
         },
         "completion ring echo",
     ) else {
         return;
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     const CLIENTS: usize = 3;
     const LEN: usize = 100 * 1024;
-    let client = std::thread::spawn(move || {
-        for i in 0..CLIENTS {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let sent = payload(i, LEN);
-            let writer = {
-                let mut w = s.try_clone().unwrap();
-                let sent = sent.clone();
-                std::thread::spawn(move || w.write_all(&sent).unwrap())
-            };
-            let mut back = vec![0u8; LEN];
-            // Read slowly at first, so the server's small send buffer fills.
-            std::thread::sleep(Duration::from_millis(50));
-            s.read_exact(&mut back).unwrap();
-            writer.join().unwrap();
-            assert!(back == sent, "client {i}: the echo differs");
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-        }
-    });
+    let client = clients(listener.local_addr().unwrap(), CLIENTS, LEN);
     let short = echo(&mut ring, &listener, CLIENTS, Some(4096));
     client.join().unwrap();
     let stats = ring.stats();
@@ -218,6 +218,7 @@ fn an_empty_buffer_ring_ends_the_receive_and_loses_nothing() {
             entries: 16,
             buffers: 2,
             buffer_size: 16,
+            fixed_files: 0,
         },
         "completion ring ENOBUFS",
     ) else {
@@ -267,7 +268,7 @@ fn an_empty_buffer_ring_ends_the_receive_and_loses_nothing() {
     assert!(got == sent, "the bytes arrived in order, none lost");
     assert!(nobufs >= 1, "the ring ran dry");
     assert_eq!(ring.stats().enobufs, nobufs as u64);
-    close(fd.unwrap());
+    ring.close(fd.unwrap()).unwrap();
 }
 
 /// The features say what the kernel took, consistently: deferred task running comes only with a
@@ -281,6 +282,9 @@ fn features_are_consistent() {
     eprintln!("{f:?}");
     assert!(!f.defer_taskrun || f.single_issuer, "{f:?}");
     assert!(!(f.defer_taskrun && f.coop_taskrun), "{f:?}");
+    // Every kernel with completion mode (6.0) can register the ring's descriptor (5.18).
+    assert!(f.registered_ring, "{f:?}");
+    assert!(!f.fixed_files, "not asked for: {f:?}");
 }
 
 /// Bad buffer settings are refused at once, with the rule.
@@ -299,4 +303,246 @@ fn bad_configs_are_refused() {
         let err = CompletionRing::new(&config).err().expect("refused");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     }
+}
+
+/// The same echo with the connections as fixed files: every byte back in order, every buffer
+/// recycled, and no accepted connection has a descriptor.
+#[test]
+fn echoes_through_fixed_files() {
+    let Some(mut ring) = ring(
+        RingConfig {
+            entries: 64,
+            buffers: 64,
+            buffer_size: 4096,
+            fixed_files: 8,
+        },
+        "completion ring fixed files",
+    ) else {
+        return;
+    };
+    assert!(ring.features().fixed_files);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = clients(listener.local_addr().unwrap(), 3, 100 * 1024);
+    echo(&mut ring, &listener, 3, None);
+    client.join().unwrap();
+    assert_eq!(ring.stats().buffers_in_use, 0, "{:?}", ring.stats());
+}
+
+/// Wait for the first completion that `pick` accepts (others are dropped), at most 5 s.
+fn next<T>(ring: &mut CompletionRing, mut pick: impl FnMut(Completion) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        ring.wait(1, Some(Duration::from_millis(100))).unwrap();
+        if let Some(t) = ring.completions().iter().find_map(|&c| pick(c)) {
+            return t;
+        }
+    }
+    panic!("no such completion in 5 s");
+}
+
+/// Accept one connection from `listener` on `ring`.
+fn accept_one(ring: &mut CompletionRing, listener: &TcpListener) -> Socket {
+    ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
+    next(ring, |c| match c {
+        Completion::Accept { result, .. } => Some(result.expect("accepted")),
+        _ => None,
+    })
+}
+
+/// A table of 2 fixed files and 3 connections: the third accept fails with ENFILE and ends the
+/// multishot accept (the caller re-arms it, after a pause). The kernel had already taken that
+/// connection from the backlog, so it closes it: its client sees the end. Closing one frees a
+/// slot, and the re-armed accept takes the next connection.
+#[test]
+fn a_full_fixed_file_table_ends_the_accept_and_a_close_makes_room() {
+    let Some(mut ring) = ring(
+        RingConfig {
+            fixed_files: 2,
+            ..RingConfig::default()
+        },
+        "completion ring fixed-file table full",
+    ) else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
+    let mut accepted = Vec::new();
+    let ended = next(&mut ring, |c| match c {
+        Completion::Accept {
+            result: Ok(s),
+            more,
+            ..
+        } => {
+            accepted.push(s);
+            assert!(more, "an accept that worked goes on");
+            None
+        }
+        Completion::Accept {
+            result: Err(errno),
+            more,
+            ..
+        } => Some((errno, more)),
+        _ => None,
+    });
+    assert_eq!(ended, (libc::ENFILE, false), "accepted {accepted:?}");
+    assert_eq!(accepted.len(), 2);
+    let third = &mut clients[2];
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let end = third.read(&mut [0u8; 1]);
+    assert!(
+        matches!(&end, Ok(0))
+            || end
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection the full table could not take is closed: {end:?}"
+    );
+    ring.close(accepted[0]).unwrap();
+    let _fourth = TcpStream::connect(addr).unwrap();
+    ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
+    let third = next(&mut ring, |c| match c {
+        Completion::Accept { result, .. } => Some(result),
+        _ => None,
+    });
+    assert!(third.is_ok_and(|s| s.is_fixed()), "{third:?}");
+}
+
+/// A waker from another thread ends a wait that would otherwise last 10 s; one woken before the
+/// wait makes it return at once.
+#[test]
+fn a_waker_ends_a_wait() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring waker") else {
+        return;
+    };
+    let waker = ring.waker();
+    let wake_later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        waker.wake().unwrap();
+    });
+    let started = Instant::now();
+    ring.wait(1, Some(Duration::from_secs(10))).unwrap();
+    let waited = started.elapsed();
+    wake_later.join().unwrap();
+    assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    assert!(ring.completions().is_empty(), "a wake is not a completion");
+
+    ring.waker().wake().unwrap();
+    let started = Instant::now();
+    ring.wait(1, Some(Duration::from_secs(10))).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a wake before the wait was lost"
+    );
+}
+
+/// A batched wait for 64 completions when only one comes returns it after the batch wait, not
+/// after the whole timeout. Skipped (said) on kernels before 6.12.
+#[test]
+fn a_batched_wait_returns_what_came_once_the_batch_wait_is_over() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring batched wait") else {
+        return;
+    };
+    if !ring.features().min_wait {
+        let err = ring
+            .wait_batched(64, Duration::from_millis(20), None)
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+        return skip("completion ring batched wait", &err.to_string());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let socket = accept_one(&mut ring, &listener);
+    ring.recv_multishot(socket, 1).unwrap();
+    client.write_all(b"one").unwrap();
+    let started = Instant::now();
+    let mut got = 0;
+    while got == 0 && started.elapsed() < Duration::from_secs(5) {
+        got = ring
+            .wait_batched(64, Duration::from_millis(20), Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    let waited = started.elapsed();
+    assert!(
+        matches!(ring.completions()[0], Completion::Received { len: 3, .. }),
+        "{:?}",
+        ring.completions()
+    );
+    assert!(waited < Duration::from_secs(5), "returned after {waited:?}");
+}
+
+/// A peer that half-closes: its bytes arrive, then end-of-file, and the echo sent after that
+/// still reaches it.
+#[test]
+fn a_half_closed_peer_gets_its_echo_after_end_of_file() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring half-close") else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let socket = accept_one(&mut ring, &listener);
+    ring.recv_multishot(socket, 1).unwrap();
+    client.write_all(b"hello").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut held = None;
+    next(&mut ring, |c| match c {
+        Completion::Received { buffer, len, .. } => {
+            held = Some((buffer, len));
+            None
+        }
+        Completion::Eof { .. } => Some(()),
+        other => panic!("unexpected {other:?}"),
+    });
+    let (buffer, len) = held.expect("the bytes came before end-of-file");
+    assert_eq!(&ring.buffer(buffer)[..len as usize], b"hello");
+    ring.send(socket, 1, buffer, 0, len).unwrap();
+    let sent = next(&mut ring, |c| match c {
+        Completion::Sent { result, .. } => Some(result),
+        _ => None,
+    });
+    assert_eq!(sent, Ok(5));
+    ring.recycle(buffer);
+    ring.close(socket).unwrap();
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"hello");
+}
+
+/// A peer that resets its connection ends the receive with ECONNRESET (not end-of-file).
+#[test]
+fn a_reset_ends_the_receive_with_econnreset() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring reset") else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let socket = accept_one(&mut ring, &listener);
+    ring.recv_multishot(socket, 1).unwrap();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a live linger struct whose size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(client); // with a zero linger: a reset
+    let errno = next(&mut ring, |c| match c {
+        Completion::RecvFailed { errno, .. } => Some(errno),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(errno, libc::ECONNRESET);
+    ring.close(socket).unwrap();
 }

@@ -16,7 +16,8 @@
 //! [`Counters::listener_wakeups_empty`] (the reference run of 2026-11-23 has none of them).
 //! bench-server always writes them (`null` where it cannot count: the three call counts of the
 //! tokio baseline; the listener wake-ups of the baselines and of the `acceptor` strategy;
-//! `accept_intervals` with `--stats-interval 0s`).
+//! `accept_intervals` with `--stats-interval 0s`). Then (issue 13, completion mode) the three
+//! `ring_*` counts and [`ServerConfig::ring`], `null` for every server but `io_uring_completion`.
 
 use std::net::SocketAddr;
 
@@ -114,6 +115,26 @@ pub struct ServerConfig {
     pub events: usize,
     /// Busy-poll window in microseconds (0: waits block).
     pub busy_poll_us: u64,
+    /// Completion mode (`io_uring_completion`): how its rings were set up. `null` for every other
+    /// server, and in documents written before it existed (added within version 1).
+    #[serde(default)]
+    pub ring: Option<RingSetup>,
+}
+
+/// How a completion-mode server's rings were set up: what was asked, and what the kernel took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingSetup {
+    /// `--fixed-files`: connections are fixed files (direct descriptors) rather than descriptors.
+    pub fixed_files: bool,
+    /// `--batch`: completions a wait asks for (1: return at the first).
+    pub batch: u32,
+    /// `--batch-wait` in microseconds: how long a wait may hold out for `batch` completions
+    /// before it returns with fewer (0 with a batch of 1).
+    pub batch_wait_us: u64,
+    /// What the kernel took, by name: `single_issuer`, `defer_taskrun` (else `coop_taskrun`),
+    /// `registered_ring` (the ring's descriptor registered), `fixed_files`, `min_wait` (it can
+    /// hold out for a batch, Linux 6.12).
+    pub features: Vec<String>,
 }
 
 /// What a thread counted. (bench-server counts in plain integers of its own and writes them here;
@@ -347,7 +368,8 @@ mod tests {
     "max_conns": 100000,
     "buf_size": 16384,
     "events": 1024,
-    "busy_poll_us": 0
+    "busy_poll_us": 0,
+    "ring": null
   },
   "listen_addr": "127.0.0.1:33313",
   "allocations": null,
@@ -511,6 +533,7 @@ mod tests {
         }
         let older = edited(|v| {
             v.as_object_mut().unwrap().remove("cpu").unwrap();
+            v["config"].as_object_mut().unwrap().remove("ring").unwrap();
             v.as_object_mut()
                 .unwrap()
                 .remove("accept_intervals")
@@ -529,6 +552,7 @@ mod tests {
         );
         let stats = read("older", &older).unwrap();
         assert_eq!(stats.cpu, None);
+        assert_eq!(stats.config.ring, None);
         assert_eq!(stats.accept_intervals, None);
         for c in
             std::iter::once(&stats.totals.counters).chain(stats.threads.iter().map(|t| &t.counters))

@@ -50,16 +50,36 @@ pub fn backends() -> Vec<(BackendKind, poller::Capabilities)> {
 
 /// Whether `--backend io_uring_completion` can run here; said (skipped) when not.
 pub fn completion_available(what: &str) -> bool {
+    completion_ring(what).is_some()
+}
+
+/// Whether `--backend io_uring_completion --batch N --batch-wait D` can run here (Linux 6.12);
+/// said (skipped) when not.
+pub fn completion_batch_available(what: &str) -> bool {
+    let Some(ring) = completion_ring(what) else {
+        return false;
+    };
+    if !ring.features().min_wait {
+        skip(
+            what,
+            "this kernel cannot hold a wait out for a batch (Linux 6.12+)",
+        );
+    }
+    ring.features().min_wait
+}
+
+fn completion_ring(what: &str) -> Option<poller::completion_ring::CompletionRing> {
     let config = poller::completion_ring::RingConfig {
         entries: 8,
         buffers: 8,
         buffer_size: 64,
+        fixed_files: 0,
     };
     match poller::completion_ring::CompletionRing::new(&config) {
-        Ok(_) => true,
+        Ok(ring) => Some(ring),
         Err(e) => {
             skip(what, &format!("io_uring completion mode: {e}"));
-            false
+            None
         }
     }
 }
