@@ -331,6 +331,7 @@ fn server_command(cell: &Cell, suite: &Suite, place: &Place, files: &CellFiles) 
     if let Some(a) = &cell.accept {
         cmd.args(["--accept", a]);
     }
+    cmd.args(&cell.server_flags);
     // A server that cannot be pinned (the threads baseline: a thread per connection) runs
     // unpinned; its client still is.
     let pinnable = bins

@@ -180,14 +180,22 @@ impl Suite {
         let mut cells = Vec::new();
         for sweep in &self.sweep {
             let variants = self.variants(sweep);
-            for (b, backend) in sweep.backends.iter().enumerate() {
+            for (b, entry) in sweep.backends.iter().enumerate() {
                 // A backend listed again is a column of its own ("epoll #2"): an A/A pair whose
                 // verdict is the measured noise floor.
-                let nth = sweep.backends[..b].iter().filter(|x| *x == backend).count() + 1;
+                let nth = sweep.backends[..b].iter().filter(|x| *x == entry).count() + 1;
+                // "io_uring_completion --fixed-files": the backend, then flags of a variant.
+                let mut words = entry.split_whitespace().map(str::to_owned);
+                let backend = words.next().unwrap_or_default();
+                let server_flags: Vec<String> = words.collect();
                 for v in &variants {
                     // The label names what the report's columns vary; the id adds the row
                     // (connections, idle).
-                    let mut label = mechanism(backend);
+                    let mut label = mechanism(&backend);
+                    for flag in &server_flags {
+                        label.push(' ');
+                        label.push_str(flag);
+                    }
                     if nth > 1 {
                         label.push_str(&format!(" #{nth}"));
                     }
@@ -195,7 +203,10 @@ impl Suite {
                     let stem = format!(
                         "{}-{}",
                         sweep.name,
-                        label.replace(' ', "-").replace(['(', ')', '#'], "")
+                        label
+                            .replace(" --", " ")
+                            .replace(' ', "-")
+                            .replace(['(', ')', '#'], "")
                     )
                     .replace("-pipeline-", "-p")
                     .replace("/s", "ps")
@@ -211,6 +222,7 @@ impl Suite {
                                 label: label.clone(),
                                 sweep: sweep.name.clone(),
                                 backend: backend.clone(),
+                                server_flags: server_flags.clone(),
                                 trigger: v.trigger.clone(),
                                 accept: v.accept.clone(),
                                 connections,
@@ -302,6 +314,20 @@ impl Suite {
                     "sweep '{name}': backends and connections must not be empty"
                 ));
             }
+            for entry in &s.backends {
+                let mut words = entry.split_whitespace();
+                let first = words.next().unwrap_or_default();
+                if first.is_empty()
+                    || first.starts_with('-')
+                    || words.any(|w| {
+                        w.starts_with("--backend")
+                            || w.starts_with("--addr")
+                            || w.starts_with("--threads")
+                    })
+                {
+                    return Err(format!("sweep '{name}': backend '{entry}': a backend name, then any bench-server flags of a variant (\"io_uring_completion --fixed-files\"); --backend, --addr and --threads are the suite's"));
+                }
+            }
             if s.rate.is_some() && !s.rates.is_empty() {
                 return Err(format!(
                     "sweep '{name}': give rate (one) or rates (a list), not both"
@@ -370,6 +396,45 @@ pub mod tests {
     }
 
     pub const HEAD: &str = "description = \"t\"\nduration = \"1s\"\nwarmup = \"0s\"\n";
+
+    /// A backend entry is a name and maybe flags; a flag in the name's place, or one of the
+    /// flags the suite itself sets, is refused with the rule.
+    #[test]
+    fn a_backend_entry_is_a_name_then_flags_of_a_variant() {
+        let s = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"v\"\nbackends = [\"io_uring_completion --batch 32 --batch-wait 100us\"]\nconnections = [10]\n"
+        ))
+        .unwrap();
+        let cell = &s.cells(str::to_string)[0];
+        assert_eq!(cell.backend, "io_uring_completion");
+        assert_eq!(
+            cell.server_flags,
+            ["--batch", "32", "--batch-wait", "100us"]
+        );
+        assert_eq!(
+            cell.label,
+            "io_uring_completion --batch 32 --batch-wait 100us"
+        );
+        assert_eq!(
+            cell.id,
+            "v-io_uring_completion-batch-32-batch-wait-100us-c10"
+        );
+        for bad in [
+            "--fixed-files",
+            "epoll --threads 4",
+            "epoll --backend poll",
+            "",
+        ] {
+            let err = suite(&format!(
+                "{HEAD}[[sweep]]\nname = \"v\"\nbackends = [\"{bad}\"]\nconnections = [10]\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.contains("a backend name, then any bench-server flags"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn every_list_of_a_sweep_is_a_dimension_of_its_cells() {

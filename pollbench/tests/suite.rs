@@ -996,3 +996,42 @@ fn two_clients_share_a_cell_and_their_runs_are_merged_exactly() {
         "{report}"
     );
 }
+
+/// A backend entry with flags is a variant of its own: "io_uring_completion --fixed-files" is a
+/// column labelled so, its cells pass the flags to bench-server (whose stats say it ran with fixed
+/// files), and meta.json keeps them; a plain entry has none.
+#[test]
+fn a_backend_entry_with_flags_is_a_column_that_passes_them_to_bench_server() {
+    let s = run_suite(
+        "flags",
+        "description = \"variants\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+         [[sweep]]\nname = \"v\"\nbackends = [\"io_uring_completion\", \"io_uring_completion --fixed-files\"]\nconnections = [4]\n",
+    );
+    let cells = s.meta["cells"].as_array().unwrap();
+    assert_eq!(cells[1]["label"], "io_uring_completion --fixed-files");
+    assert_eq!(cells[1]["backend"], "io_uring_completion");
+    assert_eq!(
+        cells[1]["server_flags"],
+        serde_json::json!(["--fixed-files"])
+    );
+    assert!(cells[0].get("server_flags").is_none(), "{}", cells[0]);
+    let id = cells[1]["id"].as_str().unwrap();
+    assert_eq!(id, "v-io_uring_completion-fixed-files-c4");
+    if s.outcome(id)["status"] == "skipped" {
+        return skip(
+            "suite variant with --fixed-files",
+            "io_uring completion mode is not available here",
+        );
+    }
+    assert_eq!(s.outcome(id)["status"], "ok", "{}", s.meta);
+    let server: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.run.join("cells").join(format!("{id}.server.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(server["config"]["ring"]["fixed_files"], true, "{server}");
+    let plain: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.run.join("cells/v-io_uring_completion-c4.server.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plain["config"]["ring"]["fixed_files"], false, "{plain}");
+}

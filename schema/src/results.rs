@@ -128,6 +128,12 @@ pub struct Cell {
     pub sweep: String,
     /// What bench-server's --backend takes.
     pub backend: String,
+    /// More bench-server flags for this column, from the suite's backend entry
+    /// (`"io_uring_completion --fixed-files"`): a variant of the backend. Added within version 1:
+    /// absent in older meta.json files, and left out when empty, so they read and write back
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_flags: Vec<String>,
     #[serde(deserialize_with = "crate::file::required")]
     pub trigger: Option<String>,
     #[serde(deserialize_with = "crate::file::required")]
