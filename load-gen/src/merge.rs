@@ -1,13 +1,16 @@
 //! `load-gen merge`: combine the interval logs of several client machines into one summary, exactly
-//! (histograms are added, never averaged), aligning intervals on wall-clock seconds. Send lateness
-//! (the logs' `Tag=send_lateness` series) is merged the same way, apart from latency.
+//! (histograms are added, never averaged), aligning intervals on wall-clock seconds. The logs'
+//! tagged series are merged the same way, each apart: the latency from the actual send
+//! (`Tag=uncorrected`), send lateness (`Tag=send_lateness`) and connect latency (`Tag=connect`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
 use pollbench_common::human_us;
-use pollbench_schema::hlog::{new_histogram, read_log, CONNECT_TAG, SEND_LATENESS_TAG};
+use pollbench_schema::hlog::{
+    new_histogram, read_log, CONNECT_TAG, SEND_LATENESS_TAG, UNCORRECTED_TAG,
+};
 use pollbench_schema::run::{IntervalReport, Percentiles};
 use serde::Serialize;
 
@@ -21,6 +24,9 @@ pub struct Merged {
     pub duration_s: u64,
     pub throughput_msgs_per_s: f64,
     pub latency_us: Percentiles,
+    /// Latency from each message's actual send (the logs' `Tag=uncorrected` series); null unless
+    /// every log has it (load-gen writes it since issue 14; older logs lack it).
+    pub latency_uncorrected_us: Option<Percentiles>,
     pub intervals: Vec<IntervalReport>,
     /// Send lateness over every log (open-loop runs log it); null unless every log has it, since
     /// a figure over some clients' messages only would pass for all of them.
@@ -33,12 +39,53 @@ pub struct Merged {
     pub note: Option<String>,
 }
 
+/// One tagged series summed over every log that has it, and the logs that do not.
+struct Series {
+    tag: &'static str,
+    sum: Histogram<u64>,
+    missing: Vec<String>,
+}
+
+impl Series {
+    fn new(tag: &'static str) -> Series {
+        Series {
+            tag,
+            sum: new_histogram(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// Add this log's series (every second of it), or note that it has none.
+    fn add(
+        &mut self,
+        path: &std::path::Path,
+        tagged: &BTreeMap<String, pollbench_schema::hlog::Intervals>,
+    ) -> Result<(), String> {
+        match tagged.get(self.tag) {
+            Some(series) => {
+                for (_, hist) in series {
+                    self.sum
+                        .add(hist)
+                        .map_err(|e| format!("{}: {e:?}", path.display()))?;
+                }
+            }
+            None => self.missing.push(path.display().to_string()),
+        }
+        Ok(())
+    }
+
+    /// Its percentiles, only if every log had it: a figure over some clients' messages would pass
+    /// for all of them.
+    fn over_all(&self) -> Option<Percentiles> {
+        self.missing.is_empty().then(|| Percentiles::of(&self.sum))
+    }
+}
+
 pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
     let mut total = new_histogram();
-    let mut lateness = new_histogram();
-    let mut without_lateness = Vec::new();
-    let mut connect = new_histogram();
-    let mut with_connect = 0;
+    let mut uncorrected = Series::new(UNCORRECTED_TAG);
+    let mut lateness = Series::new(SEND_LATENESS_TAG);
+    let mut connect = Series::new(CONNECT_TAG);
     let mut by_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
     for path in files {
         let log = read_log(path)?;
@@ -52,23 +99,8 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
                 .add(&hist)
                 .map_err(|e| format!("{e:?}"))?;
         }
-        if let Some(series) = log.tagged.get(CONNECT_TAG) {
-            with_connect += 1;
-            for (_, hist) in series {
-                connect
-                    .add(hist)
-                    .map_err(|e| format!("{}: {e:?}", path.display()))?;
-            }
-        }
-        match log.tagged.get(SEND_LATENESS_TAG) {
-            Some(series) => {
-                for (_, hist) in series {
-                    lateness
-                        .add(hist)
-                        .map_err(|e| format!("{}: {e:?}", path.display()))?;
-                }
-            }
-            None => without_lateness.push(path.display().to_string()),
+        for series in [&mut uncorrected, &mut lateness, &mut connect] {
+            series.add(path, &log.tagged)?;
         }
     }
     let first = *by_second.keys().next().expect("at least one interval");
@@ -81,17 +113,12 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
         })
         .collect();
     let duration_s = by_second.len() as u64;
-    let (send_lateness_us, note) = if without_lateness.is_empty() {
-        (Some(Percentiles::of(&lateness)), None)
-    } else if without_lateness.len() == files.len() {
-        (None, None)
-    } else {
-        let note = format!(
+    let note = (!lateness.missing.is_empty() && lateness.missing.len() < files.len()).then(|| {
+        format!(
             "send lateness left out: not in {} (closed loop, or written before load-gen logged it)",
-            without_lateness.join(", ")
-        );
-        (None, Some(note))
-    };
+            lateness.missing.join(", ")
+        )
+    });
     Ok(Merged {
         schema: "pollbench.load-gen.merge/1",
         files: files.to_vec(),
@@ -99,9 +126,10 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
         duration_s,
         throughput_msgs_per_s: total.len() as f64 / duration_s.max(1) as f64,
         latency_us: Percentiles::of(&total),
+        latency_uncorrected_us: uncorrected.over_all(),
         intervals,
-        send_lateness_us,
-        connect_latency_us: (with_connect == files.len()).then(|| Percentiles::of(&connect)),
+        send_lateness_us: lateness.over_all(),
+        connect_latency_us: connect.over_all(),
         note,
     })
 }
@@ -130,4 +158,59 @@ pub fn summary(m: &Merged) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollbench_schema::hlog::{write_series, Tagged};
+    use std::time::{Duration, SystemTime};
+
+    fn hist(values: &[u64]) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for &v in values {
+            h.record(v).unwrap();
+        }
+        h
+    }
+
+    /// The uncorrected series of two logs merges exactly (counts add up, the maximum is the
+    /// larger one); with a log that lacks it (written before load-gen logged it), it is null
+    /// rather than a figure over some clients only.
+    #[test]
+    fn the_uncorrected_series_merges_and_is_null_unless_every_log_has_it() {
+        let dir = std::env::temp_dir().join(format!("merge-uncorrected-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let write = |name: &str, latency: &[u64], uncorrected: Option<&[u64]>| {
+            let path = dir.join(name);
+            let l = hist(latency);
+            let u = uncorrected.map(hist);
+            let u_refs: Vec<&Histogram<u64>> = u.iter().collect();
+            let tagged: Vec<Tagged> = u
+                .as_ref()
+                .map(|_| Tagged {
+                    tag: UNCORRECTED_TAG,
+                    intervals: &u_refs,
+                })
+                .into_iter()
+                .collect();
+            write_series(&path, &[&l], &tagged, start).unwrap();
+            path
+        };
+        let a = write("a.hlog", &[900, 1000], Some(&[100, 200]));
+        let b = write("b.hlog", &[800], Some(&[5000]));
+        let old = write("old.hlog", &[700], None);
+
+        let both = merge(&[a.clone(), b]).unwrap();
+        assert_eq!(both.messages, 3);
+        let u = both.latency_uncorrected_us.expect("every log has it");
+        assert!(u.max.abs_diff(5000) <= 5, "{}", u.max);
+        assert!(u.p50.abs_diff(200) <= 1, "{}", u.p50);
+
+        let mixed = merge(&[a, old]).unwrap();
+        assert_eq!(mixed.messages, 3);
+        assert!(mixed.latency_uncorrected_us.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -279,6 +279,9 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
         serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
     assert_eq!(merged["messages"].as_u64().unwrap(), 2 * messages);
     assert_eq!(merged["intervals"].as_array().unwrap().len(), 2);
+    // The uncorrected series merges too: the same log twice keeps its maximum.
+    let merged_max = merged["latency_uncorrected_us"]["max"].as_u64().unwrap();
+    assert_eq!(merged_max, max, "{merged}");
     let bad = Command::new(BIN)
         .args(["merge", "/nonexistent.hlog"])
         .output()
