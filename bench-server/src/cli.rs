@@ -20,7 +20,7 @@ use poller::{BackendKind, Mode, Support};
 /// choice for the backend; a combination the backend cannot do exits with status 2 and one line
 /// saying why.
 #[derive(Parser, Debug)]
-#[command(name = "bench-server", version, max_term_width = 100)]
+#[command(name = "bench-server", version = pollbench_common::VERSION, max_term_width = 100)]
 pub struct Args {
     /// Address to listen on. Loopback by default: exposing the server to a network is your explicit
     /// choice. Port 0 picks a free port (printed on the first line).

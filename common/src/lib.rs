@@ -2,6 +2,15 @@
 //! lists) and for people ("12.3k", "1.25 ms"), command-line errors as one line, CPU time, and the
 //! CPU pinning plans ([`cores`]).
 
+/// What every binary's `--version` prints after its name: the workspace version and the git commit
+/// it was built from (`unknown` outside a checkout). The suite runner compares it across hosts.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("POLLBENCH_COMMIT"),
+    ")"
+);
+
 pub mod cores;
 
 use std::time::Duration;

@@ -22,7 +22,7 @@ use worker::{Plan, WorkerSpec};
 /// Load generator for echo servers: thousands of connections, HdrHistogram latency, open and
 /// closed loop, every byte verified.
 #[derive(Parser)]
-#[command(name = "load-gen", version, max_term_width = 100)]
+#[command(name = "load-gen", version = pollbench_common::VERSION, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 /// The pollbench benchmark pipeline: suites of cells (backend x load), their reports and their
 /// comparison.
 #[derive(Parser)]
-#[command(name = "pollbench", version, max_term_width = 100)]
+#[command(name = "pollbench", version = pollbench_common::VERSION, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
