@@ -182,19 +182,26 @@ fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Out
         return Ok(outcome(CellStatus::Skipped, why));
     }
     let files = CellFiles { dir, stem };
-    let (mut server, addr) = match start_server(server_command(cell, suite, place, &files)) {
+    let (mut server, pid, addr) = match start_server(server_command(cell, suite, place, &files)) {
         Ok(started) => started,
         Err(StartError::Interrupted) => return Err(WaitEnd::Interrupted),
         Err(StartError::Failed(why)) => return Ok(outcome(CellStatus::Failed, why)),
     };
     let result = run_clients(cell, suite, place, addr, &files);
-    // Graceful stop, so the server writes its statistics.
-    server.terminate(Duration::from_secs(5));
+    // Graceful stop, so the server writes its statistics (on a launched host: read back here).
+    net.stop_server(&mut server, pid, Duration::from_secs(5));
+    let stats = net.fetch(None, &files.path("server.json"));
     match result? {
-        Ok(()) => Ok(Outcome {
-            reason: None,
-            ..outcome(CellStatus::Ok, String::new())
-        }),
+        Ok(()) => match stats {
+            Ok(()) => Ok(Outcome {
+                reason: None,
+                ..outcome(CellStatus::Ok, String::new())
+            }),
+            Err(why) => Ok(outcome(
+                CellStatus::Failed,
+                format!("bench-server's statistics: {why}"),
+            )),
+        },
         Err(why) => Ok(outcome(CellStatus::Failed, why)),
     }
 }
@@ -237,12 +244,31 @@ fn run_clients(
         1 => why,
         _ => format!("client {} ({}): {why}", k + 1, place.net.client_name(k)),
     };
+    // Processes launched on hosts say their pid there first.
+    let mut pids: Vec<Option<u32>> = running
+        .iter_mut()
+        .map(|load| place.net.launched_pid(load))
+        .collect();
     let mut failure = None;
     for (k, load) in running.iter_mut().enumerate() {
-        let why = match load.wait(limit) {
+        let end = load.wait(limit);
+        if matches!(end, Err(WaitEnd::Interrupted)) {
+            // Those still running there (a pid of one that ended may be another process's now).
+            place.net.stop_clients(&pids);
+            return Err(WaitEnd::Interrupted);
+        }
+        pids[k] = None;
+        // On a launched host the files are read back first, to judge the run by them too.
+        let fetched = ["json", "hlog"]
+            .iter()
+            .try_for_each(|ext| place.net.fetch(Some(k), &client_files[k].path(ext)));
+        let why = match end {
             Err(WaitEnd::Interrupted) => return Err(WaitEnd::Interrupted),
             Err(WaitEnd::Deadline) => format!("load-gen did not finish within {limit:?}"),
-            Ok((status, _)) if status.success() => continue,
+            Ok((status, _)) if status.success() => match fetched {
+                Ok(()) => continue,
+                Err(why) => format!("reading its results back: {why}"),
+            },
             Ok((status, stderr)) => format!(
                 "load-gen exited with {status}: {}",
                 why_load_gen_failed(&client_files[k].path("json"), &stderr)
@@ -319,19 +345,27 @@ fn skip_reason(cell: &Cell, bins: &Binaries) -> Option<String> {
 /// to STEM.server.json.
 fn server_command(cell: &Cell, suite: &Suite, place: &Place, files: &CellFiles) -> Command {
     let bins = place.bins;
-    let mut cmd = place.net.server_command(&bins.bench_server);
-    cmd.args(["--addr", &place.net.server_bind(), "--stats-interval", "0s"])
-        .args(["--backend", &cell.backend])
-        .args(["--threads", &cell.server_threads.to_string()])
-        .arg("--stats-json")
-        .arg(files.path("server.json"));
+    let mut args: Vec<String> = [
+        "--addr",
+        &place.net.server_bind(),
+        "--stats-interval",
+        "0s",
+        "--backend",
+        &cell.backend,
+        "--threads",
+        &cell.server_threads.to_string(),
+        "--stats-json",
+        &place.net.file_for(&files.path("server.json")),
+    ]
+    .map(String::from)
+    .to_vec();
     if let Some(t) = &cell.trigger {
-        cmd.args(["--trigger", t]);
+        args.extend(["--trigger".into(), t.clone()]);
     }
     if let Some(a) = &cell.accept {
-        cmd.args(["--accept", a]);
+        args.extend(["--accept".into(), a.clone()]);
     }
-    cmd.args(&cell.server_flags);
+    args.extend(cell.server_flags.iter().cloned());
     // A server that cannot be pinned (the threads baseline: a thread per connection) runs
     // unpinned; its client still is.
     let pinnable = bins
@@ -339,9 +373,9 @@ fn server_command(cell: &Cell, suite: &Suite, place: &Place, files: &CellFiles) 
         .server(&cell.backend)
         .is_some_and(|s| s.pin);
     if suite.pin && pinnable {
-        cmd.arg("--pin");
+        args.push("--pin".into());
     }
-    cmd
+    place.net.server_command(&bins.bench_server, &args)
 }
 
 /// Why bench-server is not serving.
@@ -353,10 +387,18 @@ enum StartError {
 /// Start bench-server and read the address it listens on. It prints the address once every loop
 /// listens: connections made from then on are queued by the kernel until accepted, so no probe
 /// connection is needed (one would show in the server's counters as a connection).
-fn start_server(cmd: Command) -> Result<(Running, SocketAddr), StartError> {
+fn start_server(cmd: Command) -> Result<(Running, Option<u32>, SocketAddr), StartError> {
     let mut server = Running::spawn(cmd)
         .map_err(|e| StartError::Failed(format!("cannot start bench-server: {e}")))?;
-    let line = server.stdout_line(SERVER_START).unwrap_or_default();
+    let mut line = server.stdout_line(SERVER_START).unwrap_or_default();
+    // On a launched host, its pid there comes first (see `hosts`).
+    let pid = line
+        .trim()
+        .strip_prefix("pollbench-pid ")
+        .and_then(|p| p.parse::<u32>().ok());
+    if pid.is_some() {
+        line = server.stdout_line(SERVER_START).unwrap_or_default();
+    }
     if crate::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
         return Err(StartError::Interrupted);
     }
@@ -365,7 +407,7 @@ fn start_server(cmd: Command) -> Result<(Running, SocketAddr), StartError> {
         .strip_prefix("listening on ")
         .and_then(|a| a.parse::<SocketAddr>().ok())
     {
-        Some(addr) => Ok((server, addr)),
+        Some(addr) => Ok((server, pid, addr)),
         None => {
             server.terminate(Duration::from_secs(1));
             let err = server.stderr_text();
@@ -388,33 +430,45 @@ fn load_command(
     k: usize,
 ) -> Command {
     let share = |total: u64| share(total, suite.clients, k).to_string();
-    let mut run = place.net.client_command(k, &place.bins.load_gen);
-    run.args(["run", "--target", &addr.to_string()])
-        .args(["-c", &share(cell.connections as u64)])
-        .args(["-t", &cell.client_threads.to_string()])
-        .args(["-d", &micros(suite.duration)])
-        .args(["--warmup", &micros(suite.warmup)])
-        .args(["--size", &cell.size])
-        .args(["--pipeline", &cell.pipeline.to_string()])
-        .args(["--idle", &share(cell.idle as u64)])
-        .arg("--json")
-        .arg(files.path("json"))
-        .arg("--hlog")
-        .arg(files.path("hlog"));
+    let mut args: Vec<String> = [
+        "run",
+        "--target",
+        &addr.to_string(),
+        "-c",
+        &share(cell.connections as u64),
+        "-t",
+        &cell.client_threads.to_string(),
+        "-d",
+        &micros(suite.duration),
+        "--warmup",
+        &micros(suite.warmup),
+        "--size",
+        &cell.size,
+        "--pipeline",
+        &cell.pipeline.to_string(),
+        "--idle",
+        &share(cell.idle as u64),
+        "--json",
+        &place.net.file_for(&files.path("json")),
+        "--hlog",
+        &place.net.file_for(&files.path("hlog")),
+    ]
+    .map(String::from)
+    .to_vec();
     if let Some(rate) = cell.rate {
-        run.args(["-R", &share(rate)]);
+        args.extend(["-R".into(), share(rate)]);
     }
     if let Some(n) = cell.messages_per_connection {
-        run.args(["--messages-per-connection", &n.to_string()]);
+        args.extend(["--messages-per-connection".into(), n.to_string()]);
     }
     if let Some(cores) = suite
         .pin
         .then(|| client_cores(cell.server_threads))
         .flatten()
     {
-        run.args(["--cpus", &cores]);
+        args.extend(["--cpus".into(), cores]);
     }
-    run
+    place.net.client_command(k, &place.bins.load_gen, &args)
 }
 
 /// Why load-gen failed: its own account (errors by kind, an early stop, an empty window) when it

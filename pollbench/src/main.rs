@@ -8,6 +8,7 @@ mod charts;
 mod clients;
 mod compare;
 mod disturbance;
+mod hosts;
 mod netns;
 mod process;
 mod report;
@@ -112,8 +113,9 @@ fn run_suite(args: SuiteArgs) -> i32 {
             return 2;
         }
     };
-    let outcome = binaries::Binaries::find_or_build().and_then(|bins| {
-        let mut run = runner::SuiteRun::start(&path, &suite, &args.sweeps, &bins, args.results)?;
+    let outcome = binaries::Binaries::find_or_build().and_then(|mut bins| {
+        let mut run =
+            runner::SuiteRun::start(&path, &suite, &args.sweeps, &mut bins, args.results)?;
         let interrupted = run.run_cells(&suite, &bins)?;
         run.finish(interrupted)
     });

@@ -15,7 +15,11 @@
 
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
+
+use crate::process::Running;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -27,13 +31,97 @@ pub enum Network {
     Loopback,
     /// The server in its namespace, client k in client k's.
     Netns(Topology),
+    /// Hosts reached by launch prefixes (a suite's `[hosts]`): bench-server on one, load-gen on
+    /// each of the others, files read back through the launcher.
+    Hosts(Hosts),
     /// Namespaces were asked for and could not be made: every cell is skipped with this reason.
     Unavailable(String),
 }
 
+/// The hosts of a suite's `[hosts]`, ready to launch on.
+#[derive(Debug)]
+pub struct Hosts {
+    pub server: crate::hosts::Host,
+    /// Where the clients reach the server (and where it binds).
+    pub address: std::net::IpAddr,
+    pub clients: Vec<crate::hosts::Host>,
+    /// The directory of bench-server and load-gen on every host.
+    pub bin_dir: String,
+    /// Where result files are written on the hosts.
+    pub work_dir: String,
+}
+
+impl Hosts {
+    /// The hosts of `spec`, the binaries in `bin_dir` (or `local_bin_dir`, the same path as
+    /// here).
+    pub fn new(spec: &crate::hosts::HostsSpec, local_bin_dir: &std::path::Path) -> Hosts {
+        Hosts {
+            server: crate::hosts::Host::new(&spec.server.launch),
+            address: spec.server.address,
+            clients: spec
+                .clients
+                .iter()
+                .map(|c| crate::hosts::Host::new(&c.launch))
+                .collect(),
+            bin_dir: spec
+                .bin_dir
+                .clone()
+                .unwrap_or_else(|| local_bin_dir.display().to_string()),
+            work_dir: spec.work_dir.clone(),
+        }
+    }
+
+    /// Before the first cell: every host's binaries are the runner's own build (their
+    /// `--version`s match), and what the server host's bench-server can run there.
+    pub fn prepare(
+        &self,
+        bins: &crate::binaries::Binaries,
+    ) -> Result<pollbench_schema::capabilities::Capabilities, String> {
+        let server = self.program(&bins.bench_server);
+        crate::hosts::same_version(&self.server, &bins.bench_server, &server)?;
+        for client in &self.clients {
+            crate::hosts::same_version(client, &bins.load_gen, &self.program(&bins.load_gen))?;
+        }
+        let answer = self.server.capture(&crate::hosts::exec_line(
+            &server,
+            &["--capabilities".to_string()],
+            false,
+        ))?;
+        pollbench_schema::capabilities::parse(&answer)
+    }
+
+    /// What meta.json records of every host.
+    pub fn facts(&self) -> Vec<pollbench_schema::results::HostFacts> {
+        std::iter::once(self.server.facts("server"))
+            .chain(
+                self.clients
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| c.facts(&format!("client {}", k + 1))),
+            )
+            .collect()
+    }
+
+    /// `program`'s path on the hosts: its file name in `bin_dir`.
+    fn program(&self, program: &std::path::Path) -> String {
+        let name = program
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().to_string());
+        format!("{}/{name}", self.bin_dir.trim_end_matches('/'))
+    }
+}
+
 impl Network {
     /// The network a suite asks for, made now (namespaces are deleted when it is dropped).
-    pub fn for_suite(kind: TopologyKind, clients: usize) -> Network {
+    /// `hosts`: the suite's `[hosts]`, with the directory of this runner's binaries.
+    pub fn for_suite(
+        kind: TopologyKind,
+        clients: usize,
+        hosts: Option<(&crate::hosts::HostsSpec, &std::path::Path)>,
+    ) -> Network {
+        if let Some((spec, bin_dir)) = hosts {
+            return Network::Hosts(Hosts::new(spec, bin_dir));
+        }
         match kind {
             TopologyKind::Loopback => Network::Loopback,
             TopologyKind::Netns => match Topology::create(clients) {
@@ -55,32 +143,109 @@ impl Network {
     pub fn server_bind(&self) -> String {
         match self {
             Network::Netns(t) => format!("{}:0", t.server.address),
+            Network::Hosts(h) => std::net::SocketAddr::new(h.address, 0).to_string(),
             _ => "127.0.0.1:0".into(),
         }
     }
 
-    /// A command that runs `program` where the server runs.
-    pub fn server_command(&self, program: impl AsRef<OsStr>) -> Command {
+    /// A command that runs `program` with `args` where the server runs. On a launched host its
+    /// first line of output is `pollbench-pid PID` (see [`crate::hosts`]).
+    pub fn server_command(&self, program: &Path, args: &[String]) -> Command {
         match self {
-            Network::Netns(t) => t.server.command(program),
-            _ => Command::new(program),
+            Network::Netns(t) => t.server.command(program, args),
+            Network::Hosts(h) => {
+                h.server
+                    .command(&crate::hosts::exec_line(&h.program(program), args, true))
+            }
+            _ => local(program, args),
         }
     }
 
-    /// A command that runs `program` where client `k` runs.
-    pub fn client_command(&self, k: usize, program: impl AsRef<OsStr>) -> Command {
+    /// A command that runs `program` with `args` where client `k` runs.
+    pub fn client_command(&self, k: usize, program: &Path, args: &[String]) -> Command {
         match self {
-            Network::Netns(t) => t.clients[k].command(program),
-            _ => Command::new(program),
+            Network::Netns(t) => t.clients[k].command(program, args),
+            Network::Hosts(h) => {
+                h.clients[k].command(&crate::hosts::exec_line(&h.program(program), args, true))
+            }
+            _ => local(program, args),
         }
     }
 
-    /// What client `k` is called in a merged run's parts: its address, or `local K` (from 1).
+    /// What client `k` is called in a merged run's parts: its address, its launch prefix, or
+    /// `local K` (from 1).
     pub fn client_name(&self, k: usize) -> String {
         match self {
             Network::Netns(t) => t.clients[k].address.to_string(),
+            Network::Hosts(h) => h.clients[k].name.clone(),
             _ => format!("local {}", k + 1),
         }
+    }
+
+    /// Where a process on the hosts writes the file that ends up at `local`: a path under the
+    /// hosts' work directory, unique to this runner; `local` itself where the processes run on
+    /// this machine.
+    pub fn file_for(&self, local: &Path) -> String {
+        match self {
+            Network::Hosts(h) => format!(
+                "{}/pollbench-{}-{}",
+                h.work_dir.trim_end_matches('/'),
+                std::process::id(),
+                local
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().to_string())
+            ),
+            _ => local.display().to_string(),
+        }
+    }
+
+    /// Bring a file the server (`None`) or client `k` wrote at [`file_for`](Self::file_for)
+    /// `local` to `local`: a no-op on this machine.
+    pub fn fetch(&self, client: Option<usize>, local: &Path) -> Result<(), String> {
+        match self {
+            Network::Hosts(h) => {
+                let host = client.map_or(&h.server, |k| &h.clients[k]);
+                host.fetch(&self.file_for(local), local)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The pid a process launched on a host announced (its first line of output); None here.
+    pub fn launched_pid(&self, child: &mut Running) -> Option<u32> {
+        match self {
+            Network::Hosts(_) => child
+                .stdout_line(Duration::from_secs(30))?
+                .trim()
+                .strip_prefix("pollbench-pid ")?
+                .parse()
+                .ok(),
+            _ => None,
+        }
+    }
+
+    /// After an interruption: SIGTERM to every client process launched on a host (the launcher
+    /// killed here may not pass it on).
+    pub fn stop_clients(&self, pids: &[Option<u32>]) {
+        if let Network::Hosts(h) = self {
+            for (k, pid) in pids.iter().enumerate() {
+                if let Some(pid) = pid {
+                    let _ = h.clients[k].terminate(*pid);
+                }
+            }
+        }
+    }
+
+    /// Stop the server: SIGTERM to `pid` on its host where it was launched there, else to the
+    /// child itself.
+    pub fn stop_server(&self, child: &mut Running, pid: Option<u32>, grace: Duration) {
+        if let (Network::Hosts(h), Some(pid)) = (self, pid) {
+            // Its launcher (an ssh client) ends when it does; also after an interruption.
+            if h.server.terminate(pid).is_ok() && child.wait_through(grace).is_ok() {
+                return;
+            }
+        }
+        child.terminate(grace);
     }
 
     /// What meta.json and the report say of it: `None` for loopback, the default.
@@ -97,9 +262,26 @@ impl Network {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
+            Network::Hosts(h) => Some(format!(
+                "hosts: bench-server via `{}` at {}, load-gen via {}",
+                h.server.name,
+                h.address,
+                h.clients
+                    .iter()
+                    .map(|c| format!("`{}`", c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             Network::Unavailable(why) => Some(format!("netns, not available: {why}")),
         }
     }
+}
+
+/// A command that runs `program` with `args` here.
+fn local(program: &Path, args: &[String]) -> Command {
+    let mut command = Command::new(program);
+    command.args(args);
+    command
 }
 
 /// Every namespace this process created and has not deleted yet, for [`remove_leftovers`].
@@ -120,13 +302,14 @@ pub struct Host {
 }
 
 impl Host {
-    /// A command that runs `program` inside this host's namespace (`ip netns exec NAME program`):
-    /// the launch prefix of a netns host.
-    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+    /// A command that runs `program` with `args` inside this host's namespace (`ip netns exec
+    /// NAME program ...`): the launch prefix of a netns host.
+    pub fn command(&self, program: impl AsRef<OsStr>, args: &[String]) -> Command {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.namespace])
-            .arg(program);
+            .arg(program)
+            .args(args);
         command
     }
 }
@@ -337,7 +520,7 @@ mod tests {
             for _ in range(2):\n    c, _ = s.accept(); c.sendall(c.recv(64)); c.close()\n";
         let mut server = topology
             .server
-            .command("python3")
+            .command("python3", &[])
             .args(["-c", server_script])
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -355,7 +538,7 @@ mod tests {
                 c.sendall(b'hello from ' + sys.argv[1].encode())\n\
                 print(c.getsockname()[0], c.recv(64).decode())\n";
             let out = client
-                .command("python3")
+                .command("python3", &[])
                 .args(["-c", script, &client.address.to_string()])
                 .output()
                 .unwrap();

@@ -134,13 +134,27 @@ impl Running {
     /// Wait for the child to exit, at most `limit`; on the deadline or an interruption the child is
     /// killed. Returns its status and everything it wrote to stderr.
     pub fn wait(&mut self, limit: Duration) -> Result<(ExitStatus, String), WaitEnd> {
+        self.wait_until(limit, true)
+    }
+
+    /// [`wait`](Self::wait), but not cut short by an interruption: for a short command that
+    /// cleans up after one (stopping a process on another host), bounded by `limit` alone.
+    pub fn wait_through(&mut self, limit: Duration) -> Result<(ExitStatus, String), WaitEnd> {
+        self.wait_until(limit, false)
+    }
+
+    fn wait_until(
+        &mut self,
+        limit: Duration,
+        interruptible: bool,
+    ) -> Result<(ExitStatus, String), WaitEnd> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 forget(self.child.id());
                 return Ok((status, self.stderr_text()));
             }
-            if interrupted().load(Ordering::Relaxed) {
+            if interruptible && interrupted().load(Ordering::Relaxed) {
                 self.kill();
                 return Err(WaitEnd::Interrupted);
             }

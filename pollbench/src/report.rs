@@ -70,6 +70,7 @@ pub fn collect_meta(
         disturbance: None,
         sweeps: None,
         topology: None,
+        hosts: None,
         outcomes: Vec::new(),
     }
 }

@@ -35,9 +35,26 @@ impl SuiteRun {
         path: &Path,
         suite: &Suite,
         sweeps: &[String],
-        bins: &Binaries,
+        bins: &mut Binaries,
         results: Option<PathBuf>,
     ) -> Result<SuiteRun, String> {
+        // Launched hosts are checked before anything is written: the same build everywhere, and
+        // the server host's own capabilities.
+        let local_bins = bins
+            .bench_server
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let net = Network::for_suite(
+            suite.topology,
+            suite.clients,
+            suite.hosts.as_ref().map(|h| (h, local_bins.as_path())),
+        );
+        let mut hosts = None;
+        if let Network::Hosts(h) = &net {
+            bins.capabilities = h.prepare(bins)?;
+            hosts = Some(h.facts());
+        }
         let name = path
             .file_stem()
             .map_or("suite".into(), |s| s.to_string_lossy().to_string());
@@ -69,10 +86,10 @@ impl SuiteRun {
             humantime::format_rfc3339_seconds(started).to_string(),
             cells.clone(),
         );
-        let net = Network::for_suite(suite.topology, suite.clients);
         let meta = Meta {
             sweeps: (!sweeps.is_empty()).then(|| sweeps.to_vec()),
             topology: net.describe(),
+            hosts,
             ..meta
         };
         eprintln!(

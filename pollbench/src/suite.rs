@@ -47,6 +47,9 @@ pub struct Suite {
     /// merged exactly into the cell's. [default: 1]
     #[serde(default = "one")]
     pub clients: usize,
+    /// Real machines (or anything a launch prefix reaches) for bench-server and the clients,
+    /// instead of this machine: see `hosts`. Sets `clients` to its number of clients.
+    pub hosts: Option<crate::hosts::HostsSpec>,
     pub sweep: Vec<Sweep>,
 }
 
@@ -167,10 +170,14 @@ impl Suite {
     pub fn load(path: &Path) -> Result<Suite, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let suite: Suite = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut suite: Suite =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         suite
             .check()
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(hosts) = &suite.hosts {
+            suite.clients = hosts.clients.len();
+        }
         Ok(suite)
     }
 
@@ -306,6 +313,19 @@ impl Suite {
         }
         if self.sweep.is_empty() {
             return Err("no [[sweep]]: a suite needs at least one".into());
+        }
+        if let Some(hosts) = &self.hosts {
+            hosts.check()?;
+            if self.topology != TopologyKind::Loopback {
+                return Err("[hosts] and topology = \"netns\" exclude each other: the hosts are the topology".into());
+            }
+            if self.clients != 1 && self.clients != hosts.clients.len() {
+                return Err(format!(
+                    "clients = {} but [hosts] lists {}: leave clients out with [hosts]",
+                    self.clients,
+                    hosts.clients.len()
+                ));
+            }
         }
         for s in &self.sweep {
             let name = &s.name;

@@ -1035,3 +1035,211 @@ fn a_backend_entry_with_flags_is_a_column_that_passes_them_to_bench_server() {
     .unwrap();
     assert_eq!(plain["config"]["ring"]["fixed_files"], false, "{plain}");
 }
+
+/// `[hosts]` through launch prefixes, exercised with `sh -c` (which runs a command line as `ssh
+/// HOST` would, but here): bench-server launched on the "server host" and stopped there by pid,
+/// 2 load-gens on the "client hosts", every result file written under the hosts' work directory,
+/// read back and removed there; the parts merged and named by their launch prefix; meta.json
+/// records the topology and each host's kernel, CPU and cores.
+#[test]
+fn hosts_reached_by_a_launch_prefix_run_the_cells_and_their_files_come_back() {
+    let work = Temp::new("hosts-work");
+    // The server's launcher passes no signal on, as an ssh client does not: SIGTERM to it here
+    // would end it and leave bench-server running on its host, without its statistics.
+    let launcher = work.0.join("like-ssh");
+    std::fs::write(
+        &launcher,
+        "#!/bin/sh\nsh -c \"$1\" &\nchild=$!\ntrap 'exit 143' TERM\nwait $child\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work_dir = work.0.join("files");
+    std::fs::create_dir(&work_dir).unwrap();
+    let toml = format!(
+        "description = \"hosts\"\nduration = \"300ms\"\nwarmup = \"0s\"\n\
+         [hosts]\nserver = {{ launch = \"{}\", address = \"127.0.0.1\" }}\n\
+         clients = [{{ launch = \"sh -c\" }}, {{ launch = \"sh -c\" }}]\n\
+         work_dir = \"{}\"\n\
+         [[sweep]]\nname = \"h\"\nbackends = [\"epoll\", \"poll\"]\nconnections = [4]\n",
+        launcher.display(),
+        work_dir.display()
+    );
+    let s = run_suite("hosts", &toml);
+    for id in ["h-epoll-c4", "h-poll-c4"] {
+        assert_eq!(s.outcome(id)["status"], "ok", "{}", s.meta);
+        let read = |ext: &str| -> serde_json::Value {
+            serde_json::from_str(
+                &std::fs::read_to_string(s.run.join("cells").join(format!("{id}.{ext}"))).unwrap(),
+            )
+            .unwrap()
+        };
+        let merged = read("json");
+        let parts: Vec<u64> = ["client1.json", "client2.json"]
+            .iter()
+            .map(|p| read(p)["messages"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            merged["messages"].as_u64().unwrap(),
+            parts.iter().sum::<u64>()
+        );
+        assert_eq!(merged["clients"][0]["host"], "sh -c");
+        // The server's statistics came back from its host, written when it was stopped there.
+        let server = read("server.json");
+        assert_eq!(server["config"]["addr"], "127.0.0.1:0");
+        assert!(
+            server["totals"]["bytes_out"].as_u64().unwrap() >= merged["bytes"].as_u64().unwrap()
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&work_dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "files left on the hosts: {left:?}");
+    assert!(
+        s.meta["topology"]
+            .as_str()
+            .unwrap()
+            .ends_with("like-ssh` at 127.0.0.1, load-gen via `sh -c`, `sh -c`"),
+        "{}",
+        s.meta["topology"]
+    );
+    let hosts = s.meta["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3);
+    assert_eq!(hosts[0]["role"], "server");
+    assert_eq!(hosts[2]["role"], "client 2");
+    assert!(
+        hosts[1]["kernel"].as_str().unwrap().starts_with("Linux "),
+        "{hosts:?}"
+    );
+    assert!(hosts[1]["cores"].as_u64().unwrap() >= 1);
+}
+
+/// A host whose binaries print another `--version` (another commit) is refused before anything
+/// runs: one line naming the host and both versions, no run directory.
+#[test]
+fn hosts_with_binaries_of_another_build_are_refused() {
+    let dir = Temp::new("hosts-other-build");
+    let bin = dir.0.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in ["bench-server", "load-gen"] {
+        let path = bin.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho '{name} 0.0.1 (commit 000000000000)'\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let suite = dir.0.join("other.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "description = \"other build\"\nduration = \"300ms\"\nwarmup = \"0s\"\n\
+             [hosts]\nserver = {{ launch = \"sh -c\", address = \"127.0.0.1\" }}\n\
+             clients = [{{ launch = \"sh -c\" }}]\nbin_dir = \"{}\"\n\
+             [[sweep]]\nname = \"h\"\nbackends = [\"epoll\"]\nconnections = [4]\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(&suite)
+        .arg("--results")
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("pollbench: sh -c: ")
+            && last.contains("0.0.1 (commit 000000000000)")
+            && last.contains("build the same commit"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.0.join("results").exists(),
+        "nothing ran, nothing written"
+    );
+}
+
+/// Processes on the command lines of which `needle` appears (from /proc/PID/cmdline).
+fn processes_with(needle: &str) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(needle).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
+/// SIGTERM to a runner whose hosts are reached by launchers that pass no signal on (as an ssh
+/// client does not): bench-server and every load-gen are stopped on their hosts by pid, nothing
+/// launched is left running, and the report is written.
+#[test]
+fn sigterm_to_a_hosts_suite_stops_what_runs_on_the_hosts() {
+    let dir = Temp::new("hosts-term");
+    let launcher = dir.0.join("like-ssh");
+    std::fs::write(
+        &launcher,
+        "#!/bin/sh\nsh -c \"$1\" &\nchild=$!\ntrap 'exit 143' TERM\nwait $child\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work_dir = dir.0.join("files");
+    std::fs::create_dir(&work_dir).unwrap();
+    let suite = dir.0.join("long.toml");
+    let l = launcher.display();
+    std::fs::write(
+        &suite,
+        format!(
+            "description = \"one long cell\"\nduration = \"30s\"\nwarmup = \"0s\"\n\
+             [hosts]\nserver = {{ launch = \"{l}\", address = \"127.0.0.1\" }}\n\
+             clients = [{{ launch = \"{l}\" }}, {{ launch = \"{l}\" }}]\nwork_dir = \"{}\"\n\
+             [[sweep]]\nname = \"long\"\nbackends = [\"epoll\"]\nconnections = [10]\n",
+            work_dir.display()
+        ),
+    )
+    .unwrap();
+    let needle = work_dir.display().to_string();
+    let mut runner = Command::new(BIN)
+        .args(["suite", suite.to_str().unwrap(), "--results"])
+        .arg(dir.0.join("results"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Running: a bench-server and two load-gens whose result files go to the work directory.
+    let started = Instant::now();
+    loop {
+        let running = processes_with(&needle);
+        let count = |name: &str| running.iter().filter(|(_, c)| c.contains(name)).count();
+        if count("bench-server --addr") == 1 && count("load-gen run") == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the cell never started: {running:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nix_kill(runner.id(), 15);
+    let out = wait_with_limit(&mut runner, Duration::from_secs(40));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&needle).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = processes_with(&needle);
+    for (pid, _) in &left {
+        nix_kill(*pid, 9); // not to leave them to the next test
+    }
+    assert!(left.is_empty(), "left running on the hosts: {left:?}");
+}

@@ -51,6 +51,10 @@ pub struct Meta {
     /// runs from before the key).
     #[serde(default)]
     pub topology: Option<String>,
+    /// With a suite's `[hosts]`: each host, what runs there and what it is (kernel, CPU); null
+    /// otherwise (every process on this machine, described above) and in runs from before it.
+    #[serde(default)]
+    pub hosts: Option<Vec<HostFacts>>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
@@ -116,6 +120,19 @@ impl Disturbance {
             0.0
         }
     }
+}
+
+/// A host of a run with `[hosts]`, as it answered before the first cell (`uname -sr`, `nproc`,
+/// /proc/cpuinfo's model name); a field is null where it did not say.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HostFacts {
+    /// `server`, or `client 1`, `client 2`, ...
+    pub role: String,
+    /// Its launch prefix, as the suite wrote it (`ssh bench@client1`).
+    pub launch: String,
+    pub kernel: Option<String>,
+    pub cpu: Option<String>,
+    pub cores: Option<usize>,
 }
 
 /// One cell of a suite: one server configuration under one load.
