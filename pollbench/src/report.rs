@@ -262,7 +262,31 @@ impl Report<'_> {
                  them (shared when none are left).\n"
             );
         }
-        if let Some(topology) = &meta.topology {
+        if let Some(hosts) = &meta.hosts {
+            // Launched hosts: the machine line above is the runner's; these ran the programs.
+            let _ = writeln!(
+                md,
+                "Network: {}.",
+                meta.topology.as_deref().unwrap_or("hosts")
+            );
+            let _ = writeln!(
+                md,
+                "The machine above ran the suite runner only; the programs ran on these hosts:\n"
+            );
+            for h in hosts {
+                let unknown = || "?".to_string();
+                let _ = writeln!(
+                    md,
+                    "- {} (`{}`): {}, {} cores, {}",
+                    h.role,
+                    h.launch,
+                    h.kernel.clone().unwrap_or_else(unknown),
+                    h.cores.map_or_else(unknown, |c| c.to_string()),
+                    h.cpu.clone().unwrap_or_else(unknown)
+                );
+            }
+            md.push('\n');
+        } else if let Some(topology) = &meta.topology {
             let _ = writeln!(
                 md,
                 "Network: {topology}. Not loopback: each connection crosses two veths and a bridge.\n"

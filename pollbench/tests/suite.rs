@@ -1110,6 +1110,13 @@ fn hosts_reached_by_a_launch_prefix_run_the_cells_and_their_files_come_back() {
         "{hosts:?}"
     );
     assert!(hosts[1]["cores"].as_u64().unwrap() >= 1);
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
+    assert!(
+        report.contains("the programs ran on these hosts")
+            && report.contains("- client 2 (`sh -c`): Linux "),
+        "{report}"
+    );
+    assert!(!report.contains("veths"), "{report}");
 }
 
 /// A host whose binaries print another `--version` (another commit) is refused before anything
@@ -1242,4 +1249,134 @@ fn sigterm_to_a_hosts_suite_stops_what_runs_on_the_hosts() {
         nix_kill(*pid, 9); // not to leave them to the next test
     }
     assert!(left.is_empty(), "left running on the hosts: {left:?}");
+}
+
+/// Kills the child (an sshd of the test's own) when dropped.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `[hosts]` through real `ssh`: the test starts its own sshd on 127.0.0.1 (a free port, a host
+/// key and a client key generated for it, only that key authorized), and runs one cell with the
+/// server and a client launched over ssh to it. Skipped, with the reason, where sshd, ssh or
+/// ssh-keygen is missing.
+#[test]
+fn hosts_over_ssh_to_an_sshd_of_the_tests_own() {
+    let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd", "/usr/local/sbin/sshd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success() || !o.stderr.is_empty())
+    };
+    let Some(sshd) =
+        sshd.filter(|_| have("ssh") && Command::new("ssh-keygen").arg("-?").output().is_ok())
+    else {
+        return skip("hosts over ssh", "needs OpenSSH's sshd, ssh and ssh-keygen");
+    };
+    let dir = Temp::new("hosts-ssh");
+    let keygen = |name: &str| {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.0.join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    keygen("host_key");
+    keygen("client_key");
+    std::fs::copy(dir.0.join("client_key.pub"), dir.0.join("authorized_keys")).unwrap();
+    // A free port on loopback (sshd binds it just after; a race only fails this test).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.0.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n\
+             StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\n",
+            d = dir.0.display()
+        ),
+    )
+    .unwrap();
+    // sshd refuses to start without its privilege-separation directory.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let daemon = KillOnDrop(
+        Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            drop(daemon);
+            return skip("hosts over ssh", "the test's sshd did not start listening");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let user = Command::new("id").arg("-un").output().unwrap();
+    let user = String::from_utf8_lossy(&user.stdout).trim().to_string();
+    let launch = format!(
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+         -o LogLevel=ERROR -i {} -p {port} {user}@127.0.0.1",
+        dir.0.join("client_key").display()
+    );
+    let reach = Command::new("sh")
+        .args(["-c", &format!("{launch} true")])
+        .output()
+        .unwrap();
+    if !reach.status.success() {
+        return skip(
+            "hosts over ssh",
+            &format!(
+                "cannot log in to the test's sshd: {}",
+                String::from_utf8_lossy(&reach.stderr).trim()
+            ),
+        );
+    }
+    let work_dir = dir.0.join("files");
+    std::fs::create_dir(&work_dir).unwrap();
+    let toml = format!(
+        "description = \"ssh\"\nduration = \"300ms\"\nwarmup = \"0s\"\n\
+         [hosts]\nserver = {{ launch = \"{launch}\", address = \"127.0.0.1\" }}\n\
+         clients = [{{ launch = \"{launch}\" }}]\nwork_dir = \"{}\"\n\
+         [[sweep]]\nname = \"s\"\nbackends = [\"epoll\"]\nconnections = [4]\n",
+        work_dir.display()
+    );
+    let s = run_suite("ssh", &toml);
+    assert_eq!(s.outcome("s-epoll-c4")["status"], "ok", "{}", s.meta);
+    let server: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.run.join("cells/s-epoll-c4.server.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        server["totals"]["bytes_out"].as_u64().unwrap() > 0,
+        "{server}"
+    );
+    assert!(s.meta["hosts"][0]["kernel"].is_string(), "{}", s.meta);
+    assert_eq!(
+        std::fs::read_dir(&work_dir).unwrap().count(),
+        0,
+        "files left on the host"
+    );
+    drop(daemon);
 }
