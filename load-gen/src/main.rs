@@ -167,6 +167,57 @@ struct RunArgs {
     /// new one is established, and its latency (and send lateness) includes that wait.
     #[arg(long, value_parser = parse_messages_per_connection, value_name = "N")]
     messages_per_connection: Option<u64>,
+
+    /// Start the load (the warm-up, then the measured window) at this wall-clock time, in Unix
+    /// seconds (`date +%s.%N`), once the connections are made: several clients given the same time
+    /// start together (with synchronized clocks), and their intervals line up. At most 120 s
+    /// ahead; a time already past when the connections are made starts at once, and says so.
+    #[arg(long, value_parser = parse_start_at, value_name = "UNIX_SECONDS")]
+    start_at: Option<f64>,
+}
+
+/// A Unix time at most 120 s from now.
+fn parse_start_at(s: &str) -> Result<f64, String> {
+    let at: f64 = s
+        .parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite() && *t > 0.0)
+        .ok_or_else(|| format!("'{s}' is not a time in Unix seconds (date +%s.%N)"))?;
+    let now = unix_now();
+    if at > now + 120.0 {
+        return Err(format!("{s} is {:.0} s from now: at most 120 s", at - now));
+    }
+    Ok(at)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// With `--start-at`, sleep until then (until `stop`, at the latest); a time already past is
+/// said on stderr.
+fn wait_for_start(start_at: Option<f64>, stop: &AtomicBool) {
+    let Some(at) = start_at else {
+        return;
+    };
+    let late = unix_now() - at;
+    if late > 0.0 {
+        eprintln!(
+            "load-gen: --start-at was {:.0} ms ago once connected: starting now",
+            late * 1e3
+        );
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let left = at - unix_now();
+        if left <= 0.0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs_f64(left.min(0.05)));
+    }
 }
 
 fn parse_messages_per_connection(s: &str) -> Result<u64, String> {
@@ -204,6 +255,7 @@ impl RunArgs {
             hlog: self.hlog.clone(),
             spin: Some(self.spin.as_secs_f64()),
             messages_per_connection: self.messages_per_connection,
+            start_at: self.start_at,
         }
     }
 }
@@ -372,7 +424,8 @@ fn run(args: RunArgs) -> i32 {
         return 1;
     }
 
-    // Run.
+    // Run (together with the other clients, with --start-at).
+    wait_for_start(args.start_at, &stop);
     let start = Instant::now() + Duration::from_millis(5);
     // The wall-clock time the measured window opens (after the warm-up): the hlog's StartTime, to
     // which its intervals are relative, and what `merge` aligns logs from several clients on.

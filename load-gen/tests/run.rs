@@ -1505,3 +1505,78 @@ fn churn_out_of_ports_stops_the_run_with_the_remedies() {
     // 10 ports: the 4 first connections and the replacements until every port is in TIME_WAIT.
     assert!(json["connects"].as_u64().unwrap() <= 10, "{json}");
 }
+
+/// `--start-at`: connected at once, the load starts at the given wall-clock time (the hlog's
+/// StartTime, which is that plus the warm-up, is not earlier), and the JSON records it; a time
+/// more than 120 s ahead, or no time at all, is refused with one line (exit 2).
+#[test]
+fn start_at_starts_the_load_at_the_given_wall_clock_time() {
+    let Some((_server, addr)) = bench_server() else {
+        return skip("--start-at", "bench-server is not built");
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let at = now() + 1.5;
+    let dir = Temp::new("start-at");
+    let hlog = dir.0.join("run.hlog");
+    let target = addr.to_string();
+    let at_text = format!("{at:.3}");
+    let (out, json, _t) = run(
+        &[
+            "--target",
+            &target,
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--start-at",
+            &at_text,
+            "--hlog",
+            hlog.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = json.unwrap();
+    assert!(
+        (json["config"]["start_at"].as_f64().unwrap() - at).abs() < 0.001,
+        "{json}"
+    );
+    let text = std::fs::read_to_string(&hlog).unwrap();
+    let start: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#[StartTime: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .expect("a StartTime line");
+    // The window opens after the warm-up that starts at `at` (the log keeps milliseconds).
+    assert!(
+        start >= at + 0.2 - 0.002,
+        "window opened at {start}, load was to start at {at}"
+    );
+    assert!(
+        start < at + 0.2 + 1.0,
+        "window opened at {start}, {at} asked"
+    );
+    for bad in [format!("{:.0}", now() + 1000.0), "soon".to_string()] {
+        let out = Command::new(BIN)
+            .args(["run", "--target", &target, "--start-at", &bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{bad}: {stderr}");
+    }
+}

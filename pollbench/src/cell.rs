@@ -232,9 +232,10 @@ fn run_clients(
             stem,
         })
         .collect();
+    let start_at = place.net.common_start(n, cell.connections + cell.idle);
     let mut running = Vec::with_capacity(n);
     for (k, f) in client_files.iter().enumerate() {
-        match Running::spawn(load_command(cell, suite, place, addr, f, k)) {
+        match Running::spawn(load_command(cell, suite, place, (addr, start_at), f, k)) {
             Ok(load) => running.push(load),
             // Those started are killed as `running` drops.
             Err(e) => return Ok(Err(format!("cannot start load-gen: {e}"))),
@@ -425,7 +426,7 @@ fn load_command(
     cell: &Cell,
     suite: &Suite,
     place: &Place,
-    addr: SocketAddr,
+    (addr, start_at): (SocketAddr, Option<f64>),
     files: &CellFiles,
     k: usize,
 ) -> Command {
@@ -460,6 +461,9 @@ fn load_command(
     }
     if let Some(n) = cell.messages_per_connection {
         args.extend(["--messages-per-connection".into(), n.to_string()]);
+    }
+    if let Some(at) = start_at {
+        args.extend(["--start-at".into(), format!("{at:.3}")]);
     }
     if let Some(cores) = suite
         .pin

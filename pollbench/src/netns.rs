@@ -211,6 +211,24 @@ impl Network {
         }
     }
 
+    /// When `clients` load-gens of a cell with `connections` in all should start their load, so
+    /// they start together (`load-gen --start-at`, Unix seconds): a moment after every one can have
+    /// been launched and connected; None for a single local client, which starts once connected.
+    pub fn common_start(&self, clients: usize, connections: usize) -> Option<f64> {
+        let launch = match self {
+            Network::Hosts(_) => Duration::from_secs(3), // an ssh login each
+            _ if clients > 1 => Duration::from_millis(300),
+            _ => return None,
+        };
+        let connect = Duration::from_micros(200 * connections as u64 / clients.max(1) as u64);
+        let at = std::time::SystemTime::now() + launch + connect;
+        Some(
+            at.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        )
+    }
+
     /// The pid a process launched on a host announced (its first line of output); None here.
     pub fn launched_pid(&self, child: &mut Running) -> Option<u32> {
         match self {

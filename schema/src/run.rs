@@ -53,6 +53,11 @@ pub struct RunConfig {
     /// version 1: absent (None) in documents written before it.
     #[serde(default)]
     pub messages_per_connection: Option<u64>,
+    /// `--start-at`: the wall-clock time (Unix seconds) the load was to start at, once connected,
+    /// so that several clients start together; null when it started as soon as it was connected.
+    /// Added within version 1: absent (None) in documents written before it.
+    #[serde(default)]
+    pub start_at: Option<f64>,
 }
 
 /// Latency percentiles in microseconds.
