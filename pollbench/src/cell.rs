@@ -13,7 +13,7 @@ use pollbench_schema::run::RunReport;
 
 use crate::binaries::Binaries;
 use crate::clients::{merge_into, share, Part};
-use crate::netns::Network;
+use crate::network::Network;
 use crate::process::{Running, WaitEnd};
 use crate::suite::Suite;
 

@@ -84,6 +84,73 @@ impl HostsSpec {
     }
 }
 
+/// The hosts of a suite's `[hosts]`, ready to launch on.
+#[derive(Debug)]
+pub struct Hosts {
+    pub server: Host,
+    /// Where the clients reach the server (and where it binds).
+    pub address: std::net::IpAddr,
+    pub clients: Vec<Host>,
+    /// The directory of bench-server and load-gen on every host.
+    pub bin_dir: String,
+    /// Where result files are written on the hosts.
+    pub work_dir: String,
+}
+
+impl Hosts {
+    /// The hosts of `spec`, the binaries in `bin_dir` (or `local_bin_dir`, the same path as
+    /// here).
+    pub fn new(spec: &HostsSpec, local_bin_dir: &std::path::Path) -> Hosts {
+        Hosts {
+            server: Host::new(&spec.server.launch),
+            address: spec.server.address,
+            clients: spec.clients.iter().map(|c| Host::new(&c.launch)).collect(),
+            bin_dir: spec
+                .bin_dir
+                .clone()
+                .unwrap_or_else(|| local_bin_dir.display().to_string()),
+            work_dir: spec.work_dir.clone(),
+        }
+    }
+
+    /// Before the first cell: every host's binaries are the runner's own build (their
+    /// `--version`s match), and what the server host's bench-server can run there.
+    pub fn prepare(
+        &self,
+        bins: &crate::binaries::Binaries,
+    ) -> Result<pollbench_schema::capabilities::Capabilities, String> {
+        let server = self.program(&bins.bench_server);
+        same_version(&self.server, &bins.bench_server, &server)?;
+        for client in &self.clients {
+            same_version(client, &bins.load_gen, &self.program(&bins.load_gen))?;
+        }
+        let answer =
+            self.server
+                .capture(&exec_line(&server, &["--capabilities".to_string()], false))?;
+        pollbench_schema::capabilities::parse(&answer)
+    }
+
+    /// What meta.json records of every host.
+    pub fn facts(&self) -> Vec<pollbench_schema::results::HostFacts> {
+        std::iter::once(self.server.facts("server"))
+            .chain(
+                self.clients
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| c.facts(&format!("client {}", k + 1))),
+            )
+            .collect()
+    }
+
+    /// `program`'s path on the hosts: its file name in `bin_dir`.
+    pub fn program(&self, program: &std::path::Path) -> String {
+        let name = program
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().to_string());
+        format!("{}/{name}", self.bin_dir.trim_end_matches('/'))
+    }
+}
+
 /// One host: how to run a shell command line on it.
 #[derive(Debug, Clone)]
 pub struct Host {

@@ -10,6 +10,7 @@ mod compare;
 mod disturbance;
 mod hosts;
 mod netns;
+mod network;
 mod process;
 mod report;
 mod runner;

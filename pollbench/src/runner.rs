@@ -11,7 +11,7 @@ use rand::SeedableRng;
 
 use crate::binaries::Binaries;
 use crate::disturbance::Sample;
-use crate::netns::Network;
+use crate::network::Network;
 use crate::suite::Suite;
 
 /// A suite being run into its directory.

@@ -961,7 +961,9 @@ fn two_clients_share_a_cell_and_their_runs_are_merged_exactly() {
         assert_eq!(p["config"]["connections"], 5, "{p}");
     }
     // They were told to start their load together.
-    let start = parts[0]["config"]["start_at"].as_f64().expect("a common start");
+    let start = parts[0]["config"]["start_at"]
+        .as_f64()
+        .expect("a common start");
     assert_eq!(parts[1]["config"]["start_at"].as_f64(), Some(start));
     let listed = merged["clients"].as_array().unwrap();
     assert_eq!(listed.len(), 2);
