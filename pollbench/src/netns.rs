@@ -65,7 +65,7 @@ pub struct Topology {
 impl Topology {
     /// Create the namespaces, the bridge and the veths for a server and `clients` clients. On
     /// failure, whatever was created is deleted, and the error is one line naming the step.
-    pub fn create(clients: usize) -> Result<Topology, String> {
+    pub fn create(clients: usize, shaping: &Shaping) -> Result<Topology, String> {
         if clients == 0 || clients > 250 {
             return Err(format!(
                 "a netns topology has 1 to 250 clients, not {clients}"
@@ -94,6 +94,9 @@ impl Topology {
             namespaces: Vec::new(),
         };
         topology.build()?; // on error, dropping `topology` deletes what was made
+        for host in topology.hosts() {
+            shape(&host.namespace, shaping)?;
+        }
         Ok(topology)
     }
 
@@ -197,6 +200,79 @@ fn host_address(i: usize) -> Ipv4Addr {
 }
 
 /// Run `ip ARGS`; its first line of stderr as the error.
+/// How a topology's links are shaped (the suite's `link_delay` and `link_rate`): a qdisc on every
+/// host's `eth0`, so each direction of a connection passes one. `netem` where there is a delay
+/// (with its rate, if any), `tbf` for a rate alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shaping {
+    /// Added to every packet a host sends: a round trip gains twice this.
+    pub delay: Option<std::time::Duration>,
+    /// Most bits per second a host sends, as tc writes it ("100mbit").
+    pub rate: Option<String>,
+}
+
+impl Shaping {
+    /// The qdisc's arguments after `qdisc add dev eth0 root`, or None for no shaping.
+    fn qdisc(&self) -> Option<Vec<String>> {
+        let mut args: Vec<String> = match (self.delay, &self.rate) {
+            (None, None) => return None,
+            (Some(d), _) => vec![
+                "netem".into(),
+                "delay".into(),
+                format!("{}us", d.as_micros()),
+            ],
+            (None, Some(_)) => vec!["tbf".into()],
+        };
+        if let Some(rate) = &self.rate {
+            args.extend(["rate".into(), rate.clone()]);
+            if self.delay.is_none() {
+                // tbf needs a bucket and a queue bound: a few packets' burst, 100 ms of queue.
+                args.extend(["burst", "32kbit", "latency", "100ms"].map(String::from));
+            }
+        }
+        Some(args)
+    }
+
+    /// What the report says of it.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(d) = self.delay {
+            parts.push(format!(
+                "{} added to every packet each host sends (a round trip gains {})",
+                pollbench_common::human_us(d.as_micros() as f64),
+                pollbench_common::human_us(2.0 * d.as_micros() as f64)
+            ));
+        }
+        if let Some(r) = &self.rate {
+            parts.push(format!("each host sends at most {r}"));
+        }
+        (!parts.is_empty()).then(|| format!("links shaped with tc: {}", parts.join("; ")))
+    }
+}
+
+/// Put the shaping qdisc on `namespace`'s eth0; the error names the qdisc the kernel lacks.
+fn shape(namespace: &str, shaping: &Shaping) -> Result<(), String> {
+    let Some(qdisc) = shaping.qdisc() else {
+        return Ok(());
+    };
+    let mut args = vec!["-n", namespace, "qdisc", "add", "dev", "eth0", "root"];
+    args.extend(qdisc.iter().map(String::as_str));
+    let out = Command::new("tc")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("link shaping needs tc (iproute2): {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let kind = &qdisc[0];
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(format!(
+        "link shaping needs tc's {kind} qdisc (the kernel's sch_{kind}), and `tc {}` failed: {}",
+        args.join(" "),
+        stderr.lines().next().unwrap_or("no message").trim()
+    ))
+}
+
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
@@ -217,6 +293,35 @@ fn ip(args: &[&str]) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// A delay is netem (with the rate, if any); a rate alone is tbf with a bucket and a queue
+    /// bound; nothing is no qdisc.
+    #[test]
+    fn shaping_picks_netem_for_a_delay_and_tbf_for_a_rate_alone() {
+        let delay = Shaping {
+            delay: Some(std::time::Duration::from_micros(1500)),
+            rate: Some("1gbit".into()),
+        };
+        assert_eq!(
+            delay.qdisc().unwrap(),
+            ["netem", "delay", "1500us", "rate", "1gbit"]
+        );
+        let rate = Shaping {
+            delay: None,
+            rate: Some("100mbit".into()),
+        };
+        assert_eq!(
+            rate.qdisc().unwrap(),
+            ["tbf", "rate", "100mbit", "burst", "32kbit", "latency", "100ms"]
+        );
+        assert_eq!(Shaping::default().qdisc(), None);
+        assert_eq!(Shaping::default().describe(), None);
+        let said = delay.describe().unwrap();
+        assert!(
+            said.contains("a round trip gains 3.00 ms") && said.contains("1gbit"),
+            "{said}"
+        );
+    }
+
     fn namespaces() -> String {
         let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
@@ -233,7 +338,7 @@ mod tests {
     #[test]
     fn clients_reach_the_server_across_namespaces_and_nothing_is_left() {
         let links_before = links_here();
-        let topology = match Topology::create(2) {
+        let topology = match Topology::create(2, &Shaping::default()) {
             Ok(t) => t,
             Err(why) => {
                 eprintln!("skipped: netns topology: {why}");
@@ -306,7 +411,7 @@ mod tests {
     /// made by then).
     #[test]
     fn a_failed_build_deletes_what_it_made() {
-        assert!(Topology::create(0).is_err());
+        assert!(Topology::create(0, &Shaping::default()).is_err());
         let name = format!("pollbench-{}-clash", std::process::id());
         if let Err(why) = ip(&["netns", "add", &name]) {
             eprintln!("skipped: netns clean-up after a failure: {why}");

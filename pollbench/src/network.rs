@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::hosts::Hosts;
-use crate::netns::Topology;
+use crate::netns::{Shaping, Topology};
 use crate::process::Running;
 use crate::suite::TopologyKind;
 
@@ -17,8 +17,9 @@ use crate::suite::TopologyKind;
 pub enum Network {
     /// Both in this machine's namespace, over 127.0.0.1.
     Loopback,
-    /// The server in its namespace, client k in client k's.
-    Netns(Topology),
+    /// The server in its namespace, client k in client k's; how their links are shaped, if
+    /// they are (as the report says it).
+    Netns(Topology, Option<String>),
     /// Hosts reached by launch prefixes (a suite's `[hosts]`): bench-server on one, load-gen on
     /// each of the others, files read back through the launcher.
     Hosts(Hosts),
@@ -32,6 +33,7 @@ impl Network {
     pub fn for_suite(
         kind: TopologyKind,
         clients: usize,
+        shaping: &Shaping,
         hosts: Option<(&crate::hosts::HostsSpec, &std::path::Path)>,
     ) -> Network {
         if let Some((spec, bin_dir)) = hosts {
@@ -39,8 +41,8 @@ impl Network {
         }
         match kind {
             TopologyKind::Loopback => Network::Loopback,
-            TopologyKind::Netns => match Topology::create(clients) {
-                Ok(topology) => Network::Netns(topology),
+            TopologyKind::Netns => match Topology::create(clients, shaping) {
+                Ok(topology) => Network::Netns(topology, shaping.describe()),
                 Err(why) => Network::Unavailable(format!("topology netns: {why}")),
             },
         }
@@ -57,7 +59,7 @@ impl Network {
     /// The address bench-server binds (port 0: it picks one and says which).
     pub fn server_bind(&self) -> String {
         match self {
-            Network::Netns(t) => format!("{}:0", t.server.address),
+            Network::Netns(t, _) => format!("{}:0", t.server.address),
             Network::Hosts(h) => std::net::SocketAddr::new(h.address, 0).to_string(),
             _ => "127.0.0.1:0".into(),
         }
@@ -67,7 +69,7 @@ impl Network {
     /// first line of output is `pollbench-pid PID` (see [`crate::hosts`]).
     pub fn server_command(&self, program: &Path, args: &[String]) -> Command {
         match self {
-            Network::Netns(t) => t.server.command(program, args),
+            Network::Netns(t, _) => t.server.command(program, args),
             Network::Hosts(h) => {
                 h.server
                     .command(&crate::hosts::exec_line(&h.program(program), args, true))
@@ -79,7 +81,7 @@ impl Network {
     /// A command that runs `program` with `args` where client `k` runs.
     pub fn client_command(&self, k: usize, program: &Path, args: &[String]) -> Command {
         match self {
-            Network::Netns(t) => t.clients[k].command(program, args),
+            Network::Netns(t, _) => t.clients[k].command(program, args),
             Network::Hosts(h) => {
                 h.clients[k].command(&crate::hosts::exec_line(&h.program(program), args, true))
             }
@@ -91,7 +93,7 @@ impl Network {
     /// `local K` (from 1).
     pub fn client_name(&self, k: usize) -> String {
         match self {
-            Network::Netns(t) => t.clients[k].address.to_string(),
+            Network::Netns(t, _) => t.clients[k].address.to_string(),
             Network::Hosts(h) => h.clients[k].name.clone(),
             _ => format!("local {}", k + 1),
         }
@@ -185,15 +187,16 @@ impl Network {
     pub fn describe(&self) -> Option<String> {
         match self {
             Network::Loopback => None,
-            Network::Netns(t) => Some(format!(
-                "netns: bench-server in network namespace {} at {}, load-gen in {}, joined by veths to a bridge in a namespace of their own",
+            Network::Netns(t, shaped) => Some(format!(
+                "netns: bench-server in network namespace {} at {}, load-gen in {}, joined by veths to a bridge in a namespace of their own{}",
                 t.server.namespace,
                 t.server.address,
                 t.clients
                     .iter()
                     .map(|c| format!("{} at {}", c.namespace, c.address))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                shaped.as_ref().map_or(String::new(), |s| format!("; {s}"))
             )),
             Network::Hosts(h) => Some(format!(
                 "hosts: bench-server via `{}` at {}, load-gen via {}",

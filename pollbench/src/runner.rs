@@ -48,6 +48,7 @@ impl SuiteRun {
         let net = Network::for_suite(
             suite.topology,
             suite.clients,
+            &suite.shaping(),
             suite.hosts.as_ref().map(|h| (h, local_bins.as_path())),
         );
         let mut hosts = None;

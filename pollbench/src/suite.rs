@@ -47,6 +47,13 @@ pub struct Suite {
     /// merged exactly into the cell's. [default: 1]
     #[serde(default = "one")]
     pub clients: usize,
+    /// `topology = "netns"`: added to every packet each host sends (tc netem on every host's
+    /// veth; a round trip gains twice this). A kernel without netem skips the cells, saying so.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub link_delay: Option<Duration>,
+    /// `topology = "netns"`: most bits per second each host sends ("100mbit", as tc writes it;
+    /// tc tbf, or netem's rate with `link_delay`).
+    pub link_rate: Option<String>,
     /// Real machines (or anything a launch prefix reaches) for bench-server and the clients,
     /// instead of this machine: see `hosts`. Sets `clients` to its number of clients.
     pub hosts: Option<crate::hosts::HostsSpec>,
@@ -93,6 +100,21 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     pollbench_common::parse_duration(&text).map_err(serde::de::Error::custom)
 }
+/// An optional duration field.
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+/// A rate as tc takes it: a number and bit, kbit, mbit or gbit.
+fn tc_rate(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    ["gbit", "mbit", "kbit", "bit"].iter().any(|unit| {
+        lower.strip_suffix(unit).is_some_and(|n| {
+            !n.is_empty() && n.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0)
+        })
+    })
+}
+
 fn one() -> usize {
     1
 }
@@ -132,6 +154,14 @@ pub struct Sweep {
 }
 
 impl Suite {
+    /// How the links of a netns topology are shaped.
+    pub fn shaping(&self) -> crate::netns::Shaping {
+        crate::netns::Shaping {
+            delay: self.link_delay,
+            rate: self.link_rate.clone(),
+        }
+    }
+
     /// Find a suite by name (scripts/suites/NAME.toml, searched upwards from here) or path.
     pub fn locate(name: &str) -> Result<PathBuf, String> {
         let direct = PathBuf::from(name);
@@ -314,6 +344,18 @@ impl Suite {
         if self.sweep.is_empty() {
             return Err("no [[sweep]]: a suite needs at least one".into());
         }
+        if self.link_delay.is_some() || self.link_rate.is_some() {
+            if self.topology != TopologyKind::Netns {
+                return Err("link_delay and link_rate shape the links of topology = \"netns\"; this suite has none".into());
+            }
+            if let Some(rate) = &self.link_rate {
+                if !tc_rate(rate) {
+                    return Err(format!(
+                        "link_rate {rate:?}: a number and bit, kbit, mbit or gbit (\"100mbit\")"
+                    ));
+                }
+            }
+        }
         if let Some(hosts) = &self.hosts {
             hosts.check()?;
             if self.topology != TopologyKind::Loopback {
@@ -451,6 +493,30 @@ pub mod tests {
             .unwrap_err();
             assert!(
                 err.contains("a backend name, then any bench-server flags"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    /// Link shaping is for a netns topology, with a rate as tc writes it.
+    #[test]
+    fn link_shaping_needs_netns_and_a_rate_tc_takes() {
+        let sweep = "[[sweep]]\nname = \"s\"\nbackends = [\"epoll\"]\nconnections = [10]\n";
+        let s = suite(&format!(
+            "{HEAD}topology = \"netns\"\nlink_delay = \"2ms\"\nlink_rate = \"100mbit\"\n{sweep}"
+        ))
+        .unwrap();
+        assert_eq!(s.shaping().delay, Some(Duration::from_millis(2)));
+        assert_eq!(s.shaping().rate.as_deref(), Some("100mbit"));
+        let err = suite(&format!("{HEAD}link_delay = \"2ms\"\n{sweep}")).unwrap_err();
+        assert!(err.contains("topology = \"netns\""), "{err}");
+        for bad in ["fast", "100", "mbit", "-5mbit"] {
+            let err = suite(&format!(
+                "{HEAD}topology = \"netns\"\nlink_rate = \"{bad}\"\n{sweep}"
+            ))
+            .unwrap_err();
+            assert!(
+                err.contains("a number and bit, kbit, mbit or gbit"),
                 "{bad}: {err}"
             );
         }

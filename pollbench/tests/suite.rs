@@ -1385,3 +1385,85 @@ fn hosts_over_ssh_to_an_sshd_of_the_tests_own() {
     );
     drop(daemon);
 }
+
+/// Whether this test process can make network namespaces (root, `ip`); said when not.
+fn can_make_namespaces(what: &str) -> bool {
+    let probe = format!("pollbench-probe-{}-{what}", std::process::id());
+    let made = Command::new("ip").args(["netns", "add", &probe]).output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        skip(what, "cannot make network namespaces here");
+        return false;
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "delete", &probe])
+        .output();
+    true
+}
+
+/// `link_rate` shapes every host's link (tc tbf): 1 KiB messages over 1 Mbit/s links cannot
+/// pass 125 kB/s, about 120 msgs/s, where unshaped veths carry thousands. `link_delay` needs tc
+/// netem: where the kernel has it, a round trip takes at least twice the delay; where it does
+/// not, every cell is skipped with a reason that names netem (never run unshaped).
+#[test]
+fn link_shaping_on_netns_hosts_limits_the_rate_and_delays_or_is_skipped_with_the_reason() {
+    if !can_make_namespaces("link-shaping") {
+        return;
+    }
+    let head = "duration = \"1s\"\nwarmup = \"200ms\"\ntopology = \"netns\"\nsize = \"1KiB\"\n";
+    let rate = run_suite(
+        "shaped-rate",
+        &format!(
+            "description = \"rate\"\n{head}link_rate = \"1mbit\"\n\
+             [[sweep]]\nname = \"r\"\nbackends = [\"epoll\"]\nconnections = [4]\n"
+        ),
+    );
+    let outcome = rate.outcome("r-epoll-c4");
+    if outcome["status"] == "skipped" {
+        let why = outcome["reason"].as_str().unwrap().to_string();
+        assert!(why.contains("tbf"), "{why}");
+        skip("link_rate", &why);
+    } else {
+        assert_eq!(outcome["status"], "ok", "{}", rate.meta);
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(rate.run.join("cells/r-epoll-c4.json")).unwrap(),
+        )
+        .unwrap();
+        let msgs = json["throughput_msgs_per_s"].as_f64().unwrap();
+        assert!(
+            msgs > 0.0 && msgs < 300.0,
+            "1 Mbit/s links carried {msgs} msgs/s of 1 KiB"
+        );
+        assert!(
+            rate.meta["topology"]
+                .as_str()
+                .unwrap()
+                .contains("each host sends at most 1mbit"),
+            "{}",
+            rate.meta["topology"]
+        );
+    }
+    let delay = run_suite(
+        "shaped-delay",
+        &format!(
+            "description = \"delay\"\n{head}link_delay = \"5ms\"\n\
+             [[sweep]]\nname = \"d\"\nbackends = [\"epoll\"]\nconnections = [4]\n"
+        ),
+    );
+    let outcome = delay.outcome("d-epoll-c4");
+    if outcome["status"] == "skipped" {
+        let why = outcome["reason"].as_str().unwrap().to_string();
+        assert!(why.contains("netem"), "{why}");
+        skip("link_delay", &why);
+    } else {
+        assert_eq!(outcome["status"], "ok", "{}", delay.meta);
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(delay.run.join("cells/d-epoll-c4.json")).unwrap(),
+        )
+        .unwrap();
+        let p50 = json["latency_us"]["p50"].as_u64().unwrap();
+        assert!(
+            p50 >= 10_000,
+            "a 5 ms delay each way, and the round trip took {p50} us"
+        );
+    }
+}
