@@ -908,7 +908,22 @@ fn a_netns_topology_runs_server_and_client_in_namespaces_and_removes_them() {
         .map(|c| c["host"].as_str().unwrap())
         .collect();
     assert_eq!(hosts, ["198.18.0.2", "198.18.0.3"], "{run}");
+    let parts: u64 = ["n-poll-c10.client1.json", "n-poll-c10.client2.json"]
+        .iter()
+        .map(|p| read(p)["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        run["messages"].as_u64().unwrap(),
+        parts,
+        "merged = the sum of the parts"
+    );
     let server = read("n-poll-c10.server.json");
+    // It echoed at least what the clients counted (they leave out the warm-up).
+    let totals = &server["totals"];
+    assert!(
+        totals["bytes_out"].as_u64().unwrap() >= run["bytes"].as_u64().unwrap(),
+        "{server}"
+    );
     assert!(
         server["config"]["addr"]
             .as_str()
