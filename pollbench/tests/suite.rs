@@ -1056,6 +1056,20 @@ fn a_backend_entry_with_flags_is_a_column_that_passes_them_to_bench_server() {
     assert_eq!(plain["config"]["ring"]["fixed_files"], false, "{plain}");
 }
 
+/// A launcher in `dir` that runs its argument with `sh -c` and, like an ssh client, passes no
+/// signal on: SIGTERM ends it and leaves what it started running.
+fn like_ssh(dir: &Path) -> PathBuf {
+    let launcher = dir.join("like-ssh");
+    std::fs::write(
+        &launcher,
+        "#!/bin/sh\nsh -c \"$1\" &\nchild=$!\ntrap 'exit 143' TERM\nwait $child\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    launcher
+}
+
 /// `[hosts]` through launch prefixes, exercised with `sh -c` (which runs a command line as `ssh
 /// HOST` would, but here): bench-server launched on the "server host" and stopped there by pid,
 /// 2 load-gens on the "client hosts", every result file written under the hosts' work directory,
@@ -1066,14 +1080,7 @@ fn hosts_reached_by_a_launch_prefix_run_the_cells_and_their_files_come_back() {
     let work = Temp::new("hosts-work");
     // The server's launcher passes no signal on, as an ssh client does not: SIGTERM to it here
     // would end it and leave bench-server running on its host, without its statistics.
-    let launcher = work.0.join("like-ssh");
-    std::fs::write(
-        &launcher,
-        "#!/bin/sh\nsh -c \"$1\" &\nchild=$!\ntrap 'exit 143' TERM\nwait $child\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let launcher = like_ssh(&work.0);
     let work_dir = work.0.join("files");
     std::fs::create_dir(&work_dir).unwrap();
     let toml = format!(
@@ -1210,14 +1217,7 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
 #[test]
 fn sigterm_to_a_hosts_suite_stops_what_runs_on_the_hosts() {
     let dir = Temp::new("hosts-term");
-    let launcher = dir.0.join("like-ssh");
-    std::fs::write(
-        &launcher,
-        "#!/bin/sh\nsh -c \"$1\" &\nchild=$!\ntrap 'exit 143' TERM\nwait $child\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let launcher = like_ssh(&dir.0);
     let work_dir = dir.0.join("files");
     std::fs::create_dir(&work_dir).unwrap();
     let suite = dir.0.join("long.toml");
@@ -1415,6 +1415,38 @@ fn can_make_namespaces(what: &str) -> bool {
     true
 }
 
+/// Run a one-cell netns suite of 1 KiB messages with the shaping line `shaping` (`link_rate =
+/// ...`): the cell's run document, or None when it was skipped, which must be for want of tc's
+/// `qdisc` (said).
+fn shaped_cell(tag: &str, shaping: &str, qdisc: &str) -> Option<serde_json::Value> {
+    let s = run_suite(
+        tag,
+        &format!(
+            "description = \"{tag}\"\nduration = \"1s\"\nwarmup = \"200ms\"\n\
+             topology = \"netns\"\nsize = \"1KiB\"\n{shaping}\n\
+             [[sweep]]\nname = \"s\"\nbackends = [\"epoll\"]\nconnections = [4]\n"
+        ),
+    );
+    let outcome = s.outcome("s-epoll-c4");
+    if outcome["status"] == "skipped" {
+        let why = outcome["reason"].as_str().unwrap().to_string();
+        assert!(why.contains(qdisc), "{why}");
+        skip(tag, &why);
+        return None;
+    }
+    assert_eq!(outcome["status"], "ok", "{}", s.meta);
+    assert!(
+        s.meta["topology"]
+            .as_str()
+            .unwrap()
+            .contains("links shaped with tc"),
+        "{}",
+        s.meta["topology"]
+    );
+    let cell = std::fs::read_to_string(s.run.join("cells/s-epoll-c4.json")).unwrap();
+    Some(serde_json::from_str(&cell).unwrap())
+}
+
 /// `link_rate` shapes every host's link (tc tbf): 1 KiB messages over 1 Mbit/s links cannot
 /// pass 125 kB/s, about 120 msgs/s, where unshaped veths carry thousands. `link_delay` needs tc
 /// netem: where the kernel has it, a round trip takes at least twice the delay; where it does
@@ -1424,58 +1456,15 @@ fn link_shaping_on_netns_hosts_limits_the_rate_and_delays_or_is_skipped_with_the
     if !can_make_namespaces("link-shaping") {
         return;
     }
-    let head = "duration = \"1s\"\nwarmup = \"200ms\"\ntopology = \"netns\"\nsize = \"1KiB\"\n";
-    let rate = run_suite(
-        "shaped-rate",
-        &format!(
-            "description = \"rate\"\n{head}link_rate = \"1mbit\"\n\
-             [[sweep]]\nname = \"r\"\nbackends = [\"epoll\"]\nconnections = [4]\n"
-        ),
-    );
-    let outcome = rate.outcome("r-epoll-c4");
-    if outcome["status"] == "skipped" {
-        let why = outcome["reason"].as_str().unwrap().to_string();
-        assert!(why.contains("tbf"), "{why}");
-        skip("link_rate", &why);
-    } else {
-        assert_eq!(outcome["status"], "ok", "{}", rate.meta);
-        let json: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(rate.run.join("cells/r-epoll-c4.json")).unwrap(),
-        )
-        .unwrap();
-        let msgs = json["throughput_msgs_per_s"].as_f64().unwrap();
+    if let Some(run) = shaped_cell("link_rate", "link_rate = \"1mbit\"", "tbf") {
+        let msgs = run["throughput_msgs_per_s"].as_f64().unwrap();
         assert!(
             msgs > 0.0 && msgs < 300.0,
             "1 Mbit/s links carried {msgs} msgs/s of 1 KiB"
         );
-        assert!(
-            rate.meta["topology"]
-                .as_str()
-                .unwrap()
-                .contains("each host sends at most 1mbit"),
-            "{}",
-            rate.meta["topology"]
-        );
     }
-    let delay = run_suite(
-        "shaped-delay",
-        &format!(
-            "description = \"delay\"\n{head}link_delay = \"5ms\"\n\
-             [[sweep]]\nname = \"d\"\nbackends = [\"epoll\"]\nconnections = [4]\n"
-        ),
-    );
-    let outcome = delay.outcome("d-epoll-c4");
-    if outcome["status"] == "skipped" {
-        let why = outcome["reason"].as_str().unwrap().to_string();
-        assert!(why.contains("netem"), "{why}");
-        skip("link_delay", &why);
-    } else {
-        assert_eq!(outcome["status"], "ok", "{}", delay.meta);
-        let json: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(delay.run.join("cells/d-epoll-c4.json")).unwrap(),
-        )
-        .unwrap();
-        let p50 = json["latency_us"]["p50"].as_u64().unwrap();
+    if let Some(run) = shaped_cell("link_delay", "link_delay = \"5ms\"", "netem") {
+        let p50 = run["latency_us"]["p50"].as_u64().unwrap();
         assert!(
             p50 >= 10_000,
             "a 5 ms delay each way, and the round trip took {p50} us"
