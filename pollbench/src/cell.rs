@@ -391,14 +391,22 @@ enum StartError {
 fn start_server(cmd: Command) -> Result<(Running, Option<u32>, SocketAddr), StartError> {
     let mut server = Running::spawn(cmd)
         .map_err(|e| StartError::Failed(format!("cannot start bench-server: {e}")))?;
-    let mut line = server.stdout_line(SERVER_START).unwrap_or_default();
-    // On a launched host, its pid there comes first (see `hosts`).
-    let pid = line
-        .trim()
-        .strip_prefix("pollbench-pid ")
-        .and_then(|p| p.parse::<u32>().ok());
-    if pid.is_some() {
-        line = server.stdout_line(SERVER_START).unwrap_or_default();
+    // On a launched host its pid there comes first (see `hosts`), and a login shell may print
+    // something of its own before: read up to the address line, within the start limit.
+    let deadline = std::time::Instant::now() + SERVER_START;
+    let mut pid = None;
+    let mut line = String::new();
+    while let Some(next) =
+        server.stdout_line(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if let Some(p) = next.trim().strip_prefix("pollbench-pid ") {
+            pid = p.parse::<u32>().ok();
+            continue;
+        }
+        line = next;
+        if line.trim().starts_with("listening on ") {
+            break;
+        }
     }
     if crate::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
         return Err(StartError::Interrupted);

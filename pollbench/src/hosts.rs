@@ -159,6 +159,9 @@ pub struct Host {
     prefix: Vec<String>,
 }
 
+/// The line [`Host::capture`] prints before a command's output.
+const OUTPUT_MARK: &str = "pollbench-output";
+
 /// How long a short command on a host (a version, a `cat`, a `kill`) may take.
 const SHORT: Duration = Duration::from_secs(30);
 
@@ -181,10 +184,18 @@ impl Host {
     /// cut it short, since stopping what runs on a host is done this way); its stdout, or a
     /// one-line reason.
     pub fn capture(&self, script: &str) -> Result<String, String> {
-        let mut child = Running::spawn(self.command(script))
+        // A marker line first: what a login shell prints before it is not the command's output.
+        let marked = format!("echo {OUTPUT_MARK} && {script}");
+        let mut child = Running::spawn(self.command(&marked))
             .map_err(|e| format!("{}: cannot run {:?}: {e}", self.name, self.prefix[0]))?;
         match child.wait_through(SHORT) {
-            Ok((status, _)) if status.success() => Ok(child.stdout_rest()),
+            Ok((status, _)) if status.success() => {
+                let out = child.stdout_rest();
+                let start = out
+                    .find(&format!("{OUTPUT_MARK}\n"))
+                    .ok_or_else(|| format!("{}: `{script}` printed nothing", self.name))?;
+                Ok(out[start + OUTPUT_MARK.len() + 1..].to_string())
+            }
             Ok((status, stderr)) => Err(format!(
                 "{}: `{script}` exited with {status}: {}",
                 self.name,

@@ -146,17 +146,19 @@ impl Network {
         )
     }
 
-    /// The pid a process launched on a host announced (its first line of output); None here.
+    /// The pid a process launched on a host announced (its first line of output, after what a
+    /// login shell may print: at most 10 lines, 30 s); None here.
     pub fn launched_pid(&self, child: &mut Running) -> Option<u32> {
-        match self {
-            Network::Hosts(_) => child
-                .stdout_line(Duration::from_secs(30))?
-                .trim()
-                .strip_prefix("pollbench-pid ")?
-                .parse()
-                .ok(),
-            _ => None,
+        let Network::Hosts(_) = self else {
+            return None;
+        };
+        for _ in 0..10 {
+            let line = child.stdout_line(Duration::from_secs(30))?;
+            if let Some(pid) = line.trim().strip_prefix("pollbench-pid ") {
+                return pid.parse().ok();
+            }
         }
+        None
     }
 
     /// After an interruption: SIGTERM to every client process launched on a host (the launcher

@@ -1057,12 +1057,13 @@ fn a_backend_entry_with_flags_is_a_column_that_passes_them_to_bench_server() {
 }
 
 /// A launcher in `dir` that runs its argument with `sh -c` and, like an ssh client, passes no
-/// signal on: SIGTERM ends it and leaves what it started running.
+/// signal on: SIGTERM ends it and leaves what it started running. It prints a line of its own
+/// first, as a login shell's rc file may.
 fn like_ssh(dir: &Path) -> PathBuf {
     let launcher = dir.join("like-ssh");
     std::fs::write(
         &launcher,
-        "#!/bin/sh\nsh -c \"$1\" &\nchild=$!\ntrap 'exit 143' TERM\nwait $child\n",
+        "#!/bin/sh\necho 'Welcome to the test host'\nsh -c \"$1\" &\nchild=$!\ntrap 'exit 143' TERM\nwait $child\n",
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
