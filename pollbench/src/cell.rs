@@ -107,11 +107,13 @@ pub struct Descriptors {
 }
 
 impl Descriptors {
-    pub fn of(cell: &Cell) -> Descriptors {
+    /// A cell's needs with its load split over `clients` load-gen processes (each its own
+    /// open-files limit): the server holds every socket, a client its share.
+    pub fn of(cell: &Cell, clients: usize) -> Descriptors {
         let sockets = cell.connections + cell.idle;
         Descriptors {
             server: sockets + 7 + 3 * cell.server_threads,
-            client: sockets + 8 + 2 * cell.client_threads,
+            client: sockets.div_ceil(clients.max(1)) + 8 + 2 * cell.client_threads,
         }
     }
 }
@@ -121,15 +123,18 @@ impl Descriptors {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
     pub server_open_files: Option<u64>,
+    /// The lowest of the client processes' (on hosts: each client host's `ulimit -n`).
     pub client_open_files: Option<u64>,
     pub max_fd: Option<i64>,
+    /// load-gen processes sharing a cell.
+    pub clients: usize,
 }
 
 /// Why a cell cannot run here, if it cannot: the backend cannot watch descriptors as high as the
 /// server's will go (bench-server would close the connections past it, so the cell could only
 /// fail), or an open-files limit is below what its process needs.
 pub fn descriptor_skip(cell: &Cell, limits: Limits) -> Option<String> {
-    let need = Descriptors::of(cell);
+    let need = Descriptors::of(cell, limits.clients);
     // The backend's own limit first: no open-files limit would let it run. Descriptors are
     // allocated lowest first, so the server's highest is about its count - 1.
     if let Some(max) = limits.max_fd.filter(|&max| need.server as i64 > max + 1) {
@@ -177,7 +182,7 @@ fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Out
     if let Some(why) = net
         .unavailable()
         .map(str::to_string)
-        .or_else(|| skip_reason(cell, bins))
+        .or_else(|| skip_reason(cell, bins, net, suite.clients))
     {
         return Ok(outcome(CellStatus::Skipped, why));
     }
@@ -309,7 +314,7 @@ impl CellFiles<'_> {
 /// Why a cell cannot run here, if it cannot, as bench-server itself says: a backend it does not
 /// have or that is not available on this machine, a trigger or accept strategy the backend does not
 /// take, or more descriptors than can be had.
-fn skip_reason(cell: &Cell, bins: &Binaries) -> Option<String> {
+fn skip_reason(cell: &Cell, bins: &Binaries, net: &Network, clients: usize) -> Option<String> {
     let caps = &bins.capabilities;
     let Some(server) = caps.server(&cell.backend) else {
         return Some(format!("bench-server has no backend '{}'", cell.backend));
@@ -335,8 +340,9 @@ fn skip_reason(cell: &Cell, bins: &Binaries) -> Option<String> {
         .or_else(|| {
             let limits = Limits {
                 server_open_files: caps.open_files_limit,
-                client_open_files: pollbench_common::open_files_limit(),
+                client_open_files: net.client_open_files(),
                 max_fd: server.max_fd,
+                clients,
             };
             descriptor_skip(cell, limits)
         })
@@ -518,17 +524,32 @@ mod tests {
             server_open_files: Some(open),
             client_open_files: Some(open),
             max_fd,
+            clients: 1,
         };
         assert_eq!(descriptor_skip(&cell, limits(20_000, Some(1023))), None);
         cell.server_threads = 8;
         let why = descriptor_skip(&cell, limits(20_000, Some(1023))).expect("skipped");
         assert!(why.contains("FD_SETSIZE (1024)"), "{why}");
         // The open-files limit counts the larger of the two processes.
-        let need = Descriptors::of(&cell);
+        let need = Descriptors::of(&cell, 1);
         assert!(need.server > need.client);
         let limit = need.server as u64 - 1;
         let why = descriptor_skip(&cell, limits(limit, None)).expect("skipped");
         assert!(why.contains(&format!("limit {limit}")), "{why}");
         assert_eq!(descriptor_skip(&cell, limits(limit + 1, None)), None);
+        // Clients each hold their share: 4 of them need a quarter of the sockets each, and a
+        // limit that one client could not live with is enough for each of four.
+        let one = Descriptors::of(&cell, 1).client;
+        let four = Descriptors::of(&cell, 4).client;
+        assert_eq!(one - four, 1010 - 1010_usize.div_ceil(4));
+        let clients = |n: usize| Limits {
+            server_open_files: Some(100_000),
+            client_open_files: Some(four as u64),
+            max_fd: None,
+            clients: n,
+        };
+        let why = descriptor_skip(&cell, clients(1)).expect("one client cannot");
+        assert!(why.contains("load-gen"), "{why}");
+        assert_eq!(descriptor_skip(&cell, clients(4)), None);
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! Before the first cell, every host's binaries must print the same `--version` (version and
 //! commit) as the runner's own: a host built from other code would be measured under this
-//! commit's name. Each host's kernel, CPU model and core count go into meta.json.
+//! commit's name. Each client host's `ulimit -n` decides which cells its share of connections
+//! fits (the rest are skipped with the reason); each host's kernel, CPU model and core count go
+//! into meta.json.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -95,6 +97,9 @@ pub struct Hosts {
     pub bin_dir: String,
     /// Where result files are written on the hosts.
     pub work_dir: String,
+    /// The lowest `ulimit -n` of the client hosts, once [`prepare`](Self::prepare) asked them
+    /// (None where one did not say).
+    pub client_open_files: Option<u64>,
 }
 
 impl Hosts {
@@ -110,20 +115,33 @@ impl Hosts {
                 .clone()
                 .unwrap_or_else(|| local_bin_dir.display().to_string()),
             work_dir: spec.work_dir.clone(),
+            client_open_files: None,
         }
     }
 
     /// Before the first cell: every host's binaries are the runner's own build (their
-    /// `--version`s match), and what the server host's bench-server can run there.
+    /// `--version`s match), each client host's open-files limit, and what the server host's
+    /// bench-server can run there.
     pub fn prepare(
-        &self,
+        &mut self,
         bins: &crate::binaries::Binaries,
     ) -> Result<pollbench_schema::capabilities::Capabilities, String> {
         let server = self.program(&bins.bench_server);
         same_version(&self.server, &bins.bench_server, &server)?;
+        let mut limits = Vec::new();
         for client in &self.clients {
             same_version(client, &bins.load_gen, &self.program(&bins.load_gen))?;
+            // What a process launched there gets (an unlimited one: as good as any).
+            let limit = client.capture("ulimit -n")?;
+            limits.push(match limit.trim() {
+                "unlimited" => Some(u64::MAX),
+                n => n.parse::<u64>().ok(),
+            });
         }
+        self.client_open_files = limits
+            .into_iter()
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|l| l.into_iter().min());
         let answer =
             self.server
                 .capture(&exec_line(&server, &["--capabilities".to_string()], false))?;

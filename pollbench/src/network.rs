@@ -146,6 +146,15 @@ impl Network {
         )
     }
 
+    /// The open-files limit a load-gen process runs under: the lowest of the client hosts'
+    /// (asked before the first cell), or this process's, which local clients inherit.
+    pub fn client_open_files(&self) -> Option<u64> {
+        match self {
+            Network::Hosts(h) => h.client_open_files,
+            _ => pollbench_common::open_files_limit(),
+        }
+    }
+
     /// The pid a process launched on a host announced (its first line of output, after what a
     /// login shell may print: at most 10 lines, 30 s); None here.
     pub fn launched_pid(&self, child: &mut Running) -> Option<u32> {

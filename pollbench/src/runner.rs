@@ -45,14 +45,14 @@ impl SuiteRun {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let net = Network::for_suite(
+        let mut net = Network::for_suite(
             suite.topology,
             suite.clients,
             &suite.shaping(),
             suite.hosts.as_ref().map(|h| (h, local_bins.as_path())),
         );
         let mut hosts = None;
-        if let Network::Hosts(h) = &net {
+        if let Network::Hosts(h) = &mut net {
             bins.capabilities = h.prepare(bins)?;
             hosts = Some(h.facts());
         }

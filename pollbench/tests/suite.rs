@@ -1472,3 +1472,35 @@ fn link_shaping_on_netns_hosts_limits_the_rate_and_delays_or_is_skipped_with_the
         );
     }
 }
+
+/// A client host's own open-files limit counts, not the runner's: through a launcher that runs
+/// with `ulimit -n` 64 (prlimit), a cell of 100 connections is skipped naming load-gen and that
+/// limit, and one of 10 runs.
+#[test]
+fn a_client_hosts_open_files_limit_skips_the_cells_it_cannot_hold() {
+    let have = Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        return skip(
+            "a client host's open-files limit",
+            "needs util-linux's prlimit",
+        );
+    }
+    let s = run_suite(
+        "hosts-ulimit",
+        "description = \"ulimit\"\nduration = \"300ms\"\nwarmup = \"0s\"\n\
+         [hosts]\nserver = { launch = \"sh -c\", address = \"127.0.0.1\" }\n\
+         clients = [{ launch = \"prlimit --nofile=64 sh -c\" }]\n\
+         [[sweep]]\nname = \"u\"\nbackends = [\"epoll\"]\nconnections = [10, 100]\n",
+    );
+    assert_eq!(s.outcome("u-epoll-c10")["status"], "ok", "{}", s.meta);
+    let big = s.outcome("u-epoll-c100");
+    assert_eq!(big["status"], "skipped", "{big}");
+    let why = big["reason"].as_str().unwrap();
+    assert!(
+        why.contains("limit 64") && why.contains("load-gen"),
+        "{why}"
+    );
+}
