@@ -355,8 +355,7 @@ impl Args {
                 };
                 let features = crate::completion_loop::probe(self.fixed_files, batch > 1)?;
                 if self.fixed_files {
-                    let table = crate::completion_loop::fixed_table() as usize;
-                    max_conns = max_conns.min(table - (table / 2).min(4096));
+                    max_conns = max_conns.min(crate::completion_loop::fixed_files_max_conns());
                 }
                 ring = Some(RingOptions {
                     fixed_files: self.fixed_files,

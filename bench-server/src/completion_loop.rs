@@ -51,7 +51,7 @@ pub fn probe(fixed_files: bool, batch: bool) -> Result<Vec<String>, String> {
         entries: 8,
         buffers: 8,
         buffer_size: 64,
-        fixed_files: if fixed_files { fixed_table() } else { 0 },
+        fixed_files: table_size(fixed_files),
     };
     let ring = CompletionRing::new(&config)
         .map_err(|e| format!("--backend io_uring_completion is not available here: {e}"))?;
@@ -75,10 +75,27 @@ pub fn probe(fixed_files: bool, batch: bool) -> Result<Vec<String>, String> {
 
 /// The size of a ring's fixed-file table: the open-files limit (the kernel refuses a bigger
 /// one), at most the kernel's most (2^20). Each loop's table must hold every connection the loop
-/// may get; `--max-conns` is kept below it (cli.rs).
+/// may get; `--max-conns` is kept below it ([`fixed_files_max_conns`]).
 pub fn fixed_table() -> u32 {
     let limit = pollbench_common::open_files_limit().unwrap_or(1024);
     limit.clamp(2, 1 << 20) as u32
+}
+
+/// [`RingConfig::fixed_files`] for a loop: the table, or 0 without `--fixed-files`.
+fn table_size(fixed_files: bool) -> u32 {
+    if fixed_files {
+        fixed_table()
+    } else {
+        0
+    }
+}
+
+/// The most connections `--fixed-files` serves: the kernel closes a connection it accepts into a
+/// full table, so half the table (at most 4,096 slots) stays free for a burst of accepts past
+/// the limit.
+pub fn fixed_files_max_conns() -> usize {
+    let table = fixed_table() as usize;
+    table - (table / 2).min(4096)
 }
 
 /// Start `cfg.threads` completion loops, each on its own SO_REUSEPORT listener; returns once
@@ -235,11 +252,7 @@ impl CompletionLoop {
             entries: 1024,
             buffers: 4096,
             buffer_size,
-            fixed_files: if spec.options.fixed_files {
-                fixed_table()
-            } else {
-                0
-            },
+            fixed_files: table_size(spec.options.fixed_files),
         })?;
         ring.accept_multishot(spec.listener.as_raw_fd(), LISTENER)?;
         Ok(CompletionLoop {

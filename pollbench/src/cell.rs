@@ -269,8 +269,8 @@ fn run_clients(
             .iter()
             .try_for_each(|ext| place.net.fetch(Some(k), &client_files[k].path(ext)));
         let why = match end {
-            Err(WaitEnd::Interrupted) => return Err(WaitEnd::Interrupted),
-            Err(WaitEnd::Deadline) => format!("load-gen did not finish within {limit:?}"),
+            // An interruption returned above.
+            Err(_) => format!("load-gen did not finish within {limit:?}"),
             Ok((status, _)) if status.success() => match fetched {
                 Ok(()) => continue,
                 Err(why) => format!("reading its results back: {why}"),
@@ -405,8 +405,8 @@ fn start_server(cmd: Command) -> Result<(Running, Option<u32>, SocketAddr), Star
     while let Some(next) =
         server.stdout_line(deadline.saturating_duration_since(std::time::Instant::now()))
     {
-        if let Some(p) = next.trim().strip_prefix("pollbench-pid ") {
-            pid = p.parse::<u32>().ok();
+        if let Some(p) = crate::hosts::announced_pid(&next) {
+            pid = Some(p);
             continue;
         }
         line = next;

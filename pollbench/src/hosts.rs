@@ -127,10 +127,11 @@ impl Hosts {
         bins: &crate::binaries::Binaries,
     ) -> Result<pollbench_schema::capabilities::Capabilities, String> {
         let server = self.program(&bins.bench_server);
-        same_version(&self.server, &bins.bench_server, &server)?;
+        same_version(&self.server, &local_version(&bins.bench_server)?, &server)?;
+        let (load_gen, ours) = (self.program(&bins.load_gen), local_version(&bins.load_gen)?);
         let mut limits = Vec::new();
         for client in &self.clients {
-            same_version(client, &bins.load_gen, &self.program(&bins.load_gen))?;
+            same_version(client, &ours, &load_gen)?;
             // What a process launched there gets (an unlimited one: as good as any).
             let limit = client.capture("ulimit -n")?;
             limits.push(match limit.trim() {
@@ -255,14 +256,18 @@ impl Host {
     }
 }
 
-/// What `program --version` prints here, and refuse `host`'s copy at `remote` unless it prints
-/// the same: a host built from other code would be measured under this commit's name.
-pub fn same_version(host: &Host, local: &Path, remote: &str) -> Result<(), String> {
-    let ours = Command::new(local)
+/// What `program --version` prints here (the runner's own build of it).
+fn local_version(program: &Path) -> Result<String, String> {
+    let out = Command::new(program)
         .arg("--version")
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", local.display()))?;
-    let ours = String::from_utf8_lossy(&ours.stdout).trim().to_string();
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Refuse `host`'s copy of a program at `remote` unless its `--version` is `ours`: a host built
+/// from other code would be measured under this commit's name.
+pub fn same_version(host: &Host, ours: &str, remote: &str) -> Result<(), String> {
     let theirs = host
         .capture(&exec_line(remote, &["--version".to_string()], false))?
         .trim()
@@ -281,12 +286,25 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// What a launched process's command line prints before anything else: `PID_MARK PID`.
+const PID_MARK: &str = "pollbench-pid";
+
+/// The pid a line of a launched process's output announces (see [`exec_line`]), if it is that
+/// line.
+pub fn announced_pid(line: &str) -> Option<u32> {
+    line.trim()
+        .strip_prefix(PID_MARK)?
+        .strip_prefix(' ')?
+        .parse()
+        .ok()
+}
+
 /// The command line that runs `program` with `args` as the host's process itself (`exec`);
 /// `announce_pid` first prints `pollbench-pid PID` (the pid the program keeps through `exec`).
 pub fn exec_line(program: &str, args: &[String], announce_pid: bool) -> String {
     let mut line = String::new();
     if announce_pid {
-        line.push_str("echo pollbench-pid $$ && ");
+        line.push_str(&format!("echo {PID_MARK} $$ && "));
     }
     line.push_str("exec ");
     line.push_str(&quote(program));
@@ -317,7 +335,10 @@ mod tests {
         let announced = Host::new("sh -c")
             .capture(&exec_line("true", &[], true))
             .unwrap();
-        assert!(announced.starts_with("pollbench-pid "), "{announced}");
+        let pid = announced.lines().find_map(announced_pid);
+        assert!(pid.is_some_and(|p| p > 1), "{announced}");
+        assert_eq!(announced_pid("pollbench-pidx 12"), None);
+        assert_eq!(announced_pid("Welcome"), None);
     }
 
     /// A host that fails says which host and what it said.

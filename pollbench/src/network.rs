@@ -9,9 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::hosts::Hosts;
-use crate::netns::{Shaping, Topology};
+use crate::netns::Topology;
 use crate::process::Running;
-use crate::suite::TopologyKind;
+use crate::suite::{Suite, TopologyKind};
 
 /// Where a suite's cells run their server and client, made once for the whole suite.
 pub enum Network {
@@ -28,23 +28,21 @@ pub enum Network {
 }
 
 impl Network {
-    /// The network a suite asks for, made now (namespaces are deleted when it is dropped).
-    /// `hosts`: the suite's `[hosts]`, with the directory of this runner's binaries.
-    pub fn for_suite(
-        kind: TopologyKind,
-        clients: usize,
-        shaping: &Shaping,
-        hosts: Option<(&crate::hosts::HostsSpec, &std::path::Path)>,
-    ) -> Network {
-        if let Some((spec, bin_dir)) = hosts {
-            return Network::Hosts(Hosts::new(spec, bin_dir));
+    /// The network `suite` asks for, made now (namespaces are deleted when it is dropped);
+    /// `local_bin_dir` holds this runner's binaries (the hosts' default `bin_dir`).
+    pub fn for_suite(suite: &Suite, local_bin_dir: &Path) -> Network {
+        if let Some(spec) = &suite.hosts {
+            return Network::Hosts(Hosts::new(spec, local_bin_dir));
         }
-        match kind {
+        match suite.topology {
             TopologyKind::Loopback => Network::Loopback,
-            TopologyKind::Netns => match Topology::create(clients, shaping) {
-                Ok(topology) => Network::Netns(topology, shaping.describe()),
-                Err(why) => Network::Unavailable(format!("topology netns: {why}")),
-            },
+            TopologyKind::Netns => {
+                let shaping = suite.shaping();
+                match Topology::create(suite.clients, &shaping) {
+                    Ok(topology) => Network::Netns(topology, shaping.describe()),
+                    Err(why) => Network::Unavailable(format!("topology netns: {why}")),
+                }
+            }
         }
     }
 
@@ -163,8 +161,8 @@ impl Network {
         };
         for _ in 0..10 {
             let line = child.stdout_line(Duration::from_secs(30))?;
-            if let Some(pid) = line.trim().strip_prefix("pollbench-pid ") {
-                return pid.parse().ok();
+            if let Some(pid) = crate::hosts::announced_pid(&line) {
+                return Some(pid);
             }
         }
         None

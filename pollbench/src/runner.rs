@@ -45,12 +45,7 @@ impl SuiteRun {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut net = Network::for_suite(
-            suite.topology,
-            suite.clients,
-            &suite.shaping(),
-            suite.hosts.as_ref().map(|h| (h, local_bins.as_path())),
-        );
+        let mut net = Network::for_suite(suite, &local_bins);
         let mut hosts = None;
         if let Network::Hosts(h) = &mut net {
             bins.capabilities = h.prepare(bins)?;

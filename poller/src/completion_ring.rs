@@ -730,16 +730,11 @@ impl Drop for CompletionRing {
                 resv: 0,
                 data: 0,
             };
-            // SAFETY: unregisters our own registered ring index; `update` lives across the call.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_io_uring_register,
-                    self.ring.as_raw_fd(),
-                    IORING_UNREGISTER_RING_FDS,
-                    &mut update as *mut RsrcUpdate,
-                    1,
-                )
-            };
+            ring_fds(
+                self.ring.as_raw_fd(),
+                IORING_UNREGISTER_RING_FDS,
+                &mut update,
+            );
         }
         if self.in_flight > 0 {
             return; // leak the memory: the kernel may still write to it
@@ -797,18 +792,23 @@ fn register_ring_fd(ring_fd: RawFd) -> Option<u32> {
         resv: 0,
         data: ring_fd as u64,
     };
-    // SAFETY: registers our own ring's descriptor; `update` lives across the call, which writes
-    // the chosen index into it.
-    let rc = unsafe {
+    (ring_fds(ring_fd, IORING_REGISTER_RING_FDS, &mut update) == 1).then_some(update.offset)
+}
+
+/// `io_uring_register(ring_fd, op, update, 1)` for `IORING_(UN)REGISTER_RING_FDS`: the number of
+/// entries done, or -1.
+fn ring_fds(ring_fd: RawFd, op: u32, update: &mut RsrcUpdate) -> libc::c_long {
+    // SAFETY: a register call on our own ring with one `io_uring_rsrc_update` that lives across
+    // the call (the kernel writes the chosen index into it when registering).
+    unsafe {
         libc::syscall(
             libc::SYS_io_uring_register,
             ring_fd,
-            IORING_REGISTER_RING_FDS,
-            &mut update as *mut RsrcUpdate,
+            op,
+            update as *mut RsrcUpdate,
             1,
         )
-    };
-    (rc == 1).then_some(update.offset)
+    }
 }
 
 /// `Unsupported` naming the feature where the kernel refused it as unknown, else `e` as it is.
