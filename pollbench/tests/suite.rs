@@ -400,6 +400,17 @@ fn sigterm_to_a_netns_suite_also_deletes_its_namespaces() {
     );
 }
 
+/// SIGTERM to a runner whose cell has been running for 300 ms: it exits 130 within `limit`.
+/// Its stderr.
+fn sigterm_in_a_cell(runner: &mut Child, limit: Duration) -> String {
+    std::thread::sleep(Duration::from_millis(300));
+    nix_kill(runner.id(), 15);
+    let out = wait_with_limit(runner, limit);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    stderr
+}
+
 /// SIGTERM to a runner in its first cell of 30 s (the suite's other keys: `extra`): exit 130,
 /// its children gone, the report written. Returns the runner's pid.
 fn interrupt_a_long_suite(extra: &str) -> u32 {
@@ -436,11 +447,7 @@ fn interrupt_a_long_suite(extra: &str) -> u32 {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    std::thread::sleep(Duration::from_millis(300));
-    nix_kill(runner.id(), 15);
-    let out = wait_with_limit(&mut runner, Duration::from_secs(20));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let stderr = sigterm_in_a_cell(&mut runner, Duration::from_secs(20));
     assert!(
         stderr.contains("interrupted after 0 of 2 cells"),
         "{stderr}"
@@ -1256,11 +1263,7 @@ fn sigterm_to_a_hosts_suite_stops_what_runs_on_the_hosts() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    nix_kill(runner.id(), 15);
-    let out = wait_with_limit(&mut runner, Duration::from_secs(40));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    sigterm_in_a_cell(&mut runner, Duration::from_secs(40));
     let deadline = Instant::now() + Duration::from_secs(5);
     while !processes_with(&needle).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
