@@ -226,6 +226,23 @@ pub struct Config {
     pub stats_json: Option<PathBuf>,
 }
 
+/// The size of a ring's fixed-file table: the open-files limit (the kernel refuses a bigger
+/// one), at most the kernel's most (2^20). Each loop's table must hold every connection the loop
+/// may get; `--max-conns` is kept below it ([`fixed_files_max_conns`]). Linux only, where there is
+/// io_uring; sized here because the limit it sets on `--max-conns` is a command-line decision.
+pub fn fixed_table() -> u32 {
+    let limit = pollbench_common::open_files_limit().unwrap_or(1024);
+    limit.clamp(2, 1 << 20) as u32
+}
+
+/// The most connections `--fixed-files` serves: the kernel closes a connection it accepts into a
+/// full table, so half the table (at most 4,096 slots) stays free for a burst of accepts past
+/// the limit.
+pub fn fixed_files_max_conns() -> usize {
+    let table = fixed_table() as usize;
+    table - (table / 2).min(4096)
+}
+
 /// How `--backend io_uring_completion` sets up its rings, and what the kernel took.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingOptions {
@@ -355,7 +372,7 @@ impl Args {
                 };
                 let features = crate::completion_loop::probe(self.fixed_files, batch > 1)?;
                 if self.fixed_files {
-                    max_conns = max_conns.min(crate::completion_loop::fixed_files_max_conns());
+                    max_conns = max_conns.min(fixed_files_max_conns());
                 }
                 ring = Some(RingOptions {
                     fixed_files: self.fixed_files,
@@ -508,7 +525,7 @@ mod tests {
                 return;
             }
         };
-        let table = crate::completion_loop::fixed_table() as usize;
+        let table = fixed_table() as usize;
         assert_eq!(config.max_conns, 100_000.min(table - (table / 2).min(4096)));
         let json = config.stats_config();
         let ring = json.ring.expect("a ring setup");

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use poller::completion_ring::{Completion, CompletionRing, RingConfig, RingWaker, Socket};
 
-use crate::cli::{Config, RingOptions};
+use crate::cli::{fixed_table, Config, RingOptions};
 use crate::listener::{bind, ConnLimit};
 use crate::server::{pin_plan, Running};
 use crate::stats::{Counts, SharedCounters};
@@ -73,14 +73,6 @@ pub fn probe(fixed_files: bool, batch: bool) -> Result<Vec<String>, String> {
     .collect())
 }
 
-/// The size of a ring's fixed-file table: the open-files limit (the kernel refuses a bigger
-/// one), at most the kernel's most (2^20). Each loop's table must hold every connection the loop
-/// may get; `--max-conns` is kept below it ([`fixed_files_max_conns`]).
-pub fn fixed_table() -> u32 {
-    let limit = pollbench_common::open_files_limit().unwrap_or(1024);
-    limit.clamp(2, 1 << 20) as u32
-}
-
 /// [`RingConfig::fixed_files`] for a loop: the table, or 0 without `--fixed-files`.
 fn table_size(fixed_files: bool) -> u32 {
     if fixed_files {
@@ -88,14 +80,6 @@ fn table_size(fixed_files: bool) -> u32 {
     } else {
         0
     }
-}
-
-/// The most connections `--fixed-files` serves: the kernel closes a connection it accepts into a
-/// full table, so half the table (at most 4,096 slots) stays free for a burst of accepts past
-/// the limit.
-pub fn fixed_files_max_conns() -> usize {
-    let table = fixed_table() as usize;
-    table - (table / 2).min(4096)
 }
 
 /// Start `cfg.threads` completion loops, each on its own SO_REUSEPORT listener; returns once

@@ -4,6 +4,10 @@
 mod baselines;
 mod capabilities;
 mod cli;
+#[cfg(target_os = "linux")]
+mod completion_loop;
+#[cfg(not(target_os = "linux"))]
+#[path = "completion_unavailable.rs"]
 mod completion_loop;
 mod event_loop;
 mod listener;

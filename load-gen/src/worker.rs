@@ -708,6 +708,8 @@ fn bind_address_no_port(socket: &socket2::Socket) {
             )
         };
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket; // IP_BIND_ADDRESS_NO_PORT is Linux's: bind(ip, 0) as it is
 }
 
 /// Make this thread's timers as punctual as the kernel allows: timer slack is how much later than

@@ -23,8 +23,9 @@ pub fn skip(what: &str, why: &str) {
 /// a visible skip naming the open-files limit: a test that needs 1,000 connections must not fail
 /// with EMFILE on a machine whose limit is 1,024 or less.
 pub fn have_descriptors(n: u64, what: &str) -> bool {
-    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .expect("getrlimit");
+    let Some(soft) = pollbench_common::open_files_limit() else {
+        return true; // no limit
+    };
     let need = n + 64; // stdio, the harness, listeners and files of concurrently running tests
     if soft < need {
         skip(
@@ -50,25 +51,26 @@ pub fn backends() -> Vec<(BackendKind, poller::Capabilities)> {
 
 /// Whether `--backend io_uring_completion` can run here; said (skipped) when not.
 pub fn completion_available(what: &str) -> bool {
-    completion_ring(what).is_some()
+    completion_min_wait(what).is_some()
 }
 
 /// Whether `--backend io_uring_completion --batch N --batch-wait D` can run here (Linux 6.12);
 /// said (skipped) when not.
 pub fn completion_batch_available(what: &str) -> bool {
-    let Some(ring) = completion_ring(what) else {
-        return false;
-    };
-    if !ring.features().min_wait {
+    let min_wait = completion_min_wait(what);
+    if min_wait == Some(false) {
         skip(
             what,
             "this kernel cannot hold a wait out for a batch (Linux 6.12+)",
         );
     }
-    ring.features().min_wait
+    min_wait == Some(true)
 }
 
-fn completion_ring(what: &str) -> Option<poller::completion_ring::CompletionRing> {
+/// Whether a completion ring can be set up here (`None`, said, when not), and whether its waits
+/// can hold out for a batch.
+#[cfg(target_os = "linux")]
+fn completion_min_wait(what: &str) -> Option<bool> {
     let config = poller::completion_ring::RingConfig {
         entries: 8,
         buffers: 8,
@@ -76,12 +78,18 @@ fn completion_ring(what: &str) -> Option<poller::completion_ring::CompletionRing
         fixed_files: 0,
     };
     match poller::completion_ring::CompletionRing::new(&config) {
-        Ok(ring) => Some(ring),
+        Ok(ring) => Some(ring.features().min_wait),
         Err(e) => {
             skip(what, &format!("io_uring completion mode: {e}"));
             None
         }
     }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn completion_min_wait(what: &str) -> Option<bool> {
+    skip(what, "io_uring completion mode: io_uring is Linux's");
+    None
 }
 
 /// Triggers and accept strategies a backend supports (what bench-server accepts for it).
