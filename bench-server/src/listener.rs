@@ -49,12 +49,6 @@ impl ConnLimit {
             .is_ok()
     }
 
-    /// Whether a slot is free now (another thread may take it first).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the completion loop's (Linux)
-    pub fn has_room(&self) -> bool {
-        self.open.load(Ordering::Acquire) < self.max
-    }
-
     /// Give a slot back when a connection closes.
     pub fn release(&self) {
         self.open.fetch_sub(1, Ordering::AcqRel);

@@ -5,6 +5,8 @@ mod baselines;
 mod capabilities;
 mod cli;
 #[cfg(target_os = "linux")]
+mod completion_echo;
+#[cfg(target_os = "linux")]
 mod completion_loop;
 #[cfg(not(target_os = "linux"))]
 #[path = "completion_unavailable.rs"]

@@ -8,10 +8,42 @@
 //!   caller re-arms, after a pause if the error was EMFILE);
 //! - **multishot receive** into a **provided buffer ring** (Linux 6.0): one request per
 //!   connection; the kernel picks a buffer from the ring for each chunk it receives and says which
-//!   ([`Completion::Received`]); the caller hands the buffer back with [`CompletionRing::recycle`]
-//!   once done with it (for an echo server: when the send from it completed);
-//! - **send** from a received buffer, one per connection at a time (the caller's rule: sends of one
-//!   connection never race), continued by the caller when short.
+//!   ([`Completion::Received`]) and hands it to the caller as a [`RecvBuf`], which the caller owns
+//!   until it gives it back with [`CompletionRing::recycle`];
+//! - **send** from a received buffer: [`CompletionRing::send`] takes the [`RecvBuf`] and
+//!   [`Completion::Sent`] returns it, so a buffer is never recycled while the kernel reads it;
+//!   one send per connection at a time (the caller's rule: sends of one connection never race),
+//!   continued by the caller when short.
+//!
+//! Ownership is what keeps this sound from safe code: a [`RecvBuf`] and a [`Socket`] are neither
+//! `Copy` nor `Clone`, recycling or sending consumes the buffer and closing consumes the socket, and
+//! both carry the id of the ring that made them (using one with another ring panics). So a buffer
+//! cannot be handed to the kernel twice or read while the kernel may write it, and a closed
+//! connection cannot be sent to or closed again once its descriptor or slot is reused. Dropping
+//! one instead leaks it (the buffer is lost to the ring, the descriptor stays open), which is safe.
+//!
+//! ```no_run
+//! # use poller::completion_ring::{CompletionRing, RecvBuf, Socket};
+//! fn done_with(ring: &mut CompletionRing, buf: RecvBuf, socket: Socket) -> std::io::Result<()> {
+//!     ring.recycle(buf);
+//!     ring.close(socket)
+//! }
+//! ```
+//! The same twice does not compile:
+//! ```compile_fail,E0382
+//! # use poller::completion_ring::{CompletionRing, RecvBuf};
+//! fn recycle_twice(ring: &mut CompletionRing, buf: RecvBuf) {
+//!     ring.recycle(buf);
+//!     ring.recycle(buf); // the kernel would hand one buffer to two receives
+//! }
+//! ```
+//! ```compile_fail,E0382
+//! # use poller::completion_ring::{CompletionRing, Socket};
+//! fn close_twice(ring: &mut CompletionRing, socket: Socket) -> std::io::Result<()> {
+//!     ring.close(socket)?;
+//!     ring.close(socket) // the descriptor or slot may be another connection's by now
+//! }
+//! ```
 //!
 //! When the buffer ring runs dry the kernel ends the connection's multishot receive with ENOBUFS:
 //! [`Completion::NoBuffers`], counted in [`RingStats::enobufs`]; the caller re-arms it once it has
@@ -30,9 +62,10 @@
 //! ring and the completion list are made once.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -83,22 +116,55 @@ pub struct RingFeatures {
 
 /// A connection the ring accepted: an ordinary descriptor, or a slot in the ring's table of fixed
 /// files. The caller owns it from its [`Completion::Accept`] until it hands it to
-/// [`CompletionRing::close`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// [`CompletionRing::close`]; there is one of it (not `Clone`), so nothing can use it after.
+/// Dropped instead, it stays open (a leak, not a fault).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "an accepted connection stays open until it is given to CompletionRing::close"]
 pub struct Socket {
+    ring: u32,
     index: u32,
     fixed: bool,
 }
 
 impl Socket {
     /// Its descriptor, or None for a fixed file (which has none in the process's table).
-    pub fn raw_fd(self) -> Option<RawFd> {
+    pub fn raw_fd(&self) -> Option<RawFd> {
         (!self.fixed).then_some(self.index as RawFd)
     }
 
     /// Whether it is a slot in the ring's table of fixed files.
-    pub fn is_fixed(self) -> bool {
+    pub fn is_fixed(&self) -> bool {
         self.fixed
+    }
+}
+
+/// A provided buffer the kernel filled and handed over ([`Completion::Received`]): the caller owns
+/// it, and only the caller, until it gives it back with [`CompletionRing::recycle`] or sends from it
+/// with [`CompletionRing::send`] (which returns it with [`Completion::Sent`]). Read it with
+/// [`CompletionRing::buffer`]. Dropped instead, the buffer is lost to the ring (a leak, not a
+/// fault).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a received buffer goes back to the ring with recycle, or is sent from"]
+pub struct RecvBuf {
+    ring: u32,
+    id: u16,
+    len: u32,
+}
+
+impl RecvBuf {
+    /// Bytes received into it.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether it holds nothing (never, for a buffer a receive handed out).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The buffer's id in the ring (for logs and tests).
+    pub fn id(&self) -> u16 {
+        self.id
     }
 }
 
@@ -118,7 +184,7 @@ pub struct RingStats {
 }
 
 /// One finished piece of work. `token` is always the caller's, from the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Completion {
     /// A multishot accept's result.
     Accept {
@@ -130,15 +196,13 @@ pub enum Completion {
         /// false: the request ended; re-arm it (after a pause if the errno was EMFILE).
         more: bool,
     },
-    /// Bytes received into a provided buffer: read them with [`CompletionRing::buffer`], then
-    /// [`recycle`](CompletionRing::recycle) it.
+    /// Bytes received into a provided buffer, now the caller's: read them with
+    /// [`CompletionRing::buffer`], then [`recycle`](CompletionRing::recycle) it or send from it.
     Received {
         /// The request's token.
         token: u64,
-        /// The buffer's id.
-        buffer: u16,
-        /// Bytes in it.
-        len: u32,
+        /// The buffer and how much it holds.
+        buf: RecvBuf,
         /// false: the multishot receive ended; re-arm it to go on receiving.
         more: bool,
     },
@@ -159,10 +223,16 @@ pub enum Completion {
         /// ECONNRESET, ECANCELED (after [`CompletionRing::cancel_recv`]), ...
         errno: i32,
     },
-    /// A send finished.
+    /// A send finished; its buffer is the caller's again.
     Sent {
         /// The request's token.
         token: u64,
+        /// The buffer sent from.
+        buf: RecvBuf,
+        /// Where in it the send started.
+        offset: u32,
+        /// How many bytes it asked to send.
+        len: u32,
         /// Bytes sent (maybe fewer than asked: send the rest), or the errno.
         result: Result<u32, i32>,
     },
@@ -170,6 +240,9 @@ pub enum Completion {
 
 const OP_SHIFT: u32 = 56;
 const TOKEN_MASK: u64 = (1 << OP_SHIFT) - 1;
+/// The largest token a request can carry: the top 8 bits of a request's `user_data` say which
+/// operation it is. A request with a larger token is refused (`InvalidInput`), never cut short.
+pub const MAX_TOKEN: u64 = TOKEN_MASK;
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
@@ -180,19 +253,48 @@ const OP_WAKE: u64 = 6;
 const GROUP: u16 = 0;
 
 fn user_data(op: u64, token: u64) -> u64 {
-    (op << OP_SHIFT) | (token & TOKEN_MASK)
+    debug_assert!(token <= MAX_TOKEN);
+    (op << OP_SHIFT) | token
+}
+
+/// `token`, if a request can carry it whole.
+fn checked(token: u64) -> io::Result<u64> {
+    if token > MAX_TOKEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("token {token:#x} is over {MAX_TOKEN:#x} (56 bits)"),
+        ));
+    }
+    Ok(token)
+}
+
+/// Each ring's id, so a buffer or socket of one ring is never taken for another's.
+static NEXT_RING_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A send in flight, by the id of the buffer it sends from (a buffer has one owner, so at most
+/// one send each): what [`Completion::Sent`] gives back.
+#[derive(Clone, Copy, Default)]
+struct SendInFlight {
+    token: u64,
+    buf_len: u32,
+    offset: u32,
+    len: u32,
 }
 
 /// One io_uring used in completion mode, with its provided buffers. See the module docs.
 pub struct CompletionRing {
     ring: IoUring,
+    /// This ring's id, carried by its buffers and sockets.
+    id: u32,
     features: RingFeatures,
     stats: RingStats,
     bufs: Buffers,
     /// Requests the kernel has not finished (a multishot one until its last completion).
     in_flight: u64,
-    /// Completions reaped by the last wait.
-    completions: Vec<Completion>,
+    /// Completions reaped and not yet taken by the caller.
+    completions: VecDeque<Completion>,
+    /// Sends in flight, by buffer id.
+    sends: Vec<SendInFlight>,
     /// The registered index of the ring's descriptor, if it is registered.
     ring_index: Option<u32>,
     /// The eventfd a [`RingWaker`] writes; a read of it is always in flight.
@@ -306,12 +408,7 @@ impl CompletionRing {
         }
         require_kernel(6, 0, "multishot receive with provided buffer rings")?;
         let (ring, features) = build_ring(config.entries)?;
-        let page = 4096;
-        let ring_bytes = (usize::from(config.buffers) * std::mem::size_of::<types::BufRingEntry>())
-            .next_multiple_of(page);
-        let ring_layout = Layout::from_size_align(ring_bytes, page).expect("valid layout");
-        let data_bytes = usize::from(config.buffers) * config.buffer_size as usize;
-        let data_layout = Layout::from_size_align(data_bytes, 64).map_err(io::Error::other)?;
+        let (ring_layout, data_layout) = buffer_layouts(config.buffers, config.buffer_size)?;
         // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1).
         let (ring_entries, data) =
             unsafe { (alloc_zeroed(ring_layout), alloc_zeroed(data_layout)) };
@@ -327,6 +424,7 @@ impl CompletionRing {
         let wake_fd = std::sync::Arc::new(unsafe { std::os::fd::OwnedFd::from_raw_fd(wake_fd) });
         let mut this = CompletionRing {
             ring,
+            id: NEXT_RING_ID.fetch_add(1, Ordering::Relaxed),
             features,
             stats: RingStats::default(),
             bufs: Buffers {
@@ -339,7 +437,8 @@ impl CompletionRing {
                 tail: 0,
             },
             in_flight: 0,
-            completions: Vec::with_capacity(4 * config.entries as usize),
+            completions: VecDeque::with_capacity(4 * config.entries as usize),
+            sends: vec![SendInFlight::default(); usize::from(config.buffers)],
             ring_index: None,
             wake_fd,
             wake_word: Box::into_raw(Box::new(0u64)),
@@ -419,7 +518,9 @@ impl CompletionRing {
     }
 
     /// Accept connections on `listener` until the request ends (one completion each).
+    /// `InvalidInput` for a token over [`MAX_TOKEN`].
     pub fn accept_multishot(&mut self, listener: RawFd, token: u64) -> io::Result<()> {
+        let token = checked(token)?;
         // A fixed file has no descriptor to close on exec (the kernel refuses the flag for one).
         let flags = if self.features.fixed_files {
             0
@@ -434,9 +535,11 @@ impl CompletionRing {
         self.push(&entry)
     }
 
-    /// Receive on `socket` into provided buffers until the request ends.
-    pub fn recv_multishot(&mut self, socket: Socket, token: u64) -> io::Result<()> {
-        let entry = if socket.fixed {
+    /// Receive on `socket` into provided buffers until the request ends. `InvalidInput` for a
+    /// token over [`MAX_TOKEN`].
+    pub fn recv_multishot(&mut self, socket: &Socket, token: u64) -> io::Result<()> {
+        let token = checked(token)?;
+        let entry = if self.own(socket).fixed {
             opcode::RecvMulti::new(types::Fixed(socket.index), GROUP).build()
         } else {
             opcode::RecvMulti::new(types::Fd(socket.index as RawFd), GROUP).build()
@@ -444,33 +547,56 @@ impl CompletionRing {
         self.push(&entry.user_data(user_data(OP_RECV, token)))
     }
 
-    /// Send `len` bytes of provided buffer `buffer` from `offset` on `socket`. The buffer must be
-    /// one the kernel handed out and not yet recycled, and stay so until the send's completion.
+    /// Send `len` bytes of `buf` from `offset` on `socket`. The buffer is the ring's until the
+    /// send's [`Completion::Sent`] gives it back. On an error (bytes outside what `buf` holds,
+    /// a token over [`MAX_TOKEN`], a failed submit) the buffer goes back to the ring.
     pub fn send(
         &mut self,
-        socket: Socket,
+        socket: &Socket,
         token: u64,
-        buffer: u16,
+        buf: RecvBuf,
         offset: u32,
         len: u32,
     ) -> io::Result<()> {
-        if buffer >= self.bufs.count
-            || u64::from(offset) + u64::from(len) > u64::from(self.bufs.size)
-        {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
+        self.own_buf(&buf);
+        let id = buf.id;
+        let fits = u64::from(offset) + u64::from(len) <= u64::from(buf.len);
+        let token = checked(token).and_then(|t| {
+            fits.then_some(t).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bytes {offset}..+{len} of a buffer that holds {}", buf.len),
+                )
+            })
+        });
+        let token = match token {
+            Ok(t) => t,
+            Err(e) => {
+                self.recycle(buf);
+                return Err(e);
+            }
+        };
+        self.sends[usize::from(id)] = SendInFlight {
+            token,
+            buf_len: buf.len,
+            offset,
+            len,
+        };
         // SAFETY: in bounds of the buffer (checked above), inside `data`, which lives until Drop.
-        let ptr = unsafe { self.bufs.ptr(buffer).add(offset as usize) };
-        let entry = if socket.fixed {
+        let ptr = unsafe { self.bufs.ptr(id).add(offset as usize) };
+        let entry = if self.own(socket).fixed {
             opcode::Send::new(types::Fixed(socket.index), ptr, len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
         } else {
             opcode::Send::new(types::Fd(socket.index as RawFd), ptr, len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
         };
-        self.push(&entry.user_data(user_data(OP_SEND, token)))
+        let entry = entry
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(OP_SEND, u64::from(id)));
+        // The buffer now belongs to the send in flight (which gives it back with its completion);
+        // a failed push hands it back to the ring.
+        drop(buf);
+        self.push(&entry).inspect_err(|_| self.give_back(id))
     }
 
     /// End the multishot receive of `token` (its last completion follows).
@@ -485,50 +611,82 @@ impl CompletionRing {
     }
 
     fn cancel(&mut self, op: u64, token: u64) -> io::Result<()> {
-        let entry =
-            opcode::AsyncCancel2::new(types::CancelBuilder::user_data(user_data(op, token)))
-                .build()
-                .user_data(user_data(OP_CANCEL, token));
+        let target = user_data(op, checked(token)?);
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(target))
+            .build()
+            .user_data(user_data(OP_CANCEL, 0));
         self.push(&entry)
     }
 
-    /// Close a connection this ring accepted: the caller owns it from its [`Completion::Accept`]
-    /// until this call, and must not use it after. A descriptor is closed now with close(2)
-    /// (returns true: a system call was made); a fixed file by a request that goes with the next
-    /// wait (returns false). Requests still in flight on it end with an error completion.
-    pub fn close(&mut self, socket: Socket) -> io::Result<bool> {
-        if socket.fixed {
-            let entry = opcode::Close::new(types::Fixed(socket.index))
-                .build()
-                .user_data(user_data(OP_CLOSE, 0));
-            self.push(&entry)?;
-            return Ok(false);
-        }
-        // SAFETY: closing touches no memory of ours; by this method's contract the descriptor is
-        // an accepted connection the caller owns and hands over here, once.
-        unsafe { libc::close(socket.index as RawFd) };
-        Ok(true)
+    /// Close a connection this ring accepted, which the caller hands over here. Every request
+    /// still in flight on it is cancelled first (a request holds its own reference to the socket,
+    /// so without the cancel a multishot receive would go on receiving): those end with their own
+    /// completions (ECANCELED, or what they had done), after this call. The cancel and the close
+    /// are requests that go with the next wait, which runs them: the descriptor or slot is free
+    /// after it (the close itself completes unseen).
+    pub fn close(&mut self, socket: Socket) -> io::Result<()> {
+        let socket = self.own(&socket);
+        let (cancel, close) = if socket.fixed {
+            let target = types::Fixed(socket.index);
+            (
+                opcode::AsyncCancel2::new(types::CancelBuilder::fd(target).all()).build(),
+                opcode::Close::new(target).build(),
+            )
+        } else {
+            let target = types::Fd(socket.index as RawFd);
+            (
+                opcode::AsyncCancel2::new(types::CancelBuilder::fd(target).all()).build(),
+                opcode::Close::new(target).build(),
+            )
+        };
+        // Hard-linked: the close runs after the cancel, even when it found nothing to cancel.
+        let entries = [
+            cancel
+                .flags(squeue::Flags::IO_HARDLINK)
+                .user_data(user_data(OP_CANCEL, 0)),
+            close.user_data(user_data(OP_CLOSE, 0)),
+        ];
+        self.push_all(&entries)
     }
 
-    /// The bytes of provided buffer `buffer` (its first `len` are what was received).
-    pub fn buffer(&self, buffer: u16) -> &[u8] {
-        assert!(buffer < self.bufs.count, "no buffer {buffer}");
+    /// The bytes received into `buf`.
+    pub fn buffer(&self, buf: &RecvBuf) -> &[u8] {
+        self.own_buf(buf);
         // SAFETY: the buffer is inside `data`, which lives as long as `self`; the kernel writes a
-        // buffer only while it is in the ring, and a buffer the caller reads was handed out.
-        unsafe { std::slice::from_raw_parts(self.bufs.ptr(buffer), self.bufs.size as usize) }
+        // buffer only while it is in the ring, and this one was handed out and is held by the
+        // caller (a `RecvBuf` exists once, and recycling or sending consumes it).
+        unsafe { std::slice::from_raw_parts(self.bufs.ptr(buf.id), buf.len as usize) }
     }
 
-    /// Give buffer `buffer` back to the kernel.
-    pub fn recycle(&mut self, buffer: u16) {
-        assert!(buffer < self.bufs.count, "no buffer {buffer}");
-        self.bufs.push(buffer);
+    /// Give `buf` back to the kernel.
+    pub fn recycle(&mut self, buf: RecvBuf) {
+        self.own_buf(&buf);
+        self.give_back(buf.id);
+    }
+
+    /// Buffer `id`, held by the caller or a send, back in the ring.
+    fn give_back(&mut self, id: u16) {
+        self.bufs.push(id);
         self.bufs.publish();
         self.stats.buffers_in_use = self.stats.buffers_in_use.saturating_sub(1);
     }
 
+    /// `socket`, checked to be this ring's.
+    fn own<'s>(&self, socket: &'s Socket) -> &'s Socket {
+        assert_eq!(socket.ring, self.id, "a socket of another ring");
+        socket
+    }
+
+    /// Panics unless `buf` is this ring's.
+    fn own_buf(&self, buf: &RecvBuf) {
+        assert_eq!(buf.ring, self.id, "a buffer of another ring");
+    }
+
     /// Submit what is queued and wait until at least `min` completions are ready or `timeout`
-    /// passes (`None`: no limit), in one `io_uring_enter`; then reap every ready completion into
-    /// the list [`completions`](Self::completions) returns. Returns how many were reaped.
+    /// passes (`None`: no limit), in one `io_uring_enter`; then reap every ready completion, for
+    /// [`next_completion`](Self::next_completion) to hand out. Returns how many wait there. Take
+    /// them all before the next wait: the list holds the completion queue's size without
+    /// allocating.
     pub fn wait(&mut self, min: usize, timeout: Option<Duration>) -> io::Result<usize> {
         self.enter_and_reap(min, timeout, 0)
     }
@@ -562,10 +720,8 @@ impl CompletionRing {
         min_wait_usec: u32,
     ) -> io::Result<usize> {
         let queued = self.ring.submission().len() as u64;
-        let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        });
+        // Saturated: a huge timeout must not wrap into a negative one (ETIME at once: a spin).
+        let ts = timeout.map(crate::sys::timespec);
         let arg = GetEventsArg {
             sigmask: 0,
             sigmask_sz: 0, // no signal mask
@@ -613,13 +769,14 @@ impl CompletionRing {
         Ok(self.completions.len())
     }
 
-    /// The completions the last [`wait`](Self::wait) reaped.
-    pub fn completions(&self) -> &[Completion] {
-        &self.completions
+    /// The next completion a wait reaped, oldest first; now the caller's (with any buffer or
+    /// socket in it).
+    pub fn next_completion(&mut self) -> Option<Completion> {
+        self.completions.pop_front()
     }
 
     fn reap(&mut self) -> io::Result<()> {
-        self.completions.clear();
+        let before = self.completions.len();
         let mut ended = 0;
         let mut enobufs = 0;
         let mut buffers = 0;
@@ -637,6 +794,7 @@ impl CompletionRing {
                     token,
                     result: if res >= 0 {
                         Ok(Socket {
+                            ring: self.id,
                             index: res as u32,
                             fixed: self.features.fixed_files,
                         })
@@ -646,12 +804,15 @@ impl CompletionRing {
                     more,
                 },
                 OP_RECV => match (res, cqueue::buffer_select(flags)) {
-                    (n, Some(buffer)) if n > 0 => {
+                    (n, Some(id)) if n > 0 => {
                         buffers += 1;
                         Completion::Received {
                             token,
-                            buffer,
-                            len: n as u32,
+                            buf: RecvBuf {
+                                ring: self.id,
+                                id,
+                                len: n as u32,
+                            },
                             more,
                         }
                     }
@@ -669,10 +830,22 @@ impl CompletionRing {
                     }
                     (n, _) => Completion::RecvFailed { token, errno: -n },
                 },
-                OP_SEND => Completion::Sent {
-                    token,
-                    result: if res >= 0 { Ok(res as u32) } else { Err(-res) },
-                },
+                OP_SEND => {
+                    // The token of a send is its buffer's id.
+                    let id = token as u16;
+                    let send = self.sends[usize::from(id)];
+                    Completion::Sent {
+                        token: send.token,
+                        buf: RecvBuf {
+                            ring: self.id,
+                            id,
+                            len: send.buf_len,
+                        },
+                        offset: send.offset,
+                        len: send.len,
+                        result: if res >= 0 { Ok(res as u32) } else { Err(-res) },
+                    }
+                }
                 OP_WAKE => {
                     wake_rearm = true;
                     continue;
@@ -680,13 +853,13 @@ impl CompletionRing {
                 // A cancel's or a fixed file's close: the target reports its own end.
                 _ => continue,
             };
-            self.completions.push(completion);
+            self.completions.push_back(completion);
         }
         if wake_rearm && !self.closing {
             // After the loop, where the completion queue is no longer borrowed.
             self.arm_waker()?;
         }
-        self.stats.completions += self.completions.len() as u64;
+        self.stats.completions += (self.completions.len() - before) as u64;
         self.stats.enobufs += enobufs;
         self.stats.buffers_in_use += buffers;
         self.in_flight = self.in_flight.saturating_sub(ended);
@@ -694,11 +867,17 @@ impl CompletionRing {
     }
 
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        self.push_all(std::slice::from_ref(entry))
+    }
+
+    /// Queue `entries` together (a linked pair must reach the kernel in one submit).
+    fn push_all(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
         loop {
-            // SAFETY: accept, receive and cancel entries point at no memory of ours; a send's
-            // buffer is inside `data`, which outlives every request (Drop waits for them).
-            if unsafe { self.ring.submission().push(entry) }.is_ok() {
-                self.in_flight += 1;
+            // SAFETY: accept, receive, cancel and close entries point at no memory of ours; a
+            // send's buffer is inside `data` and a wake's word is ours, both outliving every
+            // request (Drop waits for them).
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+                self.in_flight += entries.len() as u64;
                 return Ok(());
             }
             // The submission queue is full: hand it to the kernel first.
@@ -720,6 +899,19 @@ impl Drop for CompletionRing {
             .user_data(user_data(OP_CANCEL, 0));
         let _ = self.push(&entry);
         for _ in 0..100 {
+            // Connections accepted in the meantime are nobody's: close their descriptors (a
+            // fixed file goes with the ring's table).
+            while let Some(completion) = self.completions.pop_front() {
+                if let Completion::Accept {
+                    result: Ok(socket), ..
+                } = completion
+                {
+                    if let Some(fd) = socket.raw_fd() {
+                        // SAFETY: a descriptor the kernel accepted for us that no one else holds.
+                        unsafe { libc::close(fd) };
+                    }
+                }
+            }
             if self.in_flight == 0 || self.wait(1, Some(Duration::from_millis(10))).is_err() {
                 break;
             }
@@ -748,6 +940,30 @@ impl Drop for CompletionRing {
             drop(Box::from_raw(self.wake_word));
         }
     }
+}
+
+/// The layouts of `count` buffer-ring entries (page-aligned, as the kernel wants them) and of
+/// `count` buffers of `size` bytes; `InvalidInput` where they do not fit in the address space.
+fn buffer_layouts(count: u16, size: u32) -> io::Result<(Layout, Layout)> {
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "provided buffers: too many bytes",
+        )
+    };
+    let page = 4096;
+    let ring_bytes = usize::from(count)
+        .checked_mul(std::mem::size_of::<types::BufRingEntry>())
+        .and_then(|b| b.checked_next_multiple_of(page))
+        .ok_or_else(too_big)?;
+    let data_bytes = usize::try_from(size)
+        .ok()
+        .and_then(|size| size.checked_mul(usize::from(count)))
+        .ok_or_else(too_big)?;
+    Ok((
+        Layout::from_size_align(ring_bytes, page).map_err(|_| too_big())?,
+        Layout::from_size_align(data_bytes, 64).map_err(|_| too_big())?,
+    ))
 }
 
 /// A ring with the best task-running flags the kernel takes.

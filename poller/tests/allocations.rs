@@ -305,14 +305,14 @@ fn completion_ring_echo(fixed_files: u32) {
     let mut fd = None;
     while fd.is_none() {
         ring.wait(1, Some(Duration::from_secs(5))).unwrap();
-        for i in 0..ring.completions().len() {
-            if let Completion::Accept { result, .. } = ring.completions()[i] {
+        while let Some(c) = ring.next_completion() {
+            if let Completion::Accept { result, .. } = c {
                 fd = Some(result.unwrap());
             }
         }
     }
     let fd = fd.unwrap();
-    ring.recv_multishot(fd, 1).unwrap();
+    ring.recv_multishot(&fd, 1).unwrap();
     let message = [7u8; 64];
     let mut back = [0u8; 64];
     // One round trip: the client writes, the ring receives it into a provided buffer and sends
@@ -323,30 +323,27 @@ fn completion_ring_echo(fixed_files: u32) {
         let mut received = None;
         for _ in 0..100 {
             ring.wait(1, Some(Duration::from_millis(100))).unwrap();
-            if let Some(&Completion::Received {
-                buffer, len, more, ..
-            }) = ring.completions().first()
-            {
+            if let Some(Completion::Received { buf, more, .. }) = ring.next_completion() {
                 if !more {
-                    ring.recv_multishot(fd, 1).unwrap();
+                    ring.recv_multishot(&fd, 1).unwrap();
                 }
-                received = Some((buffer, len));
+                received = Some(buf);
                 break;
             }
         }
-        let (buffer, len) = received.expect("the message was received");
-        assert_eq!(len, 64);
-        ring.send(fd, 1, buffer, 0, len).unwrap();
+        let buf = received.expect("the message was received");
+        assert_eq!(buf.len(), 64);
+        ring.send(&fd, 1, buf, 0, 64).unwrap();
         let mut sent = None;
         for _ in 0..100 {
             ring.wait(1, Some(Duration::from_millis(100))).unwrap();
-            if let Some(&Completion::Sent { result, .. }) = ring.completions().first() {
+            if let Some(Completion::Sent { result, buf, .. }) = ring.next_completion() {
                 sent = Some(result);
+                ring.recycle(buf);
                 break;
             }
         }
         assert_eq!(sent, Some(Ok(64)), "the echo was sent");
-        ring.recycle(buffer);
         client.read_exact(&mut back).unwrap();
         assert_eq!(back, message);
     };

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use poller::completion_ring::{Completion, CompletionRing, RingConfig, Socket};
+use poller::completion_ring::{Completion, CompletionRing, RecvBuf, RingConfig, Socket, MAX_TOKEN};
 
 fn skip(what: &str, why: &str) {
     eprintln!("skipped: {what}: {why}");
@@ -31,12 +31,12 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|k| (k * 31 + i * 7) as u8).collect()
 }
 
-/// One connection of the echo server under test: its descriptor, whether a send is in flight,
-/// and what waits to be sent (buffer, offset, bytes left).
+/// One connection of the echo server under test: its socket, whether a send is in flight, and
+/// what waits to be sent (a buffer and where in it to start).
 struct Conn {
     socket: Socket,
-    sending: Option<(u16, u32, u32)>,
-    queue: VecDeque<(u16, u32, u32)>,
+    sending: bool,
+    queue: VecDeque<(RecvBuf, u32)>,
     done: bool,
 }
 
@@ -61,8 +61,7 @@ fn echo(
             "echo server: {finished} of {clients} done"
         );
         ring.wait(1, Some(Duration::from_millis(100))).unwrap();
-        let completions: Vec<Completion> = ring.completions().to_vec();
-        for c in completions {
+        while let Some(c) = ring.next_completion() {
             match c {
                 Completion::Accept { result, more, .. } => {
                     let socket = result.expect("accepted");
@@ -71,54 +70,57 @@ fn echo(
                     }
                     let token = next_token;
                     next_token += 1;
+                    ring.recv_multishot(&socket, token).unwrap();
                     conns.insert(
                         token,
                         Conn {
                             socket,
-                            sending: None,
+                            sending: false,
                             queue: VecDeque::new(),
                             done: false,
                         },
                     );
-                    ring.recv_multishot(socket, token).unwrap();
                     if !more {
                         ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
                     }
                 }
-                Completion::Received {
-                    token,
-                    buffer,
-                    len,
-                    more,
-                } => {
+                Completion::Received { token, buf, more } => {
                     let conn = conns.get_mut(&token).unwrap();
-                    conn.queue.push_back((buffer, 0, len));
+                    conn.queue.push_back((buf, 0));
                     if !more {
-                        ring.recv_multishot(conn.socket, token).unwrap();
+                        ring.recv_multishot(&conn.socket, token).unwrap();
                     }
                     start_send(ring, token, conn);
                 }
-                Completion::Sent { token, result } => {
+                Completion::Sent {
+                    token,
+                    buf,
+                    offset,
+                    len,
+                    result,
+                } => {
                     let conn = conns.get_mut(&token).unwrap();
+                    conn.sending = false;
                     let sent = result.expect("send");
-                    let (buffer, offset, left) = conn.sending.take().unwrap();
-                    if sent < left {
+                    if sent < len {
                         short += 1;
-                        conn.queue.push_front((buffer, offset + sent, left - sent));
+                        conn.queue.push_front((buf, offset + sent));
                     } else {
-                        ring.recycle(buffer);
+                        ring.recycle(buf);
                     }
                     start_send(ring, token, conn);
-                    if conn.done && conn.sending.is_none() {
+                    if conn.done && !conn.sending {
                         finished += 1;
+                        let conn = conns.remove(&token).unwrap();
                         ring.close(conn.socket).unwrap();
                     }
                 }
                 Completion::Eof { token } => {
                     let conn = conns.get_mut(&token).unwrap();
                     conn.done = true;
-                    if conn.sending.is_none() {
+                    if !conn.sending {
                         finished += 1;
+                        let conn = conns.remove(&token).unwrap();
                         ring.close(conn.socket).unwrap();
                     }
                 }
@@ -130,12 +132,13 @@ fn echo(
 }
 
 fn start_send(ring: &mut CompletionRing, token: u64, conn: &mut Conn) {
-    if conn.sending.is_some() {
+    if conn.sending {
         return; // one send per connection at a time: they never race
     }
-    if let Some((buffer, offset, left)) = conn.queue.pop_front() {
-        ring.send(conn.socket, token, buffer, offset, left).unwrap();
-        conn.sending = Some((buffer, offset, left));
+    if let Some((buf, offset)) = conn.queue.pop_front() {
+        let left = buf.len() - offset;
+        ring.send(&conn.socket, token, buf, offset, left).unwrap();
+        conn.sending = true;
     }
 }
 
@@ -243,23 +246,23 @@ fn an_empty_buffer_ring_ends_the_receive_and_loses_nothing() {
             sent.len()
         );
         ring.wait(1, Some(Duration::from_millis(100))).unwrap();
-        for c in ring.completions().to_vec() {
+        while let Some(c) = ring.next_completion() {
             match c {
                 Completion::Accept { result, .. } => {
                     let f = result.unwrap();
+                    ring.recv_multishot(&f, 1).unwrap();
                     fd = Some(f);
-                    ring.recv_multishot(f, 1).unwrap();
                 }
-                Completion::Received { buffer, len, .. } => {
-                    got.extend_from_slice(&ring.buffer(buffer)[..len as usize]);
-                    held.push(buffer); // not recycled yet: the ring runs dry
+                Completion::Received { buf, .. } => {
+                    got.extend_from_slice(ring.buffer(&buf));
+                    held.push(buf); // not recycled yet: the ring runs dry
                 }
                 Completion::NoBuffers { .. } => {
                     nobufs += 1;
                     for b in held.drain(..) {
                         ring.recycle(b);
                     }
-                    ring.recv_multishot(fd.unwrap(), 1).unwrap();
+                    ring.recv_multishot(fd.as_ref().unwrap(), 1).unwrap();
                 }
                 other => panic!("unexpected {other:?}"),
             }
@@ -328,16 +331,24 @@ fn echoes_through_fixed_files() {
     assert_eq!(ring.stats().buffers_in_use, 0, "{:?}", ring.stats());
 }
 
-/// Wait for the first completion that `pick` accepts (others are dropped), at most 5 s.
+/// Wait for the first completion that `pick` accepts (those before it are dropped), at most 5 s.
 fn next<T>(ring: &mut CompletionRing, mut pick: impl FnMut(Completion) -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         ring.wait(1, Some(Duration::from_millis(100))).unwrap();
-        if let Some(t) = ring.completions().iter().find_map(|&c| pick(c)) {
-            return t;
+        while let Some(c) = ring.next_completion() {
+            if let Some(t) = pick(c) {
+                return t;
+            }
         }
     }
     panic!("no such completion in 5 s");
+}
+
+/// Hand what is queued (a close) to the kernel and let it run: a close completes unseen.
+fn run_queued(ring: &mut CompletionRing) {
+    ring.wait(1, Some(Duration::from_millis(50))).unwrap();
+    assert!(ring.next_completion().is_none());
 }
 
 /// Accept one connection from `listener` on `ring`.
@@ -400,14 +411,15 @@ fn a_full_fixed_file_table_ends_the_accept_and_a_close_makes_room() {
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "the connection the full table could not take is closed: {end:?}"
     );
-    ring.close(accepted[0]).unwrap();
+    ring.close(accepted.remove(0)).unwrap();
+    run_queued(&mut ring);
     let _fourth = TcpStream::connect(addr).unwrap();
     ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
     let third = next(&mut ring, |c| match c {
         Completion::Accept { result, .. } => Some(result),
         _ => None,
     });
-    assert!(third.is_ok_and(|s| s.is_fixed()), "{third:?}");
+    assert!(third.as_ref().is_ok_and(|s| s.is_fixed()), "{third:?}");
 }
 
 /// A waker from another thread ends a wait that would otherwise last 10 s; one woken before the
@@ -427,7 +439,10 @@ fn a_waker_ends_a_wait() {
     let waited = started.elapsed();
     wake_later.join().unwrap();
     assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
-    assert!(ring.completions().is_empty(), "a wake is not a completion");
+    assert!(
+        ring.next_completion().is_none(),
+        "a wake is not a completion"
+    );
 
     ring.waker().wake().unwrap();
     let started = Instant::now();
@@ -455,7 +470,7 @@ fn a_batched_wait_returns_what_came_once_the_batch_wait_is_over() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let socket = accept_one(&mut ring, &listener);
-    ring.recv_multishot(socket, 1).unwrap();
+    ring.recv_multishot(&socket, 1).unwrap();
     client.write_all(b"one").unwrap();
     let started = Instant::now();
     let mut got = 0;
@@ -465,10 +480,10 @@ fn a_batched_wait_returns_what_came_once_the_batch_wait_is_over() {
             .unwrap();
     }
     let waited = started.elapsed();
+    let first = ring.next_completion();
     assert!(
-        matches!(ring.completions()[0], Completion::Received { len: 3, .. }),
-        "{:?}",
-        ring.completions()
+        matches!(&first, Some(Completion::Received { buf, .. }) if buf.len() == 3),
+        "{first:?}"
     );
     assert!(waited < Duration::from_secs(5), "returned after {waited:?}");
 }
@@ -486,28 +501,30 @@ fn a_half_closed_peer_gets_its_echo_after_end_of_file() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let socket = accept_one(&mut ring, &listener);
-    ring.recv_multishot(socket, 1).unwrap();
+    ring.recv_multishot(&socket, 1).unwrap();
     client.write_all(b"hello").unwrap();
     client.shutdown(std::net::Shutdown::Write).unwrap();
     let mut held = None;
     next(&mut ring, |c| match c {
-        Completion::Received { buffer, len, .. } => {
-            held = Some((buffer, len));
+        Completion::Received { buf, .. } => {
+            held = Some(buf);
             None
         }
         Completion::Eof { .. } => Some(()),
         other => panic!("unexpected {other:?}"),
     });
-    let (buffer, len) = held.expect("the bytes came before end-of-file");
-    assert_eq!(&ring.buffer(buffer)[..len as usize], b"hello");
-    ring.send(socket, 1, buffer, 0, len).unwrap();
-    let sent = next(&mut ring, |c| match c {
-        Completion::Sent { result, .. } => Some(result),
+    let buf = held.expect("the bytes came before end-of-file");
+    assert_eq!(ring.buffer(&buf), b"hello");
+    let len = buf.len();
+    ring.send(&socket, 1, buf, 0, len).unwrap();
+    let (sent, buf) = next(&mut ring, |c| match c {
+        Completion::Sent { result, buf, .. } => Some((result, buf)),
         _ => None,
     });
     assert_eq!(sent, Ok(5));
-    ring.recycle(buffer);
+    ring.recycle(buf);
     ring.close(socket).unwrap();
+    run_queued(&mut ring);
     let mut back = Vec::new();
     client.read_to_end(&mut back).unwrap();
     assert_eq!(back, b"hello");
@@ -522,7 +539,7 @@ fn a_reset_ends_the_receive_with_econnreset() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let socket = accept_one(&mut ring, &listener);
-    ring.recv_multishot(socket, 1).unwrap();
+    ring.recv_multishot(&socket, 1).unwrap();
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -545,4 +562,171 @@ fn a_reset_ends_the_receive_with_econnreset() {
     });
     assert_eq!(errno, libc::ECONNRESET);
     ring.close(socket).unwrap();
+}
+
+/// Closing a socket whose multishot receive is in flight cancels the receive (its last completion
+/// is ECANCELED) and really closes the connection: the peer sees the end. (The request holds its
+/// own reference to the socket: close(2) alone left it open and receiving.)
+#[test]
+fn closing_a_socket_cancels_its_receive_and_the_peer_sees_the_end() {
+    for fixed_files in [0, 8] {
+        let config = RingConfig {
+            fixed_files,
+            ..RingConfig::default()
+        };
+        let Some(mut ring) = ring(config, "completion ring close with a receive in flight") else {
+            return;
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let socket = accept_one(&mut ring, &listener);
+        ring.recv_multishot(&socket, 7).unwrap();
+        ring.close(socket).unwrap();
+        let errno = next(&mut ring, |c| match c {
+            Completion::RecvFailed { token: 7, errno } => Some(errno),
+            other => panic!("fixed files {fixed_files}: unexpected {other:?}"),
+        });
+        assert_eq!(errno, libc::ECANCELED, "fixed files {fixed_files}");
+        let end = client.read(&mut [0u8; 1]);
+        assert!(
+            matches!(end, Ok(0)),
+            "fixed files {fixed_files}: the peer sees the close: {end:?}"
+        );
+    }
+}
+
+/// A token of 56 bits (the most a request carries) comes back whole in every completion; a
+/// longer one is refused, never cut short.
+#[test]
+fn a_token_of_56_bits_comes_back_whole_and_a_longer_one_is_refused() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring tokens") else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let socket = accept_one(&mut ring, &listener);
+    for token in [MAX_TOKEN + 1, u64::MAX, 1 << 56] {
+        let err = ring.recv_multishot(&socket, token).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{token:#x}");
+        let err = ring.cancel_recv(token).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{token:#x}");
+    }
+    ring.recv_multishot(&socket, MAX_TOKEN).unwrap();
+    client.write_all(b"x").unwrap();
+    let (token, buf) = next(&mut ring, |c| match c {
+        Completion::Received { token, buf, .. } => Some((token, buf)),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(token, MAX_TOKEN);
+    let err = ring.send(&socket, MAX_TOKEN + 1, buf, 0, 1).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(ring.stats().buffers_in_use, 0, "a refused send recycles");
+    client.write_all(b"y").unwrap();
+    let buf = next(&mut ring, |c| match c {
+        Completion::Received { buf, .. } => Some(buf),
+        other => panic!("unexpected {other:?}"),
+    });
+    ring.send(&socket, MAX_TOKEN, buf, 0, 1).unwrap();
+    let (token, buf) = next(&mut ring, |c| match c {
+        Completion::Sent { token, buf, .. } => Some((token, buf)),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(token, MAX_TOKEN);
+    ring.recycle(buf);
+    ring.close(socket).unwrap();
+}
+
+/// A send of bytes past what the buffer received is refused, and the buffer goes back to the
+/// ring (it is not lost).
+#[test]
+fn a_send_past_the_received_bytes_is_refused_and_the_buffer_goes_back() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring send bounds") else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let socket = accept_one(&mut ring, &listener);
+    ring.recv_multishot(&socket, 1).unwrap();
+    client.write_all(b"abc").unwrap();
+    let buf = next(&mut ring, |c| match c {
+        Completion::Received { buf, .. } => Some(buf),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(ring.stats().buffers_in_use, 1);
+    let err = ring.send(&socket, 1, buf, 2, 2).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    assert_eq!(ring.stats().buffers_in_use, 0);
+    ring.close(socket).unwrap();
+}
+
+/// A buffer is its ring's: handing it to another ring panics instead of giving that ring a buffer
+/// id its kernel side may already have handed out.
+#[test]
+#[should_panic(expected = "a buffer of another ring")]
+fn a_buffer_of_another_ring_is_refused() {
+    let (Some(mut one), Some(mut other)) = (
+        ring(RingConfig::default(), "completion ring ownership"),
+        ring(RingConfig::default(), "completion ring ownership"),
+    ) else {
+        panic!("a buffer of another ring: skipped: no completion ring here");
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let socket = accept_one(&mut one, &listener);
+    one.recv_multishot(&socket, 1).unwrap();
+    client.write_all(b"x").unwrap();
+    let buf = next(&mut one, |c| match c {
+        Completion::Received { buf, .. } => Some(buf),
+        other => panic!("unexpected {other:?}"),
+    });
+    other.recycle(buf);
+}
+
+/// Connections the kernel accepts while a dropped ring drains its requests are closed, not
+/// leaked: the peer sees the end while the listener is still open.
+#[test]
+fn dropping_the_ring_closes_what_it_accepted_meanwhile() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring drop") else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Queued, not submitted: the drop's cancel goes with it, and the connection waiting in the
+    // backlog is accepted in that same submit, before the accept is cancelled.
+    ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
+    drop(ring);
+    let end = client.read(&mut [0u8; 1]);
+    assert!(
+        matches!(end, Ok(0)),
+        "the accepted connection is closed: {end:?}"
+    );
+    drop(listener);
+}
+
+/// A timeout too long for a `timespec` waits (here until a waker ends it) instead of wrapping to a
+/// negative one that returns at once.
+#[test]
+fn a_huge_timeout_waits() {
+    let Some(mut ring) = ring(RingConfig::default(), "completion ring huge timeout") else {
+        return;
+    };
+    let waker = ring.waker();
+    let wake_later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        waker.wake().unwrap();
+    });
+    let started = Instant::now();
+    ring.wait(1, Some(Duration::MAX)).unwrap();
+    let waited = started.elapsed();
+    wake_later.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        "waited {waited:?} for a wake after 300 ms"
+    );
 }
