@@ -17,11 +17,12 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use poller::completion_ring::{Completion, CompletionRing, RecvBuf, RingConfig, RingWaker, Socket};
 
 use crate::cli::{fixed_table, Config, RingOptions};
+use crate::completion_batch::Batching;
 use crate::completion_echo::{Echo, Event, Ring};
 use crate::listener::{bind, ConnLimit};
 use crate::server::{pin_plan, Running};
@@ -29,8 +30,13 @@ use crate::stats::SharedCounters;
 
 /// The listener's token (connections' tokens start at 1).
 const LISTENER: u64 = 0;
-/// Provided buffers per ring.
-const BUFFERS: u16 = 4096;
+/// Provided buffers per ring: 4,096, fewer where they are big, so that a ring's buffers take at
+/// most 256 MiB (`--buf-size 1MiB`: 256 of them), but never fewer than 256.
+fn buffer_count(buffer_size: u32) -> u16 {
+    let fit = (256 << 20) / buffer_size.max(1);
+    let count = fit.clamp(256, 4096);
+    1 << count.ilog2() // a power of two, as the ring takes them
+}
 
 /// The features a ring set up with these options gets here (by name, as the stats JSON says
 /// them), or the one-line reason completion mode cannot run so.
@@ -240,9 +246,8 @@ struct CompletionLoop {
     /// Kept open for the ring's accepts.
     _listener: TcpListener,
     echo: Echo<ListenerRing>,
-    /// `--batch` and `--batch-wait`.
-    batch: usize,
-    batch_wait: Duration,
+    /// `--batch` and `--batch-wait`, applied while the load fills batches.
+    batching: Batching,
     shared: Arc<SharedCounters>,
     shutdown: Arc<AtomicBool>,
 }
@@ -250,22 +255,26 @@ struct CompletionLoop {
 impl CompletionLoop {
     fn new(spec: LoopSpec) -> io::Result<CompletionLoop> {
         let buffer_size = u32::try_from(spec.buf_size.clamp(512, 1 << 20)).expect("clamped");
+        let buffers = buffer_count(buffer_size);
         let mut ring = ListenerRing {
             ring: CompletionRing::new(&RingConfig {
                 entries: 1024,
-                buffers: BUFFERS,
+                buffers,
                 buffer_size,
                 fixed_files: table_size(spec.options.fixed_files),
             })?,
             listener: spec.listener.as_raw_fd(),
         };
-        let echo = Echo::new(&mut ring, u32::from(BUFFERS), spec.limit)?;
+        let echo = Echo::new(&mut ring, u32::from(buffers), spec.limit)?;
         Ok(CompletionLoop {
             ring,
             _listener: spec.listener,
             echo,
-            batch: spec.options.batch as usize,
-            batch_wait: spec.options.batch_wait,
+            batching: Batching::new(
+                spec.options.batch as usize,
+                spec.options.batch_wait,
+                Instant::now(),
+            ),
             shared: spec.counters,
             shutdown: spec.shutdown,
         })
@@ -276,18 +285,18 @@ impl CompletionLoop {
             // Block until a completion (or the waker), unless something is due later.
             let timeout = self.echo.timeout(Instant::now());
             let ring = &mut self.ring.ring;
-            let n = if self.batch > 1 {
-                ring.wait_batched(self.batch, self.batch_wait, timeout)?
-            } else {
-                ring.wait(1, timeout)?
+            let n = match self.batching.next() {
+                Some((batch, wait)) => ring.wait_batched(batch, wait, timeout)?,
+                None => ring.wait(1, timeout)?,
             };
+            let now = Instant::now();
+            self.batching.waited(n, now);
             let c = &mut self.echo.c;
             c.waits += 1;
             c.events += n as u64;
             if n == 0 {
                 c.empty_wakeups += 1;
             }
-            let now = Instant::now();
             while let Some(completion) = self.ring.ring.next_completion() {
                 self.echo.complete(&mut self.ring, event(completion), now)?;
             }
@@ -309,5 +318,20 @@ impl CompletionLoop {
         c.ring_enobufs = ring.enobufs;
         c.ring_buffers_in_use = u64::from(ring.buffers_in_use);
         self.shared.publish(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring's buffers: 4,096 up to 64 KiB each, then as many as fit in 256 MiB, at least 256.
+    #[test]
+    fn big_buffers_are_fewer() {
+        assert_eq!(buffer_count(512), 4096);
+        assert_eq!(buffer_count(16 << 10), 4096);
+        assert_eq!(buffer_count(64 << 10), 4096);
+        assert_eq!(buffer_count(100 << 10), 2048);
+        assert_eq!(buffer_count(1 << 20), 256);
     }
 }

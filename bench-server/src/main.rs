@@ -5,6 +5,8 @@ mod baselines;
 mod capabilities;
 mod cli;
 #[cfg(target_os = "linux")]
+mod completion_batch;
+#[cfg(target_os = "linux")]
 mod completion_echo;
 #[cfg(target_os = "linux")]
 mod completion_loop;

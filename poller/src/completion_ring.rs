@@ -61,7 +61,7 @@
 //! [`RingWaker`]. Nothing here allocates after [`CompletionRing::new`]: the buffers, the buffer
 //! ring and the completion list are made once.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -409,9 +409,10 @@ impl CompletionRing {
         require_kernel(6, 0, "multishot receive with provided buffer rings")?;
         let (ring, features) = build_ring(config.entries)?;
         let (ring_layout, data_layout) = buffer_layouts(config.buffers, config.buffer_size)?;
-        // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1).
-        let (ring_entries, data) =
-            unsafe { (alloc_zeroed(ring_layout), alloc_zeroed(data_layout)) };
+        // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1). The buffers
+        // are not zeroed (for big ones that would touch every page at start-up): nothing reads a
+        // byte of them the kernel has not written (a `RecvBuf`'s received bytes only).
+        let (ring_entries, data) = unsafe { (alloc_zeroed(ring_layout), alloc(data_layout)) };
         if ring_entries.is_null() || data.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }

@@ -1,0 +1,132 @@
+//! `--batch N --batch-wait D`, adaptive: a completion loop's wait holds out for a batch only while
+//! the load fills batches. A batch wait pays off when N completions come within D (fewer enters
+//! for the same work); under a moderate load it only adds up to D of latency to each message and
+//! a timer wake-up to each wait. So the loop waits for one completion, measures how fast
+//! completions come, and holds out for batches from when they come at least N per D, until a
+//! batched wait comes back short of its batch (it waited out D: the load fell).
+
+use std::time::{Duration, Instant};
+
+/// Whether the next wait is batched, from what the waits before it brought.
+#[derive(Debug)]
+pub struct Batching {
+    /// `--batch` (1: never batched) and `--batch-wait`.
+    batch: usize,
+    wait: Duration,
+    batched: bool,
+    /// Completions the unbatched waits brought since `since`.
+    since: Instant,
+    seen: usize,
+}
+
+impl Batching {
+    pub fn new(batch: usize, wait: Duration, now: Instant) -> Batching {
+        Batching {
+            batch,
+            wait,
+            batched: false,
+            since: now,
+            seen: 0,
+        }
+    }
+
+    /// The next wait's batch and how long it may hold out for it, or None: wait for one.
+    pub fn next(&self) -> Option<(usize, Duration)> {
+        self.batched.then_some((self.batch, self.wait))
+    }
+
+    /// A wait brought `n` completions; it returned at `now`.
+    pub fn waited(&mut self, n: usize, now: Instant) {
+        if self.batch <= 1 {
+            return;
+        }
+        if self.batched {
+            if n < self.batch {
+                // Short of its batch: it waited out --batch-wait. Back to single waits.
+                self.batched = false;
+                self.since = now;
+                self.seen = 0;
+            }
+            return;
+        }
+        self.seen += n;
+        let span = now.saturating_duration_since(self.since);
+        if span < self.wait {
+            return;
+        }
+        // At least `batch` per `wait`: a batch would have filled within its wait.
+        self.batched =
+            self.seen as u128 * self.wait.as_nanos() >= self.batch as u128 * span.as_nanos();
+        self.since = now;
+        self.seen = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_micros(100);
+
+    /// `waits` of `per_wait` completions each, `apart` apart; whether each next wait is batched.
+    fn play(
+        b: &mut Batching,
+        now: &mut Instant,
+        waits: usize,
+        per_wait: usize,
+        apart: Duration,
+    ) -> Vec<bool> {
+        (0..waits)
+            .map(|_| {
+                *now += apart;
+                b.waited(per_wait, *now);
+                b.next().is_some()
+            })
+            .collect()
+    }
+
+    /// A moderate load (2 completions every 20 µs: 10 per 100 µs, under a batch of 32 per
+    /// 100 µs) never batches; a saturating one (8 every 20 µs: 40 per 100 µs) batches from the
+    /// first full span on, stays batched while batches fill, and a short batch ends it.
+    #[test]
+    fn batches_only_while_batches_fill() {
+        let mut now = Instant::now();
+        let mut b = Batching::new(32, WAIT, now);
+        assert_eq!(b.next(), None, "starts unbatched");
+        assert!(play(&mut b, &mut now, 50, 2, Duration::from_micros(20))
+            .iter()
+            .all(|x| !x));
+        let saturated = play(&mut b, &mut now, 5, 8, Duration::from_micros(20));
+        assert_eq!(saturated, [false, false, false, false, true]);
+        assert_eq!(b.next(), Some((32, WAIT)));
+        assert!(play(&mut b, &mut now, 10, 32, Duration::from_micros(60))
+            .iter()
+            .all(|x| *x));
+        assert_eq!(
+            play(&mut b, &mut now, 1, 12, WAIT),
+            [false],
+            "a short batch"
+        );
+    }
+
+    /// An idle spell (one wait that blocked for a second) does not count as a fast one.
+    #[test]
+    fn a_long_wait_is_not_a_burst() {
+        let mut now = Instant::now();
+        let mut b = Batching::new(32, WAIT, now);
+        assert_eq!(
+            play(&mut b, &mut now, 1, 40, Duration::from_secs(1)),
+            [false]
+        );
+    }
+
+    /// Without --batch nothing is ever batched.
+    #[test]
+    fn a_batch_of_one_never_batches() {
+        let mut now = Instant::now();
+        let mut b = Batching::new(1, Duration::ZERO, now);
+        assert!(play(&mut b, &mut now, 10, 1000, Duration::from_micros(1))
+            .iter()
+            .all(|x| !x));
+    }
+}
