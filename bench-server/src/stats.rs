@@ -280,7 +280,16 @@ pub fn summary_line(
         per_thread,
         listener,
         listener_empty,
-    )
+    ) + &ring_part(now)
+}
+
+/// The interval line's end for a completion server (one whose rings submitted anything): its
+/// buffers out of the rings, which a soak watches for leaks.
+fn ring_part(now: &Counts) -> String {
+    if now.ring_submissions == 0 {
+        return String::new();
+    }
+    format!(" | ring buffers in use {}", now.ring_buffers_in_use)
 }
 
 #[cfg(test)]
