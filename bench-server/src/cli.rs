@@ -86,11 +86,11 @@ pub struct Args {
     #[arg(long)]
     pub fixed_files: bool,
 
-    /// io_uring_completion only: while completions come at least N/2 per --batch-wait, each wait
-    /// asks for N and holds out for them up to --batch-wait, then returns with what came (at least
-    /// one): fewer io_uring_enter calls per message under load. A wait that comes back with less
-    /// than N/2 (the load fell) goes back to waiting for one completion, so a moderate load pays no
-    /// batch wait in latency. Needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT). [default: 1, every wait
+    /// io_uring_completion only: while completions come at least N/2 per --batch-wait (measured
+    /// over spans of at least --batch-wait), each wait asks for N and holds out for them up to
+    /// --batch-wait, then returns with what came (at least one): fewer io_uring_enter calls per
+    /// message under load. Below that rate a wait returns at the first completion, so a moderate
+    /// load pays no batch wait in latency. Needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT). [default: 1, every wait
     /// returns at the first completion]
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub batch: Option<usize>,
