@@ -409,13 +409,17 @@ impl CompletionRing {
         require_kernel(6, 0, "multishot receive with provided buffer rings")?;
         let (ring, features) = build_ring(config.entries)?;
         let (ring_layout, data_layout) = buffer_layouts(config.buffers, config.buffer_size)?;
-        // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1). The buffers
-        // are not zeroed (for big ones that would touch every page at start-up): nothing reads a
-        // byte of them the kernel has not written (a `RecvBuf`'s received bytes only).
+        // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1).
         let (ring_entries, data) = unsafe { (alloc_zeroed(ring_layout), alloc(data_layout)) };
         if ring_entries.is_null() || data.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
+        // Written once here, so every page of the buffers is resident from the start: the ring's
+        // memory is what it will stay (not growing as receives first touch pages), and no
+        // first-touch page fault lands on the echo path. (This is what a big ring costs at
+        // start-up: the caller sizes it.)
+        // SAFETY: `data` is a fresh allocation of `data_layout.size()` bytes.
+        unsafe { std::ptr::write_bytes(data, 0, data_layout.size()) };
         // SAFETY: plain eventfd creation; the descriptor is checked and then owned.
         let wake_fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if wake_fd < 0 {
