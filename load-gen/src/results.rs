@@ -1,4 +1,5 @@
-//! Merging the workers' measurements, the human summary, the JSON document and the hlog.
+//! Merging the workers' measurements, and what a run reports from them: the run document (JSON),
+//! the human summary and the hlog.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,8 +8,9 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use pollbench_common::human_us;
 use pollbench_schema::hlog::{new_histogram, Tagged, SEND_LATENESS_TAG};
-use pollbench_schema::run::{Errors, IntervalReport, RunReport};
+use pollbench_schema::run::{Errors, IntervalReport, Percentiles, RunReport};
 
+use crate::cli::RunArgs;
 use crate::worker::{Interval, WorkerResult};
 
 /// Everything merged over workers.
@@ -91,19 +93,58 @@ pub fn interval_reports(m: &Merged, measured: Duration) -> Vec<IntervalReport> {
         .collect()
 }
 
-/// The human summary (stdout).
-pub fn summary(r: &RunReport, open_loop: bool) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{} messages in {:.2} s: {:.0} msgs/s, {:.2} MB/s over {} connections ({} alive at the end)",
-        r.messages,
-        r.duration_s,
-        r.throughput_msgs_per_s,
-        r.throughput_bytes_per_s / 1e6,
-        r.connections,
-        r.connections_alive_at_end
-    );
+/// The run document: the options, and what the load threads measured (`merged`) in the measured
+/// window (`measured` long) over `connections` connections, with the client's CPU time `cpu` in
+/// it. Why the run stopped early is the watcher's reason `stopped_early`, unless a load thread's
+/// fatal cause says more: when the watcher saw nothing, or only the stop that cause set.
+pub fn report(
+    args: &RunArgs,
+    merged: &Merged,
+    connections: usize,
+    measured: Duration,
+    stopped_early: Option<String>,
+    cpu: Duration,
+) -> RunReport {
+    let secs = measured.as_secs_f64().max(1e-9);
+    let churn = args.messages_per_connection.is_some();
+    let stopped_early = match &merged.fatal {
+        Some(f) if stopped_early.is_none() || stopped_early.as_deref() == Some("interrupted") => {
+            Some(f.clone())
+        }
+        _ => stopped_early,
+    };
+    RunReport {
+        schema: pollbench_schema::run::SCHEMA.into(),
+        config: args.config(),
+        connections,
+        connections_alive_at_end: merged.alive,
+        messages: merged.messages,
+        unfinished_messages: merged.unfinished,
+        bytes: merged.messages * args.size as u64,
+        duration_s: measured.as_secs_f64(),
+        throughput_msgs_per_s: merged.messages as f64 / secs,
+        throughput_bytes_per_s: (merged.messages * args.size as u64) as f64 / secs,
+        latency_us: Percentiles::of(&merged.corrected),
+        latency_uncorrected_us: Percentiles::of(&merged.uncorrected),
+        send_lateness_us: args
+            .rate
+            .is_some()
+            .then(|| Percentiles::of(&merged.lateness)),
+        errors: merged.errors,
+        intervals: interval_reports(merged, measured),
+        stopped_early,
+        client_cpu_us_per_msg: (merged.messages > 0)
+            .then(|| cpu.as_secs_f64() * 1e6 / merged.messages as f64),
+        connects: churn.then_some(merged.connects),
+        connections_per_s: churn.then(|| merged.connects as f64 / secs),
+        connect_latency_us: churn.then(|| Percentiles::of(&merged.connect_latency)),
+        clients: None,
+    }
+}
+
+/// The summary's latency table: percentiles from the intended send (corrected, in open loop) and
+/// from the actual send, side by side.
+fn latency_table(s: &mut String, r: &RunReport, open_loop: bool) {
     let label = if open_loop {
         "corrected (from intended send)"
     } else {
@@ -133,6 +174,22 @@ pub fn summary(r: &RunReport, open_loop: bool) -> String {
             human_us(b as f64)
         );
     }
+}
+
+/// The human summary (stdout).
+pub fn summary(r: &RunReport, open_loop: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} messages in {:.2} s: {:.0} msgs/s, {:.2} MB/s over {} connections ({} alive at the end)",
+        r.messages,
+        r.duration_s,
+        r.throughput_msgs_per_s,
+        r.throughput_bytes_per_s / 1e6,
+        r.connections,
+        r.connections_alive_at_end
+    );
+    latency_table(&mut s, r, open_loop);
     let e = &r.errors;
     let _ = writeln!(
         s,
@@ -215,4 +272,35 @@ pub fn write_hlog(
     }
     let tagged: &[Tagged] = &tagged;
     pollbench_schema::hlog::write_series(path, &latency, tagged, window_start)
+}
+
+/// Write --json and --hlog (each atomically); false if either could not be written.
+pub fn write_outputs(
+    args: &RunArgs,
+    report: &RunReport,
+    merged: &Merged,
+    window_wall: SystemTime,
+    measured: Duration,
+) -> bool {
+    let mut ok = true;
+    if let Some(path) = &args.json {
+        if let Err(e) = pollbench_schema::file::write_json_atomically(path, report) {
+            eprintln!("load-gen: cannot write {}: {e}", path.display());
+            ok = false;
+        }
+    }
+    if let Some(path) = &args.hlog {
+        if let Err(e) = write_hlog(
+            path,
+            merged,
+            window_wall,
+            measured,
+            args.rate.is_some(),
+            args.messages_per_connection.is_some(),
+        ) {
+            eprintln!("load-gen: cannot write {}: {e}", path.display());
+            ok = false;
+        }
+    }
+    ok
 }

@@ -27,6 +27,7 @@ use pollbench_schema::hlog::new_histogram;
 use pollbench_schema::run::Errors;
 use poller::{Backend, Events, Interest, Mode, Token, WithBackend};
 
+use crate::connect::start_connect;
 use crate::stream::ByteStream;
 
 /// What every worker needs to know about the run.
@@ -654,62 +655,6 @@ fn record(
     if open_loop {
         interval.lateness.saturating_record(lateness);
     }
-}
-
-/// A TCP socket of `target`'s address family, not yet connected, bound to `source` if given.
-pub fn client_socket(
-    target: std::net::SocketAddr,
-    source: Option<std::net::IpAddr>,
-) -> std::io::Result<socket2::Socket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(target),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    if let Some(ip) = source {
-        bind_address_no_port(&socket);
-        socket.bind(&std::net::SocketAddr::new(ip, 0).into())?;
-    }
-    Ok(socket)
-}
-
-/// A non-blocking TCP socket whose connect() to `target` has begun.
-fn start_connect(
-    target: std::net::SocketAddr,
-    source: Option<std::net::IpAddr>,
-) -> std::io::Result<TcpStream> {
-    let socket = client_socket(target, source)?;
-    socket.set_nonblocking(true)?;
-    match socket.connect(&target.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(socket.into())
-}
-
-/// Let connect(), not bind(), pick the local port of a socket bound to a source address, so the
-/// port is chosen for the 4-tuple and TIME_WAIT ports can be reused (bind(ip, 0) alone reserves a
-/// port for every destination, and under churn slows connect() to a crawl). Best effort.
-fn bind_address_no_port(socket: &socket2::Socket) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let one: libc::c_int = 1;
-        // SAFETY: the descriptor is the socket's own, open for this call; the option value points
-        // to a live c_int whose size is passed with it.
-        let _ = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = socket; // IP_BIND_ADDRESS_NO_PORT is Linux's: bind(ip, 0) as it is
 }
 
 /// Make this thread's timers as punctual as the kernel allows: timer slack is how much later than
