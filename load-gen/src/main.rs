@@ -3,6 +3,7 @@
 
 mod cli;
 mod connect;
+mod measure;
 mod merge;
 mod progress;
 mod results;

@@ -7,43 +7,17 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use pollbench_common::human_us;
-use pollbench_schema::hlog::{new_histogram, Tagged, SEND_LATENESS_TAG};
-use pollbench_schema::run::{Errors, IntervalReport, Percentiles, RunReport};
+use pollbench_schema::hlog::{Tagged, SEND_LATENESS_TAG};
+use pollbench_schema::run::{IntervalReport, Percentiles, RunReport};
 
 use crate::cli::RunArgs;
-use crate::worker::{Interval, WorkerResult};
+use crate::measure::{Interval, WorkerResult};
 
-/// Everything merged over workers.
-pub struct Merged {
-    pub corrected: Histogram<u64>,
-    pub uncorrected: Histogram<u64>,
-    /// Open loop: send lateness (empty in closed loop).
-    pub lateness: Histogram<u64>,
-    pub intervals: Vec<Interval>,
-    pub messages: u64,
-    pub errors: Errors,
-    pub alive: usize,
-    pub unfinished: u64,
-    /// Churn: connections established in the window, their connect latency, and a fatal cause.
-    pub connects: u64,
-    pub connect_latency: Histogram<u64>,
-    pub fatal: Option<String>,
-}
+/// Everything merged over workers: what one worker measures, added up.
+pub type Merged = WorkerResult;
 
 pub fn merge(results: Vec<WorkerResult>) -> Merged {
-    let mut m = Merged {
-        corrected: new_histogram(),
-        uncorrected: new_histogram(),
-        lateness: new_histogram(),
-        intervals: Vec::new(),
-        messages: 0,
-        errors: Errors::default(),
-        alive: 0,
-        unfinished: 0,
-        connects: 0,
-        connect_latency: new_histogram(),
-        fatal: None,
-    };
+    let mut m = WorkerResult::new(0);
     for r in results {
         m.corrected.add(&r.corrected).expect("same bounds");
         m.uncorrected.add(&r.uncorrected).expect("same bounds");

@@ -10,9 +10,10 @@ use pollbench_schema::run::Errors;
 
 use crate::cli::{unix_now, RunArgs};
 use crate::connect;
+use crate::measure::WorkerResult;
 use crate::progress::{alive_counters, watch};
 use crate::results;
-use crate::worker::{self, Plan, WorkerResult, WorkerSpec};
+use crate::worker::{self, Plan, WorkerSpec};
 
 /// Run load as `args` say; the exit status.
 pub fn run(args: RunArgs) -> i32 {
