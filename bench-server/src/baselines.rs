@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::Config;
 use crate::listener::{bind, ConnLimit};
-use crate::server::{pin_plan, poke, Running};
+use crate::running::{pin_plan, Running};
+use crate::server::poke;
 use crate::stats::{Counts, SharedCounters};
 
 /// Counters are added to the shared ones every this many reads, and at close, so that the baselines
@@ -118,9 +119,9 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
         counters: vec![counters],
         cores: vec![None],
         shutdown,
-        wakers: Vec::new(),
         threads: vec![acceptor],
-        extra_stop: Some(Box::new(move || {
+        // A thread blocked in accept, and every connection's thread blocked in a read.
+        wake: Box::new(move || {
             poke(addr);
             for (_, s) in open.lock().expect("registry").iter() {
                 let _ = s.shutdown(Shutdown::Both);
@@ -129,7 +130,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
             while !open.lock().expect("registry").is_empty() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
-        })),
+        }),
     })
 }
 
@@ -248,9 +249,9 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
         counters: vec![counters],
         cores,
         shutdown,
-        wakers: Vec::new(),
         threads: vec![holder],
-        extra_stop: Some(Box::new(move || drop(done_tx))),
+        // The runtime's holder thread waits for this channel to close.
+        wake: Box::new(move || drop(done_tx)),
     })
 }
 

@@ -9,7 +9,10 @@
 use clap::{Parser, ValueEnum};
 use pollbench_schema::capabilities::{Capabilities, Server, ServerKind, SCHEMA};
 
-use crate::cli::{self, flag_value, AcceptStrategy, Args, Config, ServerBackend, Trigger};
+use std::cell::RefCell;
+
+use crate::cli::{self, flag_value, AcceptStrategy, Args, Config, Probes, ServerBackend, Trigger};
+use crate::probes;
 
 /// The document for this binary on this machine. An error only when the checks accept a set of
 /// trigger and accept combinations that `capabilities/1` cannot state (not every listed trigger
@@ -30,22 +33,36 @@ pub fn capabilities() -> Result<Capabilities, String> {
 /// One `--backend` value, described by asking the command-line check about each flag.
 fn server(backend: ServerBackend) -> Result<Server, String> {
     let name = backend.to_string();
-    // Probe an event loop's backend once; every check below uses what it found, as one start of
-    // bench-server would.
+    // Probe an event loop's backend once, and a completion ring once per setup; every check
+    // below uses what they found, as one start of bench-server would.
     let probed = match backend {
-        ServerBackend::Poller(kind) => Some(cli::probe_capabilities(kind)),
+        ServerBackend::Poller(kind) => Some(probes::poller(kind)),
         ServerBackend::Threads | ServerBackend::Tokio | ServerBackend::IoUringCompletion => None,
+    };
+    let poller = |kind| probed.clone().unwrap_or_else(|| probes::poller(kind));
+    let rings = RefCell::new(Vec::new());
+    let completion = |fixed_files: bool, batch: bool| {
+        let mut rings = rings.borrow_mut();
+        if let Some((_, found)) = rings
+            .iter()
+            .find(|(setup, _)| *setup == (fixed_files, batch))
+        {
+            return Clone::clone(found);
+        }
+        let found = (probes::here().completion)(fixed_files, batch);
+        rings.push(((fixed_files, batch), found.clone()));
+        found
+    };
+    let probes = Probes {
+        poller: &poller,
+        completion: &completion,
     };
     let check = |flags: &[&str]| -> Result<Config, String> {
         let argv = ["bench-server", "--backend", &name]
             .into_iter()
             .chain(flags.iter().copied());
         let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
-        args.into_config_with(|kind| {
-            probed
-                .clone()
-                .unwrap_or_else(|| cli::probe_capabilities(kind))
-        })
+        args.into_config_with(&probes)
     };
 
     let mut server = Server {

@@ -300,19 +300,20 @@ fn default_backend() -> ServerBackend {
     }
 }
 
-impl Args {
-    /// Check the combination; the error is the one line printed before exiting with status 2.
-    pub fn into_config(self) -> Result<Config, String> {
-        self.into_config_with(probe_capabilities)
-    }
+/// What the check of a command line asks of the machine, passed in so that the check depends on
+/// no server module: an event-loop backend's capabilities (or why it cannot run here), and the
+/// features a completion ring with `--fixed-files` and a batch gets here (or why it cannot run).
+/// [`crate::probes`] has this machine's; `--capabilities` remembers their answers, as it checks
+/// many command lines.
+pub struct Probes<'a> {
+    pub poller: &'a dyn Fn(BackendKind) -> Result<poller::Capabilities, String>,
+    pub completion: &'a dyn Fn(bool, bool) -> Result<Vec<String>, String>,
+}
 
-    /// [`into_config`](Args::into_config) with the capabilities of an event-loop backend (or why
-    /// it cannot run here) from `probe`, called at most once: `--capabilities` probes each backend
-    /// once and checks every combination of flags against what it found.
-    pub fn into_config_with(
-        self,
-        probe: impl FnOnce(BackendKind) -> Result<poller::Capabilities, String>,
-    ) -> Result<Config, String> {
+impl Args {
+    /// Check the combination against what `probes` find (each asked at most once); the error is
+    /// the one line printed before exiting with status 2.
+    pub fn into_config_with(self, probes: &Probes) -> Result<Config, String> {
         let backend = self.backend.unwrap_or_else(default_backend);
         let threads = match self.threads {
             Some(n) => n,
@@ -372,7 +373,7 @@ impl Args {
                     }
                     (_, Some(w)) => w,
                 };
-                let features = crate::completion_loop::probe(self.fixed_files, batch > 1)?;
+                let features = (probes.completion)(self.fixed_files, batch > 1)?;
                 if self.fixed_files {
                     max_conns = max_conns.min(fixed_files_max_conns());
                 }
@@ -400,7 +401,7 @@ impl Args {
                 (None, Some(AcceptStrategy::Reuseport))
             }
             ServerBackend::Poller(kind) => {
-                let caps = probe(kind)?;
+                let caps = (probes.poller)(kind)?;
                 let (trigger, accept) = check_poller(kind, &caps, self.trigger, self.accept)?;
                 (Some(trigger), Some(accept))
             }
@@ -481,12 +482,6 @@ pub fn mechanism(backend: ServerBackend) -> &'static str {
         ServerBackend::Tokio => "tokio",
         ServerBackend::IoUringCompletion => "io_uring_completion",
     }
-}
-
-/// The backend's capabilities, or why it cannot run here.
-pub fn probe_capabilities(kind: BackendKind) -> Result<poller::Capabilities, String> {
-    kind.capabilities()
-        .map_err(|e| format!("--backend {kind} is not available here: {e}"))
 }
 
 #[cfg(test)]

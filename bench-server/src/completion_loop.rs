@@ -16,7 +16,6 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use poller::completion_ring::{Completion, CompletionRing, RecvBuf, RingConfig, RingWaker, Socket};
@@ -25,7 +24,7 @@ use crate::cli::{fixed_table, Config, RingOptions};
 use crate::completion_batch::Batching;
 use crate::completion_echo::{Echo, Event, Ring};
 use crate::listener::{bind, ConnLimit};
-use crate::server::{pin_plan, Running};
+use crate::running::{announce, pin_plan, spawn_loops, Ready, Running};
 use crate::stats::SharedCounters;
 
 /// The listener's token (connections' tokens start at 1).
@@ -96,70 +95,42 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
     let counters: Vec<_> = (0..n)
         .map(|_| Arc::new(SharedCounters::completion()))
         .collect();
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
-    let mut threads: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(n);
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let spec = LoopSpec {
-            listener,
-            buf_size: cfg.buf_size,
-            limit: limit.clone(),
-            options: options.clone(),
-            counters: counters[i].clone(),
-            shutdown: shutdown.clone(),
-        };
-        let core = cores[i];
-        let ready = ready_tx.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("loop-{i}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        pollbench_common::cores::pin_current(core);
-                    }
-                    match CompletionLoop::new(spec) {
-                        Ok(event_loop) => {
-                            let _ = ready.send(Ok(event_loop.ring.ring.waker()));
-                            event_loop.run()
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
-                            Err(e)
-                        }
-                    }
-                })?,
-        );
-    }
-    let mut ring_wakers: Vec<RingWaker> = Vec::with_capacity(n);
-    for _ in 0..n {
-        match ready_rx.recv() {
-            Ok(Ok(waker)) => ring_wakers.push(waker),
-            Ok(Err(e)) => {
-                shutdown.store(true, Ordering::Release);
-                for w in &ring_wakers {
-                    let _ = w.wake();
-                }
-                return Err(e);
+    let starts: Vec<_> = listeners
+        .into_iter()
+        .zip(&counters)
+        .map(|(listener, counters)| {
+            let spec = LoopSpec {
+                listener,
+                buf_size: cfg.buf_size,
+                limit: limit.clone(),
+                options: options.clone(),
+                counters: counters.clone(),
+                shutdown: shutdown.clone(),
+            };
+            move |id, ready: Ready<RingWaker>| {
+                let built = CompletionLoop::new(spec).map(|l| {
+                    let waker = l.ring.ring.waker();
+                    (l, waker)
+                });
+                announce(id, &ready, built)?.run()
             }
-            Err(_) => {
-                return Err(io::Error::other(
-                    "a completion loop ended before it was ready",
-                ))
-            }
-        }
-    }
+        })
+        .collect();
+    let (wakers, threads) = spawn_loops(starts, &cores, &shutdown, |w: &RingWaker| {
+        let _ = w.wake();
+    })?;
     Ok(Running {
         addr,
         counters,
         cores,
         shutdown,
-        wakers: Vec::new(),
         threads,
         // After the shutdown flag is set: every loop's wait returns and sees it.
-        extra_stop: Some(Box::new(move || {
-            for w in &ring_wakers {
+        wake: Box::new(move || {
+            for w in &wakers {
                 let _ = w.wake();
             }
-        })),
+        }),
     })
 }
 

@@ -4,7 +4,7 @@
 use std::io;
 
 use crate::cli::Config;
-use crate::server::Running;
+use crate::running::Running;
 
 /// Why completion mode cannot run here, in the words `--capabilities` and a refused start use.
 fn reason() -> String {

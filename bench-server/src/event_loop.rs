@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use poller::{Backend, Event, Events, Interest, Mode, Token, Waker, WithBackend};
 use slab::Slab;
 
 use crate::listener::ConnLimit;
+use crate::running::{announce, Ready};
 use crate::stats::{Counts, SharedCounters};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -60,7 +61,7 @@ pub struct LoopSpec {
     pub counters: Arc<SharedCounters>,
     pub shutdown: Arc<AtomicBool>,
     /// The loop sends its index and waker here once it is ready to serve (or the error that stopped it).
-    pub ready: Sender<(usize, io::Result<Waker>)>,
+    pub ready: Ready<Waker>,
 }
 
 impl WithBackend for LoopSpec {
@@ -68,16 +69,7 @@ impl WithBackend for LoopSpec {
 
     fn run<B: Backend>(self) -> io::Result<()> {
         let (ready, id) = (self.ready.clone(), self.id);
-        match EventLoop::<B>::new(self) {
-            Ok((event_loop, waker)) => {
-                let _ = ready.send((id, Ok(waker)));
-                event_loop.run()
-            }
-            Err(e) => {
-                let _ = ready.send((id, Err(io::Error::new(e.kind(), e.to_string()))));
-                Err(e)
-            }
-        }
+        announce(id, &ready, EventLoop::<B>::new(self))?.run()
     }
 }
 

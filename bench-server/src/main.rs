@@ -15,6 +15,8 @@ mod completion_loop;
 mod completion_loop;
 mod event_loop;
 mod listener;
+mod probes;
+mod running;
 mod server;
 mod stats;
 
@@ -27,7 +29,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use cli::{Args, Config, ServerBackend};
 use pollbench_schema::server::{ProcessCpu, ServerStats, ThreadStats, Totals};
-use server::Running;
+use running::Running;
 
 #[cfg(feature = "count-allocs")]
 #[global_allocator]

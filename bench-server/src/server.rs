@@ -1,4 +1,4 @@
-//! Starting the event loops for an accept strategy, and stopping them.
+//! Starting the event loops of a poller backend for an accept strategy, and the acceptor thread.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -7,58 +7,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pollbench_common::cores;
 use poller::{BackendKind, Waker};
 
 use crate::cli::{AcceptStrategy, Config};
 use crate::event_loop::{Handoff, Intake, LoopSpec};
 use crate::listener::{bind, ConnLimit};
+use crate::running::{pin_plan, spawn_loops, Running};
 use crate::stats::SharedCounters;
-
-/// A running server of any kind: event loops or a baseline.
-pub struct Running {
-    /// The address it listens on (port 0 resolved).
-    pub addr: SocketAddr,
-    /// One per thread (the baselines have one).
-    pub counters: Vec<Arc<SharedCounters>>,
-    /// The core each thread is pinned to.
-    pub cores: Vec<Option<usize>>,
-    /// Set on stop; every thread checks it when woken.
-    pub shutdown: Arc<AtomicBool>,
-    /// One per event loop, in loop order: wakes the loop from its wait.
-    pub wakers: Vec<Waker>,
-    /// Every thread started (loops, acceptor); one ending before stop means the server failed.
-    pub threads: Vec<JoinHandle<io::Result<()>>>,
-    /// Stops what `wakers` cannot reach (a thread blocked in accept, a tokio runtime).
-    pub extra_stop: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl Running {
-    /// A thread ended before shutdown: the server cannot go on.
-    pub fn failed(&self) -> bool {
-        self.threads.iter().any(|t| t.is_finished())
-    }
-
-    /// Ask every thread to stop and wait for them; the first error, if any.
-    pub fn stop(mut self) -> io::Result<()> {
-        self.shutdown.store(true, Ordering::Release);
-        for w in &self.wakers {
-            let _ = w.wake();
-        }
-        if let Some(stop) = self.extra_stop.take() {
-            stop();
-        }
-        let mut result = Ok(());
-        for t in self.threads {
-            match t.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = result.and(Err(e)),
-                Err(_) => result = result.and(Err(io::Error::other("an event loop panicked"))),
-            }
-        }
-        result
-    }
-}
 
 /// Wake a thread blocked in `accept` on `addr` by connecting to it (it checks the flag first).
 pub fn poke(addr: SocketAddr) {
@@ -71,18 +26,6 @@ pub fn poke(addr: SocketAddr) {
         });
     }
     let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
-}
-
-/// The core to pin each of `threads` threads to, with `--pin`: thread i on the i-th core this
-/// process may run on, round robin ([`pollbench_common::cores::server_cores`]); `None` without
-/// `--pin`, or when no core is known.
-pub fn pin_plan(threads: usize, pin: bool) -> Vec<Option<usize>> {
-    let cores = if pin {
-        cores::server_cores(threads)
-    } else {
-        Vec::new()
-    };
-    (0..threads).map(|i| cores.get(i).copied()).collect()
 }
 
 /// Start `cfg.threads` event loops on backend `kind`: their intakes for the accept strategy, one
@@ -111,43 +54,59 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
     let counters: Vec<_> = (0..n)
         .map(|_| Arc::new(SharedCounters::new(true, listens)))
         .collect();
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
-    let mut threads = Vec::with_capacity(n + 1);
-    for (i, intake) in intakes.into_iter().enumerate() {
-        let spec = LoopSpec {
-            id: i,
-            intake,
-            mode,
-            buf_size: cfg.buf_size,
-            events: cfg.events,
-            busy_poll: cfg.busy_poll,
-            limit: limit.clone(),
-            counters: counters[i].clone(),
-            shutdown: shutdown.clone(),
-            ready: ready_tx.clone(),
-        };
-        threads.push(spawn_loop(kind, spec, cores[i])?);
-    }
-    let wakers = wait_until_ready(&ready_rx, n)?;
+    let starts: Vec<_> = intakes
+        .into_iter()
+        .zip(&counters)
+        .map(|(intake, counters)| {
+            let (limit, counters, shutdown) = (limit.clone(), counters.clone(), shutdown.clone());
+            let (buf_size, events, busy_poll) = (cfg.buf_size, cfg.events, cfg.busy_poll);
+            move |id, ready| {
+                kind.with(LoopSpec {
+                    id,
+                    intake,
+                    mode,
+                    buf_size,
+                    events,
+                    busy_poll,
+                    limit,
+                    counters,
+                    shutdown,
+                    ready,
+                })?
+            }
+        })
+        .collect();
+    let (wakers, mut threads) = spawn_loops(starts, &cores, &shutdown, |w: &Waker| {
+        let _ = w.wake();
+    })?;
 
-    let mut extra_stop: Option<Box<dyn FnOnce() + Send>> = None;
-    if let Some(acceptor) = acceptor {
-        threads.push(spawn_acceptor(
-            acceptor,
-            wakers.clone(),
-            limit.clone(),
-            shutdown.clone(),
-        )?);
-        extra_stop = Some(Box::new(move || poke(addr)));
-    }
+    let acceptor = match acceptor {
+        Some(acceptor) => {
+            threads.push(spawn_acceptor(
+                acceptor,
+                wakers.clone(),
+                limit.clone(),
+                shutdown.clone(),
+            )?);
+            true
+        }
+        None => false,
+    };
     Ok(Running {
         addr,
         counters,
         cores,
         shutdown,
-        wakers,
         threads,
-        extra_stop,
+        // The loops wait on their wakers; the acceptor in accept(), until a connection comes.
+        wake: Box::new(move || {
+            for w in &wakers {
+                let _ = w.wake();
+            }
+            if acceptor {
+                poke(addr);
+            }
+        }),
     })
 }
 
@@ -230,42 +189,6 @@ fn acceptor_intakes(addr: SocketAddr, n: usize) -> io::Result<Intakes> {
         intakes,
         acceptor: Some(Acceptor { listener, senders }),
     })
-}
-
-/// Spawn the thread of one event loop, pinned to `core` if any.
-fn spawn_loop(
-    kind: BackendKind,
-    spec: LoopSpec,
-    core: Option<usize>,
-) -> io::Result<JoinHandle<io::Result<()>>> {
-    std::thread::Builder::new()
-        .name(format!("loop-{}", spec.id))
-        .spawn(move || {
-            if let Some(core) = core {
-                cores::pin_current(core);
-            }
-            kind.with(spec)?
-        })
-}
-
-/// Wait until each of the `n` loops reports ready; their wakers, in loop order (loops become ready
-/// in any order; wakers[i] must be loop i's). The first loop that failed to start is the error.
-fn wait_until_ready(
-    ready: &crossbeam_channel::Receiver<(usize, io::Result<Waker>)>,
-    n: usize,
-) -> io::Result<Vec<Waker>> {
-    let mut wakers: Vec<Option<Waker>> = vec![None; n];
-    for _ in 0..n {
-        match ready.recv() {
-            Ok((i, Ok(w))) => wakers[i] = Some(w),
-            Ok((_, Err(e))) => return Err(e),
-            Err(_) => return Err(io::Error::other("an event loop ended before it was ready")),
-        }
-    }
-    Ok(wakers
-        .into_iter()
-        .map(|w| w.expect("every loop reported"))
-        .collect())
 }
 
 /// Spawn the acceptor thread of the `acceptor` strategy (see [`run_acceptor`]).

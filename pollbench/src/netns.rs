@@ -199,7 +199,6 @@ fn host_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, (i + 1) as u8)
 }
 
-/// Run `ip ARGS`; its first line of stderr as the error.
 /// How a topology's links are shaped (the suite's `link_delay` and `link_rate`): a qdisc on every
 /// host's `eth0`, so each direction of a connection passes one. `netem` where there is a delay
 /// (with its rate, if any), `tbf` for a rate alone.
@@ -273,6 +272,7 @@ fn shape(namespace: &str, shaping: &Shaping) -> Result<(), String> {
     ))
 }
 
+/// Run `ip ARGS`; its first line of stderr as the error.
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)

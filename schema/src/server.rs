@@ -7,17 +7,14 @@
 //! error naming that field, never a silent default. Unknown fields are ignored, so a field added
 //! within version 1 does not break an older reader.
 //!
-//! The exception: fields added within version 1 after results were committed read as `null` when
-//! absent, so that the documents written before them still read. They are
-//! [`ServerStats::cpu`], and in every thread and in the totals [`Counters::syscalls`],
-//! [`Counters::registrations`] and [`Counters::would_block`] (the reference run of 2026-11-22, since
-//! replaced, had none of them); then (issue 12, connection churn) [`ServerStats::accept_intervals`]
-//! and, in every thread and in the totals, [`Counters::listener_wakeups`] and
-//! [`Counters::listener_wakeups_empty`] (the reference run of 2026-11-23 has none of them).
-//! bench-server always writes them (`null` where it cannot count: the three call counts of the
-//! tokio baseline; the listener wake-ups of the baselines and of the `acceptor` strategy;
-//! `accept_intervals` with `--stats-interval 0s`). Then (issue 13, completion mode) the three
-//! `ring_*` counts and [`ServerConfig::ring`], `null` for every server but `io_uring_completion`.
+//! The exception: fields that committed documents may lack read as `null` when absent, so that
+//! every published run still reads: [`ServerStats::cpu`], [`ServerStats::accept_intervals`],
+//! [`ServerConfig::ring`], and in every thread and in the totals [`Counters::syscalls`],
+//! [`Counters::registrations`], [`Counters::would_block`], [`Counters::listener_wakeups`],
+//! [`Counters::listener_wakeups_empty`] and the three `ring_*` counts. bench-server always writes
+//! them (`null` where it cannot count: the three call counts of the tokio baseline; the listener
+//! wake-ups of the baselines and of the `acceptor` strategy; `accept_intervals` with
+//! `--stats-interval 0s`; the ring's for every server but `io_uring_completion`).
 
 use std::net::SocketAddr;
 
