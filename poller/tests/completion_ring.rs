@@ -345,6 +345,29 @@ fn next<T>(ring: &mut CompletionRing, mut pick: impl FnMut(Completion) -> Option
     panic!("no such completion in 5 s");
 }
 
+/// The next completion, which must be a received buffer.
+fn received(ring: &mut CompletionRing) -> RecvBuf {
+    next(ring, |c| match c {
+        Completion::Received { buf, .. } => Some(buf),
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+/// Wait with `timeout` for one completion while another thread wakes the ring after `after`; how
+/// long the wait lasted.
+fn wait_for_a_wake(ring: &mut CompletionRing, after: Duration, timeout: Duration) -> Duration {
+    let waker = ring.waker();
+    let wake_later = std::thread::spawn(move || {
+        std::thread::sleep(after);
+        waker.wake().unwrap();
+    });
+    let started = Instant::now();
+    ring.wait(1, Some(timeout)).unwrap();
+    let waited = started.elapsed();
+    wake_later.join().unwrap();
+    waited
+}
+
 /// Hand what is queued (a close) to the kernel and let it run: a close completes unseen.
 fn run_queued(ring: &mut CompletionRing) {
     ring.wait(1, Some(Duration::from_millis(50))).unwrap();
@@ -429,15 +452,11 @@ fn a_waker_ends_a_wait() {
     let Some(mut ring) = ring(RingConfig::default(), "completion ring waker") else {
         return;
     };
-    let waker = ring.waker();
-    let wake_later = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        waker.wake().unwrap();
-    });
-    let started = Instant::now();
-    ring.wait(1, Some(Duration::from_secs(10))).unwrap();
-    let waited = started.elapsed();
-    wake_later.join().unwrap();
+    let waited = wait_for_a_wake(
+        &mut ring,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    );
     assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
     assert!(
         ring.next_completion().is_none(),
@@ -625,10 +644,7 @@ fn a_token_of_56_bits_comes_back_whole_and_a_longer_one_is_refused() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert_eq!(ring.stats().buffers_in_use, 0, "a refused send recycles");
     client.write_all(b"y").unwrap();
-    let buf = next(&mut ring, |c| match c {
-        Completion::Received { buf, .. } => Some(buf),
-        other => panic!("unexpected {other:?}"),
-    });
+    let buf = received(&mut ring);
     ring.send(&socket, MAX_TOKEN, buf, 0, 1).unwrap();
     let (token, buf) = next(&mut ring, |c| match c {
         Completion::Sent { token, buf, .. } => Some((token, buf)),
@@ -651,10 +667,7 @@ fn a_send_past_the_received_bytes_is_refused_and_the_buffer_goes_back() {
     let socket = accept_one(&mut ring, &listener);
     ring.recv_multishot(&socket, 1).unwrap();
     client.write_all(b"abc").unwrap();
-    let buf = next(&mut ring, |c| match c {
-        Completion::Received { buf, .. } => Some(buf),
-        other => panic!("unexpected {other:?}"),
-    });
+    let buf = received(&mut ring);
     assert_eq!(ring.stats().buffers_in_use, 1);
     let err = ring.send(&socket, 1, buf, 2, 2).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
@@ -678,10 +691,7 @@ fn a_buffer_of_another_ring_is_refused() {
     let socket = accept_one(&mut one, &listener);
     one.recv_multishot(&socket, 1).unwrap();
     client.write_all(b"x").unwrap();
-    let buf = next(&mut one, |c| match c {
-        Completion::Received { buf, .. } => Some(buf),
-        other => panic!("unexpected {other:?}"),
-    });
+    let buf = received(&mut one);
     other.recycle(buf);
 }
 
@@ -716,15 +726,7 @@ fn a_huge_timeout_waits() {
     let Some(mut ring) = ring(RingConfig::default(), "completion ring huge timeout") else {
         return;
     };
-    let waker = ring.waker();
-    let wake_later = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        waker.wake().unwrap();
-    });
-    let started = Instant::now();
-    ring.wait(1, Some(Duration::MAX)).unwrap();
-    let waited = started.elapsed();
-    wake_later.join().unwrap();
+    let waited = wait_for_a_wake(&mut ring, Duration::from_millis(300), Duration::MAX);
     assert!(
         waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
         "waited {waited:?} for a wake after 300 ms"
