@@ -345,6 +345,16 @@ fn next<T>(ring: &mut CompletionRing, mut pick: impl FnMut(Completion) -> Option
     panic!("no such completion in 5 s");
 }
 
+/// A loopback listener and a client connected to it (reads time out after 5 s).
+fn listener_and_client() -> (TcpListener, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    (listener, client)
+}
+
 /// The next completion, which must be a received buffer.
 fn received(ring: &mut CompletionRing) -> RecvBuf {
     next(ring, |c| match c {
@@ -514,11 +524,7 @@ fn a_half_closed_peer_gets_its_echo_after_end_of_file() {
     let Some(mut ring) = ring(RingConfig::default(), "completion ring half-close") else {
         return;
     };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let (listener, mut client) = listener_and_client();
     let socket = accept_one(&mut ring, &listener);
     ring.recv_multishot(&socket, 1).unwrap();
     client.write_all(b"hello").unwrap();
@@ -596,11 +602,7 @@ fn closing_a_socket_cancels_its_receive_and_the_peer_sees_the_end() {
         let Some(mut ring) = ring(config, "completion ring close with a receive in flight") else {
             return;
         };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let (listener, mut client) = listener_and_client();
         let socket = accept_one(&mut ring, &listener);
         ring.recv_multishot(&socket, 7).unwrap();
         ring.close(socket).unwrap();
@@ -702,11 +704,7 @@ fn dropping_the_ring_closes_what_it_accepted_meanwhile() {
     let Some(mut ring) = ring(RingConfig::default(), "completion ring drop") else {
         return;
     };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let (listener, mut client) = listener_and_client();
     // Queued, not submitted: the drop's cancel goes with it, and the connection waiting in the
     // backlog is accepted in that same submit, before the accept is cancelled.
     ring.accept_multishot(listener.as_raw_fd(), 0).unwrap();
