@@ -3,13 +3,12 @@
 //! tagged series are merged the same way, each apart: the latency from the actual send
 //! (`Tag=uncorrected`), send lateness (`Tag=send_lateness`) and connect latency (`Tag=connect`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hdrhistogram::Histogram;
 use pollbench_common::human_us;
 use pollbench_schema::hlog::{
-    new_histogram, read_log, CONNECT_TAG, SEND_LATENESS_TAG, UNCORRECTED_TAG,
+    by_second, read_log, sum_of_seconds, Intervals, Log, CONNECT_TAG, SEND_LATENESS_TAG,
+    UNCORRECTED_TAG,
 };
 use pollbench_schema::run::{IntervalReport, Percentiles};
 use serde::Serialize;
@@ -39,70 +38,47 @@ pub struct Merged {
     pub note: Option<String>,
 }
 
-/// One tagged series summed over every log that has it, and the logs that do not.
-struct Series {
+/// One tagged series of every log that has it, and the logs that do not.
+struct Series<'a> {
     tag: &'static str,
-    sum: Histogram<u64>,
+    present: Vec<&'a Intervals>,
     missing: Vec<String>,
 }
 
-impl Series {
-    fn new(tag: &'static str) -> Series {
-        Series {
+impl<'a> Series<'a> {
+    /// `tag`'s series in each of `logs`.
+    fn of(tag: &'static str, logs: &'a [(PathBuf, Log)]) -> Series<'a> {
+        let mut series = Series {
             tag,
-            sum: new_histogram(),
+            present: Vec::new(),
             missing: Vec::new(),
-        }
-    }
-
-    /// Add this log's series (every second of it), or note that it has none.
-    fn add(
-        &mut self,
-        path: &std::path::Path,
-        tagged: &BTreeMap<String, pollbench_schema::hlog::Intervals>,
-    ) -> Result<(), String> {
-        match tagged.get(self.tag) {
-            Some(series) => {
-                for (_, hist) in series {
-                    self.sum
-                        .add(hist)
-                        .map_err(|e| format!("{}: {e:?}", path.display()))?;
-                }
+        };
+        for (path, log) in logs {
+            match log.tagged.get(series.tag) {
+                Some(intervals) => series.present.push(intervals),
+                None => series.missing.push(path.display().to_string()),
             }
-            None => self.missing.push(path.display().to_string()),
         }
-        Ok(())
+        series
     }
 
     /// Its percentiles, only if every log had it: a figure over some clients' messages would pass
     /// for all of them.
     fn over_all(&self) -> Option<Percentiles> {
-        self.missing.is_empty().then(|| Percentiles::of(&self.sum))
+        self.missing
+            .is_empty()
+            .then(|| Percentiles::of(&sum_of_seconds(&by_second(self.present.iter().copied()))))
     }
 }
 
 pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
-    let mut total = new_histogram();
-    let mut uncorrected = Series::new(UNCORRECTED_TAG);
-    let mut lateness = Series::new(SEND_LATENESS_TAG);
-    let mut connect = Series::new(CONNECT_TAG);
-    let mut by_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
-    for path in files {
-        let log = read_log(path)?;
-        for (second, hist) in log.latency {
-            total
-                .add(&hist)
-                .map_err(|e| format!("{}: {e:?}", path.display()))?;
-            by_second
-                .entry(second)
-                .or_insert_with(new_histogram)
-                .add(&hist)
-                .map_err(|e| format!("{e:?}"))?;
-        }
-        for series in [&mut uncorrected, &mut lateness, &mut connect] {
-            series.add(path, &log.tagged)?;
-        }
-    }
+    let logs = files
+        .iter()
+        .map(|path| Ok((path.clone(), read_log(path)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let by_second = by_second(logs.iter().map(|(_, log)| &log.latency));
+    let total = sum_of_seconds(&by_second);
+    let lateness = Series::of(SEND_LATENESS_TAG, &logs);
     let first = *by_second.keys().next().expect("at least one interval");
     let intervals: Vec<IntervalReport> = by_second
         .iter()
@@ -126,10 +102,10 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
         duration_s,
         throughput_msgs_per_s: total.len() as f64 / duration_s.max(1) as f64,
         latency_us: Percentiles::of(&total),
-        latency_uncorrected_us: uncorrected.over_all(),
+        latency_uncorrected_us: Series::of(UNCORRECTED_TAG, &logs).over_all(),
         intervals,
         send_lateness_us: lateness.over_all(),
-        connect_latency_us: connect.over_all(),
+        connect_latency_us: Series::of(CONNECT_TAG, &logs).over_all(),
         note,
     })
 }
@@ -163,7 +139,8 @@ pub fn summary(m: &Merged) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pollbench_schema::hlog::{write_series, Tagged};
+    use hdrhistogram::Histogram;
+    use pollbench_schema::hlog::{new_histogram, write_series, Tagged};
     use std::time::{Duration, SystemTime};
 
     fn hist(values: &[u64]) -> Histogram<u64> {

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use pollbench_schema::file::write_json_atomically;
 use pollbench_schema::hlog::{
-    new_histogram, read_log, write_series, Log, Tagged, CONNECT_TAG, SEND_LATENESS_TAG,
-    UNCORRECTED_TAG,
+    by_second, new_histogram, read_log, sum_of_seconds, write_series, Log, Tagged, CONNECT_TAG,
+    SEND_LATENESS_TAG, UNCORRECTED_TAG,
 };
 use pollbench_schema::run::{ClientPart, Errors, IntervalReport, Percentiles, RunReport};
 
@@ -40,35 +40,11 @@ impl Part {
     }
 }
 
-/// Histograms of one series added second by second (wall-clock seconds) over every part.
-fn by_second<'a>(
-    series: impl Iterator<Item = &'a Vec<(u64, Histogram<u64>)>>,
-) -> BTreeMap<u64, Histogram<u64>> {
-    let mut out: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
-    for intervals in series {
-        for (second, h) in intervals {
-            out.entry(*second)
-                .or_insert_with(new_histogram)
-                .add(h)
-                .expect("histograms of one set of bounds");
-        }
-    }
-    out
-}
-
-fn total(seconds: &BTreeMap<u64, Histogram<u64>>) -> Histogram<u64> {
-    let mut sum = new_histogram();
-    for h in seconds.values() {
-        sum.add(h).expect("histograms of one set of bounds");
-    }
-    sum
-}
-
 /// A tagged series added over every part, if every part has it (a figure over some clients'
 /// messages only would pass for all of them).
 fn tagged(parts: &[Part], tag: &str) -> Option<BTreeMap<u64, Histogram<u64>>> {
     let series: Option<Vec<_>> = parts.iter().map(|p| p.log.tagged.get(tag)).collect();
-    series.map(|s| by_second(s.into_iter()))
+    series.map(by_second)
 }
 
 /// The merged run document of `parts` (at least one), and its interval log written to `hlog`.
@@ -115,8 +91,8 @@ pub fn merge(parts: &[Part], hlog: &Path) -> Result<RunReport, String> {
         duration_s: parts.iter().map(|p| p.run.duration_s).fold(0.0, f64::max),
         throughput_msgs_per_s: sum_f(|r| r.throughput_msgs_per_s),
         throughput_bytes_per_s: sum_f(|r| r.throughput_bytes_per_s),
-        latency_us: Percentiles::of(&total(&latency)),
-        latency_uncorrected_us: Percentiles::of(&total(&uncorrected)),
+        latency_us: Percentiles::of(&sum_of_seconds(&latency)),
+        latency_uncorrected_us: Percentiles::of(&sum_of_seconds(&uncorrected)),
         errors,
         intervals: intervals(&latency),
         stopped_early: parts.iter().find_map(|p| {
@@ -126,11 +102,15 @@ pub fn merge(parts: &[Part], hlog: &Path) -> Result<RunReport, String> {
                 .map(|why| format!("{}: {why}", p.host))
         }),
         client_cpu_us_per_msg: cpu_us.filter(|_| messages > 0).map(|c| c / messages as f64),
-        send_lateness_us: lateness.as_ref().map(|l| Percentiles::of(&total(l))),
+        send_lateness_us: lateness
+            .as_ref()
+            .map(|l| Percentiles::of(&sum_of_seconds(l))),
         connects,
         connections_per_s: connects
             .map(|_| parts.iter().filter_map(|p| p.run.connections_per_s).sum()),
-        connect_latency_us: connect.as_ref().map(|c| Percentiles::of(&total(c))),
+        connect_latency_us: connect
+            .as_ref()
+            .map(|c| Percentiles::of(&sum_of_seconds(c))),
         clients: Some(
             parts
                 .iter()

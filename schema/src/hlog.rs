@@ -144,6 +144,32 @@ pub fn write_series(
 /// Each interval's absolute start (whole seconds since the epoch) and histogram.
 pub type Intervals = Vec<(u64, Histogram<u64>)>;
 
+/// Several logs' series of one kind added second by second (their wall-clock seconds): the exact
+/// merge of what several clients measured at the same time.
+pub fn by_second<'a>(
+    series: impl IntoIterator<Item = &'a Intervals>,
+) -> BTreeMap<u64, Histogram<u64>> {
+    let mut out: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
+    for intervals in series {
+        for (second, h) in intervals {
+            out.entry(*second)
+                .or_insert_with(new_histogram)
+                .add(h)
+                .expect("histograms of one set of bounds");
+        }
+    }
+    out
+}
+
+/// Every second of a merged series added into one histogram.
+pub fn sum_of_seconds(seconds: &BTreeMap<u64, Histogram<u64>>) -> Histogram<u64> {
+    let mut sum = new_histogram();
+    for h in seconds.values() {
+        sum.add(h).expect("histograms of one set of bounds");
+    }
+    sum
+}
+
 /// Everything in a log: the untagged (latency) intervals, and each tagged series by tag.
 pub struct Log {
     pub latency: Intervals,
