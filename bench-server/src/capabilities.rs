@@ -101,6 +101,16 @@ fn server(backend: ServerBackend) -> Result<Server, String> {
         .and_then(|caps| caps.max_fd)
         .map(i64::from);
 
+    triggers_and_accepts(&mut server, check)?;
+    Ok(server)
+}
+
+/// The triggers and accept strategies `check` takes with `server`'s backend, into `server`: an
+/// error where it takes some triggers with some strategies only (the document cannot say so).
+fn triggers_and_accepts(
+    server: &mut Server,
+    check: impl Fn(&[&str]) -> Result<Config, String>,
+) -> Result<(), String> {
     let mut combinations = Vec::new();
     for trigger in Trigger::value_variants().iter().map(flag_value) {
         for accept in AcceptStrategy::value_variants().iter().map(flag_value) {
@@ -127,11 +137,12 @@ fn server(backend: ServerBackend) -> Result<Server, String> {
     }
     if combinations.len() != server.triggers.len() * server.accepts.len() {
         return Err(format!(
-            "--backend {name} accepts {combinations:?}, not every trigger with every accept \
-             strategy: {SCHEMA} cannot say so"
+            "--backend {} accepts {combinations:?}, not every trigger with every accept \
+             strategy: {SCHEMA} cannot say so",
+            server.name
         ));
     }
-    Ok(server)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -354,50 +354,11 @@ impl Args {
                 (None, None)
             }
             ServerBackend::IoUringCompletion => {
-                let name = "--backend io_uring_completion";
-                let batch = self.batch.unwrap_or(1);
-                let batch = u32::try_from(batch)
-                    .ok()
-                    .filter(|b| (1..=65536).contains(b))
-                    .ok_or_else(|| format!("--batch {batch}: from 1 to 65536 completions"))?;
-                let batch_wait = match (batch, self.batch_wait) {
-                    (1, None) => Duration::ZERO,
-                    (1, Some(_)) => {
-                        return Err("--batch-wait needs --batch N, N > 1: a wait for one completion has nothing to hold out for".into())
-                    }
-                    (_, None) => {
-                        return Err(format!("--batch {batch} needs --batch-wait: how long a wait may hold out for its batch (e.g. 50us)"))
-                    }
-                    (_, Some(w)) if w.is_zero() || w > Duration::from_secs(1) => {
-                        return Err("--batch-wait: more than 0s, at most 1s".into())
-                    }
-                    (_, Some(w)) => w,
-                };
-                let features = (probes.completion)(self.fixed_files, batch > 1)?;
-                if self.fixed_files {
+                let options = self.ring_options(probes)?;
+                if options.fixed_files {
                     max_conns = max_conns.min(fixed_files_max_conns());
                 }
-                ring = Some(RingOptions {
-                    fixed_files: self.fixed_files,
-                    batch,
-                    batch_wait,
-                    features,
-                });
-                if let Some(t) = self.trigger {
-                    return Err(format!("--trigger {t:?} does not apply to {name}: completion mode has no readiness to trigger on").to_lowercase());
-                }
-                match self.accept {
-                    None | Some(AcceptStrategy::Reuseport) => {}
-                    Some(a) => {
-                        return Err(format!(
-                            "--accept {} does not apply to {name}: each loop accepts on its own SO_REUSEPORT listener with a multishot accept (only reuseport)",
-                            flag_value(&a)
-                        ))
-                    }
-                }
-                if !self.busy_poll.is_zero() {
-                    return Err(format!("--busy-poll does not apply to {name} yet"));
-                }
+                ring = Some(options);
                 (None, Some(AcceptStrategy::Reuseport))
             }
             ServerBackend::Poller(kind) => {
@@ -421,6 +382,51 @@ impl Args {
             ring,
             stats_interval: self.stats_interval,
             stats_json: self.stats_json,
+        })
+    }
+
+    /// `--backend io_uring_completion`'s flags, checked in this order: how its rings are set up.
+    fn ring_options(&self, probes: &Probes) -> Result<RingOptions, String> {
+        let name = "--backend io_uring_completion";
+        let batch = self.batch.unwrap_or(1);
+        let batch = u32::try_from(batch)
+            .ok()
+            .filter(|b| (1..=65536).contains(b))
+            .ok_or_else(|| format!("--batch {batch}: from 1 to 65536 completions"))?;
+        let batch_wait = match (batch, self.batch_wait) {
+            (1, None) => Duration::ZERO,
+            (1, Some(_)) => {
+                return Err("--batch-wait needs --batch N, N > 1: a wait for one completion has nothing to hold out for".into())
+            }
+            (_, None) => {
+                return Err(format!("--batch {batch} needs --batch-wait: how long a wait may hold out for its batch (e.g. 50us)"))
+            }
+            (_, Some(w)) if w.is_zero() || w > Duration::from_secs(1) => {
+                return Err("--batch-wait: more than 0s, at most 1s".into())
+            }
+            (_, Some(w)) => w,
+        };
+        let features = (probes.completion)(self.fixed_files, batch > 1)?;
+        if let Some(t) = self.trigger {
+            return Err(format!("--trigger {t:?} does not apply to {name}: completion mode has no readiness to trigger on").to_lowercase());
+        }
+        match self.accept {
+            None | Some(AcceptStrategy::Reuseport) => {}
+            Some(a) => {
+                return Err(format!(
+                    "--accept {} does not apply to {name}: each loop accepts on its own SO_REUSEPORT listener with a multishot accept (only reuseport)",
+                    flag_value(&a)
+                ))
+            }
+        }
+        if !self.busy_poll.is_zero() {
+            return Err(format!("--busy-poll does not apply to {name} yet"));
+        }
+        Ok(RingOptions {
+            fixed_files: self.fixed_files,
+            batch,
+            batch_wait,
+            features,
         })
     }
 }

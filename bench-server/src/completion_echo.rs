@@ -215,53 +215,12 @@ impl<R: Ring> Echo<R> {
         now: Instant,
     ) -> io::Result<()> {
         match event {
-            Event::Accept { result, more } => {
-                let cancelled = self.accepting == Accepting::Cancelling;
-                if !more {
-                    self.accepting = Accepting::Idle;
-                }
-                match result {
-                    Ok(socket) => self.accepted(ring, socket)?,
-                    // The end of the accept cancelled at the limit: not an error.
-                    Err(libc::ECANCELED) if cancelled => {}
-                    // EMFILE and friends: pause rather than spin.
-                    Err(_) if !more => {
-                        self.c.accept_pauses += 1;
-                        self.accept_resume = Some(now + ACCEPT_PAUSE);
-                    }
-                    Err(_) => {}
-                }
-                self.arm_accept(ring, now)
-            }
+            Event::Accept { result, more } => self.accept_done(ring, result, more, now),
             Event::Received {
                 token: t,
                 buf,
                 more,
-            } => {
-                if self.conn_mut(t).is_none() {
-                    ring.recycle(buf); // a closed connection's late data
-                    return Ok(());
-                }
-                let len = R::buf_len(&buf);
-                self.c.reads += 1;
-                self.c.bytes_in += u64::from(len);
-                let conn = self.conn_mut(t).expect("open");
-                conn.queue.push_back((buf, 0));
-                conn.waiting += u64::from(len);
-                conn.receiving = more;
-                if conn.waiting > BACKLOG_CAP && !conn.ending {
-                    // Stop receiving until the echo drains; cancel the receive if it goes on.
-                    if more && !conn.stopped {
-                        ring.cancel_recv(t)?;
-                    }
-                    conn.stopped = true;
-                } else if !more && !conn.ending && !conn.stopped {
-                    conn.receiving = true;
-                    ring.recv(&conn.socket, t)?;
-                }
-                self.resume_receive(ring, t)?;
-                self.send_next(ring, t)
-            }
+            } => self.received(ring, t, buf, more),
             Event::NoBuffers { token: t } => {
                 let Some(conn) = self.conn_mut(t) else {
                     return Ok(());
@@ -307,6 +266,59 @@ impl<R: Ring> Echo<R> {
                 result,
             } => self.sent(ring, t, buf, offset, len, result, now),
         }
+    }
+
+    /// A multishot accept's completion: a connection, or its end.
+    fn accept_done(
+        &mut self,
+        ring: &mut R,
+        result: Result<R::Sock, i32>,
+        more: bool,
+        now: Instant,
+    ) -> io::Result<()> {
+        let cancelled = self.accepting == Accepting::Cancelling;
+        if !more {
+            self.accepting = Accepting::Idle;
+        }
+        match result {
+            Ok(socket) => self.accepted(ring, socket)?,
+            // The end of the accept cancelled at the limit: not an error.
+            Err(libc::ECANCELED) if cancelled => {}
+            // EMFILE and friends: pause rather than spin.
+            Err(_) if !more => {
+                self.c.accept_pauses += 1;
+                self.accept_resume = Some(now + ACCEPT_PAUSE);
+            }
+            Err(_) => {}
+        }
+        self.arm_accept(ring, now)
+    }
+
+    /// Bytes received: queue them for the echo, and stop receiving past the backlog cap.
+    fn received(&mut self, ring: &mut R, t: u64, buf: R::Buf, more: bool) -> io::Result<()> {
+        if self.conn_mut(t).is_none() {
+            ring.recycle(buf); // a closed connection's late data
+            return Ok(());
+        }
+        let len = R::buf_len(&buf);
+        self.c.reads += 1;
+        self.c.bytes_in += u64::from(len);
+        let conn = self.conn_mut(t).expect("open");
+        conn.queue.push_back((buf, 0));
+        conn.waiting += u64::from(len);
+        conn.receiving = more;
+        if conn.waiting > BACKLOG_CAP && !conn.ending {
+            // Stop receiving until the echo drains; cancel the receive if it goes on.
+            if more && !conn.stopped {
+                ring.cancel_recv(t)?;
+            }
+            conn.stopped = true;
+        } else if !more && !conn.ending && !conn.stopped {
+            conn.receiving = true;
+            ring.recv(&conn.socket, t)?;
+        }
+        self.resume_receive(ring, t)?;
+        self.send_next(ring, t)
     }
 
     /// Close everything: the loop is stopping.
