@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use pollbench_schema::file::read_json;
@@ -13,8 +12,8 @@ use pollbench_schema::run::RunReport;
 
 use crate::binaries::Binaries;
 use crate::clients::{merge_into, share, Part};
-use crate::network::Network;
-use crate::process::{Running, WaitEnd};
+use crate::network::{Network, Process, Site};
+use crate::process::WaitEnd;
 use crate::suite::Suite;
 
 /// The three files a run of a cell leaves, by extension.
@@ -30,7 +29,7 @@ pub fn run_round(
     net: &Network,
     dir: &Path,
     round: usize,
-) -> Result<Outcome, WaitEnd> {
+) -> Result<Outcome, Interrupted> {
     let place = Place { bins, net, dir };
     if suite.repeat <= 1 {
         return run_once(cell, suite, &place, &cell.id);
@@ -162,6 +161,16 @@ fn micros(d: Duration) -> String {
 /// How long to wait for bench-server to say where it listens.
 const SERVER_START: Duration = Duration::from_secs(10);
 
+/// The runner was interrupted: the round did not complete, and its processes are gone.
+#[derive(Debug)]
+pub struct Interrupted;
+
+/// Why a step of a cell's run did not complete.
+enum StepError {
+    Interrupted,
+    Failed(String),
+}
+
 /// What a cell runs with and where: the binaries, the network, and the directory of its files.
 struct Place<'a> {
     bins: &'a Binaries,
@@ -169,9 +178,9 @@ struct Place<'a> {
     dir: &'a Path,
 }
 
-/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into the place's directory.
-/// Err when the runner was interrupted (both processes are killed by then).
-fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Outcome, WaitEnd> {
+/// Run a cell once, writing STEM.json, STEM.server.json and STEM.hlog into the place's directory:
+/// start the server, run the clients, stop the server, collect its statistics.
+fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Outcome, Interrupted> {
     let Place { bins, net, dir } = *place;
     let outcome = |status: CellStatus, reason: String| Outcome {
         id: cell.id.clone(),
@@ -187,41 +196,46 @@ fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Out
         return Ok(outcome(CellStatus::Skipped, why));
     }
     let files = CellFiles { dir, stem };
-    let (mut server, pid, addr) = match start_server(server_command(cell, suite, place, &files)) {
+    let site = net.server();
+    let args = server_args(
+        cell,
+        suite,
+        place,
+        &site.file_for(&files.path("server.json")),
+    );
+    let (mut server, addr) = match start_server(&site, &bins.bench_server, &args) {
         Ok(started) => started,
-        Err(StartError::Interrupted) => return Err(WaitEnd::Interrupted),
-        Err(StartError::Failed(why)) => return Ok(outcome(CellStatus::Failed, why)),
+        Err(StepError::Interrupted) => return Err(Interrupted),
+        Err(StepError::Failed(why)) => return Ok(outcome(CellStatus::Failed, why)),
     };
-    let result = run_clients(cell, suite, place, addr, &files);
+    let clients = run_clients(cell, suite, place, addr, &files);
     // Graceful stop, so the server writes its statistics (on a launched host: read back here).
-    net.stop_server(&mut server, pid, Duration::from_secs(5));
-    let stats = net.fetch(None, &files.path("server.json"));
-    match result? {
-        Ok(()) => match stats {
-            Ok(()) => Ok(Outcome {
-                reason: None,
-                ..outcome(CellStatus::Ok, String::new())
-            }),
-            Err(why) => Ok(outcome(
-                CellStatus::Failed,
-                format!("bench-server's statistics: {why}"),
-            )),
-        },
-        Err(why) => Ok(outcome(CellStatus::Failed, why)),
+    server.stop(Duration::from_secs(5));
+    let stats = server.fetch(&files.path("server.json"));
+    match (clients, stats) {
+        (Err(StepError::Interrupted), _) => Err(Interrupted),
+        (Err(StepError::Failed(why)), _) => Ok(outcome(CellStatus::Failed, why)),
+        (Ok(()), Err(why)) => Ok(outcome(
+            CellStatus::Failed,
+            format!("bench-server's statistics: {why}"),
+        )),
+        (Ok(()), Ok(())) => Ok(Outcome {
+            reason: None,
+            ..outcome(CellStatus::Ok, String::new())
+        }),
     }
 }
 
 /// Run the cell's load-gen clients at once, each with its share of the load, and leave their
 /// result as STEM.json and STEM.hlog: one client writes them itself; several write
-/// STEM.clientK.* and are merged into them. Ok(Err(why)) when a client failed; Err when the runner
-/// was interrupted.
+/// STEM.clientK.* and are merged into them.
 fn run_clients(
     cell: &Cell,
     suite: &Suite,
     place: &Place,
     addr: SocketAddr,
     files: &CellFiles,
-) -> Result<Result<(), String>, WaitEnd> {
+) -> Result<(), StepError> {
     let limit = suite.duration + suite.warmup + Duration::from_secs(60);
     let n = suite.clients;
     let stems: Vec<String> = (0..n)
@@ -238,36 +252,27 @@ fn run_clients(
         })
         .collect();
     let start_at = place.net.common_start(n, cell.connections + cell.idle);
-    let mut running = Vec::with_capacity(n);
-    for (k, f) in client_files.iter().enumerate() {
-        match Running::spawn(load_command(cell, suite, place, (addr, start_at), f, k)) {
-            Ok(load) => running.push(load),
-            // Those started are killed as `running` drops.
-            Err(e) => return Ok(Err(format!("cannot start load-gen: {e}"))),
-        }
-    }
+    let mut clients = place
+        .net
+        .start_clients(n, &place.bins.load_gen, |k, site| {
+            load_args(cell, suite, (addr, start_at), site, &client_files[k], k)
+        })
+        .map_err(|e| StepError::Failed(format!("cannot start load-gen: {e}")))?;
     let named = |k: usize, why: String| match n {
         1 => why,
-        _ => format!("client {} ({}): {why}", k + 1, place.net.client_name(k)),
+        _ => format!("client {} ({}): {why}", k + 1, place.net.client(k).name()),
     };
-    // Processes launched on hosts say their pid there first.
-    let mut pids: Vec<Option<u32>> = running
-        .iter_mut()
-        .map(|load| place.net.launched_pid(load))
-        .collect();
     let mut failure = None;
-    for (k, load) in running.iter_mut().enumerate() {
+    for (k, load) in clients.iter_mut().enumerate() {
         let end = load.wait(limit);
         if matches!(end, Err(WaitEnd::Interrupted)) {
-            // Those still running there (a pid of one that ended may be another process's now).
-            place.net.stop_clients(&pids);
-            return Err(WaitEnd::Interrupted);
+            // Those still running are stopped as `clients` drops.
+            return Err(StepError::Interrupted);
         }
-        pids[k] = None;
         // On a launched host the files are read back first, to judge the run by them too.
         let fetched = ["json", "hlog"]
             .iter()
-            .try_for_each(|ext| place.net.fetch(Some(k), &client_files[k].path(ext)));
+            .try_for_each(|ext| load.fetch(&client_files[k].path(ext)));
         let why = match end {
             // An interruption returned above.
             Err(_) => format!("load-gen did not finish within {limit:?}"),
@@ -283,20 +288,20 @@ fn run_clients(
         failure.get_or_insert(named(k, why));
     }
     if let Some(why) = failure {
-        return Ok(Err(why));
+        return Err(StepError::Failed(why));
     }
     if n == 1 {
-        return Ok(Ok(()));
+        return Ok(());
     }
     let parts: Result<Vec<Part>, String> = client_files
         .iter()
         .enumerate()
-        .map(|(k, f)| Part::read(place.net.client_name(k), &f.path("json"), &f.path("hlog")))
+        .map(|(k, f)| Part::read(place.net.client(k).name(), &f.path("json"), &f.path("hlog")))
         .collect();
-    Ok(parts
+    parts
         .and_then(|parts| merge_into(&parts, &files.path("json"), &files.path("hlog")))
         .map(|_| ())
-        .map_err(|e| format!("merging the clients' runs: {e}")))
+        .map_err(|e| StepError::Failed(format!("merging the clients' runs: {e}")))
 }
 
 /// Where one run of a cell leaves its files: STEM.json, STEM.server.json and STEM.hlog in `dir`.
@@ -348,9 +353,9 @@ fn skip_reason(cell: &Cell, bins: &Binaries, net: &Network, clients: usize) -> O
         })
 }
 
-/// bench-server for a cell: on 127.0.0.1 (or the server host's address), a free port, statistics
-/// to STEM.server.json.
-fn server_command(cell: &Cell, suite: &Suite, place: &Place, files: &CellFiles) -> Command {
+/// bench-server's arguments for a cell: on 127.0.0.1 (or the server host's address), a free port,
+/// statistics to `stats_json`.
+fn server_args(cell: &Cell, suite: &Suite, place: &Place, stats_json: &str) -> Vec<String> {
     let bins = place.bins;
     let mut args: Vec<String> = [
         "--addr",
@@ -362,7 +367,7 @@ fn server_command(cell: &Cell, suite: &Suite, place: &Place, files: &CellFiles) 
         "--threads",
         &cell.server_threads.to_string(),
         "--stats-json",
-        &place.net.file_for(&files.path("server.json")),
+        stats_json,
     ]
     .map(String::from)
     .to_vec();
@@ -382,51 +387,45 @@ fn server_command(cell: &Cell, suite: &Suite, place: &Place, files: &CellFiles) 
     if suite.pin && pinnable {
         args.push("--pin".into());
     }
-    place.net.server_command(&bins.bench_server, &args)
-}
-
-/// Why bench-server is not serving.
-enum StartError {
-    Interrupted,
-    Failed(String),
+    args
 }
 
 /// Start bench-server and read the address it listens on. It prints the address once every loop
 /// listens: connections made from then on are queued by the kernel until accepted, so no probe
 /// connection is needed (one would show in the server's counters as a connection).
-fn start_server(cmd: Command) -> Result<(Running, Option<u32>, SocketAddr), StartError> {
-    let mut server = Running::spawn(cmd)
-        .map_err(|e| StartError::Failed(format!("cannot start bench-server: {e}")))?;
-    // On a launched host its pid there comes first (see `hosts`), and a login shell may print
-    // something of its own before: read up to the address line, within the start limit.
+fn start_server<'a>(
+    site: &Site<'a>,
+    program: &Path,
+    args: &[String],
+) -> Result<(Process<'a>, SocketAddr), StepError> {
+    let mut server = site
+        .start(program, args)
+        .map_err(|e| StepError::Failed(format!("cannot start bench-server: {e}")))?;
+    // A login shell may print something of its own before: read up to the address line, within
+    // the start limit.
     let deadline = std::time::Instant::now() + SERVER_START;
-    let mut pid = None;
     let mut line = String::new();
     while let Some(next) =
         server.stdout_line(deadline.saturating_duration_since(std::time::Instant::now()))
     {
-        if let Some(p) = crate::hosts::announced_pid(&next) {
-            pid = Some(p);
-            continue;
-        }
         line = next;
         if line.trim().starts_with("listening on ") {
             break;
         }
     }
     if crate::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(StartError::Interrupted);
+        return Err(StepError::Interrupted);
     }
     match line
         .trim()
         .strip_prefix("listening on ")
         .and_then(|a| a.parse::<SocketAddr>().ok())
     {
-        Some(addr) => Ok((server, pid, addr)),
+        Some(addr) => Ok((server, addr)),
         None => {
-            server.terminate(Duration::from_secs(1));
+            server.stop(Duration::from_secs(1));
             let err = server.stderr_text();
-            Err(StartError::Failed(format!(
+            Err(StepError::Failed(format!(
                 "bench-server did not start within {SERVER_START:?}: {}",
                 err.trim()
             )))
@@ -434,16 +433,16 @@ fn start_server(cmd: Command) -> Result<(Running, Option<u32>, SocketAddr), Star
     }
 }
 
-/// `load-gen run` for client `k` of a cell against `addr` (its share of the connections, idle
-/// connections and rate), results to STEM.json and STEM.hlog.
-fn load_command(
+/// `load-gen run`'s arguments for client `k` of a cell at `site` against `addr` (its share of the
+/// connections, idle connections and rate), results to STEM.json and STEM.hlog.
+fn load_args(
     cell: &Cell,
     suite: &Suite,
-    place: &Place,
     (addr, start_at): (SocketAddr, Option<f64>),
+    site: &Site,
     files: &CellFiles,
     k: usize,
-) -> Command {
+) -> Vec<String> {
     let share = |total: u64| share(total, suite.clients, k).to_string();
     let mut args: Vec<String> = [
         "run",
@@ -464,9 +463,9 @@ fn load_command(
         "--idle",
         &share(cell.idle as u64),
         "--json",
-        &place.net.file_for(&files.path("json")),
+        &site.file_for(&files.path("json")),
         "--hlog",
-        &place.net.file_for(&files.path("hlog")),
+        &site.file_for(&files.path("hlog")),
     ]
     .map(String::from)
     .to_vec();
@@ -486,7 +485,7 @@ fn load_command(
     {
         args.extend(["--cpus".into(), cores]);
     }
-    place.net.client_command(k, &place.bins.load_gen, &args)
+    args
 }
 
 /// Why load-gen failed: its own account (errors by kind, an early stop, an empty window) when it

@@ -161,6 +161,25 @@ impl Hosts {
             .collect()
     }
 
+    /// A command that runs `program` with `args` on `host` as the host's process itself,
+    /// announcing its pid there first (see [`exec_line`]).
+    pub fn launch(&self, host: &Host, program: &Path, args: &[String]) -> Command {
+        host.command(&exec_line(&self.program(program), args, true))
+    }
+
+    /// Where a process on the hosts writes the file that ends up at `local`: a path under the
+    /// work directory, unique to this runner.
+    pub fn remote_file(&self, local: &Path) -> String {
+        format!(
+            "{}/pollbench-{}-{}",
+            self.work_dir.trim_end_matches('/'),
+            std::process::id(),
+            local
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().to_string())
+        )
+    }
+
     /// `program`'s path on the hosts: its file name in `bin_dir`.
     pub fn program(&self, program: &std::path::Path) -> String {
         let name = program
@@ -301,7 +320,7 @@ pub fn announced_pid(line: &str) -> Option<u32> {
 
 /// The command line that runs `program` with `args` as the host's process itself (`exec`);
 /// `announce_pid` first prints `pollbench-pid PID` (the pid the program keeps through `exec`).
-pub fn exec_line(program: &str, args: &[String], announce_pid: bool) -> String {
+fn exec_line(program: &str, args: &[String], announce_pid: bool) -> String {
     let mut line = String::new();
     if announce_pid {
         line.push_str(&format!("echo {PID_MARK} $$ && "));

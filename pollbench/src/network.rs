@@ -1,16 +1,15 @@
 //! Where a suite's cells run bench-server and load-gen: this machine over 127.0.0.1, network
-//! namespaces of their own (`netns`), or hosts reached by launch prefixes (`hosts`). [`Network`]
-//! is what the cell runner asks: how to start a program where the server or client `k` runs,
-//! which address the server binds, where result files go and how they come back, how to stop
-//! what runs elsewhere.
+//! namespaces of their own (`netns`), or hosts reached by launch prefixes (`hosts`). A [`Network`]
+//! is made once per suite; its [`Site`]s (the server's, client k's) start programs as
+//! [`Process`]es, one handle to wait for, stop and fetch the files of, whatever the topology.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use crate::hosts::Hosts;
 use crate::netns::Topology;
-use crate::process::Running;
+use crate::process::{Running, WaitEnd};
 use crate::suite::{Suite, TopologyKind};
 
 /// Where a suite's cells run their server and client, made once for the whole suite.
@@ -46,6 +45,19 @@ impl Network {
         }
     }
 
+    /// Before the first cell, on launched hosts: check every host runs this build, take the
+    /// server host's capabilities into `bins`, and return what meta.json records of the hosts.
+    pub fn prepare(
+        &mut self,
+        bins: &mut crate::binaries::Binaries,
+    ) -> Result<Option<Vec<pollbench_schema::results::HostFacts>>, String> {
+        let Network::Hosts(hosts) = self else {
+            return Ok(None);
+        };
+        bins.capabilities = hosts.prepare(bins)?;
+        Ok(Some(hosts.facts()))
+    }
+
     /// Why no cell can run on this network, if none can.
     pub fn unavailable(&self) -> Option<&str> {
         match self {
@@ -63,67 +75,47 @@ impl Network {
         }
     }
 
-    /// A command that runs `program` with `args` where the server runs. On a launched host its
-    /// first line of output is `pollbench-pid PID` (see [`crate::hosts`]).
-    pub fn server_command(&self, program: &Path, args: &[String]) -> Command {
-        match self {
-            Network::Netns(t, _) => t.server.command(program, args),
-            Network::Hosts(h) => {
-                h.server
-                    .command(&crate::hosts::exec_line(&h.program(program), args, true))
-            }
-            _ => local(program, args),
-        }
+    /// Where bench-server runs.
+    pub fn server(&self) -> Site<'_> {
+        let at = match self {
+            Network::Netns(t, _) => At::Namespace(&t.server),
+            Network::Hosts(h) => At::Host(h, &h.server),
+            _ => At::Here,
+        };
+        Site { role: None, at }
     }
 
-    /// A command that runs `program` with `args` where client `k` runs.
-    pub fn client_command(&self, k: usize, program: &Path, args: &[String]) -> Command {
-        match self {
-            Network::Netns(t, _) => t.clients[k].command(program, args),
-            Network::Hosts(h) => {
-                h.clients[k].command(&crate::hosts::exec_line(&h.program(program), args, true))
-            }
-            _ => local(program, args),
-        }
+    /// Where client `k` runs.
+    pub fn client(&self, k: usize) -> Site<'_> {
+        let at = match self {
+            Network::Netns(t, _) => At::Namespace(&t.clients[k]),
+            Network::Hosts(h) => At::Host(h, &h.clients[k]),
+            _ => At::Here,
+        };
+        Site { role: Some(k), at }
     }
 
-    /// What client `k` is called in a merged run's parts: its address, its launch prefix, or
-    /// `local K` (from 1).
-    pub fn client_name(&self, k: usize) -> String {
-        match self {
-            Network::Netns(t, _) => t.clients[k].address.to_string(),
-            Network::Hosts(h) => h.clients[k].name.clone(),
-            _ => format!("local {}", k + 1),
+    /// Start `program` on every client site at once, with the arguments `args(k, site)` gives client
+    /// `k`,
+    /// and learn the pid of each launched on a host (after all are started, so one slow login does
+    /// not hold back the others' start).
+    pub fn start_clients(
+        &self,
+        clients: usize,
+        program: &Path,
+        mut args: impl FnMut(usize, &Site) -> Vec<String>,
+    ) -> std::io::Result<Vec<Process<'_>>> {
+        let mut started = Vec::with_capacity(clients);
+        for k in 0..clients {
+            let site = self.client(k);
+            let args = args(k, &site);
+            // Those started are stopped as `started` drops.
+            started.push(site.start(program, &args)?);
         }
-    }
-
-    /// Where a process on the hosts writes the file that ends up at `local`: a path under the
-    /// hosts' work directory, unique to this runner; `local` itself where the processes run on
-    /// this machine.
-    pub fn file_for(&self, local: &Path) -> String {
-        match self {
-            Network::Hosts(h) => format!(
-                "{}/pollbench-{}-{}",
-                h.work_dir.trim_end_matches('/'),
-                std::process::id(),
-                local
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().to_string())
-            ),
-            _ => local.display().to_string(),
+        for process in &mut started {
+            process.learn_host_pid();
         }
-    }
-
-    /// Bring a file the server (`None`) or client `k` wrote at [`file_for`](Self::file_for)
-    /// `local` to `local`: a no-op on this machine.
-    pub fn fetch(&self, client: Option<usize>, local: &Path) -> Result<(), String> {
-        match self {
-            Network::Hosts(h) => {
-                let host = client.map_or(&h.server, |k| &h.clients[k]);
-                host.fetch(&self.file_for(local), local)
-            }
-            _ => Ok(()),
-        }
+        Ok(started)
     }
 
     /// When `clients` load-gens of a cell with `connections` in all should start their load, so
@@ -151,45 +143,6 @@ impl Network {
             Network::Hosts(h) => h.client_open_files,
             _ => pollbench_common::open_files_limit(),
         }
-    }
-
-    /// The pid a process launched on a host announced (its first line of output, after what a
-    /// login shell may print: at most 10 lines, 30 s); None here.
-    pub fn launched_pid(&self, child: &mut Running) -> Option<u32> {
-        let Network::Hosts(_) = self else {
-            return None;
-        };
-        for _ in 0..10 {
-            let line = child.stdout_line(Duration::from_secs(30))?;
-            if let Some(pid) = crate::hosts::announced_pid(&line) {
-                return Some(pid);
-            }
-        }
-        None
-    }
-
-    /// After an interruption: SIGTERM to every client process launched on a host (the launcher
-    /// killed here may not pass it on).
-    pub fn stop_clients(&self, pids: &[Option<u32>]) {
-        if let Network::Hosts(h) = self {
-            for (k, pid) in pids.iter().enumerate() {
-                if let Some(pid) = pid {
-                    let _ = h.clients[k].terminate(*pid);
-                }
-            }
-        }
-    }
-
-    /// Stop the server: SIGTERM to `pid` on its host where it was launched there, else to the
-    /// child itself.
-    pub fn stop_server(&self, child: &mut Running, pid: Option<u32>, grace: Duration) {
-        if let (Network::Hosts(h), Some(pid)) = (self, pid) {
-            // Its launcher (an ssh client) ends when it does; also after an interruption.
-            if h.server.terminate(pid).is_ok() && child.wait_through(grace).is_ok() {
-                return;
-            }
-        }
-        child.terminate(grace);
     }
 
     /// What meta.json and the report say of it: `None` for loopback, the default.
@@ -222,9 +175,144 @@ impl Network {
     }
 }
 
-/// A command that runs `program` with `args` here.
-fn local(program: &Path, args: &[String]) -> Command {
-    let mut command = Command::new(program);
-    command.args(args);
-    command
+/// Where one program of a cell runs: bench-server's site or client `k`'s.
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    /// None for the server, else the client's index.
+    role: Option<usize>,
+    at: At<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Here,
+    Namespace(&'a crate::netns::Host),
+    Host(&'a Hosts, &'a crate::hosts::Host),
+}
+
+impl<'a> Site<'a> {
+    /// What the site is called in a merged run's parts and in errors: its address, its launch
+    /// prefix, or `local K` (clients from 1).
+    pub fn name(&self) -> String {
+        match (self.at, self.role) {
+            (At::Namespace(ns), _) => ns.address.to_string(),
+            (At::Host(_, host), _) => host.name.clone(),
+            (At::Here, Some(k)) => format!("local {}", k + 1),
+            (At::Here, None) => "local".into(),
+        }
+    }
+
+    /// Where a program here writes the file that ends up at `local` (see
+    /// [`Process::fetch`]): `local` itself unless the site is a launched host.
+    pub fn file_for(&self, local: &Path) -> String {
+        match self.at {
+            At::Host(hosts, _) => hosts.remote_file(local),
+            _ => local.display().to_string(),
+        }
+    }
+
+    /// Start `program` with `args` here.
+    pub fn start(&self, program: &Path, args: &[String]) -> std::io::Result<Process<'a>> {
+        let command = match self.at {
+            At::Here => {
+                let mut command = Command::new(program);
+                command.args(args);
+                command
+            }
+            At::Namespace(ns) => ns.command(program, args),
+            At::Host(hosts, host) => hosts.launch(host, program, args),
+        };
+        Ok(Process {
+            site: *self,
+            child: Running::spawn(command)?,
+            host_pid: None,
+        })
+    }
+}
+
+/// A program started at a [`Site`]: waited for, stopped and its files fetched the same way
+/// whatever the site. One still running on a launched host when dropped is stopped there (its
+/// launcher, killed here, may not pass the signal on).
+pub struct Process<'a> {
+    site: Site<'a>,
+    child: Running,
+    /// Its pid on a launched host, once announced, until it is known to have ended.
+    host_pid: Option<u32>,
+}
+
+impl Process<'_> {
+    /// The next line it writes to stdout, within `limit` (see [`Running::stdout_line`]); the
+    /// announcement of its pid on a launched host is taken, not returned.
+    pub fn stdout_line(&mut self, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.child.stdout_line(left)?;
+            match (self.site.at, crate::hosts::announced_pid(&line)) {
+                (At::Host(..), Some(pid)) => self.host_pid = Some(pid),
+                _ => return Some(line),
+            }
+        }
+    }
+
+    /// On a launched host: read its pid, its first line of output after what a login shell may
+    /// print (at most 10 lines, 30 s).
+    fn learn_host_pid(&mut self) {
+        if !matches!(self.site.at, At::Host(..)) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for _ in 0..10 {
+            if self.host_pid.is_some() {
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.stdout_line(left).is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Wait for it to end, at most `limit` (see [`Running::wait`]).
+    pub fn wait(&mut self, limit: Duration) -> Result<(ExitStatus, String), WaitEnd> {
+        let end = self.child.wait(limit);
+        if end.is_ok() {
+            self.host_pid = None;
+        }
+        end
+    }
+
+    /// Stop it gracefully: SIGTERM (on its host where it was launched there), then killed after
+    /// `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let (At::Host(_, host), Some(pid)) = (self.site.at, self.host_pid.take()) {
+            // Its launcher (an ssh client) ends when it does; also after an interruption.
+            if host.terminate(pid).is_ok() && self.child.wait_through(grace).is_ok() {
+                return;
+            }
+        }
+        self.child.terminate(grace);
+    }
+
+    /// What it wrote to stderr; complete once it has ended.
+    pub fn stderr_text(&mut self) -> String {
+        self.child.stderr_text()
+    }
+
+    /// Bring the file it wrote at [`Site::file_for`] `local` to `local`: nothing to do unless it
+    /// ran on a launched host.
+    pub fn fetch(&self, local: &Path) -> Result<(), String> {
+        match self.site.at {
+            At::Host(hosts, host) => host.fetch(&hosts.remote_file(local), local),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Process<'_> {
+    fn drop(&mut self) {
+        if let (At::Host(_, host), Some(pid)) = (self.site.at, self.host_pid) {
+            let _ = host.terminate(pid);
+        }
+    }
 }

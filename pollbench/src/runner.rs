@@ -46,11 +46,7 @@ impl SuiteRun {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let mut net = Network::for_suite(suite, &local_bins);
-        let mut hosts = None;
-        if let Network::Hosts(h) = &mut net {
-            bins.capabilities = h.prepare(bins)?;
-            hosts = Some(h.facts());
-        }
+        let hosts = net.prepare(bins)?;
         let name = path
             .file_stem()
             .map_or("suite".into(), |s| s.to_string_lossy().to_string());
