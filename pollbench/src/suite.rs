@@ -124,7 +124,7 @@ fn one() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct Sweep {
     pub name: String,
-    pub backends: Vec<String>,
+    pub backends: Vec<BackendEntry>,
     pub connections: Vec<usize>,
     #[serde(default)]
     pub idle: Vec<usize>,
@@ -221,15 +221,11 @@ impl Suite {
                 // A backend listed again is a column of its own ("epoll #2"): an A/A pair whose
                 // verdict is the measured noise floor.
                 let nth = sweep.backends[..b].iter().filter(|x| *x == entry).count() + 1;
-                // "io_uring_completion --fixed-files": the backend, then flags of a variant.
-                let mut words = entry.split_whitespace().map(str::to_owned);
-                let backend = words.next().unwrap_or_default();
-                let server_flags: Vec<String> = words.collect();
                 for v in &variants {
                     // The label names what the report's columns vary; the id adds the row
                     // (connections, idle).
-                    let mut label = mechanism(&backend);
-                    for flag in &server_flags {
+                    let mut label = mechanism(&entry.backend);
+                    for flag in &entry.flags {
                         label.push(' ');
                         label.push_str(flag);
                     }
@@ -258,8 +254,8 @@ impl Suite {
                                 id,
                                 label: label.clone(),
                                 sweep: sweep.name.clone(),
-                                backend: backend.clone(),
-                                server_flags: server_flags.clone(),
+                                backend: entry.backend.clone(),
+                                server_flags: entry.flags.clone(),
                                 trigger: v.trigger.clone(),
                                 accept: v.accept.clone(),
                                 connections,
@@ -376,19 +372,8 @@ impl Suite {
                     "sweep '{name}': backends and connections must not be empty"
                 ));
             }
-            for entry in &s.backends {
-                let mut words = entry.split_whitespace();
-                let first = words.next().unwrap_or_default();
-                if first.is_empty()
-                    || first.starts_with('-')
-                    || words.any(|w| {
-                        w.starts_with("--backend")
-                            || w.starts_with("--addr")
-                            || w.starts_with("--threads")
-                    })
-                {
-                    return Err(format!("sweep '{name}': backend '{entry}': a backend name, then any bench-server flags of a variant (\"io_uring_completion --fixed-files\"); --backend, --addr and --threads are the suite's"));
-                }
+            if let Some(entry) = s.backends.iter().find(|e| !e.is_well_formed()) {
+                return Err(format!("sweep '{name}': backend '{entry}': a backend name, then any bench-server flags of a variant (\"io_uring_completion --fixed-files\"); --backend, --addr and --threads are the suite's"));
             }
             if s.rate.is_some() && !s.rates.is_empty() {
                 return Err(format!(
@@ -414,6 +399,45 @@ impl Suite {
             return Err("two sweeps have the same name: cell ids would collide".into());
         }
         Ok(())
+    }
+}
+
+/// A sweep's backend entry, as the suite writes it ("io_uring_completion --fixed-files"): the
+/// backend bench-server runs, then bench-server flags of a variant, a column of its own.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(from = "String")]
+pub struct BackendEntry {
+    pub backend: String,
+    pub flags: Vec<String>,
+}
+
+impl From<String> for BackendEntry {
+    fn from(entry: String) -> BackendEntry {
+        let mut words = entry.split_whitespace().map(str::to_owned);
+        BackendEntry {
+            backend: words.next().unwrap_or_default(),
+            flags: words.collect(),
+        }
+    }
+}
+
+impl BackendEntry {
+    /// A name first, and none of the flags the suite sets itself.
+    fn is_well_formed(&self) -> bool {
+        let suites_own = ["--backend", "--addr", "--threads"];
+        !self.backend.is_empty()
+            && !self.backend.starts_with('-')
+            && !self
+                .flags
+                .iter()
+                .any(|f| suites_own.iter().any(|own| f.starts_with(own)))
+    }
+}
+
+impl std::fmt::Display for BackendEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.backend)?;
+        self.flags.iter().try_for_each(|flag| write!(f, " {flag}"))
     }
 }
 
