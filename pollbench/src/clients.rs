@@ -63,25 +63,10 @@ pub fn merge(parts: &[Part], hlog: &Path) -> Result<RunReport, String> {
     for p in parts {
         errors.add(&p.run.errors);
     }
-    // CPU: each client's per-message figure times its messages is its CPU time.
-    let cpu_us: Option<f64> = parts
-        .iter()
-        .map(|p| {
-            p.run
-                .client_cpu_us_per_msg
-                .map(|c| c * p.run.messages as f64)
-        })
-        .sum();
     let connects: Option<u64> = parts.iter().map(|p| p.run.connects).sum();
-    let mut config = first.config.clone();
-    config.connections = parts.iter().map(|p| p.run.config.connections).sum();
-    config.idle = parts.iter().map(|p| p.run.config.idle).sum();
-    config.rate = parts.iter().map(|p| p.run.config.rate).sum();
-    config.hlog = Some(hlog.to_path_buf());
-    config.json = None;
     let report = RunReport {
         schema: first.schema.clone(),
-        config,
+        config: merged_config(parts, hlog),
         connections: parts.iter().map(|p| p.run.connections).sum(),
         connections_alive_at_end: parts.iter().map(|p| p.run.connections_alive_at_end).sum(),
         messages,
@@ -101,7 +86,7 @@ pub fn merge(parts: &[Part], hlog: &Path) -> Result<RunReport, String> {
                 .as_ref()
                 .map(|why| format!("{}: {why}", p.host))
         }),
-        client_cpu_us_per_msg: cpu_us.filter(|_| messages > 0).map(|c| c / messages as f64),
+        client_cpu_us_per_msg: client_cpu_us_per_msg(parts),
         send_lateness_us: lateness
             .as_ref()
             .map(|l| Percentiles::of(&sum_of_seconds(l))),
@@ -111,19 +96,7 @@ pub fn merge(parts: &[Part], hlog: &Path) -> Result<RunReport, String> {
         connect_latency_us: connect
             .as_ref()
             .map(|c| Percentiles::of(&sum_of_seconds(c))),
-        clients: Some(
-            parts
-                .iter()
-                .map(|p| ClientPart {
-                    host: p.host.clone(),
-                    connections: p.run.connections,
-                    messages: p.run.messages,
-                    throughput_msgs_per_s: p.run.throughput_msgs_per_s,
-                    p99_us: p.run.latency_us.p99,
-                    errors: p.run.errors.total(),
-                })
-                .collect(),
-        ),
+        clients: Some(parts.iter().map(Part::summary).collect()),
     };
     write_log(
         hlog,
@@ -134,6 +107,46 @@ pub fn merge(parts: &[Part], hlog: &Path) -> Result<RunReport, String> {
     )
     .map_err(|e| format!("cannot write {}: {e}", hlog.display()))?;
     Ok(report)
+}
+
+/// The clients' configurations as one: the first's, with the loads added up and `hlog` as the log.
+fn merged_config(parts: &[Part], hlog: &Path) -> pollbench_schema::run::RunConfig {
+    let mut config = parts[0].run.config.clone();
+    config.connections = parts.iter().map(|p| p.run.config.connections).sum();
+    config.idle = parts.iter().map(|p| p.run.config.idle).sum();
+    config.rate = parts.iter().map(|p| p.run.config.rate).sum();
+    config.hlog = Some(hlog.to_path_buf());
+    config.json = None;
+    config
+}
+
+/// Client CPU per message over every client: each client's per-message figure times its
+/// messages is its CPU time. None where a client did not measure it.
+fn client_cpu_us_per_msg(parts: &[Part]) -> Option<f64> {
+    let messages: u64 = parts.iter().map(|p| p.run.messages).sum();
+    let cpu_us: Option<f64> = parts
+        .iter()
+        .map(|p| {
+            p.run
+                .client_cpu_us_per_msg
+                .map(|c| c * p.run.messages as f64)
+        })
+        .sum();
+    cpu_us.filter(|_| messages > 0).map(|c| c / messages as f64)
+}
+
+impl Part {
+    /// What the merged run says of this client.
+    fn summary(&self) -> ClientPart {
+        ClientPart {
+            host: self.host.clone(),
+            connections: self.run.connections,
+            messages: self.run.messages,
+            throughput_msgs_per_s: self.run.throughput_msgs_per_s,
+            p99_us: self.run.latency_us.p99,
+            errors: self.run.errors.total(),
+        }
+    }
 }
 
 /// The merged run document and log: `json` and `hlog`, each written atomically.
