@@ -103,8 +103,8 @@ impl SuiteRun {
         Ok(run)
     }
 
-    /// Run the suite's rounds: every cell once per round, in an order shuffled per round (one
-    /// round: the suite's order). A cell that fails or is skipped in a round is not run again.
+    /// Run the suite's rounds: every cell once per round, in an order shuffled per round by row
+    /// ([`blocked_order`]; one round: the suite's order). A cell that fails or is skipped in a round is not run again.
     /// Ok(true) when the runner was interrupted: cells with at least one completed round are still
     /// recorded, from the rounds they completed.
     pub fn run_cells(&mut self, suite: &Suite, bins: &Binaries) -> Result<bool, String> {
@@ -116,6 +116,7 @@ impl SuiteRun {
                 seed,
                 order: Vec::new(),
                 disturbance: Vec::new(),
+                blocks: Some(ROW_BLOCKS.into()),
             });
             rand::rngs::StdRng::seed_from_u64(seed)
         });
@@ -126,7 +127,7 @@ impl SuiteRun {
             let round_began = Sample::now();
             let mut order: Vec<usize> = (0..self.cells.len()).collect();
             if let (Some(rng), Some(record)) = (&mut shuffle, &mut self.meta.rounds) {
-                order.shuffle(rng);
+                order = blocked_order(&self.cells, rng);
                 record
                     .order
                     .push(order.iter().map(|&i| self.cells[i].id.clone()).collect());
@@ -257,6 +258,35 @@ enum Progress {
     Recorded,
 }
 
+/// What meta.json's `rounds.blocks` says of a round's order: the cells of a row ran back to back.
+const ROW_BLOCKS: &str = "row";
+
+/// One round's order of `cells` (indices): each row of a sweep (the cells of one connection and
+/// idle count, which its verdicts compare) is a block, its cells back to back in a shuffled order,
+/// the blocks in a shuffled order. Cells compared run minutes apart when a round shuffles them
+/// all, and the machine drifts in that time (issue 23: adjacent seconds agree far better than
+/// seconds 30 s apart); in a block they run side by side.
+fn blocked_order(cells: &[Cell], rng: &mut impl rand::Rng) -> Vec<usize> {
+    // (sweep, connections, idle): a row.
+    type Row<'a> = (&'a str, usize, usize);
+    let mut blocks: Vec<(Row, Vec<usize>)> = Vec::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let row = (cell.sweep.as_str(), cell.connections, cell.idle);
+        match blocks.iter_mut().find(|(r, _)| *r == row) {
+            Some((_, block)) => block.push(i),
+            None => blocks.push((row, vec![i])),
+        }
+    }
+    blocks.shuffle(rng);
+    blocks
+        .into_iter()
+        .flat_map(|(_, mut block)| {
+            block.shuffle(rng);
+            block
+        })
+        .collect()
+}
+
 /// A seed for a suite that names none: the clock's nanoseconds (recorded in meta.json, so the
 /// orders can be reproduced with `seed = N` in the suite).
 fn seed_from_clock() -> u64 {
@@ -290,4 +320,58 @@ fn progress_bar(runs: usize) -> Option<indicatif::ProgressBar> {
         );
         bar
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::tests::{suite, HEAD};
+    use std::collections::HashSet;
+
+    /// A round's order keeps a row's cells together, shuffles within and between rows, and holds
+    /// every cell once.
+    #[test]
+    fn a_rounds_order_runs_each_row_as_a_block() {
+        let cells = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"a\"\nbackends = [\"epoll\", \"poll\", \"select\", \"epoll\"]\n\
+             connections = [1, 10, 100]\n[[sweep]]\nname = \"b\"\nbackends = [\"epoll\", \"poll\"]\n\
+             connections = [1, 10]\nidle = [0, 5]\n"
+        ))
+        .unwrap()
+        .cells(str::to_string);
+        let row = |i: usize| (cells[i].sweep.clone(), cells[i].connections, cells[i].idle);
+        let mut orders = Vec::new();
+        for seed in 0..20 {
+            let order = blocked_order(&cells, &mut rand::rngs::StdRng::seed_from_u64(seed));
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..cells.len()).collect::<Vec<_>>());
+            // A row, once left, is never seen again.
+            let mut seen = Vec::new();
+            for pair in order.windows(2) {
+                if row(pair[0]) != row(pair[1]) {
+                    seen.push(row(pair[0]));
+                    assert!(!seen.contains(&row(pair[1])), "seed {seed}: {order:?}");
+                }
+            }
+            assert_eq!(seen.len() + 1, 3 + 4, "seed {seed}: 7 rows");
+            orders.push(order);
+        }
+        // Shuffled: rows in other orders, and cells within a row too.
+        let row_orders: HashSet<Vec<_>> = orders
+            .iter()
+            .map(|o| {
+                // Rows come in blocks: one entry each.
+                let mut rows: Vec<_> = o.iter().map(|&i| row(i)).collect();
+                rows.dedup();
+                rows
+            })
+            .collect();
+        assert!(row_orders.len() > 10, "{row_orders:?}");
+        let within: HashSet<Vec<usize>> = orders
+            .iter()
+            .map(|o| o.iter().copied().filter(|&i| row(i) == row(0)).collect())
+            .collect();
+        assert!(within.len() > 5, "{within:?}");
+    }
 }

@@ -92,6 +92,11 @@ pub struct Rounds {
     /// it was recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disturbance: Vec<Disturbance>,
+    /// How a round's order was made: "row", each row of a sweep (the cells its verdicts compare)
+    /// back to back, the rows shuffled and the cells within each; absent (runs from before it was
+    /// recorded), every cell shuffled on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<String>,
 }
 
 /// What the machine did besides the benchmark over a stretch of a run, from the kernel's own
