@@ -1,0 +1,90 @@
+//! Every run committed under results/ rebuilds to the same bytes: `pollbench report DIR` on a copy
+//! of it writes the report.md, summary.json and charts that are committed, so a published number
+//! comes from the run's data and this code alone (and a change to the report that alters a
+//! published one is seen here, not by a reader).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository's root (this crate's parent).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The files git tracks under results/, by run directory; None where git cannot say (no git, not a
+/// checkout).
+fn committed_runs() -> Option<Vec<(String, Vec<String>)>> {
+    let out = Command::new("git")
+        .args(["ls-files", "-z", "results"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let mut runs: Vec<(String, Vec<String>)> = Vec::new();
+    for path in String::from_utf8_lossy(&out.stdout).split('\0') {
+        let Some((run, file)) = path
+            .strip_prefix("results/")
+            .and_then(|p| p.split_once('/'))
+        else {
+            continue;
+        };
+        match runs.iter_mut().find(|(r, _)| r == run) {
+            Some((_, files)) => files.push(file.to_string()),
+            None => runs.push((run.to_string(), vec![file.to_string()])),
+        }
+    }
+    Some(runs)
+}
+
+#[test]
+fn every_committed_run_rebuilds_its_report_byte_for_byte() {
+    let Some(runs) = committed_runs() else {
+        println!(
+            "skipped: committed runs: git cannot list results/ here (no git, or not a checkout)"
+        );
+        return;
+    };
+    let scratch = std::env::temp_dir().join(format!("pollbench-reports-{}", std::process::id()));
+    let mut checked = 0;
+    let mut differ = Vec::new();
+    for (run, files) in &runs {
+        // A run of another program (a soak) has no meta.json and no report to rebuild.
+        if !files.iter().any(|f| f == "meta.json") {
+            continue;
+        }
+        let copy = scratch.join(run);
+        for file in files {
+            let to = copy.join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(repo().join("results").join(run).join(file), &to).unwrap();
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_pollbench"))
+            .arg("report")
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for file in files {
+            let committed = std::fs::read(repo().join("results").join(run).join(file)).unwrap();
+            if std::fs::read(copy.join(file)).ok().as_ref() != Some(&committed) {
+                differ.push(format!("{run}/{file}"));
+            }
+        }
+        checked += 1;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        differ.is_empty(),
+        "rebuilt reports differ from the committed ones: {differ:?}"
+    );
+    if checked == 0 {
+        println!("skipped: committed runs: none under results/ has a meta.json");
+    }
+}
