@@ -68,14 +68,14 @@ pub fn interval_reports(m: &Merged, measured: Duration) -> Vec<IntervalReport> {
 }
 
 /// The run document: the options, and what the load threads measured (`merged`) in the measured
-/// window (`measured` long) over `connections` connections, with the client's CPU time `cpu` in
+/// window (opened at `window_wall`, `measured` long) over `connections` connections, with the client's CPU time `cpu` in
 /// it. Why the run stopped early is the watcher's reason `stopped_early`, unless a load thread's
 /// fatal cause says more: when the watcher saw nothing, or only the stop that cause set.
 pub fn report(
     args: &RunArgs,
     merged: &Merged,
     connections: usize,
-    measured: Duration,
+    (window_wall, measured): (SystemTime, Duration),
     stopped_early: Option<String>,
     cpu: Duration,
 ) -> RunReport {
@@ -96,6 +96,10 @@ pub fn report(
         unfinished_messages: merged.unfinished,
         bytes: merged.messages * args.size as u64,
         duration_s: measured.as_secs_f64(),
+        window_start_unix_s: window_wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64()),
         throughput_msgs_per_s: merged.messages as f64 / secs,
         throughput_bytes_per_s: (merged.messages * args.size as u64) as f64 / secs,
         latency_us: Percentiles::of(&merged.corrected),

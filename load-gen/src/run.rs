@@ -140,7 +140,7 @@ fn finish(
         args,
         &merged,
         working,
-        load.measured,
+        (load.window_wall, load.measured),
         load.stopped_early,
         load.cpu,
     );

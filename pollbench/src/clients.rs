@@ -74,6 +74,11 @@ pub fn merge(parts: &[Part], hlog: &Path) -> Result<RunReport, String> {
         bytes: sum(|r| r.bytes),
         // The clients ran at once: their windows overlap, so rates add up.
         duration_s: parts.iter().map(|p| p.run.duration_s).fold(0.0, f64::max),
+        // The clients started together (--start-at): the first window's opening is the merge's.
+        window_start_unix_s: parts
+            .iter()
+            .filter_map(|p| p.run.window_start_unix_s)
+            .reduce(f64::min),
         throughput_msgs_per_s: sum_f(|r| r.throughput_msgs_per_s),
         throughput_bytes_per_s: sum_f(|r| r.throughput_bytes_per_s),
         latency_us: Percentiles::of(&sum_of_seconds(&latency)),

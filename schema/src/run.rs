@@ -151,7 +151,13 @@ pub struct RunReport {
     /// Messages due inside the measured window that were not echoed by its end.
     pub unfinished_messages: u64,
     pub bytes: u64,
+    /// How long the measured window lasted, in seconds.
     pub duration_s: f64,
+    /// When the measured window opened, in Unix seconds (wall clock): what other programs'
+    /// per-second records (bench-server's) are cut to. Added within version 1: absent (None) in
+    /// documents written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start_unix_s: Option<f64>,
     pub throughput_msgs_per_s: f64,
     pub throughput_bytes_per_s: f64,
     /// Corrected (from the intended send time in open loop).
