@@ -1,7 +1,8 @@
 //! What the workspace's integration tests share: child processes run with their stdout and stderr
 //! read while they run and a time limit ([`output_within`], [`Spawned`]), temporary directories
-//! removed on drop ([`Temp`]), skips that output capture does not swallow ([`skip`]), and
-//! load-gen and bench-server command lines built flag by flag ([`Argv`]).
+//! removed on drop ([`Temp`]), skips that output capture does not swallow ([`skip`]), load-gen and
+//! bench-server command lines built flag by flag ([`Argv`]), and checks of what a run left
+//! ([`assert_success`], [`read_json`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,25 @@ pub use pollbench_common::process::{signal, Running, Signal, WaitEnd};
 /// of a passing test, and a skip must be seen.
 pub fn skip(what: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
+}
+
+/// Fail the test unless `out` is of a command that exited 0, showing its stderr.
+#[track_caller]
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The JSON document in file `path`; the test fails if it is missing or not JSON.
+#[track_caller]
+pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A fresh directory, removed on drop.
@@ -179,6 +199,11 @@ impl Argv {
     /// bench-server's event loops: `--threads N`.
     pub fn loops(self, n: impl ToString) -> Argv {
         self.flag("--threads", n)
+    }
+
+    /// bench-server's readiness trigger: `--trigger TRIGGER`.
+    pub fn trigger(self, trigger: &str) -> Argv {
+        self.flag("--trigger", trigger)
     }
 
     /// bench-server's accept strategy: `--accept STRATEGY`.

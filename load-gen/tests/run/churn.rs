@@ -142,8 +142,7 @@ fn churn_connect_latency_round_trips_through_the_hlog_apart_from_latency() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let merged: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    let merged: serde_json::Value = read_json(&merged_json);
     assert_eq!(merged["messages"], json["messages"]);
     assert!(merged["connect_latency_us"]["p50"].as_u64().unwrap() >= 1);
 }

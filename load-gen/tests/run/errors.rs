@@ -293,8 +293,7 @@ fn ctrl_c_writes_partial_results() {
         Some(1),
         "an interrupted run is not a clean pass"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let json: serde_json::Value = read_json(&json);
     assert_eq!(json["stopped_early"], "interrupted");
     assert!(json["messages"].as_u64().unwrap() > 0);
 }

@@ -23,11 +23,7 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
         Duration::from_secs(30),
     );
     let json = json.expect("JSON written");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(json["schema"], "pollbench.load-gen.run/1");
     let messages = json["messages"].as_u64().unwrap();
     assert!(messages > 1000, "{json}");
@@ -92,13 +88,8 @@ fn closed_and_open_loop_against_bench_server_and_the_hlog_round_trips() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let merged: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    assert_success(&out);
+    let merged: serde_json::Value = read_json(&merged_json);
     assert_eq!(merged["messages"].as_u64().unwrap(), 2 * messages);
     assert_eq!(merged["intervals"].as_array().unwrap().len(), 2);
     // The uncorrected series merges too: the same log twice keeps its maximum.
@@ -180,11 +171,7 @@ fn open_loop_records_send_lateness_in_the_json_and_the_hlog_and_merge_keeps_it()
             Duration::from_secs(30),
         );
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         assert!(stdout.contains("send lateness"), "{stdout}");
         (json.expect("JSON written"), hlog)
     };
@@ -228,14 +215,9 @@ fn open_loop_records_send_lateness_in_the_json_and_the_hlog_and_merge_keeps_it()
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(stdout.contains("send lateness"), "{stdout}");
-    let merged: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    let merged: serde_json::Value = read_json(&merged_json);
     let both = a["messages"].as_u64().unwrap() + b["messages"].as_u64().unwrap();
     assert_eq!(merged["messages"].as_u64().unwrap(), both);
     let m = lateness(&merged).expect("merged send lateness");
@@ -255,11 +237,7 @@ fn open_loop_records_send_lateness_in_the_json_and_the_hlog_and_merge_keeps_it()
             .hlog(&closed_hlog),
         Duration::from_secs(30),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json = json.unwrap();
     assert_eq!(lateness(&json), None, "{json}");
     assert!(hlog_series(&closed_hlog, Some("send_lateness")).is_empty());
@@ -275,13 +253,8 @@ fn open_loop_records_send_lateness_in_the_json_and_the_hlog_and_merge_keeps_it()
         .arg(&merged_json)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let merged: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    assert_success(&out);
+    let merged: serde_json::Value = read_json(&merged_json);
     assert_eq!(lateness(&merged), None);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -321,11 +294,7 @@ fn the_hlog_start_time_is_the_measured_windows_start_after_the_warm_up() {
         Duration::from_secs(30),
     );
     let after = epoch(std::time::SystemTime::now());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(json.unwrap()["messages"].as_u64().unwrap() > 0);
     // The intervals count from the end of the warm-up, so StartTime must too: at least the warm-up
     // after the process started, and at least the measured second before it ended. (Taken before

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use pollbench_test_support::{output_within, skip, Argv, Signal, Spawned, Temp};
+use pollbench_test_support::{
+    assert_success, output_within, read_json, skip, Argv, Signal, Spawned, Temp,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_load-gen");
 

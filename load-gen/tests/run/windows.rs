@@ -20,11 +20,7 @@ fn client_cpu_per_message_is_the_measured_windows_not_the_warm_ups() {
             .warmup("1500ms"),
         Duration::from_secs(30),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json = json.unwrap();
     let messages = json["messages"].as_u64().unwrap() as f64;
     let cpu_s = json["client_cpu_us_per_msg"].as_f64().unwrap() * messages / 1e6;
@@ -59,11 +55,7 @@ fn a_one_second_stall_shows_in_corrected_not_uncorrected_latency() {
             .rate(1000),
         Duration::from_secs(30),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json = json.unwrap();
     let corrected = json["latency_us"]["p99"].as_u64().unwrap();
     let uncorrected = json["latency_uncorrected_us"]["p99"].as_u64().unwrap();
@@ -128,11 +120,7 @@ fn backlog_from_the_warm_up_is_measured_when_it_is_answered() {
             .rate(1000),
         Duration::from_secs(30),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json = json.unwrap();
     let max = json["latency_us"]["max"].as_u64().unwrap();
     assert!(
@@ -171,11 +159,7 @@ fn start_at_starts_the_load_at_the_given_wall_clock_time() {
             .hlog(&hlog),
         Duration::from_secs(30),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json = json.unwrap();
     assert!(
         (json["config"]["start_at"].as_f64().unwrap() - at).abs() < 0.001,

@@ -157,11 +157,7 @@ fn hosts_over_ssh_to_an_sshd_of_the_tests_own() {
             .arg(dir.0.join(name))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
     };
     keygen("host_key");
     keygen("client_key");

@@ -54,6 +54,15 @@ fn sigterm_to_a_netns_suite_also_deletes_its_namespaces() {
     );
 }
 
+/// `pollbench suite SUITE --results RESULTS`, started.
+fn start_suite(suite: &Path, results: &Path) -> Spawned {
+    let mut command = Command::new(BIN);
+    command
+        .args(["suite", suite.to_str().unwrap(), "--results"])
+        .arg(results);
+    Spawned::new(command)
+}
+
 /// SIGTERM to a runner whose cell has been running for 300 ms: it exits 130 within `limit`.
 /// Its stderr.
 fn sigterm_in_a_cell(runner: Spawned, limit: Duration) -> String {
@@ -79,11 +88,7 @@ fn interrupt_a_long_suite(extra: &str) -> u32 {
     )
     .unwrap();
     let results = dir.0.join("results");
-    let mut command = Command::new(BIN);
-    command
-        .args(["suite", suite.to_str().unwrap(), "--results"])
-        .arg(&results);
-    let runner = Spawned::new(command);
+    let runner = start_suite(&suite, &results);
     let runner_pid = runner.id();
     // Wait until the first cell runs: bench-server and `load-gen run` are both children.
     let started = Instant::now();
@@ -118,8 +123,7 @@ fn interrupt_a_long_suite(extra: &str) -> u32 {
         .expect("a run directory")
         .path();
     assert!(run_dir.join("report.md").exists(), "{stderr}");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = read_json(run_dir.join("meta.json"));
     assert_eq!(meta["outcomes"].as_array().unwrap().len(), 0);
     runner_pid
 }
@@ -138,11 +142,7 @@ fn meta_json_holds_each_one_round_cells_outcome_as_soon_as_it_finishes() {
     )
     .unwrap();
     let results = dir.0.join("results");
-    let mut command = Command::new(BIN);
-    command
-        .args(["suite", suite.to_str().unwrap(), "--results"])
-        .arg(&results);
-    let mut runner = Spawned::new(command);
+    let mut runner = start_suite(&suite, &results);
     let started = Instant::now();
     let seen_while_running = loop {
         let meta = std::fs::read_dir(&results)
@@ -206,11 +206,7 @@ fn sigterm_to_a_hosts_suite_stops_what_runs_on_the_hosts() {
     )
     .unwrap();
     let needle = work_dir.display().to_string();
-    let mut command = Command::new(BIN);
-    command
-        .args(["suite", suite.to_str().unwrap(), "--results"])
-        .arg(dir.0.join("results"));
-    let runner = Spawned::new(command);
+    let runner = start_suite(&suite, &dir.0.join("results"));
     // Running: a bench-server and two load-gens whose result files go to the work directory.
     let started = Instant::now();
     loop {

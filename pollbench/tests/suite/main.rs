@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pollbench_test_support::{signal, skip, Signal, Spawned, Temp};
+use pollbench_test_support::{assert_success, read_json, signal, skip, Signal, Spawned, Temp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pollbench");
 
@@ -41,19 +41,14 @@ fn run_suite_with(tag: &str, toml: &str, args: &[&str]) -> SuiteRun {
         .arg(dir.0.join("results"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let run = std::fs::read_dir(dir.0.join("results"))
         .unwrap()
         .flatten()
         .next()
         .expect("a run directory")
         .path();
-    let meta =
-        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let meta = read_json(run.join("meta.json"));
     SuiteRun {
         run,
         meta,

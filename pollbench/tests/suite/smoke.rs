@@ -47,8 +47,7 @@ fn compare_flags_regressions(run: &Path, dir: &Temp) {
         std::fs::copy(entry.path(), worse.join("cells").join(entry.file_name())).unwrap();
     }
     let victim = "connections-epoll-c100";
-    let mut meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let mut meta: serde_json::Value = read_json(run.join("meta.json"));
     for o in meta["outcomes"].as_array_mut().unwrap() {
         if o["id"] == victim {
             for r in o["repeats"].as_array_mut().unwrap() {
@@ -73,8 +72,7 @@ fn compare_flags_regressions(run: &Path, dir: &Temp) {
         if !round {
             continue;
         }
-        let mut cell: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+        let mut cell: serde_json::Value = read_json(entry.path());
         cell["throughput_msgs_per_s"] =
             (cell["throughput_msgs_per_s"].as_f64().unwrap() / 2.0).into();
         std::fs::write(entry.path(), cell.to_string()).unwrap();
@@ -93,17 +91,16 @@ fn compare_flags_regressions(run: &Path, dir: &Temp) {
 #[test]
 fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
     let dir = Temp::new("suite");
-    let out = Command::new(BIN)
-        .args(["suite", "smoke", "--results"])
-        .arg(&dir.0)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let smoke = || {
+        Command::new(BIN)
+            .args(["suite", "smoke", "--results"])
+            .arg(&dir.0)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let out = smoke();
+    assert_success(&out);
     let runs: Vec<_> = std::fs::read_dir(&dir.0)
         .unwrap()
         .flatten()
@@ -116,8 +113,7 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         .unwrap()
         .to_string_lossy()
         .ends_with("-smoke"));
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = read_json(run.join("meta.json"));
     let outcomes = meta["outcomes"].as_array().unwrap();
     assert_eq!(outcomes.len(), meta["cells"].as_array().unwrap().len());
     assert!(outcomes.iter().all(|o| o["status"] == "ok"), "{outcomes:?}");
@@ -248,17 +244,8 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
         report
     );
     // A second run never overwrites the first.
-    let again = Command::new(BIN)
-        .args(["suite", "smoke", "--results"])
-        .arg(&dir.0)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let again = smoke();
+    assert_success(&again);
     assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
     compare_flags_regressions(run, &dir);
 }
