@@ -228,6 +228,7 @@ fn forget(pid: u32) {
         pids.retain(|&p| p != pid);
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,10 +248,11 @@ impl<'a> IntoIterator for &'a Argv {
 mod tests {
     use super::*;
 
+    /// `sh -c SCRIPT`.
     fn sh(script: &str) -> Command {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", script]);
-        cmd
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(script);
+        shell
     }
 
     #[test]

@@ -256,12 +256,6 @@ fn allowed_cores() -> Vec<usize> {
     let list = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim();
-    let mut cores = Vec::new();
-    for part in list.split(',') {
-        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-        cores.extend(lo.parse::<usize>().unwrap()..=hi.parse::<usize>().unwrap());
-    }
-    cores
+        .unwrap();
+    pollbench_common::parse_cpu_list(list.trim()).unwrap()
 }
