@@ -1,6 +1,6 @@
 //! What the programs share: human units on the command line ("64B", "16KiB", "10k", "30s", CPU
-//! lists) and for people ("12.3k", "1.25 ms"), command-line errors as one line, CPU time, and the
-//! CPU pinning plans ([`cores`]).
+//! lists) and for people ("12.3k", "1.25 ms"), command-line errors as one line, CPU time, the
+//! CPU pinning plans ([`cores`]), and child processes drained while they run ([`process`]).
 
 /// What every binary's `--version` prints after its name: the workspace version and the git commit
 /// it was built from (`unknown` outside a checkout). The suite runner compares it across hosts.
@@ -12,6 +12,7 @@ pub const VERSION: &str = concat!(
 );
 
 pub mod cores;
+pub mod process;
 
 use std::time::Duration;
 

@@ -3,12 +3,9 @@
 //! flags it says a server does not take. Bounded: each refusal is waited for at most 5 s, each
 //! start at most as long as `Server::start`'s first line, and a few servers run at a time.
 
-mod common;
+use std::process::Command;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{Server, BIN};
+use crate::common::{refusal, Argv, Server, BIN};
 use pollbench_schema::capabilities::{self, Capabilities, ServerKind, SCHEMA};
 use poller::BackendKind;
 
@@ -30,26 +27,7 @@ fn capabilities() -> Capabilities {
 /// Run bench-server with `args`, expecting a refusal: exit 2 with one line on stderr, nothing on
 /// stdout. Waits at most 5 s (a server that starts instead would run until signalled).
 fn refused(args: &[&str]) -> String {
-    let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0", "--stats-interval", "0s"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{args:?} started instead of refusing: stdout {:?}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = refusal(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
@@ -121,20 +99,15 @@ fn listed_combinations_run_and_the_others_are_refused() {
         }
         for trigger in TRIGGERS {
             for accept in ACCEPTS {
-                let args = [
-                    "--backend",
-                    server.name.as_str(),
-                    "--trigger",
-                    trigger,
-                    "--accept",
-                    accept,
-                    "--threads",
-                    "2",
-                ];
+                let args = Argv::new()
+                    .backend(&server.name)
+                    .trigger(trigger)
+                    .accept(accept)
+                    .loops(2);
                 if server.accepts_combination(trigger, accept) {
                     listed.push(args);
                 } else {
-                    let err = refused(&args);
+                    let err = refused(&args.strs());
                     assert!(err.contains(&server.mechanism), "names the backend: {err}");
                 }
             }
@@ -156,7 +129,8 @@ fn listed_combinations_run_and_the_others_are_refused() {
         std::thread::scope(|s| {
             for args in chunk {
                 s.spawn(move || {
-                    let config = runs(args);
+                    let args = args.strs();
+                    let config = runs(&args);
                     assert_eq!(config["backend"], args[1], "{args:?}");
                     assert_eq!(config["trigger"], args[3], "{args:?}");
                     assert_eq!(config["accept"], args[5], "{args:?}");

@@ -4,14 +4,12 @@
 //! memory allows, so a test stays within its time), and skips, saying why, where completion mode
 //! cannot run. Every loop is bounded in count and time.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The two ways to run the completion server: plain descriptors, and fixed files.
 const OPTIONS: [&[&str]; 2] = [&[], &["--fixed-files"]];

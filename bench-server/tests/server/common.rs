@@ -1,23 +1,17 @@
 //! Spawning bench-server and talking to it, for the integration tests. Loopback only; every loop
 //! below is bounded in count and time.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub use pollbench_test_support::{skip, Argv, Spawned, Temp};
 use poller::{BackendKind, Support};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bench-server");
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Print a skip that output capture does not swallow.
-pub fn skip(what: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
-}
 
 /// Can this test process open `n` more descriptors (beyond the few it already holds)? If not, print
 /// a visible skip naming the open-files limit: a test that needs 1,000 connections must not fail
@@ -108,41 +102,37 @@ pub fn combinations(caps: &poller::Capabilities) -> Vec<(&'static str, &'static 
         .collect()
 }
 
+/// Run bench-server on 127.0.0.1:0 with `args`, expected to refuse them: its output once it
+/// exits. Bounded: a server that starts instead of refusing would run until signalled, so it is
+/// killed after 5 s and the test fails.
+pub fn refusal(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--addr", "127.0.0.1:0", "--stats-interval", "0s"])
+        .args(args);
+    Spawned::new(command)
+        .output_or_kill(Duration::from_secs(5))
+        .unwrap_or_else(|out| {
+            panic!(
+                "{args:?} started instead of refusing: stdout {:?}, stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub stats: PathBuf,
-    _dir: TempDir,
-}
-
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// A fresh directory. Names come from a counter, not the clock: two tests starting servers in
-    /// the same clock tick once shared a directory, and one's cleanup deleted the other's stats.
-    pub fn new(tag: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("bench-server-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir); // left by an earlier process with this pid
-        std::fs::create_dir(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: Temp,
 }
 
 impl Server {
     /// Start bench-server on 127.0.0.1:0 with `args` (and `--stats-interval 0s` unless `args` has
     /// one); `ulimit_n` runs it under that open-files limit.
     pub fn start(args: &[&str], ulimit_n: Option<u32>) -> Server {
-        let dir = TempDir::new("stats");
+        let dir = Temp::new("stats");
         let stats = dir.0.join("stats.json");
         let mut cmd = match ulimit_n {
             Some(n) => {
