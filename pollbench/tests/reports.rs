@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pollbench_test_support::{skip, Temp};
+
 /// The repository's root (this crate's parent).
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,7 +49,7 @@ fn every_committed_run_rebuilds_its_report_byte_for_byte() {
         );
         return;
     };
-    let scratch = std::env::temp_dir().join(format!("pollbench-reports-{}", std::process::id()));
+    let scratch = Temp::new("reports");
     let mut checked = 0;
     let mut differ = Vec::new();
     for (run, files) in &runs {
@@ -55,7 +57,7 @@ fn every_committed_run_rebuilds_its_report_byte_for_byte() {
         if !files.iter().any(|f| f == "meta.json") {
             continue;
         }
-        let copy = scratch.join(run);
+        let copy = scratch.path().join(run);
         for file in files {
             let to = copy.join(file);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -79,12 +81,11 @@ fn every_committed_run_rebuilds_its_report_byte_for_byte() {
         }
         checked += 1;
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     assert!(
         differ.is_empty(),
         "rebuilt reports differ from the committed ones: {differ:?}"
     );
     if checked == 0 {
-        println!("skipped: committed runs: none under results/ has a meta.json");
+        skip("committed runs", "none under results/ has a meta.json");
     }
 }
