@@ -9,6 +9,7 @@ mod clients;
 mod compare;
 mod disturbance;
 mod hosts;
+mod machine;
 mod netns;
 mod network;
 mod process;

@@ -1,106 +1,14 @@
-//! A run directory's machine description (meta.json) and its Markdown report, rebuilt from the
-//! cells' files by `pollbench report DIR`.
+//! A run directory's Markdown report, rebuilt from meta.json and the cells' files by
+//! `pollbench report DIR`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use pollbench_schema::file::read_json;
-use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome, META_SCHEMA};
+use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome, SuiteSettings};
 use pollbench_schema::run::{ClientPart, RunReport};
 use pollbench_schema::summary::{CellSummary, Estimate, Judgement, Summary};
-
-fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-pub fn host_name() -> String {
-    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "host".into())
-}
-
-/// This machine and checkout, for the meta.json of a new run of `suite` (its text `suite_file`).
-pub fn collect_meta(
-    suite: &str,
-    suite_file: String,
-    started_utc: String,
-    cells: Vec<Cell>,
-) -> Meta {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
-        c.lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split(':').nth(1))
-            .map(|s| s.trim().to_string())
-    });
-    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        let kib: u64 = m
-            .lines()
-            .find(|l| l.starts_with("MemTotal"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
-    });
-    Meta {
-        schema: META_SCHEMA.into(),
-        suite: suite.into(),
-        suite_file,
-        started_utc,
-        host: host_name(),
-        git_commit: command_line("git", &["rev-parse", "HEAD"]),
-        git_dirty: command_line("git", &["status", "--porcelain"]).map(|s| !s.is_empty()),
-        rustc: command_line("rustc", &["--version"]),
-        kernel: read_trimmed("/proc/sys/kernel/osrelease"),
-        cpu_model,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        memory_bytes,
-        fd_limit: pollbench_common::open_files_limit(),
-        cells,
-        rounds: None,
-        disturbance: None,
-        sweeps: None,
-        topology: None,
-        hosts: None,
-        outcomes: Vec::new(),
-    }
-}
-
-/// A new run directory under `results`: never an existing one.
-pub fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(results)?;
-    for n in 1.. {
-        let name = if n == 1 {
-            format!("{stamp}-{}-{suite}", host_name())
-        } else {
-            format!("{stamp}-{}-{suite}-{n}", host_name())
-        };
-        let dir = results.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                std::fs::create_dir(dir.join("cells"))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    unreachable!()
-}
-
-/// The meta.json of run directory `dir`; the error names the file (and a bad field).
-pub fn read_meta(dir: &Path) -> Result<Meta, String> {
-    read_json(&dir.join("meta.json"))
-}
 
 /// The load-gen run of cell `id` in run directory `dir`: None when the cell left no such file (it
 /// failed before load-gen wrote it, or was skipped); an error naming the file and field when the
@@ -115,7 +23,7 @@ pub fn cell_run(dir: &Path, id: &str) -> Result<Option<RunReport>, String> {
 
 /// Rebuild report.md of a run directory from meta.json and the cells' files.
 pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
-    let meta = read_meta(dir)?;
+    let meta = Meta::read(dir)?;
     // Every cell's data, read once for the tables and the charts.
     let mut data: BTreeMap<&str, RunReport> = BTreeMap::new();
     for c in &meta.cells {
@@ -206,8 +114,7 @@ impl Report<'_> {
             "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
              Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
         );
-        let suite: Option<crate::suite::Suite> = toml::from_str(&meta.suite_file).ok();
-        let repeat = suite.as_ref().map_or(1, |s| s.repeat);
+        let SuiteSettings { repeat, pin } = suite_settings(meta);
         if let Some(rounds) = &meta.rounds {
             let _ = writeln!(
                 md,
@@ -255,7 +162,7 @@ impl Report<'_> {
                 d.load_avg_end,
             );
         }
-        if suite.as_ref().is_some_and(|s| s.pin) {
+        if pin {
             let _ = writeln!(
                 md,
                 "Pinned: the server's loops on the first cores, load-gen's threads on the cores after \
@@ -749,6 +656,32 @@ fn clients_disagree(parts: &[ClientPart]) -> bool {
     let lo = per_connection.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = per_connection.iter().copied().fold(0.0, f64::max);
     parts.iter().any(|p| p.errors > 0) || hi > lo * CLIENT_DISAGREEMENT
+}
+
+/// The suite's settings: as meta.json records them, or in runs from before it did, as the suite's
+/// text says them (repeat 1, not pinned, where that text does not parse).
+fn suite_settings(meta: &Meta) -> SuiteSettings {
+    /// The settings' keys in a suite file, with the suite's defaults.
+    #[derive(serde::Deserialize)]
+    struct Written {
+        #[serde(default = "one")]
+        repeat: usize,
+        #[serde(default)]
+        pin: bool,
+    }
+    fn one() -> usize {
+        1
+    }
+    meta.suite_settings.unwrap_or_else(|| {
+        let written = toml::from_str(&meta.suite_file).unwrap_or(Written {
+            repeat: 1,
+            pin: false,
+        });
+        SuiteSettings {
+            repeat: written.repeat,
+            pin: written.pin,
+        }
+    })
 }
 
 /// "sweep `a`" or "sweeps `a`, `b`" when `--sweep` chose some of the suite's sweeps.

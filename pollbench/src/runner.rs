@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use pollbench_schema::file::write_json_atomically;
-use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome, Rounds};
+use pollbench_schema::results::{
+    Cell, CellStatus, Meta, Outcome, Rounds, SuiteSettings, META_FILE,
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -64,7 +66,7 @@ impl SuiteRun {
         let stamp = humantime::format_rfc3339_seconds(started)
             .to_string()
             .replace([':', '-'], "");
-        let dir = crate::report::new_run_dir(&results, &stamp, &dir_name).map_err(|e| {
+        let dir = new_run_dir(&results, &stamp, &dir_name).map_err(|e| {
             format!(
                 "cannot create a run directory in {}: {e}",
                 results.display()
@@ -76,7 +78,7 @@ impl SuiteRun {
                 .server(backend)
                 .map_or_else(|| backend.to_string(), |s| s.mechanism.clone())
         });
-        let meta = crate::report::collect_meta(
+        let meta = crate::machine::collect_meta(
             &name,
             std::fs::read_to_string(path).unwrap_or_default(),
             humantime::format_rfc3339_seconds(started).to_string(),
@@ -86,6 +88,10 @@ impl SuiteRun {
             sweeps: (!sweeps.is_empty()).then(|| sweeps.to_vec()),
             topology: net.describe(),
             hosts,
+            suite_settings: Some(SuiteSettings {
+                repeat: suite.repeat,
+                pin: suite.pin,
+            }),
             ..meta
         };
         eprintln!(
@@ -247,7 +253,7 @@ impl SuiteRun {
     }
 
     fn save_meta(&self) -> Result<(), String> {
-        write_json_atomically(&self.dir.join("meta.json"), &self.meta)
+        write_json_atomically(&self.dir.join(META_FILE), &self.meta)
             .map_err(|e| format!("cannot write meta.json: {e}"))
     }
 }
@@ -267,6 +273,28 @@ fn seed_from_clock() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A new run directory under `results`: never an existing one.
+pub fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(results)?;
+    for n in 1.. {
+        let name = if n == 1 {
+            format!("{stamp}-{}-{suite}", crate::machine::host_name())
+        } else {
+            format!("{stamp}-{}-{suite}-{n}", crate::machine::host_name())
+        };
+        let dir = results.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::create_dir(dir.join("cells"))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!()
 }
 
 /// results/ beside the scripts/ the suite came from, or ./results.
