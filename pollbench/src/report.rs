@@ -21,9 +21,9 @@ pub fn cell_run(dir: &Path, id: &str) -> Result<Option<RunReport>, String> {
     read_json(&path).map(Some)
 }
 
-/// Rebuild report.md of a run directory from meta.json and the cells' files.
-pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
-    let meta = Meta::read(dir)?;
+/// Write report.md of run directory `dir` (and the charts it shows) from its meta.json, its
+/// summary and the cells' files; the path of report.md.
+pub fn write(dir: &Path, meta: &Meta, summary: &Summary) -> Result<PathBuf, String> {
     // Every cell's data, read once for the tables and the charts.
     let mut data: BTreeMap<&str, RunReport> = BTreeMap::new();
     for c in &meta.cells {
@@ -38,14 +38,10 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
         .filter(|(id, _)| outcomes.get(*id).is_some_and(|o| o.is_ok()))
         .map(|(id, run)| (*id, run))
         .collect();
-    let summary = crate::summary::summarize(dir, &meta)?;
-    let summary_path = dir.join("summary.json");
-    pollbench_schema::file::write_json_atomically(&summary_path, &summary)
-        .map_err(|e| format!("{}: {e}", summary_path.display()))?;
     let mut report = Report {
         dir,
-        meta: &meta,
-        summary: &summary,
+        meta,
+        summary,
         outcomes,
         data: &data,
         completed,

@@ -196,12 +196,13 @@ impl SuiteRun {
         }
     }
 
-    /// Write the report and say how the suite ended: the exit status.
+    /// Write the summary and the report, and say how the suite ended: the exit status.
     pub fn finish(self, interrupted: bool) -> Result<i32, String> {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let report = crate::report::write_report(&self.dir)?;
+        let summary = crate::summary::write(&self.dir, &self.meta)?;
+        let report = crate::report::write(&self.dir, &self.meta, &summary)?;
         println!("report: {}", report.display());
         let total = self.cells.len();
         if interrupted {

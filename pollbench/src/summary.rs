@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pollbench_schema::file::read_json;
+use pollbench_schema::file::{read_json, write_json_atomically};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
 use pollbench_schema::server::ServerStats;
@@ -194,6 +194,14 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
         cells,
         verdicts,
     })
+}
+
+/// Write summary.json of run directory `dir` from its meta.json and the cells' files; the summary.
+pub fn write(dir: &Path, meta: &Meta) -> Result<Summary, String> {
+    let summary = summarize(dir, meta)?;
+    let path = dir.join("summary.json");
+    write_json_atomically(&path, &summary).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(summary)
 }
 
 /// Every pair of columns at the same row of a sweep, on msgs/s paired by round, in the order of
