@@ -235,11 +235,12 @@ fn verdicts(cells: &[CellSummary], by_round: &BTreeMap<&str, Vec<f64>>) -> Vec<V
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pollbench_schema::summary::Judgement;
 
-    fn cell(id: &str, sweep: &str, column: &str, row: usize) -> CellSummary {
+    /// A completed cell of 6 rounds, without figures (a test sets those it needs).
+    pub(crate) fn cell(id: &str, sweep: &str, column: &str, row: usize) -> CellSummary {
         CellSummary {
             id: id.into(),
             sweep: sweep.into(),
