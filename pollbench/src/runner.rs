@@ -56,22 +56,8 @@ impl SuiteRun {
         let name = path
             .file_stem()
             .map_or("suite".into(), |s| s.to_string_lossy().to_string());
-        // A run of some sweeps only is named for them too, so it is not taken for the whole suite.
-        let dir_name = std::iter::once(name.as_str())
-            .chain(sweeps.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join("-");
-        let results = results.unwrap_or_else(|| default_results(path));
         let started = SystemTime::now();
-        let stamp = humantime::format_rfc3339_seconds(started)
-            .to_string()
-            .replace([':', '-'], "");
-        let dir = new_run_dir(&results, &stamp, &dir_name).map_err(|e| {
-            format!(
-                "cannot create a run directory in {}: {e}",
-                results.display()
-            )
-        })?;
+        let dir = create_run_dir(path, &name, sweeps, results, started)?;
         // Labels name what bench-server runs ("kqueue (libkqueue)" where that is what kqueue is).
         let cells = suite.cells(|backend| {
             bins.capabilities
@@ -276,8 +262,34 @@ fn seed_from_clock() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The run directory of suite `name` (file `path`) started at `started`: under `results`, or
+/// results/ beside the suite's scripts/.
+fn create_run_dir(
+    path: &Path,
+    name: &str,
+    sweeps: &[String],
+    results: Option<PathBuf>,
+    started: SystemTime,
+) -> Result<PathBuf, String> {
+    // A run of some sweeps only is named for them too, so it is not taken for the whole suite.
+    let dir_name = std::iter::once(name)
+        .chain(sweeps.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("-");
+    let results = results.unwrap_or_else(|| default_results(path));
+    let stamp = humantime::format_rfc3339_seconds(started)
+        .to_string()
+        .replace([':', '-'], "");
+    new_run_dir(&results, &stamp, &dir_name).map_err(|e| {
+        format!(
+            "cannot create a run directory in {}: {e}",
+            results.display()
+        )
+    })
+}
+
 /// A new run directory under `results`: never an existing one.
-pub fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<PathBuf> {
+fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(results)?;
     for n in 1.. {
         let name = if n == 1 {

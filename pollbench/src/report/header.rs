@@ -10,24 +10,12 @@ use super::markdown::Markdown;
 impl Markdown<'_> {
     /// The title, the machine, and how to read what follows.
     pub(super) fn header(&mut self) {
+        let SuiteSettings { repeat, pin } = suite_settings(self.run.meta);
         self.title_and_machine();
-        self.how_cells_ran();
+        self.how_cells_ran(repeat);
         self.disturbance();
-        self.placement();
-        if self
-            .run
-            .meta
-            .cells
-            .iter()
-            .any(|c| c.label.contains("(libkqueue)"))
-        {
-            let _ = writeln!(
-                self.md,
-                "**kqueue (libkqueue)** is the kqueue backend on Linux through libkqueue, a translation \
-                 layer that runs on epoll: its figures are epoll's plus that layer's cost, not native \
-                 kqueue's (macOS, FreeBSD).\n"
-            );
-        }
+        self.placement(pin);
+        self.libkqueue();
     }
 
     /// The title (the suite, the sweeps that ran, when) and the machine the suite ran on.
@@ -58,15 +46,14 @@ impl Markdown<'_> {
         );
     }
 
-    /// What a cell is, and how its runs (rounds, or repeats) make its figures.
-    fn how_cells_ran(&mut self) {
+    /// What a cell is, and how its runs (rounds, or `repeat` runs back to back) make its figures.
+    fn how_cells_ran(&mut self, repeat: usize) {
         let (md, meta) = (&mut self.md, self.run.meta);
         let _ = writeln!(
             md,
             "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
              Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
         );
-        let repeat = suite_settings(meta).repeat;
         if let Some(rounds) = &meta.rounds {
             let _ = writeln!(
                 md,
@@ -121,10 +108,10 @@ impl Markdown<'_> {
         }
     }
 
-    /// Where the processes ran: pinned to cores, and on which network and hosts.
-    fn placement(&mut self) {
+    /// Where the processes ran: `pin`ned to cores or not, and on which network and hosts.
+    fn placement(&mut self, pin: bool) {
         let (md, meta) = (&mut self.md, self.run.meta);
-        if suite_settings(meta).pin {
+        if pin {
             let _ = writeln!(
                 md,
                 "Pinned: the server's loops on the first cores, load-gen's threads on the cores after \
@@ -162,6 +149,19 @@ impl Markdown<'_> {
             );
         }
     }
+
+    /// What kqueue is on Linux, where the suite ran it.
+    fn libkqueue(&mut self) {
+        let meta = self.run.meta;
+        if meta.cells.iter().any(|c| c.label.contains("(libkqueue)")) {
+            let _ = writeln!(
+                self.md,
+                "**kqueue (libkqueue)** is the kqueue backend on Linux through libkqueue, a translation \
+                 layer that runs on epoll: its figures are epoll's plus that layer's cost, not native \
+                 kqueue's (macOS, FreeBSD).\n"
+            );
+        }
+    }
 }
 
 /// The suite's settings: as meta.json records them, or in runs from before it did, as the suite's
@@ -196,4 +196,38 @@ pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
     let names: Vec<String> = sweeps.iter().map(|s| format!("`{s}`")).collect();
     let noun = if names.len() == 1 { "sweep" } else { "sweeps" };
     Some(format!("{noun} {}", names.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_settings_come_from_meta_json_else_from_the_suite_text() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results/20261123T210857Z-vm-full");
+        let mut meta = Meta::read(&path).unwrap();
+        // A run from before meta.json recorded them: the suite text's.
+        assert_eq!(meta.suite_settings, None);
+        let from_text = SuiteSettings {
+            repeat: 6,
+            pin: true,
+        };
+        assert_eq!(suite_settings(&meta), from_text);
+        // Recorded: those, whatever the text says.
+        let recorded = SuiteSettings {
+            repeat: 2,
+            pin: false,
+        };
+        meta.suite_settings = Some(recorded);
+        assert_eq!(suite_settings(&meta), recorded);
+        // Neither recorded nor readable: one run, not pinned.
+        meta.suite_settings = None;
+        meta.suite_file = "repeat = ".into();
+        let unreadable = SuiteSettings {
+            repeat: 1,
+            pin: false,
+        };
+        assert_eq!(suite_settings(&meta), unreadable);
+    }
 }
