@@ -40,6 +40,66 @@ struct Plot {
     figure: Option<Figure>,
 }
 
+/// Every chart of a sweep, in the order the report lists them.
+const PLOTS: [Plot; 7] = [
+    Plot {
+        name: "throughput",
+        y: "messages per second",
+        show: true,
+        axis: YAxis::Linear,
+        run: Some(|r| r.throughput_msgs_per_s),
+        figure: Some(|c| c.msgs_per_s),
+    },
+    Plot {
+        name: "p99",
+        y: "p99 latency",
+        show: true,
+        axis: YAxis::LogMicros,
+        run: Some(|r| r.latency_us.p99 as f64),
+        figure: Some(|c| c.p99_us),
+    },
+    Plot {
+        name: "server-cpu",
+        y: "server CPU µs per message",
+        show: true,
+        axis: YAxis::Linear,
+        run: None,
+        figure: Some(|c| c.server_cpu_us_per_msg),
+    },
+    Plot {
+        name: "connections-per-s",
+        y: "connections per second",
+        show: true,
+        axis: YAxis::Linear,
+        run: None,
+        figure: Some(|c| c.connections_per_s),
+    },
+    Plot {
+        name: "empty-wakeups",
+        y: "empty listener wake-ups per accept",
+        show: true,
+        axis: YAxis::Linear,
+        run: None,
+        figure: Some(|c| c.empty_wakeups_per_accept),
+    },
+    Plot {
+        name: "p50",
+        y: "p50 latency",
+        show: false,
+        axis: YAxis::LogMicros,
+        run: Some(|r| r.latency_us.p50 as f64),
+        figure: Some(|c| c.p50_us),
+    },
+    Plot {
+        name: "p999",
+        y: "p99.9 latency",
+        show: false,
+        axis: YAxis::LogMicros,
+        run: Some(|r| r.latency_us.p999 as f64),
+        figure: None,
+    },
+];
+
 /// One sweep of a run, as its charts need it.
 pub struct SweepView<'a> {
     pub dir: &'a Path,
@@ -75,90 +135,34 @@ impl SweepView<'_> {
         }
     }
 
+    /// The lines of `plot`: one per column with a point.
+    fn series(&self, plot: &Plot) -> Vec<crate::charts::Series> {
+        self.columns
+            .iter()
+            .map(|col| {
+                let (points, bars) = self
+                    .cells
+                    .iter()
+                    .filter(|c| c.label == *col)
+                    .filter_map(|c| self.point(plot, c))
+                    .unzip::<_, _, Vec<_>, Vec<_>>();
+                crate::charts::Series {
+                    label: col.clone(),
+                    points,
+                    bars: bars.into_iter().flatten().collect(),
+                }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    }
+
     /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99,
     /// the server's CPU per message, the latency spectrum) and those to link (p50, p99.9).
     pub fn charts(&self) -> (Vec<Chart>, Vec<Chart>) {
         let (sweep, x) = (self.name, self.x);
-        let series = |plot: &Plot| -> Vec<crate::charts::Series> {
-            self.columns
-                .iter()
-                .map(|col| {
-                    let (points, bars) = self
-                        .cells
-                        .iter()
-                        .filter(|c| c.label == *col)
-                        .filter_map(|c| self.point(plot, c))
-                        .unzip::<_, _, Vec<_>, Vec<_>>();
-                    crate::charts::Series {
-                        label: col.clone(),
-                        points,
-                        bars: bars.into_iter().flatten().collect(),
-                    }
-                })
-                .filter(|s| !s.points.is_empty())
-                .collect()
-        };
         let (mut shown, mut linked) = (Vec::new(), Vec::new());
-        let plots = [
-            Plot {
-                name: "throughput",
-                y: "messages per second",
-                show: true,
-                axis: YAxis::Linear,
-                run: Some(|r| r.throughput_msgs_per_s),
-                figure: Some(|c| c.msgs_per_s),
-            },
-            Plot {
-                name: "p99",
-                y: "p99 latency",
-                show: true,
-                axis: YAxis::LogMicros,
-                run: Some(|r| r.latency_us.p99 as f64),
-                figure: Some(|c| c.p99_us),
-            },
-            Plot {
-                name: "server-cpu",
-                y: "server CPU µs per message",
-                show: true,
-                axis: YAxis::Linear,
-                run: None,
-                figure: Some(|c| c.server_cpu_us_per_msg),
-            },
-            Plot {
-                name: "connections-per-s",
-                y: "connections per second",
-                show: true,
-                axis: YAxis::Linear,
-                run: None,
-                figure: Some(|c| c.connections_per_s),
-            },
-            Plot {
-                name: "empty-wakeups",
-                y: "empty listener wake-ups per accept",
-                show: true,
-                axis: YAxis::Linear,
-                run: None,
-                figure: Some(|c| c.empty_wakeups_per_accept),
-            },
-            Plot {
-                name: "p50",
-                y: "p50 latency",
-                show: false,
-                axis: YAxis::LogMicros,
-                run: Some(|r| r.latency_us.p50 as f64),
-                figure: Some(|c| c.p50_us),
-            },
-            Plot {
-                name: "p999",
-                y: "p99.9 latency",
-                show: false,
-                axis: YAxis::LogMicros,
-                run: Some(|r| r.latency_us.p999 as f64),
-                figure: None,
-            },
-        ];
-        for plot in &plots {
-            let series = series(plot);
+        for plot in &PLOTS {
+            let series = self.series(plot);
             if series.is_empty() {
                 continue; // no cell of the sweep has it: nothing to draw
             }
