@@ -40,66 +40,6 @@ struct Plot {
     figure: Option<Figure>,
 }
 
-/// Every chart of a sweep, in the order the report lists them.
-const PLOTS: [Plot; 7] = [
-    Plot {
-        name: "throughput",
-        y: "messages per second",
-        show: true,
-        axis: YAxis::Linear,
-        run: Some(|r| r.throughput_msgs_per_s),
-        figure: Some(|c| c.msgs_per_s),
-    },
-    Plot {
-        name: "p99",
-        y: "p99 latency",
-        show: true,
-        axis: YAxis::LogMicros,
-        run: Some(|r| r.latency_us.p99 as f64),
-        figure: Some(|c| c.p99_us),
-    },
-    Plot {
-        name: "server-cpu",
-        y: "server CPU µs per message",
-        show: true,
-        axis: YAxis::Linear,
-        run: None,
-        figure: Some(|c| c.server_cpu_us_per_msg),
-    },
-    Plot {
-        name: "connections-per-s",
-        y: "connections per second",
-        show: true,
-        axis: YAxis::Linear,
-        run: None,
-        figure: Some(|c| c.connections_per_s),
-    },
-    Plot {
-        name: "empty-wakeups",
-        y: "empty listener wake-ups per accept",
-        show: true,
-        axis: YAxis::Linear,
-        run: None,
-        figure: Some(|c| c.empty_wakeups_per_accept),
-    },
-    Plot {
-        name: "p50",
-        y: "p50 latency",
-        show: false,
-        axis: YAxis::LogMicros,
-        run: Some(|r| r.latency_us.p50 as f64),
-        figure: Some(|c| c.p50_us),
-    },
-    Plot {
-        name: "p999",
-        y: "p99.9 latency",
-        show: false,
-        axis: YAxis::LogMicros,
-        run: Some(|r| r.latency_us.p999 as f64),
-        figure: None,
-    },
-];
-
 /// One sweep of a run, as its charts need it.
 pub struct SweepView<'a> {
     pub dir: &'a Path,
@@ -156,30 +96,94 @@ impl SweepView<'_> {
             .collect()
     }
 
+    /// The chart of `plot`, written: None where no cell of the sweep has it.
+    fn line_chart(&self, plot: &Plot) -> Option<Result<Chart, String>> {
+        let series = self.series(plot);
+        if series.is_empty() {
+            return None;
+        }
+        let (sweep, x) = (self.name, self.x);
+        let file = format!("{sweep}-{}.svg", plot.name);
+        let title = format!("{sweep}: {} against {x}", plot.y);
+        let chart = crate::charts::line_chart(
+            &self.dir.join(&file),
+            &title,
+            x,
+            plot.y,
+            &series,
+            self.by_idle,
+            plot.axis,
+        );
+        Some(chart.map(|()| (file, title)))
+    }
+
     /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99,
     /// the server's CPU per message, the latency spectrum) and those to link (p50, p99.9).
     pub fn charts(&self) -> (Vec<Chart>, Vec<Chart>) {
-        let (sweep, x) = (self.name, self.x);
         let (mut shown, mut linked) = (Vec::new(), Vec::new());
-        for plot in &PLOTS {
-            let series = self.series(plot);
-            if series.is_empty() {
-                continue; // no cell of the sweep has it: nothing to draw
-            }
-            let file = format!("{sweep}-{}.svg", plot.name);
-            let title = format!("{sweep}: {} against {x}", plot.y);
-            let chart = crate::charts::line_chart(
-                &self.dir.join(&file),
-                &title,
-                x,
-                plot.y,
-                &series,
-                self.by_idle,
-                plot.axis,
-            );
-            match chart {
-                Ok(()) => if plot.show { &mut shown } else { &mut linked }.push((file, title)),
-                Err(e) => eprintln!("pollbench: {e}"),
+        let plots = [
+            Plot {
+                name: "throughput",
+                y: "messages per second",
+                show: true,
+                axis: YAxis::Linear,
+                run: Some(|r| r.throughput_msgs_per_s),
+                figure: Some(|c| c.msgs_per_s),
+            },
+            Plot {
+                name: "p99",
+                y: "p99 latency",
+                show: true,
+                axis: YAxis::LogMicros,
+                run: Some(|r| r.latency_us.p99 as f64),
+                figure: Some(|c| c.p99_us),
+            },
+            Plot {
+                name: "server-cpu",
+                y: "server CPU µs per message",
+                show: true,
+                axis: YAxis::Linear,
+                run: None,
+                figure: Some(|c| c.server_cpu_us_per_msg),
+            },
+            Plot {
+                name: "connections-per-s",
+                y: "connections per second",
+                show: true,
+                axis: YAxis::Linear,
+                run: None,
+                figure: Some(|c| c.connections_per_s),
+            },
+            Plot {
+                name: "empty-wakeups",
+                y: "empty listener wake-ups per accept",
+                show: true,
+                axis: YAxis::Linear,
+                run: None,
+                figure: Some(|c| c.empty_wakeups_per_accept),
+            },
+            Plot {
+                name: "p50",
+                y: "p50 latency",
+                show: false,
+                axis: YAxis::LogMicros,
+                run: Some(|r| r.latency_us.p50 as f64),
+                figure: Some(|c| c.p50_us),
+            },
+            Plot {
+                name: "p999",
+                y: "p99.9 latency",
+                show: false,
+                axis: YAxis::LogMicros,
+                run: Some(|r| r.latency_us.p999 as f64),
+                figure: None,
+            },
+        ];
+        for plot in &plots {
+            match self.line_chart(plot) {
+                Some(Ok(chart)) => if plot.show { &mut shown } else { &mut linked }.push(chart),
+                Some(Err(e)) => eprintln!("pollbench: {e}"),
+                None => {} // no cell of the sweep has it: nothing to draw
             }
         }
         if let Some(chart) = self.spectrum() {
