@@ -50,15 +50,10 @@ pub fn line_chart(
     // A log axis is drawn as log10 of the values on a linear axis, labelled back in µs.
     let log = y_axis == YAxis::LogMicros;
     let y_of = |v: f64| if log { v.max(1.0).log10() } else { v };
-    // The bars' ends count as points: the axes must hold them.
-    let ends: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|s| s.bars.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
-        .collect();
-    let points = series.iter().flat_map(|s| s.points.iter()).chain(&ends);
-    let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max);
+    let points = extent(series);
+    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max);
     let (y_min, y_max) = if log {
-        let ys = points.map(|p| y_of(p.1));
+        let ys = points.iter().map(|p| y_of(p.1));
         let lo = ys
             .clone()
             .fold(f64::INFINITY, f64::min)
@@ -66,7 +61,10 @@ pub fn line_chart(
             .clamp(0.0, 2.0);
         (lo, ys.fold(0.0, f64::max).ceil().max(lo + 1.0))
     } else {
-        (0.0, points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1)
+        (
+            0.0,
+            points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1,
+        )
     };
     let err = |e: &dyn Debug| chart_error(path, e);
     let root = canvas(path)?;
@@ -101,24 +99,7 @@ pub fn line_chart(
         .draw()
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let pts: Vec<(f64, f64)> = s
-            .points
-            .iter()
-            .map(|&(x, y)| (x.max(1.0), y_of(y)))
-            .collect();
-        draw_line(&mut chart, &s.label, pts.clone(), color).map_err(|e| err(&e))?;
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(s.bars.iter().map(|&(x, lo, hi)| {
-                // Its dot is the median's: the series' point at the same x.
-                let median = s.points.iter().find(|p| p.0 == x).map_or(lo, |p| p.1);
-                let (x, lo, hi) = (x.max(1.0), y_of(lo), y_of(hi));
-                ErrorBar::new_vertical(x, lo, y_of(median), hi, color.stroke_width(1), 8)
-            }))
-            .map_err(|e| err(&e))?;
+        draw_with_bars(&mut chart, s, COLORS[i % COLORS.len()], y_of).map_err(|e| err(&e))?;
     }
     // Latency grows to the upper right and throughput falls to the lower right: keep the legend
     // in the corner the lines leave free.
@@ -128,6 +109,46 @@ pub fn line_chart(
         SeriesLabelPosition::LowerLeft
     };
     finish(&root, &mut chart, legend).map_err(|e| err(&e))
+}
+
+/// Every point the axes must hold: the series' points and their bars' ends.
+fn extent(series: &[Series]) -> Vec<(f64, f64)> {
+    let ends = series
+        .iter()
+        .flat_map(|s| s.bars.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
+    series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .chain(ends)
+        .collect()
+}
+
+/// One series of a line chart: its line, a dot at each point, and its error bars; `y_of` maps a
+/// value onto the y axis.
+fn draw_with_bars<X, Y>(
+    chart: &mut Chart<'_, X, Y>,
+    s: &Series,
+    color: RGBColor,
+    y_of: impl Fn(f64) -> f64,
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let pts: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .map(|&(x, y)| (x.max(1.0), y_of(y)))
+        .collect();
+    draw_line(chart, &s.label, pts.clone(), color)?;
+    chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    chart.draw_series(s.bars.iter().map(|&(x, lo, hi)| {
+        // Its dot is the median's: the series' point at the same x.
+        let median = s.points.iter().find(|p| p.0 == x).map_or(lo, |p| p.1);
+        let (x, lo, hi) = (x.max(1.0), y_of(lo), y_of(hi));
+        ErrorBar::new_vertical(x, lo, y_of(median), hi, color.stroke_width(1), 8)
+    }))?;
+    Ok(())
 }
 
 /// A white SVG canvas at `path`.
@@ -216,14 +237,9 @@ pub fn spectrum_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
 /// Draw latency percentile spectra (points from [`spectrum_points`]) into an SVG at `path`: x in
 /// nines (labelled 0%, 90%, 99%, ...), y in microseconds on a log scale.
 pub fn spectrum_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
-    // The bars' ends count as points: the axes must hold them.
-    let ends: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|s| s.bars.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
-        .collect();
-    let points = series.iter().flat_map(|s| s.points.iter()).chain(&ends);
-    let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max).ceil();
-    let y_max = points.map(|p| p.1).fold(10.0, f64::max) * 2.0;
+    let points = extent(series);
+    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max).ceil();
+    let y_max = points.iter().map(|p| p.1).fold(10.0, f64::max) * 2.0;
     let err = |e: &dyn Debug| chart_error(path, e);
     let root = canvas(path)?;
     let mut chart = builder(&root, title)

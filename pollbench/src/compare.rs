@@ -20,8 +20,6 @@ use pollbench_schema::file::read_json;
 use pollbench_schema::results::{CellStatus, Meta};
 use pollbench_schema::summary::{Estimate, Summary};
 
-use crate::report::read_meta;
-
 #[derive(Parser, Debug)]
 pub struct CompareArgs {
     /// The baseline run directory (written by `pollbench suite`).
@@ -106,7 +104,7 @@ fn summary_of(dir: &Path, meta: &Meta) -> Result<Summary, String> {
 }
 
 fn load(dir: &Path) -> Result<(Meta, BTreeMap<String, Side>), String> {
-    let meta = read_meta(dir)?;
+    let meta = Meta::read(dir)?;
     let summary = summary_of(dir, &meta)?;
     let mut sides = BTreeMap::new();
     for cell in &meta.cells {

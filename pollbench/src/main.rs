@@ -9,6 +9,7 @@ mod clients;
 mod compare;
 mod disturbance;
 mod hosts;
+mod machine;
 mod netns;
 mod network;
 mod process;
@@ -19,9 +20,10 @@ mod suite;
 mod summary;
 mod sweep_charts;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use pollbench_schema::results::Meta;
 
 /// The pollbench benchmark pipeline: suites of cells (backend x load), their reports and their
 /// comparison.
@@ -55,7 +57,7 @@ fn main() {
     let code = match cli.command {
         Command::Suite(args) => run_suite(args),
         Command::Compare(args) => compare::run(args),
-        Command::Report(args) => match report::write_report(&args.dir) {
+        Command::Report(args) => match rebuild_report(&args.dir) {
             Ok(p) => {
                 println!("report: {}", p.display());
                 0
@@ -84,6 +86,14 @@ struct SuiteArgs {
     /// and the sweeps (…-full-accept), and meta.json and the report say which ran.
     #[arg(long = "sweep", value_name = "NAME")]
     sweeps: Vec<String>,
+}
+
+/// `pollbench report`: summary.json, then report.md and its charts, from the run's meta.json and
+/// its cells' files; the path of report.md.
+fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
+    let meta = Meta::read(dir)?;
+    let summary = summary::write(dir, &meta)?;
+    report::write(dir, &meta, &summary)
 }
 
 #[derive(Parser, Debug)]

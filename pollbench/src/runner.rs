@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use pollbench_schema::file::write_json_atomically;
-use pollbench_schema::results::{Cell, CellStatus, Meta, Outcome, Rounds};
+use pollbench_schema::results::{
+    Cell, CellStatus, Meta, Outcome, Rounds, SuiteSettings, META_FILE,
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -50,29 +52,15 @@ impl SuiteRun {
         let name = path
             .file_stem()
             .map_or("suite".into(), |s| s.to_string_lossy().to_string());
-        // A run of some sweeps only is named for them too, so it is not taken for the whole suite.
-        let dir_name = std::iter::once(name.as_str())
-            .chain(sweeps.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join("-");
-        let results = results.unwrap_or_else(|| default_results(path));
         let started = SystemTime::now();
-        let stamp = humantime::format_rfc3339_seconds(started)
-            .to_string()
-            .replace([':', '-'], "");
-        let dir = crate::report::new_run_dir(&results, &stamp, &dir_name).map_err(|e| {
-            format!(
-                "cannot create a run directory in {}: {e}",
-                results.display()
-            )
-        })?;
+        let dir = create_run_dir(path, &name, sweeps, results, started)?;
         // Labels name what bench-server runs ("kqueue (libkqueue)" where that is what kqueue is).
         let cells = suite.cells(|backend| {
             bins.capabilities
                 .server(backend)
                 .map_or_else(|| backend.to_string(), |s| s.mechanism.clone())
         });
-        let meta = crate::report::collect_meta(
+        let meta = crate::machine::collect_meta(
             &name,
             std::fs::read_to_string(path).unwrap_or_default(),
             humantime::format_rfc3339_seconds(started).to_string(),
@@ -82,6 +70,10 @@ impl SuiteRun {
             sweeps: (!sweeps.is_empty()).then(|| sweeps.to_vec()),
             topology: net.describe(),
             hosts,
+            suite_settings: Some(SuiteSettings {
+                repeat: suite.repeat,
+                pin: suite.pin,
+            }),
             ..meta
         };
         eprintln!(
@@ -187,12 +179,13 @@ impl SuiteRun {
         }
     }
 
-    /// Write the report and say how the suite ended: the exit status.
+    /// Write the summary and the report, and say how the suite ended: the exit status.
     pub fn finish(self, interrupted: bool) -> Result<i32, String> {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let report = crate::report::write_report(&self.dir)?;
+        let summary = crate::summary::write(&self.dir, &self.meta)?;
+        let report = crate::report::write(&self.dir, &self.meta, &summary)?;
         println!("report: {}", report.display());
         let total = self.cells.len();
         if interrupted {
@@ -244,7 +237,7 @@ impl SuiteRun {
     }
 
     fn save_meta(&self) -> Result<(), String> {
-        write_json_atomically(&self.dir.join("meta.json"), &self.meta)
+        write_json_atomically(&self.dir.join(META_FILE), &self.meta)
             .map_err(|e| format!("cannot write meta.json: {e}"))
     }
 }
@@ -293,6 +286,54 @@ fn seed_from_clock() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The run directory of suite `name` (file `path`) started at `started`: under `results`, or
+/// results/ beside the suite's scripts/.
+fn create_run_dir(
+    path: &Path,
+    name: &str,
+    sweeps: &[String],
+    results: Option<PathBuf>,
+    started: SystemTime,
+) -> Result<PathBuf, String> {
+    // A run of some sweeps only is named for them too, so it is not taken for the whole suite.
+    let dir_name = std::iter::once(name)
+        .chain(sweeps.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("-");
+    let results = results.unwrap_or_else(|| default_results(path));
+    let stamp = humantime::format_rfc3339_seconds(started)
+        .to_string()
+        .replace([':', '-'], "");
+    new_run_dir(&results, &stamp, &dir_name).map_err(|e| {
+        format!(
+            "cannot create a run directory in {}: {e}",
+            results.display()
+        )
+    })
+}
+
+/// A new run directory under `results`: never an existing one.
+fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(results)?;
+    for n in 1.. {
+        let name = if n == 1 {
+            format!("{stamp}-{}-{suite}", crate::machine::host_name())
+        } else {
+            format!("{stamp}-{}-{suite}-{n}", crate::machine::host_name())
+        };
+        let dir = results.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::create_dir(dir.join("cells"))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!()
 }
 
 /// results/ beside the scripts/ the suite came from, or ./results.

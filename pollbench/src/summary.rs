@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pollbench_schema::file::read_json;
+use pollbench_schema::file::{read_json, write_json_atomically};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
 use pollbench_schema::server::ServerStats;
@@ -196,6 +196,14 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     })
 }
 
+/// Write summary.json of run directory `dir` from its meta.json and the cells' files; the summary.
+pub fn write(dir: &Path, meta: &Meta) -> Result<Summary, String> {
+    let summary = summarize(dir, meta)?;
+    let path = dir.join("summary.json");
+    write_json_atomically(&path, &summary).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(summary)
+}
+
 /// Every pair of columns at the same row of a sweep, on msgs/s paired by round, in the order of
 /// the sweep's columns.
 fn verdicts(cells: &[CellSummary], by_round: &BTreeMap<&str, Vec<f64>>) -> Vec<VerdictSummary> {
@@ -227,11 +235,12 @@ fn verdicts(cells: &[CellSummary], by_round: &BTreeMap<&str, Vec<f64>>) -> Vec<V
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pollbench_schema::summary::Judgement;
 
-    fn cell(id: &str, sweep: &str, column: &str, row: usize) -> CellSummary {
+    /// A completed cell of 6 rounds, without figures (a test sets those it needs).
+    pub(crate) fn cell(id: &str, sweep: &str, column: &str, row: usize) -> CellSummary {
         CellSummary {
             id: id.into(),
             sweep: sweep.into(),

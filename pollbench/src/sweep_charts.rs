@@ -75,29 +75,51 @@ impl SweepView<'_> {
         }
     }
 
+    /// The lines of `plot`: one per column with a point.
+    fn series(&self, plot: &Plot) -> Vec<crate::charts::Series> {
+        self.columns
+            .iter()
+            .map(|col| {
+                let (points, bars) = self
+                    .cells
+                    .iter()
+                    .filter(|c| c.label == *col)
+                    .filter_map(|c| self.point(plot, c))
+                    .unzip::<_, _, Vec<_>, Vec<_>>();
+                crate::charts::Series {
+                    label: col.clone(),
+                    points,
+                    bars: bars.into_iter().flatten().collect(),
+                }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    }
+
+    /// The chart of `plot`, written: None where no cell of the sweep has it.
+    fn line_chart(&self, plot: &Plot) -> Option<Result<Chart, String>> {
+        let series = self.series(plot);
+        if series.is_empty() {
+            return None;
+        }
+        let (sweep, x) = (self.name, self.x);
+        let file = format!("{sweep}-{}.svg", plot.name);
+        let title = format!("{sweep}: {} against {x}", plot.y);
+        let chart = crate::charts::line_chart(
+            &self.dir.join(&file),
+            &title,
+            x,
+            plot.y,
+            &series,
+            self.by_idle,
+            plot.axis,
+        );
+        Some(chart.map(|()| (file, title)))
+    }
+
     /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99,
     /// the server's CPU per message, the latency spectrum) and those to link (p50, p99.9).
     pub fn charts(&self) -> (Vec<Chart>, Vec<Chart>) {
-        let (sweep, x) = (self.name, self.x);
-        let series = |plot: &Plot| -> Vec<crate::charts::Series> {
-            self.columns
-                .iter()
-                .map(|col| {
-                    let (points, bars) = self
-                        .cells
-                        .iter()
-                        .filter(|c| c.label == *col)
-                        .filter_map(|c| self.point(plot, c))
-                        .unzip::<_, _, Vec<_>, Vec<_>>();
-                    crate::charts::Series {
-                        label: col.clone(),
-                        points,
-                        bars: bars.into_iter().flatten().collect(),
-                    }
-                })
-                .filter(|s| !s.points.is_empty())
-                .collect()
-        };
         let (mut shown, mut linked) = (Vec::new(), Vec::new());
         let plots = [
             Plot {
@@ -158,24 +180,10 @@ impl SweepView<'_> {
             },
         ];
         for plot in &plots {
-            let series = series(plot);
-            if series.is_empty() {
-                continue; // no cell of the sweep has it: nothing to draw
-            }
-            let file = format!("{sweep}-{}.svg", plot.name);
-            let title = format!("{sweep}: {} against {x}", plot.y);
-            let chart = crate::charts::line_chart(
-                &self.dir.join(&file),
-                &title,
-                x,
-                plot.y,
-                &series,
-                self.by_idle,
-                plot.axis,
-            );
-            match chart {
-                Ok(()) => if plot.show { &mut shown } else { &mut linked }.push((file, title)),
-                Err(e) => eprintln!("pollbench: {e}"),
+            match self.line_chart(plot) {
+                Some(Ok(chart)) => if plot.show { &mut shown } else { &mut linked }.push(chart),
+                Some(Err(e)) => eprintln!("pollbench: {e}"),
+                None => {} // no cell of the sweep has it: nothing to draw
             }
         }
         if let Some(chart) = self.spectrum() {

@@ -2,13 +2,17 @@
 //! it), written by the suite runner after every cell and read by `report` and `compare`.
 
 use std::fmt;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::file::Versioned;
+use crate::file::{read_json, Versioned};
 
 /// The schema string of meta.json.
 pub const META_SCHEMA: &str = "pollbench.results.meta/1";
+
+/// The name of a run directory's meta.json.
+pub const META_FILE: &str = "meta.json";
 
 /// What the run ran on, and what it ran.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -55,6 +59,10 @@ pub struct Meta {
     /// otherwise (every process on this machine, described above) and in runs from before it.
     #[serde(default)]
     pub hosts: Option<Vec<HostFacts>>,
+    /// The suite's settings that shape how its cells ran, so the report need not parse
+    /// `suite_file`; null in runs from before they were recorded (`suite_file` has them).
+    #[serde(default)]
+    pub suite_settings: Option<SuiteSettings>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
@@ -68,6 +76,11 @@ impl Versioned for Meta {
 }
 
 impl Meta {
+    /// The meta.json of run directory `dir`; the error names the file (and a bad field).
+    pub fn read(dir: &Path) -> Result<Meta, String> {
+        read_json(&dir.join(META_FILE))
+    }
+
     /// The first 12 hex digits of the commit the run was built from.
     pub fn short_commit(&self) -> &str {
         self.git_commit
@@ -79,6 +92,15 @@ impl Meta {
     pub fn outcome(&self, id: &str) -> Option<&Outcome> {
         self.outcomes.iter().find(|o| o.id == id)
     }
+}
+
+/// A suite's settings that shape how every cell ran, as its file says them (under the same keys).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuiteSettings {
+    /// Runs of every cell: rounds, or (in runs from before rounds) repeats back to back.
+    pub repeat: usize,
+    /// The server's loops pinned to the first cores, load-gen's threads to the cores after them.
+    pub pin: bool,
 }
 
 /// The rounds of a suite: round k ran every cell once, in the order `order[k - 1]` (cell ids),

@@ -1,0 +1,233 @@
+//! The report's header: the title, the machine, how the cells ran, what else the machine did,
+//! and where the processes ran.
+
+use std::fmt::Write as _;
+
+use pollbench_schema::results::{Meta, SuiteSettings};
+
+use super::markdown::Markdown;
+
+impl Markdown<'_> {
+    /// The title, the machine, and how to read what follows.
+    pub(super) fn header(&mut self) {
+        let SuiteSettings { repeat, pin } = suite_settings(self.run.meta);
+        self.title_and_machine();
+        self.how_cells_ran(repeat);
+        self.disturbance();
+        self.placement(pin);
+        self.libkqueue();
+    }
+
+    /// The title (the suite, the sweeps that ran, when) and the machine the suite ran on.
+    fn title_and_machine(&mut self) {
+        let (md, meta) = (&mut self.md, self.run.meta);
+        let _ = writeln!(
+            md,
+            "# pollbench: suite `{}`{}, {}\n",
+            meta.suite,
+            chosen_sweeps(meta).map_or(String::new(), |s| format!(" ({s} only)")),
+            meta.started_utc
+        );
+        let _ = writeln!(
+            md,
+            "Machine: {} ({} cores, {:.1} GiB), Linux {}, {}, open-files limit {}. Commit {}{}.\n",
+            meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            meta.cores,
+            meta.memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
+            meta.kernel.as_deref().unwrap_or("?"),
+            meta.rustc.as_deref().unwrap_or("rustc ?"),
+            meta.fd_limit.map_or("?".into(), |l| l.to_string()),
+            meta.short_commit(),
+            if meta.git_dirty == Some(true) {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            },
+        );
+    }
+
+    /// What a cell is, and how its runs (rounds, or `repeat` runs back to back) make its figures.
+    fn how_cells_ran(&mut self, repeat: usize) {
+        let (md, meta) = (&mut self.md, self.run.meta);
+        let _ = writeln!(
+            md,
+            "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
+             Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
+        );
+        if let Some(rounds) = &meta.rounds {
+            let _ = writeln!(
+                md,
+                "Every cell ran once in each of {} rounds, in an order shuffled per round (seed {}; \
+                 each round's order is in meta.json), so a slow phase of the machine spreads over \
+                 every cell. Each figure is the median over the rounds; [lo–hi] is the interval of \
+                 the msgs/s median from order statistics (95% from 6 rounds on, else the extremes \
+                 with the confidence they have), and the charts draw it as error bars. The latency \
+                 spectrum and the cells' ID.* files are the median round by msgs/s.\n",
+                rounds.order.len(),
+                rounds.seed
+            );
+        } else if repeat > 1 {
+            let _ = writeln!(
+                md,
+                "Every cell ran {repeat} times. Tables and charts show the median run by msgs/s; \
+                 ±x% is the farthest any run's msgs/s was from that median.\n"
+            );
+        }
+    }
+
+    /// What else the machine did while the suite ran: stolen time, context switches, load.
+    fn disturbance(&mut self) {
+        let (md, meta) = (&mut self.md, self.run.meta);
+        if let Some(d) = &meta.disturbance {
+            let rounds = meta.rounds.as_ref().map_or(String::new(), |r| {
+                let shares: Vec<String> = r
+                    .disturbance
+                    .iter()
+                    .map(|d| format!("{:.1}%", 100.0 * d.steal_share(meta.cores)))
+                    .collect();
+                if shares.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (by round: {})", shares.join(", "))
+                }
+            });
+            let _ = writeln!(
+                md,
+                "The machine while it ran ({}): {:.1}% of CPU time stolen by the hypervisor{rounds}, \
+                 {} context switches/s, load average {:.2} at the start and {:.2} at the end.\n",
+                if d.wall_s < 120.0 {
+                    format!("{:.1} s", d.wall_s)
+                } else {
+                    format!("{:.0} min", d.wall_s / 60.0)
+                },
+                100.0 * d.steal_share(meta.cores),
+                pollbench_common::human_count(d.context_switches as f64 / d.wall_s.max(1e-9)),
+                d.load_avg_start,
+                d.load_avg_end,
+            );
+        }
+    }
+
+    /// Where the processes ran: `pin`ned to cores or not, and on which network and hosts.
+    fn placement(&mut self, pin: bool) {
+        let (md, meta) = (&mut self.md, self.run.meta);
+        if pin {
+            let _ = writeln!(
+                md,
+                "Pinned: the server's loops on the first cores, load-gen's threads on the cores after \
+                 them (shared when none are left).\n"
+            );
+        }
+        if let Some(hosts) = &meta.hosts {
+            // Launched hosts: the machine line above is the runner's; these ran the programs.
+            let _ = writeln!(
+                md,
+                "Network: {}.",
+                meta.topology.as_deref().unwrap_or("hosts")
+            );
+            let _ = writeln!(
+                md,
+                "The machine above ran the suite runner only; the programs ran on these hosts:\n"
+            );
+            for h in hosts {
+                let unknown = || "?".to_string();
+                let _ = writeln!(
+                    md,
+                    "- {} (`{}`): {}, {} cores, {}",
+                    h.role,
+                    h.launch,
+                    h.kernel.clone().unwrap_or_else(unknown),
+                    h.cores.map_or_else(unknown, |c| c.to_string()),
+                    h.cpu.clone().unwrap_or_else(unknown)
+                );
+            }
+            md.push('\n');
+        } else if let Some(topology) = &meta.topology {
+            let _ = writeln!(
+                md,
+                "Network: {topology}. Not loopback: each connection crosses two veths and a bridge.\n"
+            );
+        }
+    }
+
+    /// What kqueue is on Linux, where the suite ran it.
+    fn libkqueue(&mut self) {
+        let meta = self.run.meta;
+        if meta.cells.iter().any(|c| c.label.contains("(libkqueue)")) {
+            let _ = writeln!(
+                self.md,
+                "**kqueue (libkqueue)** is the kqueue backend on Linux through libkqueue, a translation \
+                 layer that runs on epoll: its figures are epoll's plus that layer's cost, not native \
+                 kqueue's (macOS, FreeBSD).\n"
+            );
+        }
+    }
+}
+
+/// The suite's settings: as meta.json records them, or in runs from before it did, as the suite's
+/// text says them (repeat 1, not pinned, where that text does not parse).
+fn suite_settings(meta: &Meta) -> SuiteSettings {
+    /// The settings' keys in a suite file, with the suite's defaults.
+    #[derive(serde::Deserialize)]
+    struct Written {
+        #[serde(default = "one")]
+        repeat: usize,
+        #[serde(default)]
+        pin: bool,
+    }
+    fn one() -> usize {
+        1
+    }
+    meta.suite_settings.unwrap_or_else(|| {
+        let written = toml::from_str(&meta.suite_file).unwrap_or(Written {
+            repeat: 1,
+            pin: false,
+        });
+        SuiteSettings {
+            repeat: written.repeat,
+            pin: written.pin,
+        }
+    })
+}
+
+/// "sweep `a`" or "sweeps `a`, `b`" when `--sweep` chose some of the suite's sweeps.
+pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
+    let sweeps = meta.sweeps.as_ref()?;
+    let names: Vec<String> = sweeps.iter().map(|s| format!("`{s}`")).collect();
+    let noun = if names.len() == 1 { "sweep" } else { "sweeps" };
+    Some(format!("{noun} {}", names.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_settings_come_from_meta_json_else_from_the_suite_text() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results/20261123T210857Z-vm-full");
+        let mut meta = Meta::read(&path).unwrap();
+        // A run from before meta.json recorded them: the suite text's.
+        assert_eq!(meta.suite_settings, None);
+        let from_text = SuiteSettings {
+            repeat: 6,
+            pin: true,
+        };
+        assert_eq!(suite_settings(&meta), from_text);
+        // Recorded: those, whatever the text says.
+        let recorded = SuiteSettings {
+            repeat: 2,
+            pin: false,
+        };
+        meta.suite_settings = Some(recorded);
+        assert_eq!(suite_settings(&meta), recorded);
+        // Neither recorded nor readable: one run, not pinned.
+        meta.suite_settings = None;
+        meta.suite_file = "repeat = ".into();
+        let unreadable = SuiteSettings {
+            repeat: 1,
+            pin: false,
+        };
+        assert_eq!(suite_settings(&meta), unreadable);
+    }
+}
