@@ -2,23 +2,10 @@
 //! fresh bench-server with `load-gen run` (both as processes), `pollbench report DIR` rebuilds a run
 //! directory's report, and `pollbench compare OLD NEW` compares two runs cell by cell.
 
-mod binaries;
-mod cell;
-mod charts;
-mod clients;
-mod compare;
-mod disturbance;
-mod hosts;
-mod machine;
-mod netns;
-mod network;
-mod process;
-mod report;
-mod runner;
-mod stats;
-mod suite;
-mod summary;
-mod sweep_charts;
+mod analysis;
+mod place;
+mod render;
+mod run;
 
 use std::path::{Path, PathBuf};
 
@@ -49,14 +36,14 @@ enum Command {
     /// beyond the thresholds. Prints a Markdown table.
     ///
     /// Exit status: 0 when no cell regressed; 1 when one did (or a directory cannot be read).
-    Compare(compare::CompareArgs),
+    Compare(analysis::compare::CompareArgs),
 }
 
 fn main() {
     let cli: Cli = pollbench_common::parse_args_or_exit("pollbench");
     let code = match cli.command {
         Command::Suite(args) => run_suite(args),
-        Command::Compare(args) => compare::run(args),
+        Command::Compare(args) => analysis::compare::run(args),
         Command::Report(args) => match rebuild_report(&args.dir) {
             Ok(p) => {
                 println!("report: {}", p.display());
@@ -92,8 +79,8 @@ struct SuiteArgs {
 /// its cells' files; the path of report.md.
 fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
     let meta = Meta::read(dir)?;
-    let summary = summary::write(dir, &meta)?;
-    report::write(dir, &meta, &summary)
+    let summary = analysis::summary::write(dir, &meta)?;
+    render::report::write(dir, &meta, &summary)
 }
 
 #[derive(Parser, Debug)]
@@ -109,10 +96,10 @@ struct ReportArgs {
 fn run_suite(args: SuiteArgs) -> i32 {
     // From here on, SIGINT/SIGTERM end the current cell (its processes killed) and the suite
     // writes the report of the cells it completed; a panic kills the children too.
-    process::install_cleanup();
+    run::process::install_cleanup();
     // A suite that cannot be found or read is bad input: one line, exit 2, nothing started.
-    let (path, suite) = match suite::Suite::locate(&args.suite).and_then(|path| {
-        let mut suite = suite::Suite::load(&path)?;
+    let (path, suite) = match run::suite::Suite::locate(&args.suite).and_then(|path| {
+        let mut suite = run::suite::Suite::load(&path)?;
         if !args.sweeps.is_empty() {
             suite.only(&args.sweeps)?;
         }
@@ -124,9 +111,9 @@ fn run_suite(args: SuiteArgs) -> i32 {
             return 2;
         }
     };
-    let outcome = binaries::Binaries::find_or_build().and_then(|mut bins| {
+    let outcome = run::binaries::Binaries::find_or_build().and_then(|mut bins| {
         let mut run =
-            runner::SuiteRun::start(&path, &suite, &args.sweeps, &mut bins, args.results)?;
+            run::runner::SuiteRun::start(&path, &suite, &args.sweeps, &mut bins, args.results)?;
         let interrupted = run.run_cells(&suite, &bins)?;
         run.finish(interrupted)
     });

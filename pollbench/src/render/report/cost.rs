@@ -225,7 +225,7 @@ mod tests {
             p99_us: at(p50 * 3.0),
             send_lateness_p50_us: at(late50),
             send_lateness_p99_us: at(late50 * 4.0),
-            ..crate::summary::tests::cell("idle-epoll-c10-idle0", "idle", "epoll", 0)
+            ..crate::analysis::summary::tests::cell("idle-epoll-c10-idle0", "idle", "epoll", 0)
         }
     }
 

@@ -10,11 +10,11 @@ use pollbench_schema::file::read_json;
 use pollbench_schema::results::{Cell, CellStatus, Outcome, Repeat};
 use pollbench_schema::run::RunReport;
 
-use crate::binaries::Binaries;
-use crate::clients::{merge_into, share, Part};
-use crate::network::{Network, Process, Site};
-use crate::process::WaitEnd;
-use crate::suite::Suite;
+use crate::place::network::{Network, Process, Site};
+use crate::run::binaries::Binaries;
+use crate::run::clients::{merge_into, share, Part};
+use crate::run::process::WaitEnd;
+use crate::run::suite::Suite;
 
 /// The three files a run of a cell leaves, by extension.
 const CELL_FILES: [&str; 3] = ["json", "server.json", "hlog"];
@@ -413,7 +413,7 @@ fn start_server<'a>(
             break;
         }
     }
-    if crate::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
+    if crate::run::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) {
         return Err(StepError::Interrupted);
     }
     match line
@@ -507,7 +507,7 @@ fn why_load_gen_failed(json: &Path, stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suite::tests::{suite, HEAD};
+    use crate::run::suite::tests::{suite, HEAD};
 
     #[test]
     fn descriptors_count_the_server_loops_and_skip_what_cannot_run() {

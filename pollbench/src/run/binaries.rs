@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use pollbench_schema::capabilities::Capabilities;
 
-use crate::process::Running;
+use crate::run::process::Running;
 
 /// The programs a suite runs, and what the server binary says it can run here.
 pub struct Binaries {

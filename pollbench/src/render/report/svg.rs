@@ -1,7 +1,7 @@
 //! The report's SVG charts: each sweep's, drawn into the run directory by
-//! [`crate::sweep_charts`].
+//! [`crate::render::sweep_charts`].
 
-use crate::sweep_charts::{Chart, SweepView};
+use crate::render::sweep_charts::{Chart, SweepView};
 
 use super::run::{Run, Sweep};
 

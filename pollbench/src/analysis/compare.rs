@@ -99,7 +99,7 @@ fn summary_of(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     if path.exists() {
         read_json(&path)
     } else {
-        crate::summary::summarize(dir, meta)
+        crate::analysis::summary::summarize(dir, meta)
     }
 }
 

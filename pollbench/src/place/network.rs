@@ -7,10 +7,27 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use crate::hosts::Hosts;
-use crate::netns::Topology;
-use crate::process::{Running, WaitEnd};
-use crate::suite::{Suite, TopologyKind};
+use crate::place::hosts::Hosts;
+use crate::place::netns::Topology;
+use pollbench_common::process::{Running, WaitEnd};
+use pollbench_schema::capabilities::Capabilities;
+use pollbench_schema::results::HostFacts;
+use serde::Deserialize;
+
+use crate::place::hosts::HostsSpec;
+use crate::place::netns::Shaping;
+
+/// The suite's `topology` key.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TopologyKind {
+    /// Server and client in this machine's network namespace, over 127.0.0.1 (the default).
+    #[default]
+    Loopback,
+    /// The server in a network namespace of its own at 198.18.0.1, the client in another at
+    /// 198.18.0.2, joined by veths to a bridge (see [`crate::place::netns`]); needs root.
+    Netns,
+}
 
 /// Where a suite's cells run their server and client, made once for the whole suite.
 pub enum Network {
@@ -27,35 +44,41 @@ pub enum Network {
 }
 
 impl Network {
-    /// The network `suite` asks for, made now (namespaces are deleted when it is dropped);
-    /// `local_bin_dir` holds this runner's binaries (the hosts' default `bin_dir`).
-    pub fn for_suite(suite: &Suite, local_bin_dir: &Path) -> Network {
-        if let Some(spec) = &suite.hosts {
+    /// The network a suite asks for, made now (namespaces are deleted when it is dropped): its
+    /// `[hosts]` if it has them, else its `topology` for `clients` load-gens with links shaped as
+    /// `shaping` says; `local_bin_dir` holds this runner's binaries (the hosts' default `bin_dir`).
+    pub fn new(
+        hosts: Option<&HostsSpec>,
+        topology: TopologyKind,
+        clients: usize,
+        shaping: &Shaping,
+        local_bin_dir: &Path,
+    ) -> Network {
+        if let Some(spec) = hosts {
             return Network::Hosts(Hosts::new(spec, local_bin_dir));
         }
-        match suite.topology {
+        match topology {
             TopologyKind::Loopback => Network::Loopback,
-            TopologyKind::Netns => {
-                let shaping = suite.shaping();
-                match Topology::create(suite.clients, &shaping) {
-                    Ok(topology) => Network::Netns(topology, shaping.describe()),
-                    Err(why) => Network::Unavailable(format!("topology netns: {why}")),
-                }
-            }
+            TopologyKind::Netns => match Topology::create(clients, shaping) {
+                Ok(topology) => Network::Netns(topology, shaping.describe()),
+                Err(why) => Network::Unavailable(format!("topology netns: {why}")),
+            },
         }
     }
 
-    /// Before the first cell, on launched hosts: check every host runs this build, take the
-    /// server host's capabilities into `bins`, and return what meta.json records of the hosts.
+    /// Before the first cell, on launched hosts: check every host runs this build (the runner's
+    /// `bench_server` and `load_gen`), and return the server host's capabilities and what
+    /// meta.json records of the hosts; None elsewhere.
     pub fn prepare(
         &mut self,
-        bins: &mut crate::binaries::Binaries,
-    ) -> Result<Option<Vec<pollbench_schema::results::HostFacts>>, String> {
+        bench_server: &Path,
+        load_gen: &Path,
+    ) -> Result<Option<(Capabilities, Vec<HostFacts>)>, String> {
         let Network::Hosts(hosts) = self else {
             return Ok(None);
         };
-        bins.capabilities = hosts.prepare(bins)?;
-        Ok(Some(hosts.facts()))
+        let capabilities = hosts.prepare(bench_server, load_gen)?;
+        Ok(Some((capabilities, hosts.facts())))
     }
 
     /// Why no cell can run on this network, if none can.
@@ -186,8 +209,8 @@ pub struct Site<'a> {
 #[derive(Clone, Copy)]
 enum At<'a> {
     Here,
-    Namespace(&'a crate::netns::Host),
-    Host(&'a Hosts, &'a crate::hosts::Host),
+    Namespace(&'a crate::place::netns::Host),
+    Host(&'a Hosts, &'a crate::place::hosts::Host),
 }
 
 impl<'a> Site<'a> {
@@ -248,7 +271,7 @@ impl Process<'_> {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = self.child.stdout_line(left)?;
-            match (self.site.at, crate::hosts::announced_pid(&line)) {
+            match (self.site.at, crate::place::hosts::announced_pid(&line)) {
                 (At::Host(..), Some(pid)) => self.host_pid = Some(pid),
                 _ => return Some(line),
             }

@@ -1,5 +1,5 @@
 //! A run directory's summary.json: every cell's figures as medians over its rounds with their
-//! intervals ([`crate::stats`]), the cost figures derived from the server's and the client's own
+//! intervals ([`crate::analysis::stats`]), the cost figures derived from the server's and the client's own
 //! counters, and the verdict of every pair of columns at each row of a sweep. The report's tables
 //! are written from it.
 
@@ -12,7 +12,7 @@ use pollbench_schema::run::RunReport;
 use pollbench_schema::server::ServerStats;
 use pollbench_schema::summary::{CellSummary, Estimate, Summary, VerdictSummary, SCHEMA};
 
-use crate::stats::{median_interval, paired, Interval};
+use crate::analysis::stats::{median_interval, paired, Interval};
 
 /// The method, as summary.json states it.
 const METHOD: &str = "median over rounds; interval from order statistics (distribution-free, \

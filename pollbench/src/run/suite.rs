@@ -2,6 +2,7 @@
 //! to. A cell is backend x trigger x accept x size x pipeline x rate x connections x idle, each list
 //! of a sweep a dimension; `cell.rs` runs one.
 
+use crate::place::network::{Network, TopologyKind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,20 +57,8 @@ pub struct Suite {
     pub link_rate: Option<String>,
     /// Real machines (or anything a launch prefix reaches) for bench-server and the clients,
     /// instead of this machine: see `hosts`. Sets `clients` to its number of clients.
-    pub hosts: Option<crate::hosts::HostsSpec>,
+    pub hosts: Option<crate::place::hosts::HostsSpec>,
     pub sweep: Vec<Sweep>,
-}
-
-/// The suite's `topology` key.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum TopologyKind {
-    /// Server and client in this machine's network namespace, over 127.0.0.1 (the default).
-    #[default]
-    Loopback,
-    /// The server in a network namespace of its own at 198.18.0.1, the client in another at
-    /// 198.18.0.2, joined by veths to a bridge (see `netns`); needs root.
-    Netns,
 }
 
 fn default_size() -> Size {
@@ -155,8 +144,20 @@ pub struct Sweep {
 
 impl Suite {
     /// How the links of a netns topology are shaped.
-    pub fn shaping(&self) -> crate::netns::Shaping {
-        crate::netns::Shaping {
+    /// The network this suite asks for, made now (see [`Network::new`]); `local_bin_dir` holds
+    /// this runner's binaries (the hosts' default `bin_dir`).
+    pub fn network(&self, local_bin_dir: &Path) -> Network {
+        Network::new(
+            self.hosts.as_ref(),
+            self.topology,
+            self.clients,
+            &self.shaping(),
+            local_bin_dir,
+        )
+    }
+
+    pub fn shaping(&self) -> crate::place::netns::Shaping {
+        crate::place::netns::Shaping {
             delay: self.link_delay,
             rate: self.link_rate.clone(),
         }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use pollbench_schema::results::HostFacts;
 use serde::Deserialize;
 
-use crate::process::{Running, WaitEnd};
+use pollbench_common::process::{Running, WaitEnd};
 
 /// The suite's `[hosts]` table.
 #[derive(Deserialize, Debug, Clone)]
@@ -124,11 +124,12 @@ impl Hosts {
     /// bench-server can run there.
     pub fn prepare(
         &mut self,
-        bins: &crate::binaries::Binaries,
+        bench_server: &Path,
+        load_gen: &Path,
     ) -> Result<pollbench_schema::capabilities::Capabilities, String> {
-        let server = self.program(&bins.bench_server);
-        same_version(&self.server, &local_version(&bins.bench_server)?, &server)?;
-        let (load_gen, ours) = (self.program(&bins.load_gen), local_version(&bins.load_gen)?);
+        let server = self.program(bench_server);
+        same_version(&self.server, &local_version(bench_server)?, &server)?;
+        let (load_gen, ours) = (self.program(load_gen), local_version(load_gen)?);
         let mut limits = Vec::new();
         for client in &self.clients {
             same_version(client, &ours, &load_gen)?;

@@ -59,7 +59,9 @@ pub(super) fn judge_row(
                 wins[b] += 1;
                 format!("{} better", v.b)
             }
-            Judgement::NoClearDifference if v.ratio.confidence < crate::stats::CONFIDENCE => {
+            Judgement::NoClearDifference
+                if v.ratio.confidence < crate::analysis::stats::CONFIDENCE =>
+            {
                 format!(
                     "not judged (the interval has {:.0}% confidence; 6 rounds give 95%)",
                     100.0 * v.ratio.confidence

@@ -18,7 +18,7 @@ pub fn install_cleanup() {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             pollbench_common::process::kill_all();
-            crate::netns::remove_leftovers();
+            crate::place::netns::remove_leftovers();
             default(info);
         }));
     });

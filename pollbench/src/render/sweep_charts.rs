@@ -8,7 +8,7 @@ use pollbench_schema::results::Cell;
 use pollbench_schema::run::RunReport;
 use pollbench_schema::summary::{CellSummary, Estimate, Summary};
 
-use crate::charts::YAxis;
+use crate::render::charts::YAxis;
 
 /// A chart written into the run directory: (file name, description).
 pub type Chart = (String, String);
@@ -76,7 +76,7 @@ impl SweepView<'_> {
     }
 
     /// The lines of `plot`: one per column with a point.
-    fn series(&self, plot: &Plot) -> Vec<crate::charts::Series> {
+    fn series(&self, plot: &Plot) -> Vec<crate::render::charts::Series> {
         self.columns
             .iter()
             .map(|col| {
@@ -86,7 +86,7 @@ impl SweepView<'_> {
                     .filter(|c| c.label == *col)
                     .filter_map(|c| self.point(plot, c))
                     .unzip::<_, _, Vec<_>, Vec<_>>();
-                crate::charts::Series {
+                crate::render::charts::Series {
                     label: col.clone(),
                     points,
                     bars: bars.into_iter().flatten().collect(),
@@ -105,7 +105,7 @@ impl SweepView<'_> {
         let (sweep, x) = (self.name, self.x);
         let file = format!("{sweep}-{}.svg", plot.name);
         let title = format!("{sweep}: {} against {x}", plot.y);
-        let chart = crate::charts::line_chart(
+        let chart = crate::render::charts::line_chart(
             &self.dir.join(&file),
             &title,
             x,
@@ -217,16 +217,16 @@ impl SweepView<'_> {
             })
             .max();
         let at = everywhere.or_else(|| done.iter().map(|c| row(c)).max())?;
-        let series: Vec<crate::charts::Series> = self
+        let series: Vec<crate::render::charts::Series> = self
             .columns
             .iter()
             .filter_map(|col| {
                 let cell = done.iter().find(|c| row(c) == at && c.label == *col)?;
                 let hlog = self.dir.join("cells").join(format!("{}.hlog", cell.id));
                 match pollbench_schema::hlog::total(&hlog) {
-                    Ok(h) => Some(crate::charts::Series {
+                    Ok(h) => Some(crate::render::charts::Series {
                         label: col.clone(),
-                        points: crate::charts::spectrum_points(&h),
+                        points: crate::render::charts::spectrum_points(&h),
                         bars: Vec::new(),
                     }),
                     Err(e) => {
@@ -241,7 +241,7 @@ impl SweepView<'_> {
         }
         let file = format!("{}-spectrum.svg", self.name);
         let title = format!("{}: latency by percentile at {at} {}", self.name, self.x);
-        match crate::charts::spectrum_chart(&self.dir.join(&file), &title, &series) {
+        match crate::render::charts::spectrum_chart(&self.dir.join(&file), &title, &series) {
             Ok(()) => Some((file, title)),
             Err(e) => {
                 eprintln!("pollbench: {e}");

@@ -11,10 +11,10 @@ use pollbench_schema::results::{
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::binaries::Binaries;
-use crate::disturbance::Sample;
-use crate::network::Network;
-use crate::suite::Suite;
+use crate::place::network::Network;
+use crate::run::binaries::Binaries;
+use crate::run::disturbance::Sample;
+use crate::run::suite::Suite;
 
 /// A suite being run into its directory.
 pub struct SuiteRun {
@@ -47,8 +47,12 @@ impl SuiteRun {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut net = Network::for_suite(suite, &local_bins);
-        let hosts = net.prepare(bins)?;
+        let mut net = suite.network(&local_bins);
+        let mut hosts = None;
+        if let Some((capabilities, facts)) = net.prepare(&bins.bench_server, &bins.load_gen)? {
+            bins.capabilities = capabilities;
+            hosts = Some(facts);
+        }
         let name = path
             .file_stem()
             .map_or("suite".into(), |s| s.to_string_lossy().to_string());
@@ -60,7 +64,7 @@ impl SuiteRun {
                 .server(backend)
                 .map_or_else(|| backend.to_string(), |s| s.mechanism.clone())
         });
-        let meta = crate::machine::collect_meta(
+        let meta = crate::run::machine::collect_meta(
             &name,
             std::fs::read_to_string(path).unwrap_or_default(),
             humantime::format_rfc3339_seconds(started).to_string(),
@@ -133,7 +137,7 @@ impl SuiteRun {
                     bar.set_message(cell.id.clone());
                 }
                 let Ok(outcome) =
-                    crate::cell::run_round(cell, suite, bins, &self.net, &cells_dir, round)
+                    crate::run::cell::run_round(cell, suite, bins, &self.net, &cells_dir, round)
                 else {
                     interrupted = true;
                     break 'rounds;
@@ -162,7 +166,7 @@ impl SuiteRun {
         for (cell, state) in self.cells.iter().zip(progress) {
             if let Progress::Rounds(completed) = state {
                 if !completed.is_empty() {
-                    let outcome = crate::cell::combine_rounds(cell, &cells_dir, &completed);
+                    let outcome = crate::run::cell::combine_rounds(cell, &cells_dir, &completed);
                     self.meta.outcomes.push(outcome);
                 }
             }
@@ -184,8 +188,8 @@ impl SuiteRun {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let summary = crate::summary::write(&self.dir, &self.meta)?;
-        let report = crate::report::write(&self.dir, &self.meta, &summary)?;
+        let summary = crate::analysis::summary::write(&self.dir, &self.meta)?;
+        let report = crate::render::report::write(&self.dir, &self.meta, &summary)?;
         println!("report: {}", report.display());
         let total = self.cells.len();
         if interrupted {
@@ -319,9 +323,9 @@ fn new_run_dir(results: &Path, stamp: &str, suite: &str) -> std::io::Result<Path
     std::fs::create_dir_all(results)?;
     for n in 1.. {
         let name = if n == 1 {
-            format!("{stamp}-{}-{suite}", crate::machine::host_name())
+            format!("{stamp}-{}-{suite}", crate::run::machine::host_name())
         } else {
-            format!("{stamp}-{}-{suite}-{n}", crate::machine::host_name())
+            format!("{stamp}-{}-{suite}-{n}", crate::run::machine::host_name())
         };
         let dir = results.join(name);
         match std::fs::create_dir(&dir) {
@@ -366,7 +370,7 @@ fn progress_bar(runs: usize) -> Option<indicatif::ProgressBar> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suite::tests::{suite, HEAD};
+    use crate::run::suite::tests::{suite, HEAD};
     use std::collections::HashSet;
 
     /// A round's order keeps a row's cells together, shuffles within and between rows, and holds
