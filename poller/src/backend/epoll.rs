@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, not_found, unsupported, Backend, BackendKind, Capabilities,
-    Support,
+    already_exists, not_found, unsupported, Backend, BackendKind, Capabilities, Mechanism,
+    RegisteredFd, Request, Support,
 };
 use crate::sys::{ceil_millis, cvt, timespec, timespec_ptr, wait_retrying};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
@@ -59,10 +59,6 @@ impl Epoll {
                 ),
                 _ => err,
             })
-    }
-
-    fn check(&self, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)
     }
 }
 
@@ -122,71 +118,6 @@ impl Backend for Epoll {
             reports_error: true,
             max_fd: None,
         }
-    }
-
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        self.ctl(
-            libc::EPOLL_CTL_ADD,
-            fd,
-            epoll_flags(interest, mode),
-            token.0 as u64,
-        )
-    }
-
-    fn register_exclusive(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        if mode.is_oneshot() {
-            // The kernel rejects EPOLLEXCLUSIVE | EPOLLONESHOT with a bare EINVAL.
-            return Err(unsupported(Self::KIND, "oneshot mode with EPOLLEXCLUSIVE"));
-        }
-        if interest.is_priority() {
-            // EPOLLPRI is not among the flags the kernel allows beside EPOLLEXCLUSIVE (EINVAL).
-            return Err(unsupported(
-                Self::KIND,
-                "priority interest (EPOLLPRI) with EPOLLEXCLUSIVE",
-            ));
-        }
-        // The kernel allows only IN, OUT, WAKEUP and ET beside EPOLLEXCLUSIVE: no read-hangup
-        // reports for exclusive registrations (they are meant for listening sockets).
-        let flags = (epoll_flags(interest, mode) & !(libc::EPOLLRDHUP as u32))
-            | libc::EPOLLEXCLUSIVE as u32;
-        self.ctl(libc::EPOLL_CTL_ADD, fd, flags, token.0 as u64)
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        self.ctl(
-            libc::EPOLL_CTL_MOD,
-            fd,
-            epoll_flags(interest, mode),
-            token.0 as u64,
-        )
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        if fd < 0 {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -253,5 +184,62 @@ impl Backend for Epoll {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+/// The kernel keeps the registrations: `EEXIST` and `ENOENT` become `AlreadyExists` and `NotFound`
+/// in `ctl`.
+impl Mechanism for Epoll {
+    fn is_registered(&self, _fd: RawFd) -> Option<bool> {
+        None
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        let flags = epoll_flags(request.interest, request.mode);
+        self.ctl(
+            libc::EPOLL_CTL_ADD,
+            request.fd,
+            flags,
+            request.token.0 as u64,
+        )
+    }
+
+    fn add_exclusive(&mut self, request: Request) -> io::Result<()> {
+        let Request {
+            fd,
+            token,
+            interest,
+            mode,
+        } = request;
+        if mode.is_oneshot() {
+            // The kernel rejects EPOLLEXCLUSIVE | EPOLLONESHOT with a bare EINVAL.
+            return Err(unsupported(Self::KIND, "oneshot mode with EPOLLEXCLUSIVE"));
+        }
+        if interest.is_priority() {
+            // EPOLLPRI is not among the flags the kernel allows beside EPOLLEXCLUSIVE (EINVAL).
+            return Err(unsupported(
+                Self::KIND,
+                "priority interest (EPOLLPRI) with EPOLLEXCLUSIVE",
+            ));
+        }
+        // The kernel allows only IN, OUT, WAKEUP and ET beside EPOLLEXCLUSIVE: no read-hangup
+        // reports for exclusive registrations (they are meant for listening sockets).
+        let flags = (epoll_flags(interest, mode) & !(libc::EPOLLRDHUP as u32))
+            | libc::EPOLLEXCLUSIVE as u32;
+        self.ctl(libc::EPOLL_CTL_ADD, fd, flags, token.0 as u64)
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        let flags = epoll_flags(request.interest, request.mode);
+        self.ctl(
+            libc::EPOLL_CTL_MOD,
+            request.fd,
+            flags,
+            request.token.0 as u64,
+        )
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 }

@@ -19,9 +19,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring, SubmissionQueue, Submitter};
 
 use super::notify::Notifier;
-use crate::api::{
-    already_exists, check_request, not_found, Backend, BackendKind, Capabilities, Support,
-};
+use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{check_fd_open, Deadline};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -39,6 +37,18 @@ struct Registration {
     mode: Mode,
     /// A poll request for the current generation is in the kernel (or queued for it).
     in_flight: bool,
+}
+
+impl Registration {
+    /// Not yet armed: `arm` sends its poll.
+    fn new(request: Request) -> Registration {
+        Registration {
+            token: request.token,
+            interest: request.interest,
+            mode: request.mode,
+            in_flight: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -343,68 +353,6 @@ impl Backend for IoUring {
         }
     }
 
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_some() {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        // The kernel would only say EBADF in a completion; say it now, as epoll does.
-        check_fd_open(fd)?;
-        if self.slots.len() <= fd as usize {
-            self.slots.resize(fd as usize + 1, Slot::default());
-        }
-        let slot = &mut self.slots[fd as usize];
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.reg = Some(Registration {
-            token,
-            interest,
-            mode,
-            in_flight: false,
-        });
-        self.arm(fd)
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_none() {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.retire(fd)?;
-        self.slots[fd as usize].reg = Some(Registration {
-            token,
-            interest,
-            mode,
-            in_flight: false,
-        });
-        self.arm(fd)
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        let reg = self
-            .registration(fd)
-            .ok_or_else(|| not_found(Self::KIND, fd))?;
-        self.retire(fd)?;
-        self.slots[fd as usize].reg = None;
-        if reg.in_flight {
-            // Submit the removal now: an in-flight poll holds a reference to the file, which would
-            // otherwise keep the socket open after the caller closes it, until the next wait.
-            self.ring.submit()?;
-        }
-        Ok(())
-    }
-
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
         let deadline = Deadline::new(timeout);
@@ -420,5 +368,44 @@ impl Backend for IoUring {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+/// The table is this backend's own rather than an `FdTable`: a slot's generation outlives the
+/// registration, so that completions of an earlier registration of the same fd are told apart.
+impl Mechanism for IoUring {
+    fn is_registered(&self, fd: RawFd) -> Option<bool> {
+        Some(self.registration(fd).is_some())
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        let fd = request.fd;
+        // The kernel would only say EBADF in a completion; say it now, as epoll does.
+        check_fd_open(fd)?;
+        if self.slots.len() <= fd as usize {
+            self.slots.resize(fd as usize + 1, Slot::default());
+        }
+        let slot = &mut self.slots[fd as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.reg = Some(Registration::new(request));
+        self.arm(fd)
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        self.retire(request.fd)?;
+        self.slots[request.fd as usize].reg = Some(Registration::new(request));
+        self.arm(request.fd)
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        let in_flight = self.registration(fd).is_some_and(|reg| reg.in_flight);
+        self.retire(fd)?;
+        self.slots[fd as usize].reg = None;
+        if in_flight {
+            // Submit the removal now: an in-flight poll holds a reference to the file, which would
+            // otherwise keep the socket open after the caller closes it, until the next wait.
+            self.ring.submit()?;
+        }
+        Ok(())
     }
 }

@@ -23,10 +23,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fd_table::FdTable;
 use super::notify::Notifier;
-use crate::api::{
-    already_exists, check_request, not_found, Backend, BackendKind, Capabilities, Support,
-};
+use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{cvt, set_cloexec, timespec, timespec_ptr, wait_retrying};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -134,6 +133,16 @@ struct Registration {
     mode: Mode,
 }
 
+impl Registration {
+    fn new(request: Request) -> Registration {
+        Registration {
+            token: request.token,
+            interest: request.interest,
+            mode: request.mode,
+        }
+    }
+}
+
 /// The `kqueue(2)` backend: native on macOS and the BSDs, through libkqueue on Linux (cargo feature
 /// `libkqueue`).
 ///
@@ -148,7 +157,7 @@ pub struct Kqueue {
     /// Sibling-filter disables owed by oneshot reports, applied with the next wait's `kevent`.
     pending: Vec<ffi::kevent>,
     /// Indexed by fd.
-    regs: Vec<Option<Registration>>,
+    regs: FdTable<Registration>,
     notifier: Arc<Notifier>,
 }
 
@@ -207,12 +216,6 @@ impl Kqueue {
         Ok(())
     }
 
-    fn registration(&self, fd: RawFd) -> Option<Registration> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.regs.get(i).copied().flatten())
-    }
-
     /// Delete both filters (missing ones are fine), then add the wanted ones, in one call.
     fn install(
         &mut self,
@@ -257,7 +260,7 @@ impl Backend for Kqueue {
             kq,
             native: Vec::new(),
             pending: Vec::new(),
-            regs: Vec::new(),
+            regs: FdTable::new(),
             notifier,
         };
         let waker = change(
@@ -284,64 +287,6 @@ impl Backend for Kqueue {
             reports_error: true,
             max_fd: None,
         }
-    }
-
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_some() {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        self.install(fd, interest, mode, true)?;
-        if self.regs.len() <= fd as usize {
-            self.regs.resize(fd as usize + 1, None);
-        }
-        self.regs[fd as usize] = Some(Registration {
-            token,
-            interest,
-            mode,
-        });
-        Ok(())
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_none() {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.install(fd, interest, mode, false)?;
-        self.regs[fd as usize] = Some(Registration {
-            token,
-            interest,
-            mode,
-        });
-        Ok(())
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        if self.registration(fd).is_none() {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.regs[fd as usize] = None;
-        self.pending.retain(|c| c.ident != fd as usize);
-        let delete = ffi::EV_DELETE as u16 | ffi::EV_RECEIPT as u16;
-        let mut changes = [change(fd, 0, 0); 3];
-        let (all, k) = all_filters();
-        for (c, &(filter, _)) in changes.iter_mut().zip(&all[..k]) {
-            *c = change(fd, filter, delete);
-        }
-        self.apply(&changes[..k])
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -381,7 +326,7 @@ impl Backend for Kqueue {
             }
             let fd = ev.ident as RawFd;
             // Entries for fds deregistered since (or failed sibling disables) carry nothing.
-            let Some(reg) = self.registration(fd) else {
+            let Some(reg) = self.regs.get(fd) else {
                 continue;
             };
             let flags = ev.flags as u16;
@@ -424,5 +369,35 @@ impl Backend for Kqueue {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+impl Mechanism for Kqueue {
+    fn is_registered(&self, fd: RawFd) -> Option<bool> {
+        Some(self.regs.contains(fd))
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        self.install(request.fd, request.interest, request.mode, true)?;
+        self.regs.insert(request.fd, Registration::new(request));
+        Ok(())
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        self.install(request.fd, request.interest, request.mode, false)?;
+        self.regs.insert(request.fd, Registration::new(request));
+        Ok(())
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        self.regs.remove(fd);
+        self.pending.retain(|c| c.ident != fd as usize);
+        let delete = ffi::EV_DELETE as u16 | ffi::EV_RECEIPT as u16;
+        let mut changes = [change(fd, 0, 0); 3];
+        let (all, k) = all_filters();
+        for (c, &(filter, _)) in changes.iter_mut().zip(&all[..k]) {
+            *c = change(fd, filter, delete);
+        }
+        self.apply(&changes[..k])
     }
 }

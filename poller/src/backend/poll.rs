@@ -14,13 +14,11 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fd_table::FdTable;
 use super::notify::Notifier;
-use crate::api::{already_exists, check_request, not_found, Backend};
-use crate::api::{BackendKind, Capabilities, Support};
+use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{check_fd_open, cvt, wait_retrying};
-use crate::{Event, Events, Interest, Mode, Token, Waker};
-
-const NO_SLOT: u32 = u32::MAX;
+use crate::{Event, Events, Interest, Token, Waker};
 
 /// The OSes whose libc-crate bindings have `POLLRDHUP`: there the peer's close of its write side
 /// is reported as read-hangup.
@@ -109,6 +107,16 @@ struct Entry {
     oneshot: bool,
 }
 
+impl Entry {
+    fn new(request: Request) -> Entry {
+        Entry {
+            fd: request.fd,
+            token: request.token,
+            oneshot: request.mode.is_oneshot(),
+        }
+    }
+}
+
 /// The `poll(2)` backend (as `ppoll`, for nanosecond timeouts, where the OS has it).
 ///
 /// Level-triggered; oneshot is emulated. Read-hangup is reported where the OS has `POLLRDHUP`
@@ -120,8 +128,8 @@ pub struct Poll {
     pollfds: Vec<libc::pollfd>,
     /// `entries[i]` describes `pollfds[i]` (entry 0 is the waker's placeholder).
     entries: Vec<Entry>,
-    /// fd -> index into `pollfds`, or `NO_SLOT`.
-    slots: Vec<u32>,
+    /// fd -> index into `pollfds`.
+    slots: FdTable<u32>,
     /// Where the next scan starts, so that a small `Events` does not starve high indexes.
     cursor: usize,
     notifier: Arc<Notifier>,
@@ -139,15 +147,6 @@ fn poll_events(interest: Interest) -> libc::c_short {
         ev |= libc::POLLPRI;
     }
     ev
-}
-
-impl Poll {
-    fn slot(&self, fd: RawFd) -> Option<usize> {
-        match self.slots.get(fd as usize) {
-            Some(&i) if fd >= 0 && i != NO_SLOT => Some(i as usize),
-            _ => None,
-        }
-    }
 }
 
 impl Backend for Poll {
@@ -168,7 +167,7 @@ impl Backend for Poll {
         Ok(Poll {
             pollfds: vec![waker],
             entries: vec![placeholder],
-            slots: Vec::new(),
+            slots: FdTable::new(),
             cursor: 1,
             notifier,
         })
@@ -185,70 +184,6 @@ impl Backend for Poll {
             reports_error: true,
             max_fd: None,
         }
-    }
-
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.slot(fd).is_some() {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        // poll would report POLLNVAL forever and select would fail every wait: refuse it now.
-        check_fd_open(fd)?;
-        if self.slots.len() <= fd as usize {
-            // Grows once per new high-water fd, never in wait or modify.
-            self.slots.resize(fd as usize + 1, NO_SLOT);
-        }
-        self.slots[fd as usize] = self.pollfds.len() as u32;
-        self.pollfds.push(libc::pollfd {
-            fd,
-            events: poll_events(interest),
-            revents: 0,
-        });
-        self.entries.push(Entry {
-            fd,
-            token,
-            oneshot: mode.is_oneshot(),
-        });
-        Ok(())
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        let i = self.slot(fd).ok_or_else(|| not_found(Self::KIND, fd))?;
-        self.pollfds[i] = libc::pollfd {
-            fd,
-            events: poll_events(interest),
-            revents: 0,
-        };
-        self.entries[i] = Entry {
-            fd,
-            token,
-            oneshot: mode.is_oneshot(),
-        };
-        Ok(())
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        let i = self.slot(fd).ok_or_else(|| not_found(Self::KIND, fd))?;
-        self.pollfds.swap_remove(i);
-        self.entries.swap_remove(i);
-        self.slots[fd as usize] = NO_SLOT;
-        if let Some(moved) = self.entries.get(i) {
-            self.slots[moved.fd as usize] = i as u32;
-        }
-        Ok(())
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -296,6 +231,46 @@ impl Backend for Poll {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+impl Mechanism for Poll {
+    fn is_registered(&self, fd: RawFd) -> Option<bool> {
+        Some(self.slots.contains(fd))
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        // poll would report POLLNVAL forever and select would fail every wait: refuse it now.
+        check_fd_open(request.fd)?;
+        self.slots.insert(request.fd, self.pollfds.len() as u32);
+        self.pollfds.push(pollfd(request));
+        self.entries.push(Entry::new(request));
+        Ok(())
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        let i = *self.slots.registered(request.fd) as usize;
+        self.pollfds[i] = pollfd(request);
+        self.entries[i] = Entry::new(request);
+        Ok(())
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        let i = self.slots.remove(fd) as usize;
+        self.pollfds.swap_remove(i);
+        self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            self.slots.insert(moved.fd, i as u32);
+        }
+        Ok(())
+    }
+}
+
+fn pollfd(request: Request) -> libc::pollfd {
+    libc::pollfd {
+        fd: request.fd,
+        events: poll_events(request.interest),
+        revents: 0,
     }
 }
 
