@@ -24,7 +24,7 @@ use crate::cli::{fixed_table, Config, RingOptions};
 use crate::completion_batch::Batching;
 use crate::completion_echo::{Echo, Event, Ring};
 use crate::listener::{bind, ConnLimit};
-use crate::running::{announce, pin_plan, spawn_loops, Ready, Running};
+use crate::running::{announce, pin_plan, spawn_loops, LoopWaker, Ready, Running};
 use crate::stats::SharedCounters;
 
 /// The listener's token (connections' tokens start at 1).
@@ -116,22 +116,22 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
             }
         })
         .collect();
-    let (wakers, threads) = spawn_loops(starts, &cores, &shutdown, |w: &RingWaker| {
-        let _ = w.wake();
-    })?;
-    Ok(Running {
+    let (wakers, threads) = spawn_loops(starts, &cores, &shutdown)?;
+    Ok(Running::of_loops(
         addr,
         counters,
         cores,
         shutdown,
         threads,
-        // After the shutdown flag is set: every loop's wait returns and sees it.
-        wake: Box::new(move || {
-            for w in &wakers {
-                let _ = w.wake();
-            }
-        }),
-    })
+        wakers,
+        || {},
+    ))
+}
+
+impl LoopWaker for RingWaker {
+    fn wake_loop(&self) {
+        let _ = self.wake();
+    }
 }
 
 struct LoopSpec {

@@ -30,6 +30,32 @@ pub struct Running {
 }
 
 impl Running {
+    /// A server of loop threads: stopping wakes each loop with its waker, then runs `also`
+    /// (what else waits and must be woken: a thread blocked in accept).
+    pub fn of_loops<W: LoopWaker>(
+        addr: SocketAddr,
+        counters: Vec<Arc<SharedCounters>>,
+        cores: Vec<Option<usize>>,
+        shutdown: Arc<AtomicBool>,
+        threads: Vec<JoinHandle<io::Result<()>>>,
+        wakers: Vec<W>,
+        also: impl FnOnce() + Send + 'static,
+    ) -> Running {
+        Running {
+            addr,
+            counters,
+            cores,
+            shutdown,
+            threads,
+            wake: Box::new(move || {
+                for w in &wakers {
+                    w.wake_loop();
+                }
+                also();
+            }),
+        }
+    }
+
     /// A thread ended before shutdown: the server cannot go on.
     pub fn failed(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
@@ -63,6 +89,13 @@ pub fn pin_plan(threads: usize, pin: bool) -> Vec<Option<usize>> {
     (0..threads).map(|i| cores.get(i).copied()).collect()
 }
 
+/// What wakes a loop blocked in its wait: its poller's waker, or its ring's.
+pub trait LoopWaker: Send + 'static {
+    /// Wake the loop. A failed wake is not reported: it is only ever asked for on the way to
+    /// stopping, which goes on either way.
+    fn wake_loop(&self);
+}
+
 /// Where loop `i` says it is ready to serve, with what wakes it (`W`), or why it cannot start.
 pub type Ready<W> = Sender<(usize, io::Result<W>)>;
 
@@ -83,16 +116,15 @@ pub fn announce<L, W>(id: usize, ready: &Ready<W>, built: io::Result<(L, W)>) ->
 /// Start a thread per loop (`loop-i`, pinned to `cores[i]` if any) running `starts[i](i, ready)`,
 /// which builds the loop, [`announce`]s it and runs it. Returns once every loop is ready: what
 /// wakes each, in loop order (they become ready in any order), and the threads. If one cannot
-/// start, those that did are stopped (`shutdown` set, then `wake` on each) and its error returned.
+/// start, those that did are stopped (`shutdown` set, then each woken) and its error returned.
 #[allow(clippy::type_complexity)] // the wakers and the threads, as `Running` takes them
 pub fn spawn_loops<W, S>(
     starts: Vec<S>,
     cores: &[Option<usize>],
     shutdown: &AtomicBool,
-    wake: impl Fn(&W),
 ) -> io::Result<(Vec<W>, Vec<JoinHandle<io::Result<()>>>)>
 where
-    W: Send + 'static,
+    W: LoopWaker,
     S: FnOnce(usize, Ready<W>) -> io::Result<()> + Send + 'static,
 {
     let n = starts.len();
@@ -124,7 +156,7 @@ where
         };
         shutdown.store(true, Ordering::Release);
         for w in wakers.iter().flatten() {
-            wake(w);
+            w.wake_loop();
         }
         return Err(failure);
     }
