@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use poller::completion_ring::{Completion, CompletionRing, RecvBuf, RingConfig, RingWaker, Socket};
+use poller::completion_ring::{CompletionRing, RecvBuf, RingConfig, RingWaker, Socket};
 
 use crate::cli::{fixed_table, Config, RingOptions};
 use crate::completion_batch::Batching;
-use crate::completion_echo::{Echo, Event, Ring};
+use crate::completion_echo::{Echo, Ring};
 use crate::listener::{bind, ConnLimit};
 use crate::running::{announce, pin_plan, spawn_loops, LoopWaker, Ready, Running};
 use crate::stats::SharedCounters;
@@ -188,30 +188,6 @@ impl Ring for ListenerRing {
     }
 }
 
-/// A ring's completion, as the echo takes it (the listener's is the only accept).
-fn event(completion: Completion) -> Event<RecvBuf, Socket> {
-    match completion {
-        Completion::Accept { result, more, .. } => Event::Accept { result, more },
-        Completion::Received { token, buf, more } => Event::Received { token, buf, more },
-        Completion::Eof { token } => Event::Eof { token },
-        Completion::NoBuffers { token } => Event::NoBuffers { token },
-        Completion::RecvFailed { token, errno } => Event::RecvFailed { token, errno },
-        Completion::Sent {
-            token,
-            buf,
-            offset,
-            len,
-            result,
-        } => Event::Sent {
-            token,
-            buf,
-            offset,
-            len,
-            result,
-        },
-    }
-}
-
 struct CompletionLoop {
     ring: ListenerRing,
     /// Kept open for the ring's accepts.
@@ -269,7 +245,7 @@ impl CompletionLoop {
                 c.empty_wakeups += 1;
             }
             while let Some(completion) = self.ring.ring.next_completion() {
-                self.echo.complete(&mut self.ring, event(completion), now)?;
+                self.echo.complete(&mut self.ring, completion, now)?;
             }
             self.echo.after_wait(&mut self.ring, now)?;
             self.publish();

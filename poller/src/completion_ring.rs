@@ -184,15 +184,19 @@ pub struct RingStats {
 }
 
 /// One finished piece of work. `token` is always the caller's, from the request.
+///
+/// A ring's completions carry its [`RecvBuf`]s and [`Socket`]s (the defaults); the types are
+/// parameters so that code that handles completions can be driven, in its tests, by completions
+/// with stand-ins of its own.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Completion {
+pub enum Completion<Buf = RecvBuf, Sock = Socket> {
     /// A multishot accept's result.
     Accept {
         /// The request's token.
         token: u64,
         /// A new connection (now the caller's), or the errno (ENFILE: the fixed-file table is
         /// full).
-        result: Result<Socket, i32>,
+        result: Result<Sock, i32>,
         /// false: the request ended; re-arm it (after a pause if the errno was EMFILE).
         more: bool,
     },
@@ -202,7 +206,7 @@ pub enum Completion {
         /// The request's token.
         token: u64,
         /// The buffer and how much it holds.
-        buf: RecvBuf,
+        buf: Buf,
         /// false: the multishot receive ended; re-arm it to go on receiving.
         more: bool,
     },
@@ -228,7 +232,7 @@ pub enum Completion {
         /// The request's token.
         token: u64,
         /// The buffer sent from.
-        buf: RecvBuf,
+        buf: Buf,
         /// Where in it the send started.
         offset: u32,
         /// How many bytes it asked to send.
