@@ -38,11 +38,7 @@ pub trait Backend: Sized + Send + Mechanism {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        let request = Request::checked(self, fd, token, interest, mode)?;
-        if self.is_registered(fd) == Some(true) {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        self.add(request)
+        self.add(Request::checked(self, fd, token, interest, mode, false)?)
     }
 
     /// Like [`register`](Backend::register), but when several pollers watch the same descriptor
@@ -61,11 +57,7 @@ pub trait Backend: Sized + Send + Mechanism {
                 "exclusive wake-ups (EPOLLEXCLUSIVE)",
             ));
         }
-        let request = Request::checked(self, fd, token, interest, mode)?;
-        if self.is_registered(fd) == Some(true) {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        self.add_exclusive(request)
+        self.add_exclusive(Request::checked(self, fd, token, interest, mode, false)?)
     }
 
     /// Change the token, interest or mode of a registered fd, and re-arm a oneshot registration.
@@ -77,11 +69,7 @@ pub trait Backend: Sized + Send + Mechanism {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        let request = Request::checked(self, fd, token, interest, mode)?;
-        if self.is_registered(fd) == Some(false) {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.update(request)
+        self.update(Request::checked(self, fd, token, interest, mode, true)?)
     }
 
     /// Stop watching `fd`; no event for it is reported afterwards. Call it before closing the fd.
@@ -142,21 +130,27 @@ pub struct Request {
 }
 
 impl Request {
+    /// The request, if `backend` takes it: the shared checks, then `fd` must be `registered`
+    /// already (modify) or not (register), where the backend keeps the registrations.
     fn checked<B: Backend>(
         backend: &B,
         fd: RawFd,
         token: Token,
         interest: Interest,
         mode: Mode,
+        registered: bool,
     ) -> io::Result<Request> {
-        let caps = backend.capabilities();
-        check_request(B::KIND, &caps, fd, token, interest, mode)?;
-        Ok(Request {
-            fd,
-            token,
-            interest,
-            mode,
-        })
+        check_request(B::KIND, &backend.capabilities(), fd, token, interest, mode)?;
+        match backend.is_registered(fd) {
+            Some(true) if !registered => Err(already_exists(B::KIND, fd)),
+            Some(false) if registered => Err(not_found(B::KIND, fd)),
+            _ => Ok(Request {
+                fd,
+                token,
+                interest,
+                mode,
+            }),
+        }
     }
 }
 

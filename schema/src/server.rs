@@ -178,8 +178,7 @@ macro_rules! server_counters {
             /// through tokio, which makes the system calls (and retries those that would block, and
             /// waits in epoll) where bench-server cannot count them; `null` in documents written
             /// before it existed (added within version 1).
-            #[serde(default)]
-            syscalls: Option<u64> = calls,
+            #[serde(default)] syscalls: Option<u64> = calls,
             /// Poller register, modify and deregister calls (failed ones included): connections
             /// registered and deregistered, interest changed (writable while a client does not
             /// read; every re-arm in oneshot mode), the listener paused and resumed. A registration
@@ -187,15 +186,13 @@ macro_rules! server_counters {
             /// queued submission on io_uring (deregister: submitted at once); see [`Counters`]. 0
             /// for the threads baseline (no poller); `null` for tokio and in documents written
             /// before it existed.
-            #[serde(default)]
-            registrations: Option<u64> = calls,
+            #[serde(default)] registrations: Option<u64> = calls,
             /// Read, write and accept calls that returned WouldBlock (EAGAIN): counted in
             /// [`syscalls`](Self::syscalls), not in [`reads`](Self::reads) or
             /// [`writes`](Self::writes). E.g. the edge-triggered loop's read that finds a drained
             /// socket, the accept that ends a burst. 0 for the threads baseline (blocking sockets);
             /// `null` for tokio and in documents written before it existed.
-            #[serde(default)]
-            would_block: Option<u64> = calls,
+            #[serde(default)] would_block: Option<u64> = calls,
             /// Wake-ups (waits that returned) whose events reported this loop's listener readable:
             /// the loop then tried to accept. With `shared`, one connection wakes every loop
             /// blocked in a wait; with `reuseport`, only the loop whose listener the kernel chose;
@@ -206,29 +203,24 @@ macro_rules! server_counters {
             /// accept(), one connection per return, so it has no empty wake-ups; its accepts are
             /// the loops' `accepted`), the threads baseline (blocking accept) and tokio (inside
             /// tokio); and in documents written before it existed (added within version 1).
-            #[serde(default)]
-            listener_wakeups: Option<u64> = listener,
+            #[serde(default)] listener_wakeups: Option<u64> = listener,
             /// Of [`listener_wakeups`](Self::listener_wakeups), those that accepted nothing: the
             /// first accept returned WouldBlock (another loop had taken the connection: the
             /// thundering herd), or accepting paused at once (`--max-conns`, EMFILE). Also counted
             /// in [`empty_wakeups`](Self::empty_wakeups) when the wake-up did no other work. `null`
             /// where `listener_wakeups` is.
-            #[serde(default)]
-            listener_wakeups_empty: Option<u64> = listener,
+            #[serde(default)] listener_wakeups_empty: Option<u64> = listener,
             /// Completion mode (`io_uring_completion`): requests submitted to the ring (accepts,
             /// receives, sends, cancels; a multishot request once). Its completions are `events`,
             /// its `io_uring_enter` calls `waits`. `null` for every other server, and in documents
             /// written before it existed (added within version 1).
-            #[serde(default)]
-            ring_submissions: Option<u64> = ring,
+            #[serde(default)] ring_submissions: Option<u64> = ring,
             /// Completion mode: receives ended because the provided buffer ring was empty
             /// (ENOBUFS), each re-armed once buffers came back. `null` elsewhere.
-            #[serde(default)]
-            ring_enobufs: Option<u64> = ring,
+            #[serde(default)] ring_enobufs: Option<u64> = ring,
             /// Completion mode: provided buffers held by the loop (received, not yet sent back)
             /// when it last published its counts. `null` elsewhere.
-            #[serde(default)]
-            ring_buffers_in_use: Option<u64> = ring,
+            #[serde(default)] ring_buffers_in_use: Option<u64> = ring,
         }
     };
 }

@@ -11,7 +11,7 @@ use crate::api::{
     RegisteredFd, Request, Support,
 };
 use crate::sys::{ceil_millis, cvt, timespec, timespec_ptr, wait_retrying};
-use crate::{Event, Events, Interest, Mode, Token, Waker};
+use crate::{Event, Events, Token, Waker};
 
 /// The `epoll_event.u64` of the waker; callers cannot use it because `Token::RESERVED` is refused.
 const WAKER_KEY: u64 = u64::MAX;
@@ -60,10 +60,17 @@ impl Epoll {
                 _ => err,
             })
     }
+
+    /// Add or modify the registration `request` describes, with these flags.
+    fn ctl_request(&self, op: libc::c_int, request: Request, flags: u32) -> io::Result<()> {
+        self.ctl(op, request.fd, flags, request.token.0 as u64)
+    }
 }
 
-/// The epoll flags for an interest and mode. `EPOLLRDHUP` goes with readability, as on every backend.
-fn epoll_flags(interest: Interest, mode: Mode) -> u32 {
+/// The epoll flags for a request's interest and mode. `EPOLLRDHUP` goes with readability, as on
+/// every backend.
+fn epoll_flags(request: Request) -> u32 {
+    let Request { interest, mode, .. } = request;
     let mut flags = 0;
     if interest.is_readable() {
         flags |= libc::EPOLLIN | libc::EPOLLRDHUP;
@@ -195,27 +202,15 @@ impl Mechanism for Epoll {
     }
 
     fn add(&mut self, request: Request) -> io::Result<()> {
-        let flags = epoll_flags(request.interest, request.mode);
-        self.ctl(
-            libc::EPOLL_CTL_ADD,
-            request.fd,
-            flags,
-            request.token.0 as u64,
-        )
+        self.ctl_request(libc::EPOLL_CTL_ADD, request, epoll_flags(request))
     }
 
     fn add_exclusive(&mut self, request: Request) -> io::Result<()> {
-        let Request {
-            fd,
-            token,
-            interest,
-            mode,
-        } = request;
-        if mode.is_oneshot() {
+        if request.mode.is_oneshot() {
             // The kernel rejects EPOLLEXCLUSIVE | EPOLLONESHOT with a bare EINVAL.
             return Err(unsupported(Self::KIND, "oneshot mode with EPOLLEXCLUSIVE"));
         }
-        if interest.is_priority() {
+        if request.interest.is_priority() {
             // EPOLLPRI is not among the flags the kernel allows beside EPOLLEXCLUSIVE (EINVAL).
             return Err(unsupported(
                 Self::KIND,
@@ -224,19 +219,13 @@ impl Mechanism for Epoll {
         }
         // The kernel allows only IN, OUT, WAKEUP and ET beside EPOLLEXCLUSIVE: no read-hangup
         // reports for exclusive registrations (they are meant for listening sockets).
-        let flags = (epoll_flags(interest, mode) & !(libc::EPOLLRDHUP as u32))
-            | libc::EPOLLEXCLUSIVE as u32;
-        self.ctl(libc::EPOLL_CTL_ADD, fd, flags, token.0 as u64)
+        let flags =
+            (epoll_flags(request) & !(libc::EPOLLRDHUP as u32)) | libc::EPOLLEXCLUSIVE as u32;
+        self.ctl_request(libc::EPOLL_CTL_ADD, request, flags)
     }
 
     fn update(&mut self, request: Request) -> io::Result<()> {
-        let flags = epoll_flags(request.interest, request.mode);
-        self.ctl(
-            libc::EPOLL_CTL_MOD,
-            request.fd,
-            flags,
-            request.token.0 as u64,
-        )
+        self.ctl_request(libc::EPOLL_CTL_MOD, request, epoll_flags(request))
     }
 
     fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {

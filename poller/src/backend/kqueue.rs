@@ -6,8 +6,9 @@
 //! `EV_DISPATCH` for oneshot; when one filter of a oneshot registration fires, the other is disabled
 //! with the next `kevent` call, so the registration as a whole reports once, as on epoll.
 //!
-//! kqueue itself accepts `EV_ADD` of a registered fd (it modifies) and knows nothing of tokens, so an
-//! fd-indexed table gives the uniform `AlreadyExists` / `NotFound` errors.
+//! kqueue itself accepts `EV_ADD` of a registered fd (it modifies) and knows nothing of tokens, so
+//! the registrations are kept in an fd-indexed table, from which `Backend` gives the uniform
+//! `AlreadyExists` / `NotFound` errors.
 //!
 //! Priority interest is a third filter, `EVFILT_EXCEPT` with `NOTE_OOB` (out-of-band data), on the
 //! OSes whose libc-crate bindings have both: macOS, iOS, OpenBSD and DragonFly. FreeBSD, NetBSD and
@@ -27,7 +28,7 @@ use super::fd_table::FdTable;
 use super::notify::Notifier;
 use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{cvt, set_cloexec, timespec, timespec_ptr, wait_retrying};
-use crate::{Event, Events, Interest, Mode, Token, Waker};
+use crate::{Event, Events, Interest, Mode, Waker};
 
 #[cfg(target_os = "linux")]
 #[allow(non_camel_case_types)]
@@ -126,23 +127,6 @@ fn all_filters() -> ([(i16, u32); 3], usize) {
     filters(Interest::BOTH | Interest::PRIORITY)
 }
 
-#[derive(Clone, Copy)]
-struct Registration {
-    token: Token,
-    interest: Interest,
-    mode: Mode,
-}
-
-impl Registration {
-    fn new(request: Request) -> Registration {
-        Registration {
-            token: request.token,
-            interest: request.interest,
-            mode: request.mode,
-        }
-    }
-}
-
 /// The `kqueue(2)` backend: native on macOS and the BSDs, through libkqueue on Linux (cargo feature
 /// `libkqueue`).
 ///
@@ -156,8 +140,8 @@ pub struct Kqueue {
     native: Vec<ffi::kevent>,
     /// Sibling-filter disables owed by oneshot reports, applied with the next wait's `kevent`.
     pending: Vec<ffi::kevent>,
-    /// Indexed by fd.
-    regs: FdTable<Registration>,
+    /// The request each fd was registered or last modified with.
+    regs: FdTable<Request>,
     notifier: Arc<Notifier>,
 }
 
@@ -379,13 +363,13 @@ impl Mechanism for Kqueue {
 
     fn add(&mut self, request: Request) -> io::Result<()> {
         self.install(request.fd, request.interest, request.mode, true)?;
-        self.regs.insert(request.fd, Registration::new(request));
+        self.regs.insert(request.fd, request);
         Ok(())
     }
 
     fn update(&mut self, request: Request) -> io::Result<()> {
         self.install(request.fd, request.interest, request.mode, false)?;
-        self.regs.insert(request.fd, Registration::new(request));
+        self.regs.insert(request.fd, request);
         Ok(())
     }
 
