@@ -364,8 +364,8 @@ mod tests {
     /// was 1.5124393170000001):
     /// serde_json without its `float_roundtrip` feature may read a float one ulp off, and the test
     /// compares the document written back byte for byte. `accept_intervals` and the listener
-    /// wake-ups were added by hand when they were added (issue 12), consistent with the rest: each
-    /// column of `accept_intervals` adds up to that thread's `accepted`.
+    /// wake-ups are written by hand, consistent with the rest: each column of `accept_intervals`
+    /// adds up to that thread's `accepted`.
     const CURRENT: &str = r#"{
   "schema": "pollbench.bench-server.stats/1",
   "config": {

@@ -13,7 +13,8 @@
 //! Priority interest is a third filter, `EVFILT_EXCEPT` with `NOTE_OOB` (out-of-band data), on the
 //! OSes whose libc-crate bindings have both: macOS, iOS, OpenBSD and DragonFly. FreeBSD, NetBSD and
 //! libkqueue have no such filter: there `Capabilities::priority` is `No` and asking is
-//! `Unsupported`. (That path compiles for those targets; it has never run: no macOS or BSD here.)
+//! `Unsupported`. (On those systems this code is compiled, not tested: the tests run on Linux,
+//! against libkqueue.)
 
 // kevent field and flag types differ between macOS, the BSDs and libkqueue; the casts that are
 // no-ops on one are needed on another.

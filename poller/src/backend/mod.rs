@@ -1,7 +1,7 @@
-//! The backends, one private file each (re-exported at the crate root: `poller::Epoll`), and the
+//! The backends, one private file each (re-exported at the crate root: `poller::Epoll`), the
 //! waker descriptor they all watch (`notify`), and the fd-indexed table of registrations of the
-//! backends whose kernel does not keep one (`fd_table`). What they share of the operating system (system-call
-//! results, descriptor checks, wait helpers) is in `crate::sys`.
+//! backends whose kernel does not keep one (`fd_table`). What they share of the operating system
+//! (system-call results, descriptor checks, wait helpers) is in `crate::sys`.
 
 mod fd_table;
 pub(crate) mod notify;
