@@ -116,16 +116,8 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
             }
         })
         .collect();
-    let (wakers, threads) = spawn_loops(starts, &cores, &shutdown)?;
-    Ok(Running::of_loops(
-        addr,
-        counters,
-        cores,
-        shutdown,
-        threads,
-        wakers,
-        || {},
-    ))
+    let loops = spawn_loops(starts, cores, shutdown.clone())?;
+    Ok(Running::of_loops(addr, counters, loops, || {}))
 }
 
 impl LoopWaker for RingWaker {

@@ -35,12 +35,15 @@ impl Running {
     pub fn of_loops<W: LoopWaker>(
         addr: SocketAddr,
         counters: Vec<Arc<SharedCounters>>,
-        cores: Vec<Option<usize>>,
-        shutdown: Arc<AtomicBool>,
-        threads: Vec<JoinHandle<io::Result<()>>>,
-        wakers: Vec<W>,
+        loops: Loops<W>,
         also: impl FnOnce() + Send + 'static,
     ) -> Running {
+        let Loops {
+            cores,
+            shutdown,
+            wakers,
+            threads,
+        } = loops;
         Running {
             addr,
             counters,
@@ -113,16 +116,27 @@ pub fn announce<L, W>(id: usize, ready: &Ready<W>, built: io::Result<(L, W)>) ->
     }
 }
 
+/// The loop threads [`spawn_loops`] started, and what stops them.
+pub struct Loops<W> {
+    /// The core each loop is pinned to.
+    pub cores: Vec<Option<usize>>,
+    /// Set on stop; every loop checks it when woken.
+    pub shutdown: Arc<AtomicBool>,
+    /// What wakes each loop, in loop order.
+    pub wakers: Vec<W>,
+    /// The threads, in loop order (a server may add its own: an acceptor).
+    pub threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
 /// Start a thread per loop (`loop-i`, pinned to `cores[i]` if any) running `starts[i](i, ready)`,
-/// which builds the loop, [`announce`]s it and runs it. Returns once every loop is ready: what
-/// wakes each, in loop order (they become ready in any order), and the threads. If one cannot
+/// which builds the loop, [`announce`]s it and runs it. Returns once every loop is ready (they
+/// become ready in any order). If one cannot
 /// start, those that did are stopped (`shutdown` set, then each woken) and its error returned.
-#[allow(clippy::type_complexity)] // the wakers and the threads, as `Running` takes them
 pub fn spawn_loops<W, S>(
     starts: Vec<S>,
-    cores: &[Option<usize>],
-    shutdown: &AtomicBool,
-) -> io::Result<(Vec<W>, Vec<JoinHandle<io::Result<()>>>)>
+    cores: Vec<Option<usize>>,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<Loops<W>>
 where
     W: LoopWaker,
     S: FnOnce(usize, Ready<W>) -> io::Result<()> + Send + 'static,
@@ -164,5 +178,10 @@ where
         .into_iter()
         .map(|w| w.expect("every loop reported"))
         .collect();
-    Ok((wakers, threads))
+    Ok(Loops {
+        cores,
+        shutdown,
+        wakers,
+        threads,
+    })
 }

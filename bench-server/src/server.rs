@@ -76,13 +76,13 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
             }
         })
         .collect();
-    let (wakers, mut threads) = spawn_loops(starts, &cores, &shutdown)?;
+    let mut loops = spawn_loops(starts, cores, shutdown.clone())?;
 
     let acceptor = match acceptor {
         Some(acceptor) => {
-            threads.push(spawn_acceptor(
+            loops.threads.push(spawn_acceptor(
                 acceptor,
-                wakers.clone(),
+                loops.wakers.clone(),
                 limit.clone(),
                 shutdown.clone(),
             )?);
@@ -96,15 +96,7 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
             poke(addr);
         }
     };
-    Ok(Running::of_loops(
-        addr,
-        counters,
-        cores,
-        shutdown,
-        threads,
-        wakers,
-        poke_acceptor,
-    ))
+    Ok(Running::of_loops(addr, counters, loops, poke_acceptor))
 }
 
 impl LoopWaker for Waker {
