@@ -85,20 +85,10 @@ mod ffi {
 use ffi::{EVFILT_READ, EVFILT_WRITE};
 
 /// The exceptional-condition filter and the `fflags` that ask it for out-of-band data.
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(has_kqueue_except)]
 const EXCEPT: Option<(i16, u32)> = Some((libc::EVFILT_EXCEPT as i16, libc::NOTE_OOB as u32));
 /// No `EVFILT_EXCEPT`/`NOTE_OOB` in the libc crate for this OS (FreeBSD, NetBSD) or in libkqueue.
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-)))]
+#[cfg(not(has_kqueue_except))]
 const EXCEPT: Option<(i16, u32)> = None;
 
 /// At most this many changes go to the kernel at once: delete three filters, add three.

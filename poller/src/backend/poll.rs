@@ -20,33 +20,17 @@ use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Re
 use crate::sys::{check_fd_open, cvt, wait_retrying};
 use crate::{Event, Events, Interest, Token, Waker};
 
-/// The OSes whose libc-crate bindings have `POLLRDHUP`: there the peer's close of its write side
-/// is reported as read-hangup.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "illumos"
-))]
+/// `POLLRDHUP`, where the libc crate's bindings have it (`has_pollrdhup`, from build.rs): there the
+/// peer's close of its write side is reported as read-hangup.
+#[cfg(has_pollrdhup)]
 const POLLRDHUP: libc::c_short = libc::POLLRDHUP;
 /// No `POLLRDHUP` here (macOS, iOS, NetBSD, OpenBSD, DragonFly): nothing is asked or reported.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "illumos"
-)))]
+#[cfg(not(has_pollrdhup))]
 const POLLRDHUP: libc::c_short = 0;
 
-/// One `ppoll` call: nanosecond timeouts, on the OSes whose libc-crate bindings have it.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd"
-))]
+/// One `ppoll` call: nanosecond timeouts, where the libc crate's bindings have it (`has_ppoll`,
+/// from build.rs).
+#[cfg(has_ppoll)]
 fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
     use crate::sys::{timespec, timespec_ptr};
     let ts = timeout.map(timespec);
@@ -63,31 +47,14 @@ fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int
 }
 
 /// Where there is no `ppoll` (macOS, iOS), plain `poll`.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd"
-)))]
+#[cfg(not(has_ppoll))]
 fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
     poll_millis(fds, timeout)
 }
 
 /// One plain `poll` call: the timeout in milliseconds, rounded up so that a short positive timeout
 /// never becomes a busy poll. Built on every OS for tests, so this machine runs the macOS path too.
-#[cfg(any(
-    test,
-    not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    ))
-))]
+#[cfg(any(test, not(has_ppoll)))]
 fn poll_millis(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
     // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd for the kernel to update.
     unsafe {
