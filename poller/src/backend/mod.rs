@@ -29,3 +29,25 @@ pub use io_uring::IoUring;
 
 #[cfg(crate_kqueue)]
 pub use kqueue::Kqueue;
+
+/// Visit each index of `range` once at most, from `first` on and wrapping around, for as long as
+/// `visit` does (it returns false, having done nothing, once it wants no more); returns where to
+/// start next time, so that a wait whose `Events` fills up does not starve the later entries.
+pub(crate) fn scan_wrapping(
+    range: std::ops::Range<usize>,
+    first: usize,
+    mut visit: impl FnMut(usize) -> bool,
+) -> usize {
+    let mut i = first;
+    for _ in range.clone() {
+        if !visit(i) {
+            break;
+        }
+        i = if i + 1 == range.end {
+            range.start
+        } else {
+            i + 1
+        };
+    }
+    i
+}

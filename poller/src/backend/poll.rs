@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::fd_table::FdTable;
 use super::notify::Notifier;
+use super::scan_wrapping;
 use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{check_fd_open, cvt, wait_retrying};
 use crate::{Event, Events, Interest, Token, Waker};
@@ -164,10 +165,12 @@ impl Backend for Poll {
         if len <= 1 {
             return Ok(0);
         }
-        // Scan from the cursor, wrapping, until all `ready` entries are seen or `events` is full.
-        let mut i = self.cursor.clamp(1, len - 1);
-        let mut scanned = 0;
-        while ready > 0 && scanned < len - 1 && !events.is_full() {
+        // Scan from the cursor until all `ready` entries are seen or `events` is full.
+        let first = self.cursor.clamp(1, len - 1);
+        self.cursor = scan_wrapping(1..len, first, |i| {
+            if ready == 0 || events.is_full() {
+                return false;
+            }
             let pfd = &mut self.pollfds[i];
             let rev = pfd.revents;
             if rev != 0 {
@@ -189,10 +192,8 @@ impl Backend for Poll {
                     pfd.fd = !entry.fd;
                 }
             }
-            scanned += 1;
-            i = if i + 1 == len { 1 } else { i + 1 };
-        }
-        self.cursor = i;
+            true
+        });
         Ok(events.len())
     }
 

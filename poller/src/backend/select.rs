@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::fd_table::FdTable;
 use super::notify::Notifier;
+use super::scan_wrapping;
 use crate::api::{
     invalid_input, Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support,
 };
@@ -171,9 +172,11 @@ impl Backend for Select {
         }
         // `ready` counts set bits over the three sets, so an fd both readable and writable counts twice.
         let len = self.fds.len();
-        let mut k = if self.cursor < len { self.cursor } else { 0 };
-        let mut scanned = 0;
-        while ready > 0 && scanned < len && !events.is_full() {
+        let first = if self.cursor < len { self.cursor } else { 0 };
+        self.cursor = scan_wrapping(0..len, first, |k| {
+            if ready == 0 || events.is_full() {
+                return false;
+            }
             let fd = self.fds[k];
             let r = is_set(fd, &self.read_ready);
             let w = is_set(fd, &self.write_ready);
@@ -192,10 +195,8 @@ impl Backend for Select {
                     }
                 }
             }
-            scanned += 1;
-            k = if k + 1 == len { 0 } else { k + 1 };
-        }
-        self.cursor = k;
+            true
+        });
         Ok(events.len())
     }
 
