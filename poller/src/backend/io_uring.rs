@@ -49,6 +49,26 @@ impl Registration {
             in_flight: false,
         }
     }
+
+    /// The poll request of this registration of `fd`: multishot for edge mode.
+    fn poll(&self, fd: RawFd, data: u64) -> squeue::Entry {
+        poll_add(fd, poll_mask(self.interest), self.mode == Mode::Edge, data)
+    }
+
+    /// Ask the kernel again, unless a poll of this registration is still in flight.
+    fn rearm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        fd: RawFd,
+        data: u64,
+    ) -> io::Result<()> {
+        if self.in_flight {
+            return Ok(());
+        }
+        self.in_flight = true;
+        push(submitter, sq, &self.poll(fd, data))
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -144,13 +164,7 @@ impl IoUring {
         let slot = &mut self.slots[fd as usize];
         let reg = slot.reg.as_mut().expect("arm is called on registered fds");
         reg.in_flight = true;
-        let multishot = reg.mode == Mode::Edge;
-        let entry = poll_add(
-            fd,
-            poll_mask(reg.interest),
-            multishot,
-            user_data(fd, slot.generation),
-        );
+        let entry = reg.poll(fd, user_data(fd, slot.generation));
         self.queue(entry)
     }
 
@@ -251,10 +265,8 @@ impl IoUring {
             let res = cqe.result();
             if res == -libc::ECANCELED {
                 // The kernel ended the poll by itself (not us: ours carry an old generation).
-                if !reg.mode.is_oneshot() && !reg.in_flight {
-                    reg.in_flight = true;
-                    let entry = poll_add(fd, poll_mask(reg.interest), reg.mode == Mode::Edge, data);
-                    push(&submitter, &mut sq, &entry)?;
+                if !reg.mode.is_oneshot() {
+                    reg.rearm(&submitter, &mut sq, fd, data)?;
                 }
                 continue;
             }
@@ -277,19 +289,13 @@ impl IoUring {
                 // Only the wake-up's key said so (see `priority_pending`): nothing to report. Ask
                 // again, in every mode, as if the poll had not fired; the new poll's first check
                 // is a real one, so this does not spin.
-                if !reg.in_flight {
-                    reg.in_flight = true;
-                    let entry = poll_add(fd, poll_mask(reg.interest), reg.mode == Mode::Edge, data);
-                    push(&submitter, &mut sq, &entry)?;
-                }
+                reg.rearm(&submitter, &mut sq, fd, data)?;
                 continue;
             }
             events.push(event);
-            if !reg.in_flight && !reg.mode.is_oneshot() {
+            if !reg.mode.is_oneshot() {
                 // Level: ask again (reports again while still ready). Edge: the multishot ended.
-                reg.in_flight = true;
-                let entry = poll_add(fd, poll_mask(reg.interest), reg.mode == Mode::Edge, data);
-                push(&submitter, &mut sq, &entry)?;
+                reg.rearm(&submitter, &mut sq, fd, data)?;
             }
         }
         Ok(woken)
