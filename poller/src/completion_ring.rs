@@ -370,6 +370,56 @@ struct Buffers {
 }
 
 impl Buffers {
+    /// `count` buffers of `size` bytes (both at least 1) and their ring, all written once.
+    fn allocate(count: u16, size: u32) -> io::Result<Buffers> {
+        let (ring_layout, data_layout) = buffer_layouts(count, size)?;
+        // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1).
+        let (ring_entries, data) = unsafe { (alloc_zeroed(ring_layout), alloc(data_layout)) };
+        if ring_entries.is_null() || data.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        // Written once here, so every page of the buffers is resident from the start: the ring's
+        // memory is what it will stay (not growing as receives first touch pages), and no
+        // first-touch page fault lands on the echo path. (This is what a big ring costs at
+        // start-up: the caller sizes it.)
+        // SAFETY: `data` is a fresh allocation of `data_layout.size()` bytes.
+        unsafe { std::ptr::write_bytes(data, 0, data_layout.size()) };
+        Ok(Buffers {
+            entries: ring_entries.cast(),
+            entries_layout: ring_layout,
+            data,
+            data_layout,
+            count,
+            size,
+            tail: 0,
+        })
+    }
+
+    /// A receive's completion, from its result and flags; a buffer that came back with nothing in
+    /// it goes straight back to the ring.
+    fn received(&mut self, ring: u32, token: u64, res: i32, flags: u32, more: bool) -> Completion {
+        match (res, cqueue::buffer_select(flags)) {
+            (n, Some(id)) if n > 0 => Completion::Received {
+                token,
+                buf: RecvBuf {
+                    ring,
+                    id,
+                    len: n as u32,
+                },
+                more,
+            },
+            (0, buffer) => {
+                if let Some(b) = buffer {
+                    self.push(b);
+                    self.publish();
+                }
+                Completion::Eof { token }
+            }
+            (n, _) if n == -libc::ENOBUFS => Completion::NoBuffers { token },
+            (n, _) => Completion::RecvFailed { token, errno: -n },
+        }
+    }
+
     fn ptr(&self, buffer: u16) -> *mut u8 {
         debug_assert!(buffer < self.count);
         // SAFETY: buffer < count, so the offset is inside `data`.
@@ -412,18 +462,7 @@ impl CompletionRing {
         }
         require_kernel(6, 0, "multishot receive with provided buffer rings")?;
         let (ring, features) = build_ring(config.entries)?;
-        let (ring_layout, data_layout) = buffer_layouts(config.buffers, config.buffer_size)?;
-        // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1).
-        let (ring_entries, data) = unsafe { (alloc_zeroed(ring_layout), alloc(data_layout)) };
-        if ring_entries.is_null() || data.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        // Written once here, so every page of the buffers is resident from the start: the ring's
-        // memory is what it will stay (not growing as receives first touch pages), and no
-        // first-touch page fault lands on the echo path. (This is what a big ring costs at
-        // start-up: the caller sizes it.)
-        // SAFETY: `data` is a fresh allocation of `data_layout.size()` bytes.
-        unsafe { std::ptr::write_bytes(data, 0, data_layout.size()) };
+        let bufs = Buffers::allocate(config.buffers, config.buffer_size)?;
         // SAFETY: plain eventfd creation; the descriptor is checked and then owned.
         let wake_fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if wake_fd < 0 {
@@ -436,15 +475,7 @@ impl CompletionRing {
             id: NEXT_RING_ID.fetch_add(1, Ordering::Relaxed),
             features,
             stats: RingStats::default(),
-            bufs: Buffers {
-                entries: ring_entries.cast(),
-                entries_layout: ring_layout,
-                data,
-                data_layout,
-                count: config.buffers,
-                size: config.buffer_size,
-                tail: 0,
-            },
+            bufs,
             in_flight: 0,
             completions: VecDeque::with_capacity(4 * config.entries as usize),
             sends: vec![SendInFlight::default(); usize::from(config.buffers)],
@@ -812,33 +843,7 @@ impl CompletionRing {
                     },
                     more,
                 },
-                OP_RECV => match (res, cqueue::buffer_select(flags)) {
-                    (n, Some(id)) if n > 0 => {
-                        buffers += 1;
-                        Completion::Received {
-                            token,
-                            buf: RecvBuf {
-                                ring: self.id,
-                                id,
-                                len: n as u32,
-                            },
-                            more,
-                        }
-                    }
-                    (0, buffer) => {
-                        if let Some(b) = buffer {
-                            // A buffer with nothing in it: straight back to the ring.
-                            self.bufs.push(b);
-                            self.bufs.publish();
-                        }
-                        Completion::Eof { token }
-                    }
-                    (n, _) if n == -libc::ENOBUFS => {
-                        enobufs += 1;
-                        Completion::NoBuffers { token }
-                    }
-                    (n, _) => Completion::RecvFailed { token, errno: -n },
-                },
+                OP_RECV => self.bufs.received(self.id, token, res, flags, more),
                 OP_SEND => {
                     // The token of a send is its buffer's id.
                     let id = token as u16;
@@ -862,6 +867,11 @@ impl CompletionRing {
                 // A cancel's or a fixed file's close: the target reports its own end.
                 _ => continue,
             };
+            match completion {
+                Completion::Received { .. } => buffers += 1,
+                Completion::NoBuffers { .. } => enobufs += 1,
+                _ => {}
+            }
             self.completions.push_back(completion);
         }
         if wake_rearm && !self.closing {
