@@ -25,6 +25,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use poller::completion_ring::Completion;
+
 use crate::listener::ConnLimit;
 use crate::stats::Counts;
 
@@ -70,37 +72,6 @@ pub trait Ring {
     fn close(&mut self, socket: Self::Sock) -> io::Result<()>;
     /// Buffers received and not yet recycled.
     fn buffers_in_use(&self) -> u32;
-}
-
-/// A completion, as the echo sees it.
-#[derive(Debug)]
-pub enum Event<B, S> {
-    Accept {
-        result: Result<S, i32>,
-        more: bool,
-    },
-    Received {
-        token: u64,
-        buf: B,
-        more: bool,
-    },
-    Eof {
-        token: u64,
-    },
-    NoBuffers {
-        token: u64,
-    },
-    RecvFailed {
-        token: u64,
-        errno: i32,
-    },
-    Sent {
-        token: u64,
-        buf: B,
-        offset: u32,
-        len: u32,
-        result: Result<u32, i32>,
-    },
 }
 
 /// Where the multishot accept is.
@@ -211,17 +182,18 @@ impl<R: Ring> Echo<R> {
     pub fn complete(
         &mut self,
         ring: &mut R,
-        event: Event<R::Buf, R::Sock>,
+        event: Completion<R::Buf, R::Sock>,
         now: Instant,
     ) -> io::Result<()> {
         match event {
-            Event::Accept { result, more } => self.accept_done(ring, result, more, now),
-            Event::Received {
+            // The loop's one accept is on its listener: the token tells nothing more.
+            Completion::Accept { result, more, .. } => self.accept_done(ring, result, more, now),
+            Completion::Received {
                 token: t,
                 buf,
                 more,
             } => self.received(ring, t, buf, more),
-            Event::NoBuffers { token: t } => {
+            Completion::NoBuffers { token: t } => {
                 let Some(conn) = self.conn_mut(t) else {
                     return Ok(());
                 };
@@ -237,7 +209,7 @@ impl<R: Ring> Echo<R> {
                     Ok(())
                 }
             }
-            Event::Eof { token: t } => {
+            Completion::Eof { token: t } => {
                 if let Some(conn) = self.conn_mut(t) {
                     conn.receiving = false;
                     conn.ending = true;
@@ -245,7 +217,7 @@ impl<R: Ring> Echo<R> {
                 }
                 Ok(())
             }
-            Event::RecvFailed { token: t, errno } => {
+            Completion::RecvFailed { token: t, errno } => {
                 let Some(conn) = self.conn_mut(t) else {
                     return Ok(());
                 };
@@ -258,7 +230,7 @@ impl<R: Ring> Echo<R> {
                 }
                 self.close_if_done(ring, t, now)
             }
-            Event::Sent {
+            Completion::Sent {
                 token: t,
                 buf,
                 offset,
@@ -621,11 +593,11 @@ mod tests {
         }
 
         /// Play one completion and what the loop does after a wait; the calls it made.
-        fn play(&mut self, event: Event<Buf, u32>) -> Vec<Call> {
-            if let Event::Accept { more: false, .. } = event {
+        fn play(&mut self, event: Completion<Buf, u32>) -> Vec<Call> {
+            if let Completion::Accept { more: false, .. } = event {
                 self.ring.accepts_in_flight -= 1;
             }
-            if let Event::Received { .. } = event {
+            if let Completion::Received { .. } = event {
                 self.ring.in_use += 1;
             }
             self.echo.complete(&mut self.ring, event, self.now).unwrap();
@@ -640,7 +612,8 @@ mod tests {
 
         /// Accept connection `socket`; its token.
         fn connect(&mut self, socket: u32) -> u64 {
-            let calls = self.play(Event::Accept {
+            let calls = self.play(Completion::Accept {
+                token: 0,
                 result: Ok(socket),
                 more: true,
             });
@@ -651,7 +624,7 @@ mod tests {
         }
 
         fn received(&mut self, token: u64, id: u32, len: u32, more: bool) -> Vec<Call> {
-            self.play(Event::Received {
+            self.play(Completion::Received {
                 token,
                 buf: Buf { id, len },
                 more,
@@ -659,7 +632,7 @@ mod tests {
         }
 
         fn sent(&mut self, token: u64, id: u32, len: u32, result: Result<u32, i32>) -> Vec<Call> {
-            self.play(Event::Sent {
+            self.play(Completion::Sent {
                 token,
                 buf: Buf { id, len },
                 offset: 0,
@@ -692,7 +665,7 @@ mod tests {
         );
         assert_eq!(run.sent(t, 0, 70_000, Ok(70_000)), [Call::Recycle(0)]);
         assert_eq!(
-            run.play(Event::RecvFailed {
+            run.play(Completion::RecvFailed {
                 token: t,
                 errno: libc::ECANCELED
             }),
@@ -702,7 +675,7 @@ mod tests {
         // And in the other order: the cancel ends first, the send after.
         assert_eq!(run.received(t, 1, 70_000, true).len(), 2);
         assert_eq!(
-            run.play(Event::RecvFailed {
+            run.play(Completion::RecvFailed {
                 token: t,
                 errno: libc::ECANCELED
             }),
@@ -730,7 +703,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            run.play(Event::Sent {
+            run.play(Completion::Sent {
                 token: t,
                 buf: Buf { id: 0, len: 100 },
                 offset: 60,
@@ -753,7 +726,10 @@ mod tests {
             run.sent(t, 0, 100, Err(libc::ECONNRESET)),
             [Call::Recycle(0), Call::CancelRecv(t)]
         );
-        assert_eq!(run.play(Event::NoBuffers { token: t }), [Call::Close(3)]);
+        assert_eq!(
+            run.play(Completion::NoBuffers { token: t }),
+            [Call::Close(3)]
+        );
         assert_eq!(run.open(), 0);
         assert!(run.limit.try_acquire(), "its --max-conns unit came back");
     }
@@ -765,7 +741,7 @@ mod tests {
         let mut run = Run::new(10);
         let t = run.connect(3);
         run.ring.in_use = 16; // every buffer out
-        assert_eq!(run.play(Event::NoBuffers { token: t }), []);
+        assert_eq!(run.play(Completion::NoBuffers { token: t }), []);
         assert_eq!(run.after_wait(), [], "no buffer back yet");
         run.ring.in_use = 15;
         assert_eq!(run.after_wait(), [Call::Recv(3, t)]);
@@ -782,7 +758,7 @@ mod tests {
         run.echo.conns[0].as_mut().unwrap().generation = GENERATION_MASK;
         let old = token(0, GENERATION_MASK);
         assert_ne!(old, first);
-        assert_eq!(run.play(Event::Eof { token: old }), [Call::Close(3)]);
+        assert_eq!(run.play(Completion::Eof { token: old }), [Call::Close(3)]);
         let new = run.connect(4);
         assert_eq!(new, token(0, 0), "the generation wrapped to 0");
         assert_eq!(
@@ -808,7 +784,8 @@ mod tests {
         let mut run = Run::new(1);
         let first = run.connect(3);
         assert_eq!(
-            run.play(Event::Accept {
+            run.play(Completion::Accept {
+                token: 0,
                 result: Ok(4),
                 more: true
             }),
@@ -817,12 +794,13 @@ mod tests {
         );
         assert_eq!(run.echo.timeout(run.now), Some(TICK), "looks for slots");
         assert_eq!(
-            run.play(Event::Eof { token: first }),
+            run.play(Completion::Eof { token: first }),
             [Call::Close(3), Call::Recv(4, token(0, 1))],
             "the held connection takes the slot; the accept is not armed while cancelling"
         );
         assert_eq!(
-            run.play(Event::Accept {
+            run.play(Completion::Accept {
+                token: 0,
                 result: Err(libc::ECANCELED),
                 more: false
             }),
@@ -840,7 +818,8 @@ mod tests {
     fn an_accept_ended_by_an_error_pauses() {
         let mut run = Run::new(1);
         assert_eq!(
-            run.play(Event::Accept {
+            run.play(Completion::Accept {
+                token: 0,
                 result: Err(libc::EMFILE),
                 more: false
             }),
@@ -861,7 +840,7 @@ mod tests {
         let t = run.connect(3);
         run.received(t, 0, 10, true);
         assert_eq!(
-            run.play(Event::RecvFailed {
+            run.play(Completion::RecvFailed {
                 token: t,
                 errno: libc::ECONNRESET
             }),

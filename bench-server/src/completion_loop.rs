@@ -18,13 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use poller::completion_ring::{Completion, CompletionRing, RecvBuf, RingConfig, RingWaker, Socket};
+use poller::completion_ring::{CompletionRing, RecvBuf, RingConfig, RingWaker, Socket};
 
 use crate::cli::{fixed_table, Config, RingOptions};
 use crate::completion_batch::Batching;
-use crate::completion_echo::{Echo, Event, Ring};
+use crate::completion_echo::{Echo, Ring};
 use crate::listener::{bind, ConnLimit};
-use crate::running::{announce, pin_plan, spawn_loops, Ready, Running};
+use crate::running::{announce, pin_plan, spawn_loops, LoopWaker, Ready, Running};
 use crate::stats::SharedCounters;
 
 /// The listener's token (connections' tokens start at 1).
@@ -116,22 +116,14 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
             }
         })
         .collect();
-    let (wakers, threads) = spawn_loops(starts, &cores, &shutdown, |w: &RingWaker| {
-        let _ = w.wake();
-    })?;
-    Ok(Running {
-        addr,
-        counters,
-        cores,
-        shutdown,
-        threads,
-        // After the shutdown flag is set: every loop's wait returns and sees it.
-        wake: Box::new(move || {
-            for w in &wakers {
-                let _ = w.wake();
-            }
-        }),
-    })
+    let loops = spawn_loops(starts, cores, shutdown.clone())?;
+    Ok(Running::of_loops(addr, counters, loops, || {}))
+}
+
+impl LoopWaker for RingWaker {
+    fn wake_loop(&self) {
+        let _ = self.wake();
+    }
 }
 
 struct LoopSpec {
@@ -185,30 +177,6 @@ impl Ring for ListenerRing {
     }
     fn buffers_in_use(&self) -> u32 {
         self.ring.stats().buffers_in_use
-    }
-}
-
-/// A ring's completion, as the echo takes it (the listener's is the only accept).
-fn event(completion: Completion) -> Event<RecvBuf, Socket> {
-    match completion {
-        Completion::Accept { result, more, .. } => Event::Accept { result, more },
-        Completion::Received { token, buf, more } => Event::Received { token, buf, more },
-        Completion::Eof { token } => Event::Eof { token },
-        Completion::NoBuffers { token } => Event::NoBuffers { token },
-        Completion::RecvFailed { token, errno } => Event::RecvFailed { token, errno },
-        Completion::Sent {
-            token,
-            buf,
-            offset,
-            len,
-            result,
-        } => Event::Sent {
-            token,
-            buf,
-            offset,
-            len,
-            result,
-        },
     }
 }
 
@@ -269,7 +237,7 @@ impl CompletionLoop {
                 c.empty_wakeups += 1;
             }
             while let Some(completion) = self.ring.ring.next_completion() {
-                self.echo.complete(&mut self.ring, event(completion), now)?;
+                self.echo.complete(&mut self.ring, completion, now)?;
             }
             self.echo.after_wait(&mut self.ring, now)?;
             self.publish();

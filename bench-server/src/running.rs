@@ -30,6 +30,35 @@ pub struct Running {
 }
 
 impl Running {
+    /// A server of loop threads: stopping wakes each loop with its waker, then runs `also`
+    /// (what else waits and must be woken: a thread blocked in accept).
+    pub fn of_loops<W: LoopWaker>(
+        addr: SocketAddr,
+        counters: Vec<Arc<SharedCounters>>,
+        loops: Loops<W>,
+        also: impl FnOnce() + Send + 'static,
+    ) -> Running {
+        let Loops {
+            cores,
+            shutdown,
+            wakers,
+            threads,
+        } = loops;
+        Running {
+            addr,
+            counters,
+            cores,
+            shutdown,
+            threads,
+            wake: Box::new(move || {
+                for w in &wakers {
+                    w.wake_loop();
+                }
+                also();
+            }),
+        }
+    }
+
     /// A thread ended before shutdown: the server cannot go on.
     pub fn failed(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
@@ -63,6 +92,13 @@ pub fn pin_plan(threads: usize, pin: bool) -> Vec<Option<usize>> {
     (0..threads).map(|i| cores.get(i).copied()).collect()
 }
 
+/// What wakes a loop blocked in its wait: its poller's waker, or its ring's.
+pub trait LoopWaker: Send + 'static {
+    /// Wake the loop. A failed wake is not reported: it is only ever asked for on the way to
+    /// stopping, which goes on either way.
+    fn wake_loop(&self);
+}
+
 /// Where loop `i` says it is ready to serve, with what wakes it (`W`), or why it cannot start.
 pub type Ready<W> = Sender<(usize, io::Result<W>)>;
 
@@ -80,19 +116,29 @@ pub fn announce<L, W>(id: usize, ready: &Ready<W>, built: io::Result<(L, W)>) ->
     }
 }
 
+/// The loop threads [`spawn_loops`] started, and what stops them.
+pub struct Loops<W> {
+    /// The core each loop is pinned to.
+    pub cores: Vec<Option<usize>>,
+    /// Set on stop; every loop checks it when woken.
+    pub shutdown: Arc<AtomicBool>,
+    /// What wakes each loop, in loop order.
+    pub wakers: Vec<W>,
+    /// The threads, in loop order (a server may add its own: an acceptor).
+    pub threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
 /// Start a thread per loop (`loop-i`, pinned to `cores[i]` if any) running `starts[i](i, ready)`,
-/// which builds the loop, [`announce`]s it and runs it. Returns once every loop is ready: what
-/// wakes each, in loop order (they become ready in any order), and the threads. If one cannot
-/// start, those that did are stopped (`shutdown` set, then `wake` on each) and its error returned.
-#[allow(clippy::type_complexity)] // the wakers and the threads, as `Running` takes them
+/// which builds the loop, [`announce`]s it and runs it. Returns once every loop is ready (they
+/// become ready in any order). If one cannot
+/// start, those that did are stopped (`shutdown` set, then each woken) and its error returned.
 pub fn spawn_loops<W, S>(
     starts: Vec<S>,
-    cores: &[Option<usize>],
-    shutdown: &AtomicBool,
-    wake: impl Fn(&W),
-) -> io::Result<(Vec<W>, Vec<JoinHandle<io::Result<()>>>)>
+    cores: Vec<Option<usize>>,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<Loops<W>>
 where
-    W: Send + 'static,
+    W: LoopWaker,
     S: FnOnce(usize, Ready<W>) -> io::Result<()> + Send + 'static,
 {
     let n = starts.len();
@@ -124,7 +170,7 @@ where
         };
         shutdown.store(true, Ordering::Release);
         for w in wakers.iter().flatten() {
-            wake(w);
+            w.wake_loop();
         }
         return Err(failure);
     }
@@ -132,5 +178,10 @@ where
         .into_iter()
         .map(|w| w.expect("every loop reported"))
         .collect();
-    Ok((wakers, threads))
+    Ok(Loops {
+        cores,
+        shutdown,
+        wakers,
+        threads,
+    })
 }

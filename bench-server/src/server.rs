@@ -12,7 +12,7 @@ use poller::{BackendKind, Waker};
 use crate::cli::{AcceptStrategy, Config};
 use crate::event_loop::{Handoff, Intake, LoopSpec};
 use crate::listener::{bind, ConnLimit};
-use crate::running::{pin_plan, spawn_loops, Running};
+use crate::running::{pin_plan, spawn_loops, LoopWaker, Running};
 use crate::stats::SharedCounters;
 
 /// Wake a thread blocked in `accept` on `addr` by connecting to it (it checks the flag first).
@@ -76,15 +76,13 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
             }
         })
         .collect();
-    let (wakers, mut threads) = spawn_loops(starts, &cores, &shutdown, |w: &Waker| {
-        let _ = w.wake();
-    })?;
+    let mut loops = spawn_loops(starts, cores, shutdown.clone())?;
 
     let acceptor = match acceptor {
         Some(acceptor) => {
-            threads.push(spawn_acceptor(
+            loops.threads.push(spawn_acceptor(
                 acceptor,
-                wakers.clone(),
+                loops.wakers.clone(),
                 limit.clone(),
                 shutdown.clone(),
             )?);
@@ -92,22 +90,19 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
         }
         None => false,
     };
-    Ok(Running {
-        addr,
-        counters,
-        cores,
-        shutdown,
-        threads,
-        // The loops wait on their wakers; the acceptor in accept(), until a connection comes.
-        wake: Box::new(move || {
-            for w in &wakers {
-                let _ = w.wake();
-            }
-            if acceptor {
-                poke(addr);
-            }
-        }),
-    })
+    // The loops wait on their wakers; the acceptor in accept(), until a connection comes.
+    let poke_acceptor = move || {
+        if acceptor {
+            poke(addr);
+        }
+    };
+    Ok(Running::of_loops(addr, counters, loops, poke_acceptor))
+}
+
+impl LoopWaker for Waker {
+    fn wake_loop(&self) {
+        let _ = self.wake();
+    }
 }
 
 /// How connections reach the loops: one intake per loop, the address they listen on (port 0

@@ -7,8 +7,8 @@
 //! a plain number: the document's call counts and listener wake-ups are `Option`s (`null` where
 //! they are not counted: the tokio baseline's calls; the listener wake-ups of the baselines and of
 //! the `acceptor` strategy's loops), and which threads count them is said once, by
-//! [`SharedCounters::new`]. A new counter goes in [`Counts`], [`FIELDS`], [`to_array`],
-//! [`from_array`], [`Counts::counters`] and the test that checks each reaches its own field.
+//! [`SharedCounters::new`]. The counters are listed once, by
+//! [`pollbench_schema::server_counters!`], from which [`Counts`] and its conversions are made here.
 //!
 //! The periodic summary also keeps each thread's `accepted` at every line, for the document's
 //! `accept_intervals` (see [`Intervals`]).
@@ -18,117 +18,79 @@ use std::time::Duration;
 
 use pollbench_schema::server::Counters;
 
-/// A thread's counts, as plain numbers (a loop's own copy, or a snapshot): the fields of the
-/// stats document's [`Counters`], documented there.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub accepted: u64,
-    pub closed: u64,
-    pub rejected: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub reads: u64,
-    pub writes: u64,
-    pub waits: u64,
-    pub events: u64,
-    pub empty_wakeups: u64,
-    pub accept_pauses: u64,
-    pub syscalls: u64,
-    pub registrations: u64,
-    pub would_block: u64,
-    pub listener_wakeups: u64,
-    pub listener_wakeups_empty: u64,
-    pub ring_submissions: u64,
-    pub ring_enobufs: u64,
-    pub ring_buffers_in_use: u64,
+/// Makes [`Counts`], [`FIELDS`], [`to_array`], [`from_array`] and [`Counts::counters`] from the
+/// list of the document's counters.
+macro_rules! counts {
+    ($($(#[$attr:meta])* $name:ident: $ty:ty = $counted:ident,)*) => {
+        /// A thread's counts, as plain numbers (a loop's own copy, or a snapshot): the fields of
+        /// the stats document's [`Counters`], documented there.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Counts {
+            $(pub $name: u64,)*
+        }
+
+        impl Counts {
+            /// The document's counters; the call counts only if `calls`, the listener wake-ups
+            /// only if `listener`, the ring's counts only if `ring` (else `null`).
+            pub fn counters(&self, calls: bool, listener: bool, ring: bool) -> Counters {
+                let counted = Counted {
+                    always: true,
+                    calls,
+                    listener,
+                    ring,
+                };
+                Counters {
+                    $($name: Document::of(self.$name, counted.$counted),)*
+                }
+            }
+        }
+
+        /// How many counters there are.
+        const FIELDS: usize = [$(stringify!($name)),*].len();
+
+        fn to_array(c: Counts) -> [u64; FIELDS] {
+            [$(c.$name),*]
+        }
+
+        fn from_array(a: [u64; FIELDS]) -> Counts {
+            let [$($name),*] = a;
+            Counts { $($name),* }
+        }
+    };
+}
+
+pollbench_schema::server_counters!(counts);
+
+/// Which groups of counters a thread counts (named as in the list of counters).
+#[derive(Clone, Copy)]
+struct Counted {
+    always: bool,
+    calls: bool,
+    listener: bool,
+    ring: bool,
+}
+
+/// A count as the document's field: a number, or `null` where the thread does not count it.
+trait Document {
+    fn of(count: u64, counted: bool) -> Self;
+}
+
+impl Document for u64 {
+    fn of(count: u64, _counted: bool) -> u64 {
+        count
+    }
+}
+
+impl Document for Option<u64> {
+    fn of(count: u64, counted: bool) -> Option<u64> {
+        counted.then_some(count)
+    }
 }
 
 impl Counts {
     /// Open connections: accepted minus closed and rejected.
     pub fn active(&self) -> u64 {
         self.accepted.saturating_sub(self.closed + self.rejected)
-    }
-
-    /// The document's counters; the call counts only if `calls`, the listener wake-ups only if
-    /// `listener`, the ring's counts only if `ring` (else `null`).
-    pub fn counters(&self, calls: bool, listener: bool, ring: bool) -> Counters {
-        let call = |n: u64| calls.then_some(n);
-        let wakeups = |n: u64| listener.then_some(n);
-        let ring = |n: u64| ring.then_some(n);
-        Counters {
-            accepted: self.accepted,
-            closed: self.closed,
-            rejected: self.rejected,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            reads: self.reads,
-            writes: self.writes,
-            waits: self.waits,
-            events: self.events,
-            empty_wakeups: self.empty_wakeups,
-            accept_pauses: self.accept_pauses,
-            syscalls: call(self.syscalls),
-            registrations: call(self.registrations),
-            would_block: call(self.would_block),
-            listener_wakeups: wakeups(self.listener_wakeups),
-            listener_wakeups_empty: wakeups(self.listener_wakeups_empty),
-            ring_submissions: ring(self.ring_submissions),
-            ring_enobufs: ring(self.ring_enobufs),
-            ring_buffers_in_use: ring(self.ring_buffers_in_use),
-        }
-    }
-}
-
-/// How many counters there are: [`to_array`] and [`from_array`] name each once.
-const FIELDS: usize = 19;
-
-fn to_array(c: Counts) -> [u64; FIELDS] {
-    [
-        c.accepted,
-        c.closed,
-        c.rejected,
-        c.bytes_in,
-        c.bytes_out,
-        c.reads,
-        c.writes,
-        c.waits,
-        c.events,
-        c.empty_wakeups,
-        c.accept_pauses,
-        c.syscalls,
-        c.registrations,
-        c.would_block,
-        c.listener_wakeups,
-        c.listener_wakeups_empty,
-        c.ring_submissions,
-        c.ring_enobufs,
-        c.ring_buffers_in_use,
-    ]
-}
-
-fn from_array(a: [u64; FIELDS]) -> Counts {
-    let [accepted, closed, rejected, bytes_in, bytes_out, reads, writes, waits, events, empty_wakeups, accept_pauses, syscalls, registrations, would_block, listener_wakeups, listener_wakeups_empty, ring_submissions, ring_enobufs, ring_buffers_in_use] =
-        a;
-    Counts {
-        accepted,
-        closed,
-        rejected,
-        bytes_in,
-        bytes_out,
-        reads,
-        writes,
-        waits,
-        events,
-        empty_wakeups,
-        accept_pauses,
-        syscalls,
-        registrations,
-        would_block,
-        listener_wakeups,
-        listener_wakeups_empty,
-        ring_submissions,
-        ring_enobufs,
-        ring_buffers_in_use,
     }
 }
 

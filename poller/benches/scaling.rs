@@ -182,27 +182,24 @@ impl WithBackend for Registration<'_> {
         };
         let extra = Source::new().expect("one more source");
         let mut events = Events::with_capacity(64);
+        let register_extra = |p: &mut B| {
+            p.register(
+                extra.fd(),
+                Token(usize::MAX - 1),
+                Interest::READABLE,
+                Mode::Level,
+            )
+            .unwrap()
+        };
         let mut group = self.c.benchmark_group("register_deregister");
         group.bench_function(B::KIND.name(), |bench| {
             bench.iter(|| {
-                p.register(
-                    extra.fd(),
-                    Token(usize::MAX - 1),
-                    Interest::READABLE,
-                    Mode::Level,
-                )
-                .unwrap();
+                register_extra(&mut p);
                 p.deregister(extra.fd()).unwrap();
             })
         });
         group.finish();
-        p.register(
-            extra.fd(),
-            Token(usize::MAX - 1),
-            Interest::READABLE,
-            Mode::Level,
-        )
-        .unwrap();
+        register_extra(&mut p);
         let mut group = self.c.benchmark_group("modify");
         let mut k = 0usize;
         group.bench_function(B::KIND.name(), |bench| {

@@ -14,7 +14,11 @@ use crate::waker::Waker;
 /// Every backend has the same semantics (see the crate docs); hot loops are written once, generic over
 /// `B: Backend`, and monomorphized per backend. A backend is used from one thread; its [`Waker`] may
 /// be used from any thread.
-pub trait Backend: Sized + Send {
+///
+/// The checks and errors of registration are made here, once, before a backend touches the kernel,
+/// so that every backend refuses the same requests with the same errors; the backends implement
+/// only the mechanism (a sealed trait: the backends are this crate's own).
+pub trait Backend: Sized + Send + Mechanism {
     /// Which mechanism this is.
     const KIND: BackendKind;
 
@@ -33,7 +37,9 @@ pub trait Backend: Sized + Send {
         token: Token,
         interest: Interest,
         mode: Mode,
-    ) -> io::Result<()>;
+    ) -> io::Result<()> {
+        self.add(Request::checked(self, fd, token, interest, mode, false)?)
+    }
 
     /// Like [`register`](Backend::register), but when several pollers watch the same descriptor
     /// (a shared listening socket), a readiness change wakes only one of them (`EPOLLEXCLUSIVE`).
@@ -45,21 +51,35 @@ pub trait Backend: Sized + Send {
         interest: Interest,
         mode: Mode,
     ) -> io::Result<()> {
-        let _ = (fd, token, interest, mode);
-        Err(unsupported(
-            Self::KIND,
-            "exclusive wake-ups (EPOLLEXCLUSIVE)",
-        ))
+        if !self.capabilities().exclusive.is_supported() {
+            return Err(unsupported(
+                Self::KIND,
+                "exclusive wake-ups (EPOLLEXCLUSIVE)",
+            ));
+        }
+        self.add_exclusive(Request::checked(self, fd, token, interest, mode, false)?)
     }
 
     /// Change the token, interest or mode of a registered fd, and re-arm a oneshot registration.
     /// An fd that is not registered is `NotFound`.
-    fn modify(&mut self, fd: RawFd, token: Token, interest: Interest, mode: Mode)
-        -> io::Result<()>;
+    fn modify(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        self.update(Request::checked(self, fd, token, interest, mode, true)?)
+    }
 
     /// Stop watching `fd`; no event for it is reported afterwards. Call it before closing the fd.
     /// An fd that is not registered is `NotFound`.
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        if fd < 0 || self.is_registered(fd) == Some(false) {
+            return Err(not_found(Self::KIND, fd));
+        }
+        self.remove(RegisteredFd(fd))
+    }
 
     /// Wait for readiness and fill `events` (cleared first) with at most `events.capacity()` events.
     ///
@@ -71,6 +91,73 @@ pub trait Backend: Sized + Send {
     /// A handle that interrupts a blocked [`wait`](Backend::wait) from any thread.
     fn waker(&self) -> Waker;
 }
+
+/// What a backend implements of registration: the kernel side only. [`Backend`]'s methods call
+/// these after their checks, so the arguments say what was checked: a [`Request`] passed
+/// `check_request`, and the fd is not registered (`add`) or is registered (`update`, `remove`)
+/// wherever `is_registered` knows.
+pub trait Mechanism {
+    /// Whether `fd` is registered, where the backend keeps the registrations; `None` where the
+    /// kernel keeps them and itself refuses a second registration or an unknown fd (epoll).
+    fn is_registered(&self, fd: RawFd) -> Option<bool>;
+
+    /// Start watching `request.fd`.
+    fn add(&mut self, request: Request) -> io::Result<()>;
+
+    /// Start watching `request.fd` with exclusive wake-ups; called only where the capabilities say
+    /// `exclusive` is supported.
+    fn add_exclusive(&mut self, request: Request) -> io::Result<()> {
+        let _ = request;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Replace the token, interest and mode of `request.fd`, re-arming it.
+    fn update(&mut self, request: Request) -> io::Result<()>;
+
+    /// Stop watching the fd.
+    fn remove(&mut self, fd: RegisteredFd) -> io::Result<()>;
+}
+
+/// A register or modify request that passed the checks every backend shares: only
+/// [`Request::checked`] makes one, so no mechanism sees an fd, token or mode its backend refuses
+/// (a negative fd, or one at or above select's `FD_SETSIZE`).
+#[derive(Clone, Copy)]
+pub struct Request {
+    pub(crate) fd: RawFd,
+    pub(crate) token: Token,
+    pub(crate) interest: Interest,
+    pub(crate) mode: Mode,
+}
+
+impl Request {
+    /// The request, if `backend` takes it: the shared checks, then `fd` must be `registered`
+    /// already (modify) or not (register), where the backend keeps the registrations.
+    fn checked<B: Backend>(
+        backend: &B,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        mode: Mode,
+        registered: bool,
+    ) -> io::Result<Request> {
+        check_request(B::KIND, &backend.capabilities(), fd, token, interest, mode)?;
+        match backend.is_registered(fd) {
+            Some(true) if !registered => Err(already_exists(B::KIND, fd)),
+            Some(false) if registered => Err(not_found(B::KIND, fd)),
+            _ => Ok(Request {
+                fd,
+                token,
+                interest,
+                mode,
+            }),
+        }
+    }
+}
+
+/// An fd that `deregister` found registered (where the backend keeps the registrations) and not
+/// negative.
+#[derive(Clone, Copy)]
+pub struct RegisteredFd(pub(crate) RawFd);
 
 /// Whether a backend can do a thing, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,7 +349,7 @@ pub(crate) fn invalid_input(kind: BackendKind, what: String) -> io::Error {
 }
 
 /// The checks every backend makes before touching the kernel, so errors are the same everywhere.
-pub(crate) fn check_request(
+fn check_request(
     kind: BackendKind,
     caps: &Capabilities,
     fd: RawFd,

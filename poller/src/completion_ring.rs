@@ -61,14 +61,17 @@
 //! [`RingWaker`]. Nothing here allocates after [`CompletionRing::new`]: the buffers, the buffer
 //! ring and the completion list are made once.
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::alloc::Layout;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use std::time::Duration;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::AtomicU32;
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring};
+
+mod buffers;
+mod reap;
+mod setup;
 
 /// How big a ring to make.
 #[derive(Debug, Clone, Copy)]
@@ -184,15 +187,19 @@ pub struct RingStats {
 }
 
 /// One finished piece of work. `token` is always the caller's, from the request.
+///
+/// A ring's completions carry its [`RecvBuf`]s and [`Socket`]s (the defaults); the types are
+/// parameters so that code that handles completions can be driven, in its tests, by completions
+/// with stand-ins of its own.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Completion {
+pub enum Completion<Buf = RecvBuf, Sock = Socket> {
     /// A multishot accept's result.
     Accept {
         /// The request's token.
         token: u64,
         /// A new connection (now the caller's), or the errno (ENFILE: the fixed-file table is
         /// full).
-        result: Result<Socket, i32>,
+        result: Result<Sock, i32>,
         /// false: the request ended; re-arm it (after a pause if the errno was EMFILE).
         more: bool,
     },
@@ -202,7 +209,7 @@ pub enum Completion {
         /// The request's token.
         token: u64,
         /// The buffer and how much it holds.
-        buf: RecvBuf,
+        buf: Buf,
         /// false: the multishot receive ended; re-arm it to go on receiving.
         more: bool,
     },
@@ -228,7 +235,7 @@ pub enum Completion {
         /// The request's token.
         token: u64,
         /// The buffer sent from.
-        buf: RecvBuf,
+        buf: Buf,
         /// Where in it the send started.
         offset: u32,
         /// How many bytes it asked to send.
@@ -326,31 +333,6 @@ impl RingWaker {
     }
 }
 
-/// `struct io_uring_getevents_arg` (include/uapi/linux/io_uring.h): what an enter with
-/// `IORING_ENTER_EXT_ARG` waits with.
-#[repr(C)]
-struct GetEventsArg {
-    sigmask: u64,
-    sigmask_sz: u32,
-    /// `pad` before 6.12; only set where the kernel has `IORING_FEAT_MIN_TIMEOUT`.
-    min_wait_usec: u32,
-    ts: u64,
-}
-
-/// `struct io_uring_rsrc_update`, for registering the ring's own descriptor.
-#[repr(C)]
-struct RsrcUpdate {
-    offset: u32,
-    resv: u32,
-    data: u64,
-}
-
-const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
-const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
-const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
-const IORING_REGISTER_RING_FDS: u32 = 20;
-const IORING_UNREGISTER_RING_FDS: u32 = 21;
-
 /// The provided buffers and the ring the kernel takes them from (both ours, made once).
 struct Buffers {
     /// The buffer ring: `count` entries, page-aligned.
@@ -365,134 +347,7 @@ struct Buffers {
     tail: u16,
 }
 
-impl Buffers {
-    fn ptr(&self, buffer: u16) -> *mut u8 {
-        debug_assert!(buffer < self.count);
-        // SAFETY: buffer < count, so the offset is inside `data`.
-        unsafe { self.data.add(usize::from(buffer) * self.size as usize) }
-    }
-
-    /// Put buffer `id` in the ring's next slot (not visible to the kernel until published).
-    fn push(&mut self, id: u16) {
-        let slot = usize::from(self.tail & (self.count - 1));
-        // SAFETY: slot < count: inside the entries we allocated; the kernel reads only the slots
-        // before the published tail, and this one is after it.
-        let entry = unsafe { &mut *self.entries.add(slot) };
-        entry.set_addr(self.ptr(id) as u64);
-        entry.set_len(self.size);
-        entry.set_bid(id);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Let the kernel see every buffer pushed so far.
-    fn publish(&self) {
-        // SAFETY: the tail field lives in the first entry of our buffer ring, which is allocated
-        // and aligned; the kernel reads it concurrently, hence the atomic release store (the
-        // entries written before become visible first).
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
-        }
-    }
-}
-
 impl CompletionRing {
-    /// Set up a ring, its buffer ring and its buffers. A kernel without what this needs gives an
-    /// `Unsupported` error naming the feature and the Linux version that has it.
-    pub fn new(config: &RingConfig) -> io::Result<CompletionRing> {
-        if !config.buffers.is_power_of_two() || config.buffers > 32768 || config.buffer_size == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "provided buffers: a power of two up to 32768, of at least 1 byte",
-            ));
-        }
-        require_kernel(6, 0, "multishot receive with provided buffer rings")?;
-        let (ring, features) = build_ring(config.entries)?;
-        let (ring_layout, data_layout) = buffer_layouts(config.buffers, config.buffer_size)?;
-        // SAFETY: both layouts have a non-zero size (buffers >= 1, buffer_size >= 1).
-        let (ring_entries, data) = unsafe { (alloc_zeroed(ring_layout), alloc(data_layout)) };
-        if ring_entries.is_null() || data.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        // Written once here, so every page of the buffers is resident from the start: the ring's
-        // memory is what it will stay (not growing as receives first touch pages), and no
-        // first-touch page fault lands on the echo path. (This is what a big ring costs at
-        // start-up: the caller sizes it.)
-        // SAFETY: `data` is a fresh allocation of `data_layout.size()` bytes.
-        unsafe { std::ptr::write_bytes(data, 0, data_layout.size()) };
-        // SAFETY: plain eventfd creation; the descriptor is checked and then owned.
-        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if wake_fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor nothing else owns.
-        let wake_fd = std::sync::Arc::new(unsafe { std::os::fd::OwnedFd::from_raw_fd(wake_fd) });
-        let mut this = CompletionRing {
-            ring,
-            id: NEXT_RING_ID.fetch_add(1, Ordering::Relaxed),
-            features,
-            stats: RingStats::default(),
-            bufs: Buffers {
-                entries: ring_entries.cast(),
-                entries_layout: ring_layout,
-                data,
-                data_layout,
-                count: config.buffers,
-                size: config.buffer_size,
-                tail: 0,
-            },
-            in_flight: 0,
-            completions: VecDeque::with_capacity(4 * config.entries as usize),
-            sends: vec![SendInFlight::default(); usize::from(config.buffers)],
-            ring_index: None,
-            wake_fd,
-            wake_word: Box::into_raw(Box::new(0u64)),
-            closing: false,
-        };
-        this.features.min_wait = this.ring.params().is_feature_min_timeout();
-        // SAFETY: the entries are ours, page-aligned, `buffers` long, and stay allocated until
-        // Drop unregisters them (after the ring's requests have finished).
-        unsafe {
-            this.ring.submitter().register_buf_ring_with_flags(
-                this.bufs.entries as u64,
-                this.bufs.count,
-                GROUP,
-                0,
-            )
-        }
-        .map_err(|e| {
-            unsupported_or(
-                e,
-                "provided buffer rings (IORING_REGISTER_PBUF_RING)",
-                "5.19",
-            )
-        })?;
-        for id in 0..this.bufs.count {
-            this.bufs.push(id);
-        }
-        this.bufs.publish();
-        if config.fixed_files > 0 {
-            this.ring
-                .submitter()
-                .register_files_sparse(config.fixed_files)
-                .map_err(|e| match e.raw_os_error() {
-                    Some(libc::EMFILE) => io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "a table of {} fixed files is more than the open-files limit allows: {e}",
-                            config.fixed_files
-                        ),
-                    ),
-                    _ => unsupported_or(e, "sparse fixed-file tables", "5.19"),
-                })?;
-            this.features.fixed_files = true;
-        }
-        this.ring_index = register_ring_fd(this.ring.as_raw_fd());
-        this.features.registered_ring = this.ring_index.is_some();
-        this.arm_waker()?;
-        Ok(this)
-    }
-
     /// A waker for this ring's waits, for another thread.
     pub fn waker(&self) -> RingWaker {
         RingWaker {
@@ -687,190 +542,6 @@ impl CompletionRing {
         assert_eq!(buf.ring, self.id, "a buffer of another ring");
     }
 
-    /// Submit what is queued and wait until at least `min` completions are ready or `timeout`
-    /// passes (`None`: no limit), in one `io_uring_enter`; then reap every ready completion, for
-    /// [`next_completion`](Self::next_completion) to hand out. Returns how many wait there. Take
-    /// them all before the next wait: the list holds the completion queue's size without
-    /// allocating.
-    pub fn wait(&mut self, min: usize, timeout: Option<Duration>) -> io::Result<usize> {
-        self.enter_and_reap(min, timeout, 0)
-    }
-
-    /// Like [`wait`](Self::wait), but for a batch: wait up to `min_wait` for `min` completions;
-    /// after that, return as soon as there is one (or `timeout` passes). Fewer enters per
-    /// completion, at up to `min_wait` of added latency. Needs [`RingFeatures::min_wait`]
-    /// (Linux 6.12): `Unsupported` without it.
-    pub fn wait_batched(
-        &mut self,
-        min: usize,
-        min_wait: Duration,
-        timeout: Option<Duration>,
-    ) -> io::Result<usize> {
-        if !self.features.min_wait {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "batched waits need IORING_FEAT_MIN_TIMEOUT (Linux 6.12+)",
-            ));
-        }
-        let usec = u32::try_from(min_wait.as_micros())
-            .unwrap_or(u32::MAX)
-            .max(1);
-        self.enter_and_reap(min, timeout, usec)
-    }
-
-    fn enter_and_reap(
-        &mut self,
-        min: usize,
-        timeout: Option<Duration>,
-        min_wait_usec: u32,
-    ) -> io::Result<usize> {
-        let queued = self.ring.submission().len() as u64;
-        // Saturated: a huge timeout must not wrap into a negative one (ETIME at once: a spin).
-        let ts = timeout.map(crate::sys::timespec);
-        let arg = GetEventsArg {
-            sigmask: 0,
-            sigmask_sz: 0, // no signal mask
-            min_wait_usec,
-            ts: ts
-                .as_ref()
-                .map_or(0, |ts| ts as *const libc::timespec as u64),
-        };
-        let (fd, registered) = match self.ring_index {
-            Some(i) => (i as libc::c_int, IORING_ENTER_REGISTERED_RING),
-            None => (self.ring.as_raw_fd(), 0),
-        };
-        let flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | registered;
-        // SAFETY: io_uring_enter on our ring (its descriptor, or its registered index with the
-        // flag saying so); `arg` and the timespec it points to live until the call returns, and
-        // the size passed is `arg`'s. The submission queue entries were checked when pushed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_enter,
-                fd,
-                queued as libc::c_uint,
-                min as libc::c_uint,
-                flags,
-                &arg as *const GetEventsArg,
-                std::mem::size_of::<GetEventsArg>(),
-            )
-        };
-        let result = if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        };
-        self.stats.enters += 1;
-        match result {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) => {}
-            Err(e) => return Err(e),
-        }
-        self.stats.submissions += queued - self.ring.submission().len() as u64;
-        self.reap()?;
-        Ok(self.completions.len())
-    }
-
-    /// The next completion a wait reaped, oldest first; now the caller's (with any buffer or
-    /// socket in it).
-    pub fn next_completion(&mut self) -> Option<Completion> {
-        self.completions.pop_front()
-    }
-
-    fn reap(&mut self) -> io::Result<()> {
-        let before = self.completions.len();
-        let mut ended = 0;
-        let mut enobufs = 0;
-        let mut buffers = 0;
-        let mut wake_rearm = false;
-        for cqe in self.ring.completion() {
-            let data = cqe.user_data();
-            let (op, token) = (data >> OP_SHIFT, data & TOKEN_MASK);
-            let (res, flags) = (cqe.result(), cqe.flags());
-            let more = cqueue::more(flags);
-            if !more {
-                ended += 1; // a one-shot request's only completion, or a multishot one's last
-            }
-            let completion = match op {
-                OP_ACCEPT => Completion::Accept {
-                    token,
-                    result: if res >= 0 {
-                        Ok(Socket {
-                            ring: self.id,
-                            index: res as u32,
-                            fixed: self.features.fixed_files,
-                        })
-                    } else {
-                        Err(-res)
-                    },
-                    more,
-                },
-                OP_RECV => match (res, cqueue::buffer_select(flags)) {
-                    (n, Some(id)) if n > 0 => {
-                        buffers += 1;
-                        Completion::Received {
-                            token,
-                            buf: RecvBuf {
-                                ring: self.id,
-                                id,
-                                len: n as u32,
-                            },
-                            more,
-                        }
-                    }
-                    (0, buffer) => {
-                        if let Some(b) = buffer {
-                            // A buffer with nothing in it: straight back to the ring.
-                            self.bufs.push(b);
-                            self.bufs.publish();
-                        }
-                        Completion::Eof { token }
-                    }
-                    (n, _) if n == -libc::ENOBUFS => {
-                        enobufs += 1;
-                        Completion::NoBuffers { token }
-                    }
-                    (n, _) => Completion::RecvFailed { token, errno: -n },
-                },
-                OP_SEND => {
-                    // The token of a send is its buffer's id.
-                    let id = token as u16;
-                    let send = self.sends[usize::from(id)];
-                    Completion::Sent {
-                        token: send.token,
-                        buf: RecvBuf {
-                            ring: self.id,
-                            id,
-                            len: send.buf_len,
-                        },
-                        offset: send.offset,
-                        len: send.len,
-                        result: if res >= 0 { Ok(res as u32) } else { Err(-res) },
-                    }
-                }
-                OP_WAKE => {
-                    wake_rearm = true;
-                    continue;
-                }
-                // A cancel's or a fixed file's close: the target reports its own end.
-                _ => continue,
-            };
-            self.completions.push_back(completion);
-        }
-        if wake_rearm && !self.closing {
-            // After the loop, where the completion queue is no longer borrowed.
-            self.arm_waker()?;
-        }
-        self.stats.completions += (self.completions.len() - before) as u64;
-        self.stats.enobufs += enobufs;
-        self.stats.buffers_in_use += buffers;
-        self.in_flight = self.in_flight.saturating_sub(ended);
-        Ok(())
-    }
-
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         self.push_all(std::slice::from_ref(entry))
     }
@@ -891,201 +562,5 @@ impl CompletionRing {
             self.stats.enters += 1;
             self.stats.submissions += queued - self.ring.submission().len() as u64;
         }
-    }
-}
-
-impl Drop for CompletionRing {
-    fn drop(&mut self) {
-        // Every request must be over before the buffers are freed: cancel them all, and reap
-        // until none is in flight (bounded: a kernel that never answers leaks rather than hangs).
-        self.closing = true;
-        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-            .build()
-            .user_data(user_data(OP_CANCEL, 0));
-        let _ = self.push(&entry);
-        for _ in 0..100 {
-            // Connections accepted in the meantime are nobody's: close their descriptors (a
-            // fixed file goes with the ring's table).
-            while let Some(completion) = self.completions.pop_front() {
-                if let Completion::Accept {
-                    result: Ok(socket), ..
-                } = completion
-                {
-                    if let Some(fd) = socket.raw_fd() {
-                        // SAFETY: a descriptor the kernel accepted for us that no one else holds.
-                        unsafe { libc::close(fd) };
-                    }
-                }
-            }
-            if self.in_flight == 0 || self.wait(1, Some(Duration::from_millis(10))).is_err() {
-                break;
-            }
-        }
-        if let Some(index) = self.ring_index {
-            let mut update = RsrcUpdate {
-                offset: index,
-                resv: 0,
-                data: 0,
-            };
-            ring_fds(
-                self.ring.as_raw_fd(),
-                IORING_UNREGISTER_RING_FDS,
-                &mut update,
-            );
-        }
-        if self.in_flight > 0 {
-            return; // leak the memory: the kernel may still write to it
-        }
-        let _ = self.ring.submitter().unregister_buf_ring(GROUP);
-        // SAFETY: allocated in `new` with these layouts (the word by Box); no request uses them
-        // any more.
-        unsafe {
-            dealloc(self.bufs.entries.cast(), self.bufs.entries_layout);
-            dealloc(self.bufs.data, self.bufs.data_layout);
-            drop(Box::from_raw(self.wake_word));
-        }
-    }
-}
-
-/// The layouts of `count` buffer-ring entries (page-aligned, as the kernel wants them) and of
-/// `count` buffers of `size` bytes; `InvalidInput` where they do not fit in the address space.
-fn buffer_layouts(count: u16, size: u32) -> io::Result<(Layout, Layout)> {
-    let too_big = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "provided buffers: too many bytes",
-        )
-    };
-    let page = 4096;
-    let ring_bytes = usize::from(count)
-        .checked_mul(std::mem::size_of::<types::BufRingEntry>())
-        .and_then(|b| b.checked_next_multiple_of(page))
-        .ok_or_else(too_big)?;
-    let data_bytes = usize::try_from(size)
-        .ok()
-        .and_then(|size| size.checked_mul(usize::from(count)))
-        .ok_or_else(too_big)?;
-    Ok((
-        Layout::from_size_align(ring_bytes, page).map_err(|_| too_big())?,
-        Layout::from_size_align(data_bytes, 64).map_err(|_| too_big())?,
-    ))
-}
-
-/// A ring with the best task-running flags the kernel takes.
-fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
-    let cq = entries.saturating_mul(4);
-    if let Ok(ring) = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_cqsize(cq)
-        .build(entries)
-    {
-        let features = RingFeatures {
-            single_issuer: true,
-            defer_taskrun: true,
-            ..RingFeatures::default()
-        };
-        return Ok((ring, features));
-    }
-    if let Ok(ring) = IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_cqsize(cq)
-        .build(entries)
-    {
-        let features = RingFeatures {
-            coop_taskrun: true,
-            ..RingFeatures::default()
-        };
-        return Ok((ring, features));
-    }
-    let ring = IoUring::builder()
-        .setup_cqsize(cq)
-        .build(entries)
-        .map_err(|e| unsupported_or(e, "io_uring", "5.1"))?;
-    Ok((ring, RingFeatures::default()))
-}
-
-/// Register the ring's descriptor with the calling thread, so its enters skip the descriptor
-/// lookup: its index, or None where the kernel (before 5.18) cannot.
-fn register_ring_fd(ring_fd: RawFd) -> Option<u32> {
-    let mut update = RsrcUpdate {
-        offset: u32::MAX, // any free index: the kernel writes the one it chose
-        resv: 0,
-        data: ring_fd as u64,
-    };
-    (ring_fds(ring_fd, IORING_REGISTER_RING_FDS, &mut update) == 1).then_some(update.offset)
-}
-
-/// `io_uring_register(ring_fd, op, update, 1)` for `IORING_(UN)REGISTER_RING_FDS`: the number of
-/// entries done, or -1.
-fn ring_fds(ring_fd: RawFd, op: u32, update: &mut RsrcUpdate) -> libc::c_long {
-    // SAFETY: a register call on our own ring with one `io_uring_rsrc_update` that lives across
-    // the call (the kernel writes the chosen index into it when registering).
-    unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring_fd,
-            op,
-            update as *mut RsrcUpdate,
-            1,
-        )
-    }
-}
-
-/// `Unsupported` naming the feature where the kernel refused it as unknown, else `e` as it is.
-fn unsupported_or(e: io::Error, feature: &str, version: &str) -> io::Error {
-    match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("io_uring completion mode needs {feature} (Linux {version}+): {e}"),
-        ),
-        _ => e,
-    }
-}
-
-/// `Unsupported`, naming `feature` and the version, on a kernel older than `major.minor`.
-fn require_kernel(major: u32, minor: u32, feature: &str) -> io::Result<()> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    kernel_has(release.trim(), major, minor, feature)
-}
-
-/// The check of [`require_kernel`] against a given release string (`uname -r`).
-fn kernel_has(release: &str, major: u32, minor: u32, feature: &str) -> io::Result<()> {
-    let mut numbers = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse::<u32>().ok());
-    let running = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    if running < (major, minor) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "io_uring completion mode needs {feature}, Linux {major}.{minor}+; this is {release}"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An older kernel gets one line naming the feature, the version that has it and its own.
-    #[test]
-    fn an_older_kernel_is_told_which_feature_and_version() {
-        let err = kernel_has("5.15.0-91-generic", 6, 0, "multishot receive").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
-        assert_eq!(
-            err.to_string(),
-            "io_uring completion mode needs multishot receive, Linux 6.0+; this is 5.15.0-91-generic"
-        );
-        assert!(kernel_has("5.19.17", 6, 0, "x").is_err());
-        assert!(kernel_has("6.0.0", 6, 0, "x").is_ok());
-        assert!(kernel_has("6.18.44-fc-v782", 6, 0, "x").is_ok());
-        assert!(kernel_has("10.1", 6, 12, "x").is_ok());
-        assert!(
-            kernel_has("", 6, 0, "x").is_err(),
-            "an unreadable release is not assumed new"
-        );
     }
 }

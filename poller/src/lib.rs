@@ -108,14 +108,12 @@
 //! [`Capabilities::reports_read_hangup`] says so. Every OS-specific item is gated against the libc
 //! crate's own definitions for that OS (libc 0.2.191).
 //!
-//! What was verified, and how: `cargo check -p poller --all-targets` (library, tests and the
-//! benchmark) compiles without errors or warnings for `x86_64-unknown-linux-gnu`,
-//! `x86_64-apple-darwin`, `aarch64-apple-darwin`, `aarch64-apple-ios`, `x86_64-unknown-freebsd`
-//! and `x86_64-unknown-netbsd` (stable Rust 1.95), and `x86_64-unknown-openbsd` and
-//! `x86_64-unknown-dragonfly` (nightly with `-Zbuild-std`: no prebuilt standard library). Checked
-//! by reading libc's source only, never compiled: Android (the epoll and poll gates) and illumos
-//! (the `POLLRDHUP` gate). The tests have run on Linux only (kqueue there through libkqueue): on
-//! the other systems the crate is known to compile, not yet to pass its tests.
+//! The library, its tests and the benchmark build without warnings for Linux, macOS (x86_64 and
+//! aarch64), iOS, FreeBSD and NetBSD on stable Rust, and for OpenBSD and DragonFly on nightly with
+//! `-Zbuild-std` (they have no prebuilt standard library): `cargo clippy -p poller --all-targets
+//! --target TRIPLE` checks a target. The Android gates (epoll, poll) and the illumos gate
+//! (`POLLRDHUP`) follow libc's source and are not compiled. The tests run on Linux (kqueue
+//! there through libkqueue); on the other systems the crate compiles, and its tests are not run.
 //!
 //! # Completion mode
 //!

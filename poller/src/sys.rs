@@ -118,17 +118,8 @@ pub(crate) fn timespec_ptr(ts: &Option<libc::timespec>) -> *const libc::timespec
 }
 
 /// Milliseconds for `epoll_wait` (and `poll` where there is no `ppoll`), rounded up so that 0.1 ms
-/// does not become a busy poll; -1 = forever. Not built where nothing uses it (the BSDs have no
-/// epoll, and have `ppoll`), except for tests.
-#[cfg(any(
-    test,
-    not(any(
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    ))
-))]
+/// does not become a busy poll; -1 = forever. Built only where one of them is, and for tests.
+#[cfg(any(test, target_os = "linux", target_os = "android", not(has_ppoll)))]
 pub(crate) fn ceil_millis(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
         None => -1,

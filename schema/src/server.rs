@@ -134,153 +134,167 @@ pub struct RingSetup {
     pub features: Vec<String>,
 }
 
-/// What a thread counted. (bench-server counts in plain integers of its own and writes them here;
-/// the call counts are `null` where it could not count them.)
-///
-/// The call counts — [`syscalls`](Self::syscalls), [`registrations`](Self::registrations),
-/// [`would_block`](Self::would_block) — count calls bench-server makes: each call of read, write
-/// or accept on a socket, and of the poller's wait, register, modify and deregister, is one. On
-/// epoll each is exactly one system call. Elsewhere a poller call is not always one:
-///
-/// - select, poll: register, modify and deregister change a table in user space (no system call);
-///   the wait hands the whole table to the kernel.
-/// - io_uring (readiness: one `IORING_OP_POLL_ADD` per registration): register and modify queue a
-///   submission that the next wait's `io_uring_enter` carries (no system call of their own); a
-///   deregister of an armed poll submits its cancellation at once (one `io_uring_enter`); a wait
-///   is one `io_uring_enter` or more (it waits again when only completions of cancelled polls
-///   arrived), and re-arming level polls rides on it.
-/// - kqueue: each registration change is one `kevent` call; on Linux, libkqueue implements
-///   `kevent` in user space with epoll calls of its own.
-/// - Any backend: a wait interrupted by a signal is retried inside the poller, and draining the
-///   waker's descriptor is a read inside the wait; neither is seen here.
-///
-/// Not counted anywhere: per-connection setup and teardown (`setsockopt(TCP_NODELAY)`, making a
-/// socket non-blocking, `close`; the threads baseline's `dup` and thread creation), the accept
-/// and wake-up calls of the `acceptor` strategy's thread, and the process's own housekeeping
-/// (signals, the summary line, the stats file). They are a few per connection, against the
-/// counted calls per message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    /// Connections accepted.
-    pub accepted: u64,
-    /// Connections closed (by the client, an error, or shutdown).
-    pub closed: u64,
-    /// Connections accepted but closed at once: the backend could not watch them (select above
-    /// FD_SETSIZE) or registration failed.
-    pub rejected: u64,
-    /// Bytes read from clients.
-    pub bytes_in: u64,
-    /// Bytes written to clients.
-    pub bytes_out: u64,
-    /// read() calls that returned data or end-of-file.
-    pub reads: u64,
-    /// write() calls that wrote something.
-    pub writes: u64,
-    /// Calls to wait, the zero-timeout polls of `--busy-poll` included.
-    pub waits: u64,
-    /// Events returned by all waits.
-    pub events: u64,
-    /// Waits that returned events but led to no work (nothing accepted, read or written): the
-    /// thundering herd and spurious wake-ups.
-    pub empty_wakeups: u64,
-    /// Times accepting was paused (connection limit, or EMFILE/ENFILE).
-    pub accept_pauses: u64,
-    /// Every read, write and accept call on sockets and every poller call (wait, register, modify,
-    /// deregister), whatever it returned: those that returned WouldBlock (EAGAIN), an error or
-    /// nothing included. So `syscalls >= reads + writes + waits + registrations + would_block`;
-    /// the rest are accepts that returned a connection (or an error) and reads and writes that
-    /// failed. What a poller call costs in system calls depends on the backend: see [`Counters`].
-    /// The threads baseline: its accept, read and write calls (blocking sockets). `null` for the
-    /// tokio baseline: its reads and writes go through tokio, which makes the system calls (and
-    /// retries those that would block, and waits in epoll) where bench-server cannot count them;
-    /// `null` in documents written before it existed (added within version 1).
-    #[serde(default)]
-    pub syscalls: Option<u64>,
-    /// Poller register, modify and deregister calls (failed ones included): connections
-    /// registered and deregistered, interest changed (writable while a client does not read;
-    /// every re-arm in oneshot mode), the listener paused and resumed. A registration is a system
-    /// call on epoll and kqueue, a table change on select and poll, and a queued submission on
-    /// io_uring (deregister: submitted at once); see [`Counters`]. 0 for the threads baseline (no
-    /// poller); `null` for tokio and in documents written before it existed.
-    #[serde(default)]
-    pub registrations: Option<u64>,
-    /// Read, write and accept calls that returned WouldBlock (EAGAIN): counted in
-    /// [`syscalls`](Self::syscalls), not in [`reads`](Self::reads) or [`writes`](Self::writes).
-    /// E.g. the edge-triggered loop's read that finds a drained socket, the accept that ends a
-    /// burst. 0 for the threads baseline (blocking sockets); `null` for tokio and in documents
-    /// written before it existed.
-    #[serde(default)]
-    pub would_block: Option<u64>,
-    /// Wake-ups (waits that returned) whose events reported this loop's listener readable: the
-    /// loop then tried to accept. With `shared`, one connection wakes every loop blocked in a wait;
-    /// with `reuseport`, only the loop whose listener the kernel chose; with `exclusive`
-    /// (`EPOLLEXCLUSIVE`), one or more. A loop accepts at most 64 connections per wake-up, so
-    /// `listener_wakeups - listener_wakeups_empty >= accepted / 64`, and equals `accepted` when
-    /// connections arrive one after another. `null` where no loop waits on a listener: the
-    /// `acceptor` strategy (its acceptor thread blocks in accept(), one connection per return, so
-    /// it has no empty wake-ups; its accepts are the loops' `accepted`), the threads baseline
-    /// (blocking accept) and tokio (inside tokio); and in documents written before it existed
-    /// (added within version 1).
-    #[serde(default)]
-    pub listener_wakeups: Option<u64>,
-    /// Of [`listener_wakeups`](Self::listener_wakeups), those that accepted nothing: the first
-    /// accept returned WouldBlock (another loop had taken the connection: the thundering herd), or
-    /// accepting paused at once (`--max-conns`, EMFILE). Also counted in
-    /// [`empty_wakeups`](Self::empty_wakeups) when the wake-up did no other work. `null` where
-    /// `listener_wakeups` is.
-    #[serde(default)]
-    pub listener_wakeups_empty: Option<u64>,
-    /// Completion mode (`io_uring_completion`): requests submitted to the ring (accepts,
-    /// receives, sends, cancels; a multishot request once). Its completions are `events`, its
-    /// `io_uring_enter` calls `waits`. `null` for every other server, and in documents written
-    /// before it existed (added within version 1).
-    #[serde(default)]
-    pub ring_submissions: Option<u64>,
-    /// Completion mode: receives ended because the provided buffer ring was empty (ENOBUFS),
-    /// each re-armed once buffers came back. `null` elsewhere.
-    #[serde(default)]
-    pub ring_enobufs: Option<u64>,
-    /// Completion mode: provided buffers held by the loop (received, not yet sent back) when it
-    /// last published its counts. `null` elsewhere.
-    #[serde(default)]
-    pub ring_buffers_in_use: Option<u64>,
+/// Calls the macro `$then` with the list of a thread's counters, in the document's order: each
+/// with its docs and serde attributes, its name, its type in the document and what counts it:
+/// `always`, or only the threads that count their `calls`, wait on a `listener` or run a
+/// completion `ring` (`null` in the document elsewhere). The one list from which [`Counters`]
+/// is made here and bench-server makes its own plain counts, so that a counter is added in one
+/// place.
+#[macro_export]
+macro_rules! server_counters {
+    ($then:ident) => {
+        $then! {
+            /// Connections accepted.
+            accepted: u64 = always,
+            /// Connections closed (by the client, an error, or shutdown).
+            closed: u64 = always,
+            /// Connections accepted but closed at once: the backend could not watch them (select
+            /// above FD_SETSIZE) or registration failed.
+            rejected: u64 = always,
+            /// Bytes read from clients.
+            bytes_in: u64 = always,
+            /// Bytes written to clients.
+            bytes_out: u64 = always,
+            /// read() calls that returned data or end-of-file.
+            reads: u64 = always,
+            /// write() calls that wrote something.
+            writes: u64 = always,
+            /// Calls to wait, the zero-timeout polls of `--busy-poll` included.
+            waits: u64 = always,
+            /// Events returned by all waits.
+            events: u64 = always,
+            /// Waits that returned events but led to no work (nothing accepted, read or written):
+            /// the thundering herd and spurious wake-ups.
+            empty_wakeups: u64 = always,
+            /// Times accepting was paused (connection limit, or EMFILE/ENFILE).
+            accept_pauses: u64 = always,
+            /// Every read, write and accept call on sockets and every poller call (wait, register,
+            /// modify, deregister), whatever it returned: those that returned WouldBlock (EAGAIN),
+            /// an error or nothing included. So `syscalls >= reads + writes + waits + registrations
+            /// + would_block`; the rest are accepts that returned a connection (or an error) and
+            /// reads and writes that failed. What a poller call costs in system calls depends on
+            /// the backend: see [`Counters`]. The threads baseline: its accept, read and write
+            /// calls (blocking sockets). `null` for the tokio baseline: its reads and writes go
+            /// through tokio, which makes the system calls (and retries those that would block, and
+            /// waits in epoll) where bench-server cannot count them; `null` in documents written
+            /// before it existed (added within version 1).
+            #[serde(default)] syscalls: Option<u64> = calls,
+            /// Poller register, modify and deregister calls (failed ones included): connections
+            /// registered and deregistered, interest changed (writable while a client does not
+            /// read; every re-arm in oneshot mode), the listener paused and resumed. A registration
+            /// is a system call on epoll and kqueue, a table change on select and poll, and a
+            /// queued submission on io_uring (deregister: submitted at once); see [`Counters`]. 0
+            /// for the threads baseline (no poller); `null` for tokio and in documents written
+            /// before it existed.
+            #[serde(default)] registrations: Option<u64> = calls,
+            /// Read, write and accept calls that returned WouldBlock (EAGAIN): counted in
+            /// [`syscalls`](Self::syscalls), not in [`reads`](Self::reads) or
+            /// [`writes`](Self::writes). E.g. the edge-triggered loop's read that finds a drained
+            /// socket, the accept that ends a burst. 0 for the threads baseline (blocking sockets);
+            /// `null` for tokio and in documents written before it existed.
+            #[serde(default)] would_block: Option<u64> = calls,
+            /// Wake-ups (waits that returned) whose events reported this loop's listener readable:
+            /// the loop then tried to accept. With `shared`, one connection wakes every loop
+            /// blocked in a wait; with `reuseport`, only the loop whose listener the kernel chose;
+            /// with `exclusive` (`EPOLLEXCLUSIVE`), one or more. A loop accepts at most 64
+            /// connections per wake-up, so `listener_wakeups - listener_wakeups_empty >= accepted /
+            /// 64`, and equals `accepted` when connections arrive one after another. `null` where
+            /// no loop waits on a listener: the `acceptor` strategy (its acceptor thread blocks in
+            /// accept(), one connection per return, so it has no empty wake-ups; its accepts are
+            /// the loops' `accepted`), the threads baseline (blocking accept) and tokio (inside
+            /// tokio); and in documents written before it existed (added within version 1).
+            #[serde(default)] listener_wakeups: Option<u64> = listener,
+            /// Of [`listener_wakeups`](Self::listener_wakeups), those that accepted nothing: the
+            /// first accept returned WouldBlock (another loop had taken the connection: the
+            /// thundering herd), or accepting paused at once (`--max-conns`, EMFILE). Also counted
+            /// in [`empty_wakeups`](Self::empty_wakeups) when the wake-up did no other work. `null`
+            /// where `listener_wakeups` is.
+            #[serde(default)] listener_wakeups_empty: Option<u64> = listener,
+            /// Completion mode (`io_uring_completion`): requests submitted to the ring (accepts,
+            /// receives, sends, cancels; a multishot request once). Its completions are `events`,
+            /// its `io_uring_enter` calls `waits`. `null` for every other server, and in documents
+            /// written before it existed (added within version 1).
+            #[serde(default)] ring_submissions: Option<u64> = ring,
+            /// Completion mode: receives ended because the provided buffer ring was empty
+            /// (ENOBUFS), each re-armed once buffers came back. `null` elsewhere.
+            #[serde(default)] ring_enobufs: Option<u64> = ring,
+            /// Completion mode: provided buffers held by the loop (received, not yet sent back)
+            /// when it last published its counts. `null` elsewhere.
+            #[serde(default)] ring_buffers_in_use: Option<u64> = ring,
+        }
+    };
+}
+
+/// Makes [`Counters`] and its sum from the list of [`server_counters!`].
+macro_rules! counters_struct {
+    ($($(#[$attr:meta])* $name:ident: $ty:ty = $counted:ident,)*) => {
+        /// What a thread counted. (bench-server counts in plain integers of its own and writes them
+        /// here; the call counts are `null` where it could not count them.)
+        ///
+        /// The call counts — [`syscalls`](Self::syscalls), [`registrations`](Self::registrations),
+        /// [`would_block`](Self::would_block) — count calls bench-server makes: each call of read,
+        /// write or accept on a socket, and of the poller's wait, register, modify and deregister,
+        /// is one. On epoll each is exactly one system call. Elsewhere a poller call is not always
+        /// one:
+        ///
+        /// - select, poll: register, modify and deregister change a table in user space (no system
+        ///   call); the wait hands the whole table to the kernel.
+        /// - io_uring (readiness: one `IORING_OP_POLL_ADD` per registration): register and modify
+        ///   queue a submission that the next wait's `io_uring_enter` carries (no system call of
+        ///   their own); a deregister of an armed poll submits its cancellation at once (one
+        ///   `io_uring_enter`); a wait is one `io_uring_enter` or more (it waits again when only
+        ///   completions of cancelled polls arrived), and re-arming level polls rides on it.
+        /// - kqueue: each registration change is one `kevent` call; on Linux, libkqueue implements
+        ///   `kevent` in user space with epoll calls of its own.
+        /// - Any backend: a wait interrupted by a signal is retried inside the poller, and draining
+        ///   the waker's descriptor is a read inside the wait; neither is seen here.
+        ///
+        /// Not counted anywhere: per-connection setup and teardown (`setsockopt(TCP_NODELAY)`,
+        /// making a socket non-blocking, `close`; the threads baseline's `dup` and thread
+        /// creation), the accept and wake-up calls of the `acceptor` strategy's thread, and the
+        /// process's own housekeeping (signals, the summary line, the stats file). They are a few
+        /// per connection, against the counted calls per message.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct Counters {
+            $($(#[$attr])* pub $name: $ty,)*
+        }
+
+        impl Counters {
+            /// Add `other`'s counts to these. A count that is `null` on one side is the other
+            /// side's (`null` + n = n): the threads of one document all count calls, or none does.
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$name = Count::plus(self.$name, other.$name);)*
+            }
+        }
+    };
+}
+
+server_counters!(counters_struct);
+
+/// A counter of the document, summed over threads.
+trait Count: Copy {
+    fn plus(self, other: Self) -> Self;
+}
+
+impl Count for u64 {
+    fn plus(self, other: u64) -> u64 {
+        self + other
+    }
+}
+
+impl Count for Option<u64> {
+    fn plus(self, other: Option<u64>) -> Option<u64> {
+        match (self, other) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 impl Counters {
     /// Open connections: accepted minus closed and rejected.
     pub fn active(&self) -> u64 {
         self.accepted.saturating_sub(self.closed + self.rejected)
-    }
-
-    /// Add `other`'s counts to these. A call count that is `null` on one side is the other side's
-    /// (`null` + n = n): the threads of one document all count calls, or none does.
-    pub fn add(&mut self, other: &Counters) {
-        fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a + b),
-                (a, b) => a.or(b),
-            }
-        }
-        self.accepted += other.accepted;
-        self.closed += other.closed;
-        self.rejected += other.rejected;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.reads += other.reads;
-        self.writes += other.writes;
-        self.waits += other.waits;
-        self.events += other.events;
-        self.empty_wakeups += other.empty_wakeups;
-        self.accept_pauses += other.accept_pauses;
-        self.syscalls = sum(self.syscalls, other.syscalls);
-        self.registrations = sum(self.registrations, other.registrations);
-        self.would_block = sum(self.would_block, other.would_block);
-        self.listener_wakeups = sum(self.listener_wakeups, other.listener_wakeups);
-        self.listener_wakeups_empty =
-            sum(self.listener_wakeups_empty, other.listener_wakeups_empty);
-        self.ring_submissions = sum(self.ring_submissions, other.ring_submissions);
-        self.ring_enobufs = sum(self.ring_enobufs, other.ring_enobufs);
-        self.ring_buffers_in_use = sum(self.ring_buffers_in_use, other.ring_buffers_in_use);
     }
 }
 
@@ -350,8 +364,8 @@ mod tests {
     /// was 1.5124393170000001):
     /// serde_json without its `float_roundtrip` feature may read a float one ulp off, and the test
     /// compares the document written back byte for byte. `accept_intervals` and the listener
-    /// wake-ups were added by hand when they were added (issue 12), consistent with the rest: each
-    /// column of `accept_intervals` adds up to that thread's `accepted`.
+    /// wake-ups are written by hand, consistent with the rest: each column of `accept_intervals`
+    /// adds up to that thread's `accepted`.
     const CURRENT: &str = r#"{
   "schema": "pollbench.bench-server.stats/1",
   "config": {

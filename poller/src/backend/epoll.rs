@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use super::notify::Notifier;
 use crate::api::{
-    already_exists, check_request, not_found, unsupported, Backend, BackendKind, Capabilities,
-    Support,
+    already_exists, not_found, unsupported, Backend, BackendKind, Capabilities, Mechanism,
+    RegisteredFd, Request, Support,
 };
 use crate::sys::{ceil_millis, cvt, timespec, timespec_ptr, wait_retrying};
-use crate::{Event, Events, Interest, Mode, Token, Waker};
+use crate::{Event, Events, Token, Waker};
 
 /// The `epoll_event.u64` of the waker; callers cannot use it because `Token::RESERVED` is refused.
 const WAKER_KEY: u64 = u64::MAX;
@@ -61,13 +61,16 @@ impl Epoll {
             })
     }
 
-    fn check(&self, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)
+    /// Add or modify the registration `request` describes, with these flags.
+    fn ctl_request(&self, op: libc::c_int, request: Request, flags: u32) -> io::Result<()> {
+        self.ctl(op, request.fd, flags, request.token.0 as u64)
     }
 }
 
-/// The epoll flags for an interest and mode. `EPOLLRDHUP` goes with readability, as on every backend.
-fn epoll_flags(interest: Interest, mode: Mode) -> u32 {
+/// The epoll flags for a request's interest and mode. `EPOLLRDHUP` goes with readability, as on
+/// every backend.
+fn epoll_flags(request: Request) -> u32 {
+    let Request { interest, mode, .. } = request;
     let mut flags = 0;
     if interest.is_readable() {
         flags |= libc::EPOLLIN | libc::EPOLLRDHUP;
@@ -122,71 +125,6 @@ impl Backend for Epoll {
             reports_error: true,
             max_fd: None,
         }
-    }
-
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        self.ctl(
-            libc::EPOLL_CTL_ADD,
-            fd,
-            epoll_flags(interest, mode),
-            token.0 as u64,
-        )
-    }
-
-    fn register_exclusive(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        if mode.is_oneshot() {
-            // The kernel rejects EPOLLEXCLUSIVE | EPOLLONESHOT with a bare EINVAL.
-            return Err(unsupported(Self::KIND, "oneshot mode with EPOLLEXCLUSIVE"));
-        }
-        if interest.is_priority() {
-            // EPOLLPRI is not among the flags the kernel allows beside EPOLLEXCLUSIVE (EINVAL).
-            return Err(unsupported(
-                Self::KIND,
-                "priority interest (EPOLLPRI) with EPOLLEXCLUSIVE",
-            ));
-        }
-        // The kernel allows only IN, OUT, WAKEUP and ET beside EPOLLEXCLUSIVE: no read-hangup
-        // reports for exclusive registrations (they are meant for listening sockets).
-        let flags = (epoll_flags(interest, mode) & !(libc::EPOLLRDHUP as u32))
-            | libc::EPOLLEXCLUSIVE as u32;
-        self.ctl(libc::EPOLL_CTL_ADD, fd, flags, token.0 as u64)
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        self.ctl(
-            libc::EPOLL_CTL_MOD,
-            fd,
-            epoll_flags(interest, mode),
-            token.0 as u64,
-        )
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        if fd < 0 {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -253,5 +191,44 @@ impl Backend for Epoll {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+/// The kernel keeps the registrations: `EEXIST` and `ENOENT` become `AlreadyExists` and `NotFound`
+/// in `ctl`.
+impl Mechanism for Epoll {
+    fn is_registered(&self, _fd: RawFd) -> Option<bool> {
+        None
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        self.ctl_request(libc::EPOLL_CTL_ADD, request, epoll_flags(request))
+    }
+
+    fn add_exclusive(&mut self, request: Request) -> io::Result<()> {
+        if request.mode.is_oneshot() {
+            // The kernel rejects EPOLLEXCLUSIVE | EPOLLONESHOT with a bare EINVAL.
+            return Err(unsupported(Self::KIND, "oneshot mode with EPOLLEXCLUSIVE"));
+        }
+        if request.interest.is_priority() {
+            // EPOLLPRI is not among the flags the kernel allows beside EPOLLEXCLUSIVE (EINVAL).
+            return Err(unsupported(
+                Self::KIND,
+                "priority interest (EPOLLPRI) with EPOLLEXCLUSIVE",
+            ));
+        }
+        // The kernel allows only IN, OUT, WAKEUP and ET beside EPOLLEXCLUSIVE: no read-hangup
+        // reports for exclusive registrations (they are meant for listening sockets).
+        let flags =
+            (epoll_flags(request) & !(libc::EPOLLRDHUP as u32)) | libc::EPOLLEXCLUSIVE as u32;
+        self.ctl_request(libc::EPOLL_CTL_ADD, request, flags)
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        self.ctl_request(libc::EPOLL_CTL_MOD, request, epoll_flags(request))
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 }

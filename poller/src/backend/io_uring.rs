@@ -19,9 +19,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring, SubmissionQueue, Submitter};
 
 use super::notify::Notifier;
-use crate::api::{
-    already_exists, check_request, not_found, Backend, BackendKind, Capabilities, Support,
-};
+use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{check_fd_open, Deadline};
 use crate::{Event, Events, Interest, Mode, Token, Waker};
 
@@ -39,6 +37,38 @@ struct Registration {
     mode: Mode,
     /// A poll request for the current generation is in the kernel (or queued for it).
     in_flight: bool,
+}
+
+impl Registration {
+    /// Not yet armed: `arm` sends its poll.
+    fn new(request: Request) -> Registration {
+        Registration {
+            token: request.token,
+            interest: request.interest,
+            mode: request.mode,
+            in_flight: false,
+        }
+    }
+
+    /// The poll request of this registration of `fd`: multishot for edge mode.
+    fn poll(&self, fd: RawFd, data: u64) -> squeue::Entry {
+        poll_add(fd, poll_mask(self.interest), self.mode == Mode::Edge, data)
+    }
+
+    /// Ask the kernel again, unless a poll of this registration is still in flight.
+    fn rearm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        fd: RawFd,
+        data: u64,
+    ) -> io::Result<()> {
+        if self.in_flight {
+            return Ok(());
+        }
+        self.in_flight = true;
+        push(submitter, sq, &self.poll(fd, data))
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -134,13 +164,7 @@ impl IoUring {
         let slot = &mut self.slots[fd as usize];
         let reg = slot.reg.as_mut().expect("arm is called on registered fds");
         reg.in_flight = true;
-        let multishot = reg.mode == Mode::Edge;
-        let entry = poll_add(
-            fd,
-            poll_mask(reg.interest),
-            multishot,
-            user_data(fd, slot.generation),
-        );
+        let entry = reg.poll(fd, user_data(fd, slot.generation));
         self.queue(entry)
     }
 
@@ -241,10 +265,8 @@ impl IoUring {
             let res = cqe.result();
             if res == -libc::ECANCELED {
                 // The kernel ended the poll by itself (not us: ours carry an old generation).
-                if !reg.mode.is_oneshot() && !reg.in_flight {
-                    reg.in_flight = true;
-                    let entry = poll_add(fd, poll_mask(reg.interest), reg.mode == Mode::Edge, data);
-                    push(&submitter, &mut sq, &entry)?;
+                if !reg.mode.is_oneshot() {
+                    reg.rearm(&submitter, &mut sq, fd, data)?;
                 }
                 continue;
             }
@@ -267,19 +289,13 @@ impl IoUring {
                 // Only the wake-up's key said so (see `priority_pending`): nothing to report. Ask
                 // again, in every mode, as if the poll had not fired; the new poll's first check
                 // is a real one, so this does not spin.
-                if !reg.in_flight {
-                    reg.in_flight = true;
-                    let entry = poll_add(fd, poll_mask(reg.interest), reg.mode == Mode::Edge, data);
-                    push(&submitter, &mut sq, &entry)?;
-                }
+                reg.rearm(&submitter, &mut sq, fd, data)?;
                 continue;
             }
             events.push(event);
-            if !reg.in_flight && !reg.mode.is_oneshot() {
+            if !reg.mode.is_oneshot() {
                 // Level: ask again (reports again while still ready). Edge: the multishot ended.
-                reg.in_flight = true;
-                let entry = poll_add(fd, poll_mask(reg.interest), reg.mode == Mode::Edge, data);
-                push(&submitter, &mut sq, &entry)?;
+                reg.rearm(&submitter, &mut sq, fd, data)?;
             }
         }
         Ok(woken)
@@ -343,68 +359,6 @@ impl Backend for IoUring {
         }
     }
 
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_some() {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        // The kernel would only say EBADF in a completion; say it now, as epoll does.
-        check_fd_open(fd)?;
-        if self.slots.len() <= fd as usize {
-            self.slots.resize(fd as usize + 1, Slot::default());
-        }
-        let slot = &mut self.slots[fd as usize];
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.reg = Some(Registration {
-            token,
-            interest,
-            mode,
-            in_flight: false,
-        });
-        self.arm(fd)
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_none() {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.retire(fd)?;
-        self.slots[fd as usize].reg = Some(Registration {
-            token,
-            interest,
-            mode,
-            in_flight: false,
-        });
-        self.arm(fd)
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        let reg = self
-            .registration(fd)
-            .ok_or_else(|| not_found(Self::KIND, fd))?;
-        self.retire(fd)?;
-        self.slots[fd as usize].reg = None;
-        if reg.in_flight {
-            // Submit the removal now: an in-flight poll holds a reference to the file, which would
-            // otherwise keep the socket open after the caller closes it, until the next wait.
-            self.ring.submit()?;
-        }
-        Ok(())
-    }
-
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
         let deadline = Deadline::new(timeout);
@@ -420,5 +374,44 @@ impl Backend for IoUring {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+/// The table is this backend's own rather than an `FdTable`: a slot's generation outlives the
+/// registration, so that completions of an earlier registration of the same fd are told apart.
+impl Mechanism for IoUring {
+    fn is_registered(&self, fd: RawFd) -> Option<bool> {
+        Some(self.registration(fd).is_some())
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        let fd = request.fd;
+        // The kernel would only say EBADF in a completion; say it now, as epoll does.
+        check_fd_open(fd)?;
+        if self.slots.len() <= fd as usize {
+            self.slots.resize(fd as usize + 1, Slot::default());
+        }
+        let slot = &mut self.slots[fd as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.reg = Some(Registration::new(request));
+        self.arm(fd)
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        self.retire(request.fd)?;
+        self.slots[request.fd as usize].reg = Some(Registration::new(request));
+        self.arm(request.fd)
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        let in_flight = self.registration(fd).is_some_and(|reg| reg.in_flight);
+        self.retire(fd)?;
+        self.slots[fd as usize].reg = None;
+        if in_flight {
+            // Submit the removal now: an in-flight poll holds a reference to the file, which would
+            // otherwise keep the socket open after the caller closes it, until the next wait.
+            self.ring.submit()?;
+        }
+        Ok(())
     }
 }

@@ -6,13 +6,15 @@
 //! `EV_DISPATCH` for oneshot; when one filter of a oneshot registration fires, the other is disabled
 //! with the next `kevent` call, so the registration as a whole reports once, as on epoll.
 //!
-//! kqueue itself accepts `EV_ADD` of a registered fd (it modifies) and knows nothing of tokens, so an
-//! fd-indexed table gives the uniform `AlreadyExists` / `NotFound` errors.
+//! kqueue itself accepts `EV_ADD` of a registered fd (it modifies) and knows nothing of tokens, so
+//! the registrations are kept in an fd-indexed table, from which `Backend` gives the uniform
+//! `AlreadyExists` / `NotFound` errors.
 //!
 //! Priority interest is a third filter, `EVFILT_EXCEPT` with `NOTE_OOB` (out-of-band data), on the
 //! OSes whose libc-crate bindings have both: macOS, iOS, OpenBSD and DragonFly. FreeBSD, NetBSD and
 //! libkqueue have no such filter: there `Capabilities::priority` is `No` and asking is
-//! `Unsupported`. (That path compiles for those targets; it has never run: no macOS or BSD here.)
+//! `Unsupported`. (On those systems this code is compiled, not tested: the tests run on Linux,
+//! against libkqueue.)
 
 // kevent field and flag types differ between macOS, the BSDs and libkqueue; the casts that are
 // no-ops on one are needed on another.
@@ -23,12 +25,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fd_table::FdTable;
 use super::notify::Notifier;
-use crate::api::{
-    already_exists, check_request, not_found, Backend, BackendKind, Capabilities, Support,
-};
+use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{cvt, set_cloexec, timespec, timespec_ptr, wait_retrying};
-use crate::{Event, Events, Interest, Mode, Token, Waker};
+use crate::{Event, Events, Interest, Mode, Waker};
 
 #[cfg(target_os = "linux")]
 #[allow(non_camel_case_types)]
@@ -84,20 +85,10 @@ mod ffi {
 use ffi::{EVFILT_READ, EVFILT_WRITE};
 
 /// The exceptional-condition filter and the `fflags` that ask it for out-of-band data.
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(has_kqueue_except)]
 const EXCEPT: Option<(i16, u32)> = Some((libc::EVFILT_EXCEPT as i16, libc::NOTE_OOB as u32));
 /// No `EVFILT_EXCEPT`/`NOTE_OOB` in the libc crate for this OS (FreeBSD, NetBSD) or in libkqueue.
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-)))]
+#[cfg(not(has_kqueue_except))]
 const EXCEPT: Option<(i16, u32)> = None;
 
 /// At most this many changes go to the kernel at once: delete three filters, add three.
@@ -127,13 +118,6 @@ fn all_filters() -> ([(i16, u32); 3], usize) {
     filters(Interest::BOTH | Interest::PRIORITY)
 }
 
-#[derive(Clone, Copy)]
-struct Registration {
-    token: Token,
-    interest: Interest,
-    mode: Mode,
-}
-
 /// The `kqueue(2)` backend: native on macOS and the BSDs, through libkqueue on Linux (cargo feature
 /// `libkqueue`).
 ///
@@ -147,8 +131,8 @@ pub struct Kqueue {
     native: Vec<ffi::kevent>,
     /// Sibling-filter disables owed by oneshot reports, applied with the next wait's `kevent`.
     pending: Vec<ffi::kevent>,
-    /// Indexed by fd.
-    regs: Vec<Option<Registration>>,
+    /// The request each fd was registered or last modified with.
+    regs: FdTable<Request>,
     notifier: Arc<Notifier>,
 }
 
@@ -207,12 +191,6 @@ impl Kqueue {
         Ok(())
     }
 
-    fn registration(&self, fd: RawFd) -> Option<Registration> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.regs.get(i).copied().flatten())
-    }
-
     /// Delete both filters (missing ones are fine), then add the wanted ones, in one call.
     fn install(
         &mut self,
@@ -257,7 +235,7 @@ impl Backend for Kqueue {
             kq,
             native: Vec::new(),
             pending: Vec::new(),
-            regs: Vec::new(),
+            regs: FdTable::new(),
             notifier,
         };
         let waker = change(
@@ -284,64 +262,6 @@ impl Backend for Kqueue {
             reports_error: true,
             max_fd: None,
         }
-    }
-
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_some() {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        self.install(fd, interest, mode, true)?;
-        if self.regs.len() <= fd as usize {
-            self.regs.resize(fd as usize + 1, None);
-        }
-        self.regs[fd as usize] = Some(Registration {
-            token,
-            interest,
-            mode,
-        });
-        Ok(())
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.registration(fd).is_none() {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.install(fd, interest, mode, false)?;
-        self.regs[fd as usize] = Some(Registration {
-            token,
-            interest,
-            mode,
-        });
-        Ok(())
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        if self.registration(fd).is_none() {
-            return Err(not_found(Self::KIND, fd));
-        }
-        self.regs[fd as usize] = None;
-        self.pending.retain(|c| c.ident != fd as usize);
-        let delete = ffi::EV_DELETE as u16 | ffi::EV_RECEIPT as u16;
-        let mut changes = [change(fd, 0, 0); 3];
-        let (all, k) = all_filters();
-        for (c, &(filter, _)) in changes.iter_mut().zip(&all[..k]) {
-            *c = change(fd, filter, delete);
-        }
-        self.apply(&changes[..k])
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -381,7 +301,7 @@ impl Backend for Kqueue {
             }
             let fd = ev.ident as RawFd;
             // Entries for fds deregistered since (or failed sibling disables) carry nothing.
-            let Some(reg) = self.registration(fd) else {
+            let Some(reg) = self.regs.get(fd) else {
                 continue;
             };
             let flags = ev.flags as u16;
@@ -424,5 +344,35 @@ impl Backend for Kqueue {
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+impl Mechanism for Kqueue {
+    fn is_registered(&self, fd: RawFd) -> Option<bool> {
+        Some(self.regs.contains(fd))
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        self.install(request.fd, request.interest, request.mode, true)?;
+        self.regs.insert(request.fd, request);
+        Ok(())
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        self.install(request.fd, request.interest, request.mode, false)?;
+        self.regs.insert(request.fd, request);
+        Ok(())
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        self.regs.remove(fd);
+        self.pending.retain(|c| c.ident != fd as usize);
+        let delete = ffi::EV_DELETE as u16 | ffi::EV_RECEIPT as u16;
+        let mut changes = [change(fd, 0, 0); 3];
+        let (all, k) = all_filters();
+        for (c, &(filter, _)) in changes.iter_mut().zip(&all[..k]) {
+            *c = change(fd, filter, delete);
+        }
+        self.apply(&changes[..k])
     }
 }

@@ -14,41 +14,24 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fd_table::FdTable;
 use super::notify::Notifier;
-use crate::api::{already_exists, check_request, not_found, Backend};
-use crate::api::{BackendKind, Capabilities, Support};
+use super::scan_wrapping;
+use crate::api::{Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support};
 use crate::sys::{check_fd_open, cvt, wait_retrying};
-use crate::{Event, Events, Interest, Mode, Token, Waker};
+use crate::{Event, Events, Interest, Token, Waker};
 
-const NO_SLOT: u32 = u32::MAX;
-
-/// The OSes whose libc-crate bindings have `POLLRDHUP`: there the peer's close of its write side
-/// is reported as read-hangup.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "illumos"
-))]
+/// `POLLRDHUP`, where the libc crate's bindings have it (`has_pollrdhup`, from build.rs): there the
+/// peer's close of its write side is reported as read-hangup.
+#[cfg(has_pollrdhup)]
 const POLLRDHUP: libc::c_short = libc::POLLRDHUP;
 /// No `POLLRDHUP` here (macOS, iOS, NetBSD, OpenBSD, DragonFly): nothing is asked or reported.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "illumos"
-)))]
+#[cfg(not(has_pollrdhup))]
 const POLLRDHUP: libc::c_short = 0;
 
-/// One `ppoll` call: nanosecond timeouts, on the OSes whose libc-crate bindings have it.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd"
-))]
+/// One `ppoll` call: nanosecond timeouts, where the libc crate's bindings have it (`has_ppoll`,
+/// from build.rs).
+#[cfg(has_ppoll)]
 fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
     use crate::sys::{timespec, timespec_ptr};
     let ts = timeout.map(timespec);
@@ -65,31 +48,14 @@ fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int
 }
 
 /// Where there is no `ppoll` (macOS, iOS), plain `poll`.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd"
-)))]
+#[cfg(not(has_ppoll))]
 fn poll_call(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
     poll_millis(fds, timeout)
 }
 
 /// One plain `poll` call: the timeout in milliseconds, rounded up so that a short positive timeout
 /// never becomes a busy poll. Built on every OS for tests, so this machine runs the macOS path too.
-#[cfg(any(
-    test,
-    not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    ))
-))]
+#[cfg(any(test, not(has_ppoll)))]
 fn poll_millis(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
     // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd for the kernel to update.
     unsafe {
@@ -109,6 +75,16 @@ struct Entry {
     oneshot: bool,
 }
 
+impl Entry {
+    fn new(request: Request) -> Entry {
+        Entry {
+            fd: request.fd,
+            token: request.token,
+            oneshot: request.mode.is_oneshot(),
+        }
+    }
+}
+
 /// The `poll(2)` backend (as `ppoll`, for nanosecond timeouts, where the OS has it).
 ///
 /// Level-triggered; oneshot is emulated. Read-hangup is reported where the OS has `POLLRDHUP`
@@ -120,8 +96,8 @@ pub struct Poll {
     pollfds: Vec<libc::pollfd>,
     /// `entries[i]` describes `pollfds[i]` (entry 0 is the waker's placeholder).
     entries: Vec<Entry>,
-    /// fd -> index into `pollfds`, or `NO_SLOT`.
-    slots: Vec<u32>,
+    /// fd -> index into `pollfds`.
+    slots: FdTable<u32>,
     /// Where the next scan starts, so that a small `Events` does not starve high indexes.
     cursor: usize,
     notifier: Arc<Notifier>,
@@ -139,15 +115,6 @@ fn poll_events(interest: Interest) -> libc::c_short {
         ev |= libc::POLLPRI;
     }
     ev
-}
-
-impl Poll {
-    fn slot(&self, fd: RawFd) -> Option<usize> {
-        match self.slots.get(fd as usize) {
-            Some(&i) if fd >= 0 && i != NO_SLOT => Some(i as usize),
-            _ => None,
-        }
-    }
 }
 
 impl Backend for Poll {
@@ -168,7 +135,7 @@ impl Backend for Poll {
         Ok(Poll {
             pollfds: vec![waker],
             entries: vec![placeholder],
-            slots: Vec::new(),
+            slots: FdTable::new(),
             cursor: 1,
             notifier,
         })
@@ -187,70 +154,6 @@ impl Backend for Poll {
         }
     }
 
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        if self.slot(fd).is_some() {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        // poll would report POLLNVAL forever and select would fail every wait: refuse it now.
-        check_fd_open(fd)?;
-        if self.slots.len() <= fd as usize {
-            // Grows once per new high-water fd, never in wait or modify.
-            self.slots.resize(fd as usize + 1, NO_SLOT);
-        }
-        self.slots[fd as usize] = self.pollfds.len() as u32;
-        self.pollfds.push(libc::pollfd {
-            fd,
-            events: poll_events(interest),
-            revents: 0,
-        });
-        self.entries.push(Entry {
-            fd,
-            token,
-            oneshot: mode.is_oneshot(),
-        });
-        Ok(())
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)?;
-        let i = self.slot(fd).ok_or_else(|| not_found(Self::KIND, fd))?;
-        self.pollfds[i] = libc::pollfd {
-            fd,
-            events: poll_events(interest),
-            revents: 0,
-        };
-        self.entries[i] = Entry {
-            fd,
-            token,
-            oneshot: mode.is_oneshot(),
-        };
-        Ok(())
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        let i = self.slot(fd).ok_or_else(|| not_found(Self::KIND, fd))?;
-        self.pollfds.swap_remove(i);
-        self.entries.swap_remove(i);
-        self.slots[fd as usize] = NO_SLOT;
-        if let Some(moved) = self.entries.get(i) {
-            self.slots[moved.fd as usize] = i as u32;
-        }
-        Ok(())
-    }
-
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
         let mut ready = wait_retrying(timeout, |left| cvt(poll_call(&mut self.pollfds, left)))?;
@@ -262,10 +165,12 @@ impl Backend for Poll {
         if len <= 1 {
             return Ok(0);
         }
-        // Scan from the cursor, wrapping, until all `ready` entries are seen or `events` is full.
-        let mut i = self.cursor.clamp(1, len - 1);
-        let mut scanned = 0;
-        while ready > 0 && scanned < len - 1 && !events.is_full() {
+        // Scan from the cursor until all `ready` entries are seen or `events` is full.
+        let first = self.cursor.clamp(1, len - 1);
+        self.cursor = scan_wrapping(1..len, first, |i| {
+            if ready == 0 || events.is_full() {
+                return false;
+            }
             let pfd = &mut self.pollfds[i];
             let rev = pfd.revents;
             if rev != 0 {
@@ -287,15 +192,53 @@ impl Backend for Poll {
                     pfd.fd = !entry.fd;
                 }
             }
-            scanned += 1;
-            i = if i + 1 == len { 1 } else { i + 1 };
-        }
-        self.cursor = i;
+            true
+        });
         Ok(events.len())
     }
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+impl Mechanism for Poll {
+    fn is_registered(&self, fd: RawFd) -> Option<bool> {
+        Some(self.slots.contains(fd))
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        // poll would report POLLNVAL forever and select would fail every wait: refuse it now.
+        check_fd_open(request.fd)?;
+        self.slots.insert(request.fd, self.pollfds.len() as u32);
+        self.pollfds.push(pollfd(request));
+        self.entries.push(Entry::new(request));
+        Ok(())
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        let i = *self.slots.registered(request.fd) as usize;
+        self.pollfds[i] = pollfd(request);
+        self.entries[i] = Entry::new(request);
+        Ok(())
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        let i = self.slots.remove(fd) as usize;
+        self.pollfds.swap_remove(i);
+        self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            self.slots.insert(moved.fd, i as u32);
+        }
+        Ok(())
+    }
+}
+
+fn pollfd(request: Request) -> libc::pollfd {
+    libc::pollfd {
+        fd: request.fd,
+        events: poll_events(request.interest),
+        revents: 0,
     }
 }
 

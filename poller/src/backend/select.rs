@@ -12,13 +12,14 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fd_table::FdTable;
 use super::notify::Notifier;
+use super::scan_wrapping;
 use crate::api::{
-    already_exists, check_request, invalid_input, not_found, Backend, BackendKind, Capabilities,
-    Support,
+    invalid_input, Backend, BackendKind, Capabilities, Mechanism, RegisteredFd, Request, Support,
 };
 use crate::sys::{check_fd_open, cvt, timespec, timespec_ptr, wait_retrying};
-use crate::{Event, Events, Interest, Mode, Token, Waker};
+use crate::{Event, Events, Interest, Token, Waker};
 
 // FD_SETSIZE is usize on some targets and c_int on others.
 #[allow(clippy::unnecessary_cast)]
@@ -47,7 +48,7 @@ pub struct Select {
     write_ready: libc::fd_set,
     except_ready: libc::fd_set,
     /// Indexed by fd, `FD_SETSIZE` long, allocated once.
-    regs: Vec<Option<Registration>>,
+    regs: FdTable<Registration>,
     /// The registered fds, densely, so a wait scans only them.
     fds: Vec<RawFd>,
     max_fd: RawFd,
@@ -64,8 +65,8 @@ fn empty_set() -> libc::fd_set {
     }
 }
 
-// The FD_* helpers below are only called with 0 <= fd < FD_SETSIZE, which `check_request` (through
-// `max_fd` in the capabilities) guarantees for every registered fd, and `new` for the waker.
+// The FD_* helpers below are only called with 0 <= fd < FD_SETSIZE, which a checked `Request`
+// (through `max_fd` in the capabilities) guarantees for every registered fd, and `new` for the waker.
 fn set(fd: RawFd, s: &mut libc::fd_set) {
     // SAFETY: fd is within 0..FD_SETSIZE (see above) and `s` is an initialized set.
     unsafe { libc::FD_SET(fd, s) }
@@ -98,10 +99,6 @@ impl Select {
         clear(fd, &mut self.write_interest);
         clear(fd, &mut self.except_interest);
     }
-
-    fn check(&self, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
-        check_request(Self::KIND, &self.capabilities(), fd, token, interest, mode)
-    }
 }
 
 impl Backend for Select {
@@ -125,7 +122,7 @@ impl Backend for Select {
             read_ready: empty_set(),
             write_ready: empty_set(),
             except_ready: empty_set(),
-            regs: vec![None; SETSIZE],
+            regs: FdTable::with_len(SETSIZE),
             fds: Vec::new(),
             max_fd: notifier.read_fd(),
             cursor: 0,
@@ -146,70 +143,6 @@ impl Backend for Select {
             reports_error: false,
             max_fd: Some(SETSIZE as RawFd - 1),
         }
-    }
-
-    fn register(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        if self.regs[fd as usize].is_some() {
-            return Err(already_exists(Self::KIND, fd));
-        }
-        // A closed fd in the sets would make every pselect fail with EBADF: refuse it now.
-        check_fd_open(fd)?;
-        self.regs[fd as usize] = Some(Registration {
-            token,
-            oneshot: mode.is_oneshot(),
-            pos: self.fds.len() as u32,
-        });
-        self.fds.push(fd);
-        self.max_fd = self.max_fd.max(fd);
-        self.arm(fd, interest);
-        Ok(())
-    }
-
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        token: Token,
-        interest: Interest,
-        mode: Mode,
-    ) -> io::Result<()> {
-        self.check(fd, token, interest, mode)?;
-        let reg = self.regs[fd as usize]
-            .as_mut()
-            .ok_or_else(|| not_found(Self::KIND, fd))?;
-        reg.token = token;
-        reg.oneshot = mode.is_oneshot();
-        self.arm(fd, interest);
-        Ok(())
-    }
-
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        let reg = match usize::try_from(fd).ok().and_then(|i| self.regs.get_mut(i)) {
-            Some(slot) => slot.take().ok_or_else(|| not_found(Self::KIND, fd))?,
-            None => return Err(not_found(Self::KIND, fd)),
-        };
-        self.disarm(fd);
-        let pos = reg.pos as usize;
-        self.fds.swap_remove(pos);
-        if let Some(&moved) = self.fds.get(pos) {
-            if let Some(r) = self.regs[moved as usize].as_mut() {
-                r.pos = pos as u32;
-            }
-        }
-        if fd == self.max_fd {
-            self.max_fd = self
-                .fds
-                .iter()
-                .copied()
-                .fold(self.notifier.read_fd(), RawFd::max);
-        }
-        Ok(())
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -239,16 +172,18 @@ impl Backend for Select {
         }
         // `ready` counts set bits over the three sets, so an fd both readable and writable counts twice.
         let len = self.fds.len();
-        let mut k = if self.cursor < len { self.cursor } else { 0 };
-        let mut scanned = 0;
-        while ready > 0 && scanned < len && !events.is_full() {
+        let first = if self.cursor < len { self.cursor } else { 0 };
+        self.cursor = scan_wrapping(0..len, first, |k| {
+            if ready == 0 || events.is_full() {
+                return false;
+            }
             let fd = self.fds[k];
             let r = is_set(fd, &self.read_ready);
             let w = is_set(fd, &self.write_ready);
             let x = is_set(fd, &self.except_ready);
             if r || w || x {
                 ready = ready.saturating_sub(r as usize + w as usize + x as usize);
-                if let Some(reg) = self.regs[fd as usize] {
+                if let Some(reg) = self.regs.get(fd) {
                     events.push(
                         Event::new(reg.token)
                             .set_readable(r)
@@ -260,14 +195,60 @@ impl Backend for Select {
                     }
                 }
             }
-            scanned += 1;
-            k = if k + 1 == len { 0 } else { k + 1 };
-        }
-        self.cursor = k;
+            true
+        });
         Ok(events.len())
     }
 
     fn waker(&self) -> Waker {
         Waker::new(self.notifier.clone())
+    }
+}
+
+impl Mechanism for Select {
+    fn is_registered(&self, fd: RawFd) -> Option<bool> {
+        Some(self.regs.contains(fd))
+    }
+
+    fn add(&mut self, request: Request) -> io::Result<()> {
+        let fd = request.fd;
+        // A closed fd in the sets would make every pselect fail with EBADF: refuse it now.
+        check_fd_open(fd)?;
+        let registration = Registration {
+            token: request.token,
+            oneshot: request.mode.is_oneshot(),
+            pos: self.fds.len() as u32,
+        };
+        self.regs.insert(fd, registration);
+        self.fds.push(fd);
+        self.max_fd = self.max_fd.max(fd);
+        self.arm(fd, request.interest);
+        Ok(())
+    }
+
+    fn update(&mut self, request: Request) -> io::Result<()> {
+        let reg = self.regs.registered(request.fd);
+        reg.token = request.token;
+        reg.oneshot = request.mode.is_oneshot();
+        self.arm(request.fd, request.interest);
+        Ok(())
+    }
+
+    fn remove(&mut self, RegisteredFd(fd): RegisteredFd) -> io::Result<()> {
+        let reg = self.regs.remove(fd);
+        self.disarm(fd);
+        let pos = reg.pos as usize;
+        self.fds.swap_remove(pos);
+        if let Some(&moved) = self.fds.get(pos) {
+            self.regs.registered(moved).pos = pos as u32;
+        }
+        if fd == self.max_fd {
+            self.max_fd = self
+                .fds
+                .iter()
+                .copied()
+                .fold(self.notifier.read_fd(), RawFd::max);
+        }
+        Ok(())
     }
 }
