@@ -17,13 +17,24 @@ use crate::running::{pin_plan, Running};
 use crate::server::poke;
 use crate::stats::{Counts, SharedCounters};
 
-/// Counters are added to the shared ones every this many reads, and at close, so that the baselines
-/// do not pay a contended atomic per message (the event loops publish once per wait).
+/// Counters are added to the shared ones every this many reads, or once this long has passed since
+/// the last time, and at close, so that the baselines do not pay a contended atomic per message
+/// (the event loops publish once per wait) while the server's readings of every second
+/// (`seconds`) still see a quiet connection's traffic within a tenth of a second.
 const FLUSH_EVERY: u64 = 256;
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
 fn flush(shared: &SharedCounters, local: &mut Counts) {
     shared.add(local);
     *local = Counts::default();
+}
+
+/// [`flush`] if enough reads or enough time have gone by since `flushed`.
+fn flush_if_due(shared: &SharedCounters, local: &mut Counts, flushed: &mut Instant) {
+    if local.reads >= FLUSH_EVERY || flushed.elapsed() >= FLUSH_AFTER {
+        flush(shared, local);
+        *flushed = Instant::now();
+    }
 }
 
 /// Count an accepted connection at once (the rest is batched per connection), with the accept
@@ -144,6 +155,7 @@ fn serve_blocking(
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; buf_size];
+    let mut flushed = Instant::now();
     loop {
         c.syscalls += 1;
         let n = match stream.read(&mut buf) {
@@ -168,9 +180,7 @@ fn serve_blocking(
                 }
             }
         }
-        if c.reads.is_multiple_of(FLUSH_EVERY) {
-            flush(shared, c);
-        }
+        flush_if_due(shared, c, &mut flushed);
     }
 }
 
@@ -255,7 +265,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
     })
 }
 
-/// A tokio connection task's counters. They are added to the shared ones every `FLUSH_EVERY` reads
+/// A tokio connection task's counters. They are added to the shared ones as [`flush_if_due`] says
 /// and when the task ends, however it ends: on `Drop`, so that the tasks the runtime's shutdown
 /// drops at an await (connections still open at SIGTERM) are counted too, with nothing added per
 /// read. Dropping also gives the connection's slot in the limit back.
@@ -278,6 +288,7 @@ impl Drop for TaskCounters {
 async fn serve_tokio(stream: &mut tokio::net::TcpStream, buf_size: usize, task: &mut TaskCounters) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; buf_size];
+    let mut flushed = Instant::now();
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(0) => {
@@ -300,8 +311,6 @@ async fn serve_tokio(stream: &mut tokio::net::TcpStream, buf_size: usize, task: 
                 }
             }
         }
-        if task.c.reads.is_multiple_of(FLUSH_EVERY) {
-            flush(&task.shared, &mut task.c);
-        }
+        flush_if_due(&task.shared, &mut task.c, &mut flushed);
     }
 }

@@ -17,6 +17,7 @@ mod event_loop;
 mod listener;
 mod probes;
 mod running;
+mod seconds;
 mod server;
 mod stats;
 
@@ -113,7 +114,11 @@ fn serve(config: Config) -> std::io::Result<()> {
         out.flush()?;
     }
     let started = Instant::now();
-    let (failed, intervals) = wait_for_signal(&running, &config, &signal_rx, started);
+    let Waited {
+        failed,
+        seconds,
+        intervals,
+    } = wait_for_signal(&running, &config, &signal_rx, started);
 
     let at_shutdown: Vec<_> = running.counters.iter().map(|c| c.load()).collect();
     let cores = running.cores.clone();
@@ -154,6 +159,7 @@ fn serve(config: Config) -> std::io::Result<()> {
                 involuntary_switches: usage.involuntary_switches,
             }),
             accept_intervals,
+            seconds,
             totals: Totals::of(&threads),
             threads,
         };
@@ -168,41 +174,44 @@ fn serve(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Print the summary every interval until SIGINT/SIGTERM. Returns true if a thread died first,
-/// and (unless `--stats-interval 0s`) each interval's accepts per thread with the threads'
-/// snapshot at the last summary line, where the last part interval starts.
+/// Print the summary every interval and read the counters every whole second (with
+/// `--stats-json`) until SIGINT/SIGTERM. Returns true if a thread died first, the readings, and
+/// (unless `--stats-interval 0s`) each interval's accepts per thread with the threads' snapshot at
+/// the last summary line, where the last part interval starts.
 fn wait_for_signal(
     running: &Running,
     config: &Config,
     signals: &crossbeam_channel::Receiver<()>,
     started: Instant,
-) -> (bool, Option<(stats::Intervals, Vec<stats::Counts>)>) {
+) -> Waited {
     let interval = config.stats_interval;
-    // With summaries off, still look at the threads' health now and then.
-    let tick = if interval.is_zero() {
-        Duration::from_millis(500)
-    } else {
-        interval
-    };
     let snapshot = || -> Vec<stats::Counts> { running.counters.iter().map(|c| c.load()).collect() };
     // From zero, not from a first snapshot: what was accepted before this thread got here is in
     // the first interval, so the intervals add up to the totals.
     let mut before = vec![stats::Counts::default(); running.counters.len()];
     let mut intervals = stats::Intervals::default();
-    let result = |failed: bool, intervals: stats::Intervals, before: Vec<stats::Counts>| {
-        (failed, (!interval.is_zero()).then_some((intervals, before)))
-    };
-    loop {
-        match signals.recv_timeout(tick) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                return result(false, intervals, before)
-            }
+    let mut seconds = config.stats_json.is_some().then(seconds::Seconds::new);
+    let mut next_line = started + interval;
+    let failed = loop {
+        // Also look at the threads' health now and then.
+        let mut timeout = Duration::from_millis(500);
+        if !interval.is_zero() {
+            timeout = timeout.min(next_line.saturating_duration_since(Instant::now()));
+        }
+        if let Some(seconds) = &seconds {
+            timeout = timeout.min(seconds.until_next());
+        }
+        match signals.recv_timeout(timeout) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break false,
             Err(RecvTimeoutError::Timeout) => {}
         }
         if running.failed() {
-            return result(true, intervals, before);
+            break true;
         }
-        if !interval.is_zero() {
+        if let Some(seconds) = &mut seconds {
+            seconds.record_if_due(&running.counters);
+        }
+        if !interval.is_zero() && Instant::now() >= next_line {
             let now = snapshot();
             eprintln!(
                 "{}",
@@ -210,6 +219,23 @@ fn wait_for_signal(
             );
             intervals.push(stats::accepted_per_thread(&now, &before));
             before = now;
+            // After a stall, the next line an interval from now rather than a burst of lines.
+            next_line = (next_line + interval).max(Instant::now());
         }
+    };
+    Waited {
+        failed,
+        seconds: seconds.map(seconds::Seconds::into_rows),
+        intervals: (!interval.is_zero()).then_some((intervals, before)),
     }
+}
+
+/// How the wait for the stop signal ended, and what was read while waiting.
+struct Waited {
+    /// A thread died before the signal.
+    failed: bool,
+    /// The readings of every whole second (with `--stats-json`).
+    seconds: Option<Vec<pollbench_schema::server::ServerSecond>>,
+    /// Each summary interval's accepts per thread, and the snapshot of the last summary line.
+    intervals: Option<(stats::Intervals, Vec<stats::Counts>)>,
 }

@@ -54,6 +54,12 @@ pub struct ServerStats {
     /// intervals) and in documents written before it existed (added within version 1).
     #[serde(default)]
     pub accept_intervals: Option<Vec<Vec<u64>>>,
+    /// The server's counters (summed over threads) and CPU time at every whole wall-clock second
+    /// of its last hour, cumulative from its start: what it did inside a window (load-gen's
+    /// measured one, say) is the difference of the two entries that bound it, start-up and
+    /// shutdown left out. `null` in documents written before it existed (added within version 1).
+    #[serde(default)]
+    pub seconds: Option<Vec<ServerSecond>>,
     /// The sum over threads, with derived ratios.
     pub totals: Totals,
     /// One entry per event loop (the baselines have one, for all their threads).
@@ -65,6 +71,18 @@ impl Versioned for ServerStats {
     fn schema(&self) -> &str {
         &self.schema
     }
+}
+
+/// One of [`ServerStats::seconds`]: counts and CPU time so far, read at a whole second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerSecond {
+    /// When they were read, in Unix seconds (wall clock): just after a whole second.
+    pub at_unix_s: f64,
+    /// The process's CPU time so far (every thread), user and system, in seconds.
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    /// Every thread's counts so far, summed.
+    pub counters: Counters,
 }
 
 /// The server process's getrusage(RUSAGE_SELF), read at shutdown.

@@ -152,3 +152,55 @@ fn tokio_counts_what_open_connections_echoed_before_shutdown() {
     );
     assert!(writes >= reads && writes <= sent, "writes {writes}: {json}");
 }
+
+/// The stats document reads the counters at every whole second: cumulative, one second apart, and
+/// what was echoed between two readings is in their difference (and nothing after the last
+/// reading is in it).
+#[test]
+fn the_counters_are_read_every_whole_second() {
+    for args in [
+        &["--backend", "epoll"][..],
+        &["--backend", "threads"][..],
+        &["--backend", "io_uring_completion"][..],
+    ] {
+        let label = args[1];
+        if label == "io_uring_completion" && !completion_available("seconds of io_uring_completion")
+        {
+            continue;
+        }
+        let server = Server::start(args, None);
+        let stream = server.connect();
+        let data = payload(1000, 7);
+        // Bounded: about 2.5 s of echoes, so at least two whole seconds pass while serving.
+        let began = Instant::now();
+        let mut echoed = 0u64;
+        while began.elapsed() < Duration::from_millis(2500) {
+            assert!(echo(&stream, &data), "{label}: echoed");
+            echoed += data.len() as u64;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (status, _, json) = server.stop();
+        assert!(status.success(), "{label}: {status}");
+        let seconds = json["seconds"].as_array().expect("seconds");
+        assert!(seconds.len() >= 2, "{label}: {seconds:?}");
+        let at = |k: usize| seconds[k]["at_unix_s"].as_f64().unwrap();
+        let out = |k: usize| seconds[k]["counters"]["bytes_out"].as_u64().unwrap();
+        for k in 1..seconds.len() {
+            assert_eq!(
+                at(k).floor() - at(k - 1).floor(),
+                1.0,
+                "{label}: {seconds:?}"
+            );
+            let between = out(k) - out(k - 1);
+            // 1,000 B every ~20 ms: about 50 kB a second.
+            assert!((10_000..=60_000).contains(&between), "{label}: {between} B");
+            let cpu = |k: usize| {
+                seconds[k]["cpu_user_s"].as_f64().unwrap()
+                    + seconds[k]["cpu_system_s"].as_f64().unwrap()
+            };
+            assert!(cpu(k) >= cpu(k - 1), "{label}");
+        }
+        assert!(out(seconds.len() - 1) <= echoed, "{label}");
+        assert_eq!(json["totals"]["bytes_out"], echoed, "{label}");
+    }
+}
