@@ -9,6 +9,7 @@
 //!
 //! The exception: fields that committed documents may lack read as `null` when absent, so that
 //! every published run still reads: [`ServerStats::cpu`], [`ServerStats::accept_intervals`],
+//! [`ServerStats::seconds`],
 //! [`ServerConfig::ring`], and in every thread and in the totals [`Counters::syscalls`],
 //! [`Counters::registrations`], [`Counters::would_block`], [`Counters::listener_wakeups`],
 //! [`Counters::listener_wakeups_empty`] and the three `ring_*` counts. bench-server always writes
@@ -419,6 +420,34 @@ mod tests {
       1
     ]
   ],
+  "seconds": [
+    {
+      "at_unix_s": 1764662401.0021,
+      "cpu_user_s": 0.141,
+      "cpu_system_s": 0.213,
+      "counters": {
+        "accepted": 4,
+        "closed": 0,
+        "rejected": 0,
+        "bytes_in": 1521920,
+        "bytes_out": 1521920,
+        "reads": 23780,
+        "writes": 23780,
+        "waits": 22950,
+        "events": 23784,
+        "empty_wakeups": 0,
+        "accept_pauses": 0,
+        "syscalls": 70510,
+        "registrations": 8,
+        "would_block": 0,
+        "listener_wakeups": 5,
+        "listener_wakeups_empty": 1,
+        "ring_submissions": null,
+        "ring_enobufs": null,
+        "ring_buffers_in_use": null
+      }
+    }
+  ],
   "totals": {
     "active": 0,
     "accepted": 4,
@@ -530,6 +559,11 @@ mod tests {
         assert_eq!(stats.threads[1].counters.registrations, Some(3));
         assert_eq!(stats.threads[0].counters.would_block, Some(1));
         assert_eq!(stats.accept_intervals, Some(vec![vec![3, 0], vec![0, 1]]));
+        let second = &stats.seconds.as_ref().expect("seconds")[0];
+        assert_eq!(
+            (second.counters.bytes_out, second.counters.syscalls),
+            (1521920, Some(70510))
+        );
         assert_eq!(stats.totals.counters.listener_wakeups, Some(5));
         assert_eq!(stats.threads[1].counters.listener_wakeups_empty, Some(1));
         // Same keys, same order, same values: the struct is the document.
@@ -567,6 +601,7 @@ mod tests {
                 .unwrap()
                 .remove("accept_intervals")
                 .unwrap();
+            v.as_object_mut().unwrap().remove("seconds").unwrap();
             each_counters(v, |o| {
                 for field in ADDED {
                     o.as_object_mut().unwrap().remove(field).unwrap();
@@ -583,6 +618,7 @@ mod tests {
         assert_eq!(stats.cpu, None);
         assert_eq!(stats.config.ring, None);
         assert_eq!(stats.accept_intervals, None);
+        assert_eq!(stats.seconds, None);
         for c in
             std::iter::once(&stats.totals.counters).chain(stats.threads.iter().map(|t| &t.counters))
         {

@@ -83,14 +83,29 @@ pub struct CellSummary {
     pub p50_us: Option<Estimate>,
     #[serde(deserialize_with = "crate::file::required")]
     pub p99_us: Option<Estimate>,
-    /// The server's CPU time (user + system, over its life in the cell) per message it echoed,
-    /// in microseconds; null where the server did not record its CPU time.
+    /// The server's CPU time (user + system) per message it echoed, in microseconds, over what
+    /// [`server_cost_over`](Self::server_cost_over) says; null where the server did not record
+    /// its CPU time.
     #[serde(deserialize_with = "crate::file::required")]
     pub server_cpu_us_per_msg: Option<Estimate>,
-    /// The system calls the server's loops made per message echoed (its own counters); null where
-    /// it could not count them.
+    /// The system calls the server's loops made per message echoed (its own counters), over the
+    /// same span; null where it could not count them.
     #[serde(deserialize_with = "crate::file::required")]
     pub server_syscalls_per_msg: Option<Estimate>,
+    /// The span the two figures above come from: "measured window" (bench-server's readings at
+    /// the whole seconds inside load-gen's measured window, in every round: start-up, warm-up and
+    /// shutdown left out) or "whole life" (its whole life in the cell: a window too short for two
+    /// readings, or a server that did not take them). Added within version 1: absent (None) in
+    /// documents written before it, whose figures are the whole life's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cost_over: Option<String>,
+    /// Server CPU time per message over its whole life in the cell, whatever the span above.
+    /// Added within version 1: absent (None) in documents written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_msg_whole_life: Option<Estimate>,
+    /// System calls per message over its whole life in the cell. Added within version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_syscalls_per_msg_whole_life: Option<Estimate>,
     /// Events each wait returned, on average.
     #[serde(deserialize_with = "crate::file::required")]
     pub events_per_wait: Option<Estimate>,

@@ -9,7 +9,7 @@ use std::path::Path;
 use pollbench_schema::file::{read_json, write_json_atomically};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
-use pollbench_schema::server::ServerStats;
+use pollbench_schema::server::{ServerSecond, ServerStats};
 use pollbench_schema::summary::{CellSummary, Estimate, Summary, VerdictSummary, SCHEMA};
 
 use crate::analysis::stats::{median_interval, paired, Interval};
@@ -34,6 +34,9 @@ struct Figures {
     p99_us: Option<f64>,
     server_cpu_us_per_msg: Option<f64>,
     server_syscalls_per_msg: Option<f64>,
+    /// The two above over the measured window alone, where the server's readings cover it.
+    window_cpu_us_per_msg: Option<f64>,
+    window_syscalls_per_msg: Option<f64>,
     events_per_wait: Option<f64>,
     client_cpu_us_per_msg: Option<f64>,
     send_lateness_p50_us: Option<f64>,
@@ -50,12 +53,15 @@ impl Figures {
     fn of(round: &Round, size: usize) -> Figures {
         let run = &round.run;
         let server = round.server.as_ref();
+        let window = server.and_then(|s| Window::of(s, run));
         Figures {
             msgs_per_s: Some(run.throughput_msgs_per_s),
             p50_us: Some(run.latency_us.p50 as f64),
             p99_us: Some(run.latency_us.p99 as f64),
             server_cpu_us_per_msg: server.and_then(|s| server_cpu_us_per_msg(s, size)),
             server_syscalls_per_msg: server.and_then(|s| server_syscalls_per_msg(s, size)),
+            window_cpu_us_per_msg: window.and_then(|w| w.cpu_us_per_msg(size)),
+            window_syscalls_per_msg: window.and_then(|w| w.syscalls_per_msg(size)),
             events_per_wait: server
                 .filter(|s| s.totals.counters.waits > 0)
                 .map(|s| s.totals.events_per_wait),
@@ -88,6 +94,49 @@ fn server_cpu_us_per_msg(stats: &ServerStats, size: usize) -> Option<f64> {
 /// The system calls the server's loops made per message echoed.
 fn server_syscalls_per_msg(stats: &ServerStats, size: usize) -> Option<f64> {
     Some(stats.totals.counters.syscalls? as f64 / server_messages(stats, size)?)
+}
+
+/// What the server did inside load-gen's measured window: the difference of its readings at the
+/// first and the last whole second inside it.
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    first: &'a ServerSecond,
+    last: &'a ServerSecond,
+}
+
+impl Window<'_> {
+    /// The window of `run` in `stats`' readings: None without two readings inside it.
+    fn of<'a>(stats: &'a ServerStats, run: &RunReport) -> Option<Window<'a>> {
+        let start = run.window_start_unix_s?;
+        Window::inside(stats.seconds.as_deref()?, start, start + run.duration_s)
+    }
+
+    /// The first and last of `readings` from `start` to `end` (Unix seconds), if two are.
+    fn inside(readings: &[ServerSecond], start: f64, end: f64) -> Option<Window<'_>> {
+        let mut inside = readings
+            .iter()
+            .filter(|s| s.at_unix_s >= start && s.at_unix_s <= end);
+        let first = inside.next()?;
+        let last = inside.next_back()?;
+        Some(Window { first, last })
+    }
+
+    /// Messages echoed in the window: bytes written, in messages of `size` bytes.
+    fn messages(&self, size: usize) -> Option<f64> {
+        let bytes = self.last.counters.bytes_out - self.first.counters.bytes_out;
+        let messages = bytes as f64 / size.max(1) as f64;
+        (messages >= 1.0).then_some(messages)
+    }
+
+    fn cpu_us_per_msg(&self, size: usize) -> Option<f64> {
+        let cpu = |s: &ServerSecond| s.cpu_user_s + s.cpu_system_s;
+        Some((cpu(self.last) - cpu(self.first)) * 1e6 / self.messages(size)?)
+    }
+
+    fn syscalls_per_msg(&self, size: usize) -> Option<f64> {
+        let calls = self.last.counters.syscalls? - self.first.counters.syscalls?;
+        Some(calls as f64 / self.messages(size)?)
+    }
 }
 
 /// Listener wake-ups that accepted nothing, per connection accepted.
@@ -138,6 +187,36 @@ fn over_rounds(figures: &[Figures], pick: fn(&Figures) -> Option<f64>) -> Option
     values.and_then(|v| median_interval(&v)).map(estimate)
 }
 
+/// A cell's server cost figures and the span they are over.
+struct ServerCost {
+    cpu: Option<Estimate>,
+    syscalls: Option<Estimate>,
+    over: Option<String>,
+}
+
+impl ServerCost {
+    /// Over the measured window where every round has the window's CPU figure (a cell's rounds
+    /// are not mixed), else over the server's whole life.
+    fn of(figures: &[Figures]) -> ServerCost {
+        let window = over_rounds(figures, |f| f.window_cpu_us_per_msg);
+        match window {
+            Some(cpu) => ServerCost {
+                cpu: Some(cpu),
+                syscalls: over_rounds(figures, |f| f.window_syscalls_per_msg),
+                over: Some("measured window".into()),
+            },
+            None => {
+                let cpu = over_rounds(figures, |f| f.server_cpu_us_per_msg);
+                ServerCost {
+                    over: cpu.is_some().then(|| "whole life".into()),
+                    cpu,
+                    syscalls: over_rounds(figures, |f| f.server_syscalls_per_msg),
+                }
+            }
+        }
+    }
+}
+
 /// The summary of run directory `dir`, from meta.json and the cells' files.
 pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     let mut cells = Vec::with_capacity(meta.cells.len());
@@ -159,6 +238,7 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             );
         }
         let outcome = meta.outcome(&c.id);
+        let cost = ServerCost::of(&figures);
         cells.push(CellSummary {
             id: c.id.clone(),
             sweep: c.sweep.clone(),
@@ -174,8 +254,13 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             msgs_per_s: over_rounds(&figures, |f| f.msgs_per_s),
             p50_us: over_rounds(&figures, |f| f.p50_us),
             p99_us: over_rounds(&figures, |f| f.p99_us),
-            server_cpu_us_per_msg: over_rounds(&figures, |f| f.server_cpu_us_per_msg),
-            server_syscalls_per_msg: over_rounds(&figures, |f| f.server_syscalls_per_msg),
+            server_cpu_us_per_msg: cost.cpu,
+            server_syscalls_per_msg: cost.syscalls,
+            server_cost_over: cost.over,
+            server_cpu_us_per_msg_whole_life: over_rounds(&figures, |f| f.server_cpu_us_per_msg),
+            server_syscalls_per_msg_whole_life: over_rounds(&figures, |f| {
+                f.server_syscalls_per_msg
+            }),
             events_per_wait: over_rounds(&figures, |f| f.events_per_wait),
             client_cpu_us_per_msg: over_rounds(&figures, |f| f.client_cpu_us_per_msg),
             send_lateness_p50_us: over_rounds(&figures, |f| f.send_lateness_p50_us),
@@ -255,6 +340,9 @@ pub(crate) mod tests {
             p99_us: None,
             server_cpu_us_per_msg: None,
             server_syscalls_per_msg: None,
+            server_cost_over: None,
+            server_cpu_us_per_msg_whole_life: None,
+            server_syscalls_per_msg_whole_life: None,
             events_per_wait: None,
             client_cpu_us_per_msg: None,
             send_lateness_p50_us: None,
@@ -265,6 +353,51 @@ pub(crate) mod tests {
             accept_spread: None,
             empty_wakeups_per_accept: None,
         }
+    }
+
+    fn reading(at_unix_s: f64, cpu_s: f64, bytes_out: u64, syscalls: u64) -> ServerSecond {
+        let counters = pollbench_schema::server::Counters {
+            bytes_out,
+            syscalls: Some(syscalls),
+            ..Default::default()
+        };
+        ServerSecond {
+            at_unix_s,
+            cpu_user_s: cpu_s / 2.0,
+            cpu_system_s: cpu_s / 2.0,
+            counters,
+        }
+    }
+
+    /// The window's cost is the difference of the readings that bound it: what came before (a
+    /// costly start-up) and after (shutdown) is left out.
+    #[test]
+    fn the_windows_cost_leaves_out_what_came_before_and_after_it() {
+        let readings = [
+            reading(100.001, 5.0, 0, 10), // start-up: 5 s of CPU, nothing echoed
+            reading(101.002, 5.5, 64_000, 1_010), // the window opens at 100.5
+            reading(102.001, 6.0, 128_000, 2_010), //
+            reading(103.003, 6.5, 192_000, 3_010), // it closes at 103.5
+            reading(104.001, 9.0, 192_000, 3_020), // shutdown
+        ];
+        let w = Window::inside(&readings, 100.5, 103.5).expect("two readings inside");
+        // 2 s of it: 1 s of CPU for 2,000 messages of 64 B, 2,000 calls.
+        assert!((w.cpu_us_per_msg(64).unwrap() - 500.0).abs() < 1e-6);
+        assert!((w.syscalls_per_msg(64).unwrap() - 1.0).abs() < 1e-9);
+        // One reading inside is no window.
+        assert!(Window::inside(&readings, 100.5, 101.9).is_none());
+        // Rounds are not mixed: one round without a window puts the cell on whole-life figures.
+        let figures = |window: Option<f64>| Figures {
+            server_cpu_us_per_msg: Some(9.0),
+            window_cpu_us_per_msg: window,
+            ..Figures::default()
+        };
+        let windowed = ServerCost::of(&[figures(Some(4.0)), figures(Some(4.0))]);
+        assert_eq!(windowed.over.as_deref(), Some("measured window"));
+        assert_eq!(windowed.cpu.map(|e| e.median), Some(4.0));
+        let mixed = ServerCost::of(&[figures(Some(4.0)), figures(None)]);
+        assert_eq!(mixed.over.as_deref(), Some("whole life"));
+        assert_eq!(mixed.cpu.map(|e| e.median), Some(9.0));
     }
 
     #[test]

@@ -19,13 +19,30 @@ impl Markdown<'_> {
         if !self.run.any_completed(sweep, recorded) {
             return;
         }
+        let windowed = |s: &CellSummary| s.server_cost_over.as_deref() == Some(WINDOW);
+        if !self.run.any_completed(sweep, windowed) {
+            self.summary_table(
+                sweep,
+                "Cost per message: the server's CPU time (user + system over its life in the cell, \
+                 median [interval] over rounds), its system calls and events per wait (its own \
+                 counters), and load-gen's CPU time. When both sides saturate the machine, these say \
+                 which mechanism costs less.",
+                |_, s| cost_text(s),
+            );
+            return;
+        }
         self.summary_table(
             sweep,
-            "Cost per message: the server's CPU time (user + system over its life in the cell, \
-             median [interval] over rounds), its system calls and events per wait (its own \
-             counters), and load-gen's CPU time. When both sides saturate the machine, these say \
-             which mechanism costs less.",
-            |_, s| cost_text(s),
+            "Cost per message: the server's CPU time (user + system, median [interval] over \
+             rounds) and system calls over load-gen's measured window (the server's readings at \
+             the whole seconds inside it: start-up, warm-up and shutdown left out; † marks a cell \
+             whose window was too short for two readings, its figures over the server's whole \
+             life), events per wait, and load-gen's CPU time. When both sides saturate the \
+             machine, these say which mechanism costs less.",
+            |_, s| match windowed(s) {
+                true => cost_text(s),
+                false => format!("† {}", cost_text(s)),
+            },
         );
     }
 
@@ -115,6 +132,9 @@ impl Run<'_> {
             .any(|c| self.completed_summary(c).is_some_and(&recorded))
     }
 }
+
+/// What the summary says of server cost figures over load-gen's measured window.
+const WINDOW: &str = "measured window";
 
 /// One cell's entry in a cost table: "server 4.1 µs [3.9–4.4], 3.1 syscalls, 1.2 events/wait;
 /// client 6.0 µs".
