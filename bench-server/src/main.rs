@@ -120,49 +120,18 @@ fn serve(config: Config) -> std::io::Result<()> {
         intervals,
     } = wait_for_signal(&running, &config, &signal_rx, started);
 
-    let at_shutdown: Vec<_> = running.counters.iter().map(|c| c.load()).collect();
-    let cores = running.cores.clone();
-    let listen_addr = running.addr;
-    let counters = running.counters.clone();
-    let duration = started.elapsed();
+    let ended = Ended {
+        at_shutdown: running.counters.iter().map(|c| c.load()).collect(),
+        cores: running.cores.clone(),
+        listen_addr: running.addr,
+        counters: running.counters.clone(),
+        duration: started.elapsed(),
+    };
     let stopped = running.stop();
     signals_handle.close();
 
     if let Some(path) = &config.stats_json {
-        // The last part interval ends at the loops' final counts, as the threads' entries do.
-        let accept_intervals = intervals.map(|(intervals, before)| {
-            let last: Vec<_> = counters.iter().map(|c| c.load()).collect();
-            intervals.finish(&last, &before)
-        });
-        let threads: Vec<ThreadStats> = counters
-            .iter()
-            .enumerate()
-            .map(|(id, c)| ThreadStats {
-                id,
-                core: cores.get(id).copied().flatten(),
-                active: at_shutdown[id].active(),
-                counters: c.counters(),
-            })
-            .collect();
-        // Read once every thread has stopped, so that what they spent stopping is in it too.
-        let usage = pollbench_common::process_usage();
-        let document = ServerStats {
-            schema: pollbench_schema::server::SCHEMA.to_owned(),
-            config: config.stats_config(),
-            listen_addr,
-            allocations: allocations(),
-            duration_s: duration.as_secs_f64(),
-            cpu: Some(ProcessCpu {
-                user_s: usage.user.as_secs_f64(),
-                system_s: usage.system.as_secs_f64(),
-                voluntary_switches: usage.voluntary_switches,
-                involuntary_switches: usage.involuntary_switches,
-            }),
-            accept_intervals,
-            seconds,
-            totals: Totals::of(&threads),
-            threads,
-        };
+        let document = stats_document(&config, ended, seconds, intervals);
         pollbench_schema::file::write_json_atomically(path, &document).map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
         })?;
@@ -172,6 +141,66 @@ fn serve(config: Config) -> std::io::Result<()> {
         return Err(std::io::Error::other("an event loop stopped unexpectedly"));
     }
     Ok(())
+}
+
+/// What the server was when the stop signal came: the threads' counts then, their cores and
+/// counters (read again once they have stopped), the address, and how long it served.
+struct Ended {
+    at_shutdown: Vec<stats::Counts>,
+    cores: Vec<Option<usize>>,
+    listen_addr: std::net::SocketAddr,
+    counters: Vec<std::sync::Arc<stats::SharedCounters>>,
+    duration: Duration,
+}
+
+/// The `--stats-json` document, once every thread has stopped.
+fn stats_document(
+    config: &Config,
+    ended: Ended,
+    seconds: Option<Vec<pollbench_schema::server::ServerSecond>>,
+    intervals: Option<(stats::Intervals, Vec<stats::Counts>)>,
+) -> ServerStats {
+    let Ended {
+        at_shutdown,
+        cores,
+        listen_addr,
+        counters,
+        duration,
+    } = ended;
+    // The last part interval ends at the loops' final counts, as the threads' entries do.
+    let accept_intervals = intervals.map(|(intervals, before)| {
+        let last: Vec<_> = counters.iter().map(|c| c.load()).collect();
+        intervals.finish(&last, &before)
+    });
+    let threads: Vec<ThreadStats> = counters
+        .iter()
+        .enumerate()
+        .map(|(id, c)| ThreadStats {
+            id,
+            core: cores.get(id).copied().flatten(),
+            active: at_shutdown[id].active(),
+            counters: c.counters(),
+        })
+        .collect();
+    // Read once every thread has stopped, so that what they spent stopping is in it too.
+    let usage = pollbench_common::process_usage();
+    ServerStats {
+        schema: pollbench_schema::server::SCHEMA.to_owned(),
+        config: config.stats_config(),
+        listen_addr,
+        allocations: allocations(),
+        duration_s: duration.as_secs_f64(),
+        cpu: Some(ProcessCpu {
+            user_s: usage.user.as_secs_f64(),
+            system_s: usage.system.as_secs_f64(),
+            voluntary_switches: usage.voluntary_switches,
+            involuntary_switches: usage.involuntary_switches,
+        }),
+        accept_intervals,
+        seconds,
+        totals: Totals::of(&threads),
+        threads,
+    }
 }
 
 /// Print the summary every interval and read the counters every whole second (with

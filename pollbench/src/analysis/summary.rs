@@ -10,14 +10,18 @@ use pollbench_schema::file::{read_json, write_json_atomically};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
 use pollbench_schema::server::{ServerSecond, ServerStats};
-use pollbench_schema::summary::{CellSummary, Estimate, Summary, VerdictSummary, SCHEMA};
+use pollbench_schema::summary::{CellSummary, Estimate, Summary, SCHEMA};
 
-use crate::analysis::stats::{median_interval, paired, Interval};
+use crate::analysis::stats::{median_interval, Interval};
+use crate::analysis::verdicts::{verdicts, Judged};
 
 /// The method, as summary.json states it.
 const METHOD: &str = "median over rounds; interval from order statistics (distribution-free, \
      95% where there are 6 rounds or more, else the extremes with the confidence they have); \
-     verdicts from the interval of the per-round ratio a/b, judged only at 95%";
+     verdicts from the interval of the per-round ratio a/b, judged only at 95%, on each metric \
+     where its sweep can resolve it (msgs/s in closed loop, p50 and p99 in open loop, \
+     connections/s with churn, the server's CPU time and system calls per message everywhere; \
+     lower is better for latency and cost)";
 
 /// One round of a cell: what load-gen and bench-server wrote.
 struct Round {
@@ -28,24 +32,24 @@ struct Round {
 
 /// The figures of one round of a cell, each None where its source did not record it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Figures {
-    msgs_per_s: Option<f64>,
-    p50_us: Option<f64>,
-    p99_us: Option<f64>,
-    server_cpu_us_per_msg: Option<f64>,
-    server_syscalls_per_msg: Option<f64>,
+pub(super) struct Figures {
+    pub(super) msgs_per_s: Option<f64>,
+    pub(super) p50_us: Option<f64>,
+    pub(super) p99_us: Option<f64>,
+    pub(super) server_cpu_us_per_msg: Option<f64>,
+    pub(super) server_syscalls_per_msg: Option<f64>,
     /// The two above over the measured window alone, where the server's readings cover it.
-    window_cpu_us_per_msg: Option<f64>,
-    window_syscalls_per_msg: Option<f64>,
-    events_per_wait: Option<f64>,
-    client_cpu_us_per_msg: Option<f64>,
-    send_lateness_p50_us: Option<f64>,
-    send_lateness_p99_us: Option<f64>,
-    connections_per_s: Option<f64>,
-    connect_p50_us: Option<f64>,
-    connect_p99_us: Option<f64>,
-    accept_spread: Option<f64>,
-    empty_wakeups_per_accept: Option<f64>,
+    pub(super) window_cpu_us_per_msg: Option<f64>,
+    pub(super) window_syscalls_per_msg: Option<f64>,
+    pub(super) events_per_wait: Option<f64>,
+    pub(super) client_cpu_us_per_msg: Option<f64>,
+    pub(super) send_lateness_p50_us: Option<f64>,
+    pub(super) send_lateness_p99_us: Option<f64>,
+    pub(super) connections_per_s: Option<f64>,
+    pub(super) connect_p50_us: Option<f64>,
+    pub(super) connect_p99_us: Option<f64>,
+    pub(super) accept_spread: Option<f64>,
+    pub(super) empty_wakeups_per_accept: Option<f64>,
 }
 
 impl Figures {
@@ -172,7 +176,7 @@ fn rounds_of(dir: &Path, meta: &Meta, c: &Cell) -> Result<Vec<Round>, String> {
         .collect()
 }
 
-fn estimate(i: Interval) -> Estimate {
+pub(super) fn estimate(i: Interval) -> Estimate {
     Estimate {
         median: i.median,
         lo: i.lo,
@@ -220,8 +224,8 @@ impl ServerCost {
 /// The summary of run directory `dir`, from meta.json and the cells' files.
 pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     let mut cells = Vec::with_capacity(meta.cells.len());
-    // Each completed cell's msgs/s by round, for the verdicts (only when rounds interleave).
-    let mut by_round: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    // Each completed cell's figures by round, for the verdicts (only when rounds interleave).
+    let mut by_round: BTreeMap<&str, Judged> = BTreeMap::new();
     for c in &meta.cells {
         let by_idle = meta
             .cells
@@ -232,10 +236,11 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
         let rounds = rounds_of(dir, meta, c)?;
         let figures: Vec<Figures> = rounds.iter().map(|r| Figures::of(r, size)).collect();
         if meta.rounds.is_some() && figures.len() >= 2 {
-            by_round.insert(
-                c.id.as_str(),
-                figures.iter().filter_map(|f| f.msgs_per_s).collect(),
-            );
+            let judged = Judged {
+                cell: c,
+                figures: figures.clone(),
+            };
+            by_round.insert(c.id.as_str(), judged);
         }
         let outcome = meta.outcome(&c.id);
         let cost = ServerCost::of(&figures);
@@ -289,40 +294,9 @@ pub fn write(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     Ok(summary)
 }
 
-/// Every pair of columns at the same row of a sweep, on msgs/s paired by round, in the order of
-/// the sweep's columns.
-fn verdicts(cells: &[CellSummary], by_round: &BTreeMap<&str, Vec<f64>>) -> Vec<VerdictSummary> {
-    let mut verdicts = Vec::new();
-    for (i, a) in cells.iter().enumerate() {
-        for b in &cells[i + 1..] {
-            if a.sweep != b.sweep || a.row != b.row || a.column == b.column {
-                continue;
-            }
-            let (Some(ra), Some(rb)) = (by_round.get(a.id.as_str()), by_round.get(b.id.as_str()))
-            else {
-                continue;
-            };
-            let Some((ratio, verdict)) = paired(ra, rb) else {
-                continue;
-            };
-            verdicts.push(VerdictSummary {
-                sweep: a.sweep.clone(),
-                row: a.row,
-                metric: "msgs_per_s".into(),
-                a: a.column.clone(),
-                b: b.column.clone(),
-                ratio: estimate(ratio),
-                verdict,
-            });
-        }
-    }
-    verdicts
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use pollbench_schema::summary::Judgement;
 
     /// A completed cell of 6 rounds, without figures (a test sets those it needs).
     pub(crate) fn cell(id: &str, sweep: &str, column: &str, row: usize) -> CellSummary {
@@ -398,42 +372,5 @@ pub(crate) mod tests {
         let mixed = ServerCost::of(&[figures(Some(4.0)), figures(None)]);
         assert_eq!(mixed.over.as_deref(), Some("whole life"));
         assert_eq!(mixed.cpu.map(|e| e.median), Some(9.0));
-    }
-
-    #[test]
-    fn verdicts_pair_the_columns_of_one_row_of_one_sweep_only() {
-        let cells = [
-            cell("a10", "s", "a", 10),
-            cell("a20", "s", "a", 20),
-            cell("b10", "s", "b", 10),
-            cell("b20", "s", "b", 20),
-            cell("c10", "other", "c", 10),
-        ];
-        let fast = vec![150.0, 160.0, 140.0, 155.0, 150.0, 145.0];
-        let slow = vec![100.0, 104.0, 97.0, 101.0, 99.0, 100.0];
-        let by_round: BTreeMap<&str, Vec<f64>> = [
-            ("a10", fast.clone()),
-            ("b10", slow.clone()),
-            ("a20", slow.clone()),
-            ("b20", slow.clone()),
-            ("c10", fast),
-        ]
-        .into();
-        let v = verdicts(&cells, &by_round);
-        let said: Vec<(usize, &str, &str, Judgement)> = v
-            .iter()
-            .map(|v| (v.row, v.a.as_str(), v.b.as_str(), v.verdict))
-            .collect();
-        assert_eq!(
-            said,
-            [
-                (10, "a", "b", Judgement::ABetter),
-                (20, "a", "b", Judgement::NoClearDifference),
-            ]
-        );
-        assert!(v.iter().all(|v| v.sweep == "s" && v.metric == "msgs_per_s"));
-        // A cell without rounds (it failed, or the run has none) is in no verdict.
-        let without: BTreeMap<&str, Vec<f64>> = [("a10", vec![1.0; 6])].into();
-        assert!(verdicts(&cells, &without).is_empty());
     }
 }

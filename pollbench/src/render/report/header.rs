@@ -54,7 +54,23 @@ impl Markdown<'_> {
             "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
              Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
         );
-        if let Some(rounds) = &meta.rounds {
+        if let Some(rounds) = meta.rounds.as_ref().filter(|r| r.blocks.is_some()) {
+            let _ = writeln!(
+                md,
+                "Every cell ran once in each of {} rounds. In a round each row of a sweep (the \
+                 cells its verdicts compare) ran as a block, its cells back to back in a shuffled \
+                 order, the blocks in a shuffled order (seed {}; each round's order is in \
+                 meta.json): what is compared runs side by side in time, and a slow phase of the \
+                 machine spreads over the rounds. Each figure is the median over the rounds; \
+                 [lo–hi] is the interval of the msgs/s median from order statistics (95% from 6 \
+                 rounds on, else the extremes with the confidence they have), and the charts draw \
+                 it as error bars. A verdict pairs two columns round by round: the interval of the \
+                 per-round ratio a/b. The latency spectrum and the cells' ID.* files are the median \
+                 round by msgs/s.\n",
+                rounds.order.len(),
+                rounds.seed
+            );
+        } else if let Some(rounds) = &meta.rounds {
             let _ = writeln!(
                 md,
                 "Every cell ran once in each of {} rounds, in an order shuffled per round (seed {}; \

@@ -44,6 +44,7 @@ impl Markdown<'_> {
         self.lateness_table(sweep);
         self.churn_table(sweep);
         self.verdicts(&verdicts);
+        self.other_verdicts(self.run.summary, sweep.name, sweep.x);
     }
 
     /// A sweep's table: msgs/s / p99 per cell, or why it did not complete. With rounds, the medians

@@ -1,10 +1,11 @@
 //! The verdicts of a sweep's table: each row's pairs of columns judged on msgs/s paired by round
-//! (the summary's verdicts), the row's clear winner, and the lists under the tables.
+//! (the summary's verdicts), the row's clear winner, the lists under the tables, and the lists
+//! of the other metrics' verdicts.
 
 use std::fmt::Write as _;
 
 use pollbench_schema::results::Cell;
-use pollbench_schema::summary::{Judgement, Summary};
+use pollbench_schema::summary::{Judgement, Summary, VerdictSummary};
 
 use super::markdown::Markdown;
 
@@ -14,6 +15,53 @@ pub(super) struct VerdictLine {
     pub(super) same_server: bool,
     pub(super) text: String,
 }
+
+impl VerdictLine {
+    /// "a vs b: 1.12 [1.05, 1.20], a better".
+    fn of(v: &VerdictSummary) -> VerdictLine {
+        let said = match v.verdict {
+            Judgement::ABetter => format!("{} better", v.a),
+            Judgement::BBetter => format!("{} better", v.b),
+            Judgement::NoClearDifference
+                if v.ratio.confidence < crate::analysis::stats::CONFIDENCE =>
+            {
+                format!(
+                    "not judged (the interval has {:.0}% confidence; 6 rounds give 95%)",
+                    100.0 * v.ratio.confidence
+                )
+            }
+            Judgement::NoClearDifference => "no clear difference".into(),
+        };
+        VerdictLine {
+            same_server: same_server(&v.a, &v.b),
+            text: format!(
+                "{} vs {}: {:.2} [{:.2}, {:.2}], {said}",
+                v.a, v.b, v.ratio.median, v.ratio.lo, v.ratio.hi
+            ),
+        }
+    }
+}
+
+/// The metric the sweep tables' verdicts and bold winners are on.
+const MSGS_PER_S: &str = "msgs_per_s";
+
+/// The other metrics judged, as the report names them.
+const OTHER_METRICS: [(&str, &str); 5] = [
+    ("p50_us", "p50 latency (open loop; lower is better)"),
+    ("p99_us", "p99 latency (open loop; lower is better)"),
+    (
+        "server_cpu_us_per_msg",
+        "the server's CPU time per message (lower is better; over the span the cost table says)",
+    ),
+    (
+        "server_syscalls_per_msg",
+        "the server's system calls per message (lower is better)",
+    ),
+    (
+        "connections_per_s",
+        "connections per second (churn; higher is better)",
+    ),
+];
 
 /// The verdicts of one row of a sweep's table.
 #[derive(Default)]
@@ -43,39 +91,19 @@ pub(super) fn judge_row(
     for v in summary
         .verdicts
         .iter()
-        .filter(|v| v.sweep == sweep && v.row == row)
+        .filter(|v| v.sweep == sweep && v.row == row && v.metric == MSGS_PER_S)
     {
         let (Some(a), Some(b)) = (column(&v.a), column(&v.b)) else {
             continue;
         };
         judged_columns[a] = true;
         judged_columns[b] = true;
-        let said = match v.verdict {
-            Judgement::ABetter => {
-                wins[a] += 1;
-                format!("{} better", v.a)
-            }
-            Judgement::BBetter => {
-                wins[b] += 1;
-                format!("{} better", v.b)
-            }
-            Judgement::NoClearDifference
-                if v.ratio.confidence < crate::analysis::stats::CONFIDENCE =>
-            {
-                format!(
-                    "not judged (the interval has {:.0}% confidence; 6 rounds give 95%)",
-                    100.0 * v.ratio.confidence
-                )
-            }
-            Judgement::NoClearDifference => "no clear difference".into(),
-        };
-        judged.lines.push(VerdictLine {
-            same_server: same_server(&v.a, &v.b),
-            text: format!(
-                "{} vs {}: {:.2} [{:.2}, {:.2}], {said}",
-                v.a, v.b, v.ratio.median, v.ratio.lo, v.ratio.hi
-            ),
-        });
+        match v.verdict {
+            Judgement::ABetter => wins[a] += 1,
+            Judgement::BBetter => wins[b] += 1,
+            Judgement::NoClearDifference => {}
+        }
+        judged.lines.push(VerdictLine::of(v));
     }
     let comparable = judged_columns.iter().filter(|&&j| j).count();
     judged.winner = (comparable >= 2)
@@ -114,6 +142,40 @@ impl Markdown<'_> {
             let _ = writeln!(self.md, "{}", v.text);
         }
         let _ = writeln!(self.md, "\n</details>\n");
+    }
+
+    /// The verdicts of a sweep on every metric but msgs/s (on the sweeps whose cells can resolve
+    /// it), one folded list each, its A/A pairs first: the ratio a/b is of the metric itself, so
+    /// below 1 is better where lower is.
+    pub(super) fn other_verdicts(&mut self, summary: &Summary, sweep: &str, x: &str) {
+        for (metric, name) in OTHER_METRICS {
+            let mut lines: Vec<VerdictLine> = summary
+                .verdicts
+                .iter()
+                .filter(|v| v.sweep == sweep && v.metric == metric)
+                .map(|v| {
+                    let line = VerdictLine::of(v);
+                    VerdictLine {
+                        text: format!("- {} {x}: {}", v.row, line.text),
+                        ..line
+                    }
+                })
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            lines.sort_by_key(|l| !l.same_server);
+            let _ = writeln!(
+                self.md,
+                "<details><summary>Verdicts on {name}: {} pairs, paired by round, A/A pairs \
+                 first</summary>\n",
+                lines.len()
+            );
+            for line in &lines {
+                let _ = writeln!(self.md, "{}", line.text);
+            }
+            let _ = writeln!(self.md, "\n</details>\n");
+        }
     }
 }
 

@@ -1,0 +1,268 @@
+//! The verdicts of a run: every pair of columns at the same row of a sweep, judged on each metric
+//! where the sweep can resolve it, paired by round ([`paired`]).
+
+use std::collections::BTreeMap;
+
+use pollbench_schema::results::Cell;
+use pollbench_schema::summary::{CellSummary, VerdictSummary};
+
+use crate::analysis::stats::{paired, Judgement};
+use crate::analysis::summary::{estimate, Figures};
+
+/// A completed cell's rounds, as the verdicts pair them.
+pub(super) struct Judged<'a> {
+    pub(super) cell: &'a Cell,
+    pub(super) figures: Vec<Figures>,
+}
+
+/// A figure the verdicts judge, on the cells whose sweeps can resolve it.
+struct Metric {
+    /// Its name in summary.json.
+    name: &'static str,
+    /// Its value in a round.
+    value: fn(&Figures) -> Option<f64>,
+    /// Its value over the measured window, where there is one (the server's cost): used when
+    /// both cells of a pair have it in every round, so a pair is never window against whole life.
+    window: Option<fn(&Figures) -> Option<f64>>,
+    higher_is_better: bool,
+    /// The cells it is judged on: msgs/s in closed loop (in open loop every column keeps the same
+    /// rate), latency in open loop (in closed loop it follows throughput), connections/s with
+    /// churn, the server's cost everywhere.
+    judged_on: fn(&Cell) -> bool,
+}
+
+/// Every metric judged, in the order summary.json lists their verdicts.
+const METRICS: [Metric; 6] = [
+    Metric {
+        name: "msgs_per_s",
+        value: |f| f.msgs_per_s,
+        window: None,
+        higher_is_better: true,
+        judged_on: |c| c.rate.is_none(),
+    },
+    Metric {
+        name: "p50_us",
+        value: |f| f.p50_us,
+        window: None,
+        higher_is_better: false,
+        judged_on: |c| c.rate.is_some(),
+    },
+    Metric {
+        name: "p99_us",
+        value: |f| f.p99_us,
+        window: None,
+        higher_is_better: false,
+        judged_on: |c| c.rate.is_some(),
+    },
+    Metric {
+        name: "server_cpu_us_per_msg",
+        value: |f| f.server_cpu_us_per_msg,
+        window: Some(|f| f.window_cpu_us_per_msg),
+        higher_is_better: false,
+        judged_on: |_| true,
+    },
+    Metric {
+        name: "server_syscalls_per_msg",
+        value: |f| f.server_syscalls_per_msg,
+        window: Some(|f| f.window_syscalls_per_msg),
+        higher_is_better: false,
+        judged_on: |_| true,
+    },
+    Metric {
+        name: "connections_per_s",
+        value: |f| f.connections_per_s,
+        window: None,
+        higher_is_better: true,
+        judged_on: |c| c.messages_per_connection.is_some(),
+    },
+];
+
+impl Metric {
+    /// The two cells' values round by round, if both have it in every round.
+    fn values(&self, a: &Judged, b: &Judged) -> Option<(Vec<f64>, Vec<f64>)> {
+        if !(self.judged_on)(a.cell) || !(self.judged_on)(b.cell) {
+            return None;
+        }
+        let of = |j: &Judged, pick: fn(&Figures) -> Option<f64>| -> Option<Vec<f64>> {
+            j.figures.iter().map(pick).collect()
+        };
+        if let Some(window) = self.window {
+            if let (Some(wa), Some(wb)) = (of(a, window), of(b, window)) {
+                return Some((wa, wb));
+            }
+        }
+        Some((of(a, self.value)?, of(b, self.value)?))
+    }
+
+    /// The verdict on a/b, where `paired` judges as if higher were better.
+    fn judge(&self, verdict: Judgement) -> Judgement {
+        match (self.higher_is_better, verdict) {
+            (false, Judgement::ABetter) => Judgement::BBetter,
+            (false, Judgement::BBetter) => Judgement::ABetter,
+            (_, verdict) => verdict,
+        }
+    }
+}
+
+/// Every pair of columns at the same row of a sweep, on every metric its cells can resolve, paired
+/// by round: metric by metric, in the order of the sweep's columns.
+pub(super) fn verdicts(
+    cells: &[CellSummary],
+    by_round: &BTreeMap<&str, Judged>,
+) -> Vec<VerdictSummary> {
+    let mut verdicts = Vec::new();
+    for metric in &METRICS {
+        for (i, a) in cells.iter().enumerate() {
+            for b in &cells[i + 1..] {
+                if a.sweep != b.sweep || a.row != b.row || a.column == b.column {
+                    continue;
+                }
+                let (Some(ja), Some(jb)) =
+                    (by_round.get(a.id.as_str()), by_round.get(b.id.as_str()))
+                else {
+                    continue;
+                };
+                let Some((ratio, verdict)) =
+                    metric.values(ja, jb).and_then(|(ra, rb)| paired(&ra, &rb))
+                else {
+                    continue;
+                };
+                verdicts.push(VerdictSummary {
+                    sweep: a.sweep.clone(),
+                    row: a.row,
+                    metric: metric.name.into(),
+                    a: a.column.clone(),
+                    b: b.column.clone(),
+                    ratio: estimate(ratio),
+                    verdict: metric.judge(verdict),
+                });
+            }
+        }
+    }
+    verdicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::summary::tests::cell;
+
+    /// A suite cell of column `column` at `connections`, open loop at `rate` if given.
+    fn suite_cell(id: &str, rate: Option<u64>) -> Cell {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "label": id, "sweep": "s", "backend": "epoll", "trigger": null,
+            "accept": null, "connections": 10, "idle": 0, "rate": rate, "size": "64B",
+            "pipeline": 1, "server_threads": 1, "client_threads": 1
+        }))
+        .unwrap()
+    }
+
+    /// Rounds whose figures `set` makes from each of `values`.
+    fn rounds<'a>(cell: &'a Cell, values: &[f64], set: fn(&mut Figures, f64)) -> Judged<'a> {
+        let figures = values
+            .iter()
+            .map(|&v| {
+                let mut f = Figures::default();
+                set(&mut f, v);
+                f
+            })
+            .collect();
+        Judged { cell, figures }
+    }
+
+    const FAST: [f64; 6] = [150.0, 160.0, 140.0, 155.0, 150.0, 145.0];
+    const SLOW: [f64; 6] = [100.0, 104.0, 97.0, 101.0, 99.0, 100.0];
+
+    #[test]
+    fn verdicts_pair_the_columns_of_one_row_of_one_sweep_only() {
+        let cells = [
+            cell("a10", "s", "a", 10),
+            cell("a20", "s", "a", 20),
+            cell("b10", "s", "b", 10),
+            cell("b20", "s", "b", 20),
+            cell("c10", "other", "c", 10),
+        ];
+        let closed = suite_cell("closed", None);
+        let msgs = |values: &[f64]| rounds(&closed, values, |f, v| f.msgs_per_s = Some(v));
+        let by_round: BTreeMap<&str, Judged> = [
+            ("a10", msgs(&FAST)),
+            ("b10", msgs(&SLOW)),
+            ("a20", msgs(&SLOW)),
+            ("b20", msgs(&SLOW)),
+            ("c10", msgs(&FAST)),
+        ]
+        .into();
+        let v = verdicts(&cells, &by_round);
+        let said: Vec<(usize, &str, &str, Judgement)> = v
+            .iter()
+            .map(|v| (v.row, v.a.as_str(), v.b.as_str(), v.verdict))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                (10, "a", "b", Judgement::ABetter),
+                (20, "a", "b", Judgement::NoClearDifference),
+            ]
+        );
+        assert!(v.iter().all(|v| v.sweep == "s" && v.metric == "msgs_per_s"));
+        // A cell without rounds (it failed, or the run has none) is in no verdict.
+        let without: BTreeMap<&str, Judged> = [("a10", msgs(&[1.0; 6]))].into();
+        assert!(verdicts(&cells, &without).is_empty());
+    }
+
+    /// Each metric is judged where its sweep can resolve it, lower is better for latency and
+    /// cost, and a pair's cost is over the window only when both cells have it.
+    #[test]
+    fn each_metric_is_judged_where_it_resolves_and_in_its_direction() {
+        let cells = [cell("a", "s", "a", 10), cell("b", "s", "b", 10)];
+        let verdict = |by_round: BTreeMap<&str, Judged>| -> Vec<(String, Judgement)> {
+            verdicts(&cells, &by_round)
+                .into_iter()
+                .map(|v| (v.metric, v.verdict))
+                .collect()
+        };
+        // Open loop: a's p99 is the higher one, so b is better; msgs/s is not judged at all.
+        let open = suite_cell("open", Some(1000));
+        let both = |f: &mut Figures, v: f64| {
+            f.msgs_per_s = Some(v);
+            f.p99_us = Some(v);
+        };
+        let said = verdict(
+            [
+                ("a", rounds(&open, &FAST, both)),
+                ("b", rounds(&open, &SLOW, both)),
+            ]
+            .into(),
+        );
+        assert_eq!(said, [("p99_us".to_string(), Judgement::BBetter)]);
+        // Cost: whole life says a costs more (b better); the window, where both have it, says
+        // the opposite, and wins; with one side lacking it, whole life for both.
+        let closed = suite_cell("closed", None);
+        let cost = |whole: &[f64], window: Option<&[f64]>| {
+            let mut j = rounds(&closed, whole, |f, v| f.server_cpu_us_per_msg = Some(v));
+            if let Some(window) = window {
+                for (f, &w) in j.figures.iter_mut().zip(window) {
+                    f.window_cpu_us_per_msg = Some(w);
+                }
+            }
+            j
+        };
+        let cpu = |said: Vec<(String, Judgement)>| {
+            said.into_iter()
+                .find(|(m, _)| m == "server_cpu_us_per_msg")
+                .map(|(_, j)| j)
+        };
+        let whole = verdict([("a", cost(&FAST, None)), ("b", cost(&SLOW, None))].into());
+        assert_eq!(cpu(whole), Some(Judgement::BBetter));
+        let windowed = verdict(
+            [
+                ("a", cost(&FAST, Some(&SLOW))),
+                ("b", cost(&SLOW, Some(&FAST))),
+            ]
+            .into(),
+        );
+        assert_eq!(cpu(windowed), Some(Judgement::ABetter));
+        let one_sided = verdict([("a", cost(&FAST, Some(&SLOW))), ("b", cost(&SLOW, None))].into());
+        assert_eq!(cpu(one_sided), Some(Judgement::BBetter));
+    }
+}
