@@ -135,6 +135,16 @@ pub struct CellSummary {
     /// listener (`acceptor`, the baselines).
     #[serde(default)]
     pub empty_wakeups_per_accept: Option<Estimate>,
+    /// How busy the server's threads were over the measured window: its CPU time over (event
+    /// loops x the window), from its readings at whole seconds; null without two readings in the
+    /// window. Added within version 1: absent (None) in documents written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_busy: Option<Estimate>,
+    /// How busy load-gen's threads were over the measured window: its CPU time over (threads x
+    /// the window). At 0.9 or more the cell is bound by its client ([`CLIENT_BOUND`]): its
+    /// msgs/s says as much about load-gen as about the server. Added within version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_busy: Option<Estimate>,
 }
 
 /// What a paired comparison of two columns says.
@@ -151,6 +161,16 @@ pub enum Judgement {
     NoClearDifference,
 }
 
+/// The client busy fraction from which a cell is bound by its client.
+pub const CLIENT_BOUND: f64 = 0.9;
+
+impl CellSummary {
+    /// Whether load-gen's threads were busy enough to set the cell's pace.
+    pub fn client_bound(&self) -> bool {
+        self.client_busy.is_some_and(|b| b.median >= CLIENT_BOUND)
+    }
+}
+
 /// Two columns of a sweep at one row, compared on `metric` round by round.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct VerdictSummary {
@@ -164,6 +184,10 @@ pub struct VerdictSummary {
     /// The per-round ratio a/b: its median and interval.
     pub ratio: Estimate,
     pub verdict: Judgement,
+    /// What limits the verdict: "limited by the client: see cost" on msgs/s where either cell
+    /// was bound by its client. Added within version 1: absent where nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited_by: Option<String>,
 }
 
 #[cfg(test)]
@@ -185,6 +209,7 @@ mod tests {
                 confidence: 0.969,
             },
             verdict: Judgement::ABetter,
+            limited_by: None,
         };
         let text = serde_json::to_string(&v).unwrap();
         assert!(text.contains(r#""verdict":"a better""#), "{text}");

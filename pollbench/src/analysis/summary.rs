@@ -50,12 +50,18 @@ pub(super) struct Figures {
     pub(super) connect_p99_us: Option<f64>,
     pub(super) accept_spread: Option<f64>,
     pub(super) empty_wakeups_per_accept: Option<f64>,
+    /// How busy each side was in the measured window: CPU time over (threads x window).
+    pub(super) server_busy: Option<f64>,
+    pub(super) client_busy: Option<f64>,
 }
 
 impl Figures {
-    /// A round's figures; `size` is the cell's message size in bytes.
-    fn of(round: &Round, size: usize) -> Figures {
+    /// A round's figures of cell `cell`.
+    fn of(round: &Round, cell: &Cell, size: usize) -> Figures {
         let run = &round.run;
+        // Every load-gen of the cell ran its threads (a merged run lists its parts).
+        let client_threads =
+            cell.client_threads * run.clients.as_ref().map_or(1, |parts| parts.len().max(1));
         let server = round.server.as_ref();
         let window = server.and_then(|s| Window::of(s, run));
         Figures {
@@ -79,6 +85,12 @@ impl Figures {
                 .filter(|s| s.threads.len() > 1)
                 .map(|s| s.totals.accept_spread),
             empty_wakeups_per_accept: server.and_then(empty_wakeups_per_accept),
+            server_busy: server
+                .zip(window)
+                .and_then(|(s, w)| w.busy(s.threads.len())),
+            client_busy: run
+                .client_cpu_us_per_msg
+                .map(|cpu| cpu * run.throughput_msgs_per_s / 1e6 / client_threads.max(1) as f64),
         }
     }
 }
@@ -135,6 +147,13 @@ impl Window<'_> {
     fn cpu_us_per_msg(&self, size: usize) -> Option<f64> {
         let cpu = |s: &ServerSecond| s.cpu_user_s + s.cpu_system_s;
         Some((cpu(self.last) - cpu(self.first)) * 1e6 / self.messages(size)?)
+    }
+
+    /// The server's CPU time over (`threads` x the time between the readings).
+    fn busy(&self, threads: usize) -> Option<f64> {
+        let cpu = |s: &ServerSecond| s.cpu_user_s + s.cpu_system_s;
+        let span = self.last.at_unix_s - self.first.at_unix_s;
+        (span > 0.0).then(|| (cpu(self.last) - cpu(self.first)) / (span * threads.max(1) as f64))
     }
 
     fn syscalls_per_msg(&self, size: usize) -> Option<f64> {
@@ -234,7 +253,7 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
         let size = pollbench_common::parse_bytes(&c.size)
             .map_err(|e| format!("{}: message size {:?}: {e}", c.id, c.size))?;
         let rounds = rounds_of(dir, meta, c)?;
-        let figures: Vec<Figures> = rounds.iter().map(|r| Figures::of(r, size)).collect();
+        let figures: Vec<Figures> = rounds.iter().map(|r| Figures::of(r, c, size)).collect();
         if meta.rounds.is_some() && figures.len() >= 2 {
             let judged = Judged {
                 cell: c,
@@ -275,6 +294,8 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             connect_p99_us: over_rounds(&figures, |f| f.connect_p99_us),
             accept_spread: over_rounds(&figures, |f| f.accept_spread),
             empty_wakeups_per_accept: over_rounds(&figures, |f| f.empty_wakeups_per_accept),
+            server_busy: over_rounds(&figures, |f| f.server_busy),
+            client_busy: over_rounds(&figures, |f| f.client_busy),
         });
     }
     let verdicts = verdicts(&cells, &by_round);
@@ -326,6 +347,8 @@ pub(crate) mod tests {
             connect_p99_us: None,
             accept_spread: None,
             empty_wakeups_per_accept: None,
+            server_busy: None,
+            client_busy: None,
         }
     }
 
@@ -358,6 +381,8 @@ pub(crate) mod tests {
         // 2 s of it: 1 s of CPU for 2,000 messages of 64 B, 2,000 calls.
         assert!((w.cpu_us_per_msg(64).unwrap() - 500.0).abs() < 1e-6);
         assert!((w.syscalls_per_msg(64).unwrap() - 1.0).abs() < 1e-9);
+        // Two threads over 2 s spent 1 s of CPU: a quarter busy.
+        assert!((w.busy(2).unwrap() - 0.25).abs() < 0.01);
         // One reading inside is no window.
         assert!(Window::inside(&readings, 100.5, 101.9).is_none());
         // Rounds are not mixed: one round without a window puts the cell on whole-life figures.

@@ -135,6 +135,9 @@ pub(super) fn verdicts(
                     b: b.column.clone(),
                     ratio: estimate(ratio),
                     verdict: metric.judge(verdict),
+                    limited_by: (metric.name == "msgs_per_s"
+                        && (a.client_bound() || b.client_bound()))
+                    .then(|| "limited by the client: see cost".into()),
                 });
             }
         }
@@ -205,6 +208,22 @@ mod tests {
             ]
         );
         assert!(v.iter().all(|v| v.sweep == "s" && v.metric == "msgs_per_s"));
+        // A cell whose client was busy is named as the limit of its msgs/s verdicts.
+        let mut bound = cells.clone();
+        bound[2].client_busy = Some(pollbench_schema::summary::Estimate {
+            median: 0.95,
+            lo: 0.9,
+            hi: 0.99,
+            confidence: 0.97,
+        });
+        let limited: Vec<Option<String>> = verdicts(&bound, &by_round)
+            .into_iter()
+            .map(|v| v.limited_by)
+            .collect();
+        assert_eq!(
+            limited,
+            [Some("limited by the client: see cost".to_string()), None]
+        );
         // A cell without rounds (it failed, or the run has none) is in no verdict.
         let without: BTreeMap<&str, Judged> = [("a10", msgs(&[1.0; 6]))].into();
         assert!(verdicts(&cells, &without).is_empty());

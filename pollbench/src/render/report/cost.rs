@@ -25,7 +25,9 @@ impl Markdown<'_> {
                 sweep,
                 "Cost per message: the server's CPU time (user + system over its life in the cell, \
                  median [interval] over rounds), its system calls and events per wait (its own \
-                 counters), and load-gen's CPU time. When both sides saturate the machine, these say \
+                 counters), and load-gen's CPU time; then how busy each side's threads were (CPU \
+                 time over threads x the window; client-bound from 0.90: there msgs/s is load-gen's \
+                 pace as much as the server's). When both sides saturate the machine, these say \
                  which mechanism costs less.",
                 |_, s| cost_text(s),
             );
@@ -37,8 +39,10 @@ impl Markdown<'_> {
              rounds) and system calls over load-gen's measured window (the server's readings at \
              the whole seconds inside it: start-up, warm-up and shutdown left out; † marks a cell \
              whose window was too short for two readings, its figures over the server's whole \
-             life), events per wait, and load-gen's CPU time. When both sides saturate the \
-             machine, these say which mechanism costs less.",
+             life), events per wait, and load-gen's CPU time; then how busy each side's threads \
+             were (CPU time over threads x the window; client-bound from 0.90: there msgs/s is \
+             load-gen's pace as much as the server's). When both sides saturate the machine, \
+             these say which mechanism costs less.",
             |_, s| match windowed(s) {
                 true => cost_text(s),
                 false => format!("† {}", cost_text(s)),
@@ -159,7 +163,28 @@ fn cost_text(s: &CellSummary) -> String {
     let client = s
         .client_cpu_us_per_msg
         .map_or(String::new(), |c| format!("; client {:.1} µs", c.median));
-    format!("{}{client}", parts.join(", "))
+    format!("{}{client}{}", parts.join(", "), busy_text(s))
+}
+
+/// A cost entry's bottleneck part: how busy each side's threads were in the window, and the
+/// client-bound mark (" · busy server 0.48, client 0.93: client-bound").
+fn busy_text(s: &CellSummary) -> String {
+    let mut sides = Vec::new();
+    if let Some(b) = s.server_busy {
+        sides.push(format!("server {:.2}", b.median));
+    }
+    if let Some(b) = s.client_busy {
+        sides.push(format!("client {:.2}", b.median));
+    }
+    if sides.is_empty() {
+        return String::new();
+    }
+    let bound = if s.client_bound() {
+        ": client-bound"
+    } else {
+        ""
+    };
+    format!(" · busy {}{bound}", sides.join(", "))
 }
 
 /// One cell's entry in a churn table: "9.1k/s [8.7k–9.8k], connect 41 µs / 180 µs, spread 0.12,

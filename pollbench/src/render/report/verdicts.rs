@@ -35,8 +35,15 @@ impl VerdictLine {
         VerdictLine {
             same_server: same_server(&v.a, &v.b),
             text: format!(
-                "{} vs {}: {:.2} [{:.2}, {:.2}], {said}",
-                v.a, v.b, v.ratio.median, v.ratio.lo, v.ratio.hi
+                "{} vs {}: {:.2} [{:.2}, {:.2}], {said}{}",
+                v.a,
+                v.b,
+                v.ratio.median,
+                v.ratio.lo,
+                v.ratio.hi,
+                v.limited_by
+                    .as_ref()
+                    .map_or(String::new(), |why| format!(" ({why})"))
             ),
         }
     }
