@@ -195,6 +195,13 @@ pub struct Cell {
     /// 1: absent in older meta.json files, read as null.
     #[serde(default)]
     pub messages_per_connection: Option<u64>,
+    /// The cell's measured window and warm-up in seconds where its sweep sets its own; null (the
+    /// suite's) otherwise. Added within version 1: absent in older meta.json files, left out when
+    /// null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<f64>,
     pub server_threads: usize,
     pub client_threads: usize,
 }

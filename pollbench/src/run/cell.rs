@@ -153,6 +153,16 @@ pub fn descriptor_skip(cell: &Cell, limits: Limits) -> Option<String> {
         })
 }
 
+/// The cell's measured window and warm-up: its sweep's where it sets them, else the suite's.
+fn window(cell: &Cell, suite: &Suite) -> (Duration, Duration) {
+    // Whole microseconds, as the suite wrote them (0.3 s is not exactly 0.3 in binary).
+    let exact = |s: f64| Duration::from_micros((s * 1e6).round() as u64);
+    (
+        cell.duration_s.map_or(suite.duration, exact),
+        cell.warmup_s.map_or(suite.warmup, exact),
+    )
+}
+
 /// A duration as load-gen's command line takes it, exactly.
 fn micros(d: Duration) -> String {
     format!("{}us", d.as_micros())
@@ -236,7 +246,8 @@ fn run_clients(
     addr: SocketAddr,
     files: &CellFiles,
 ) -> Result<(), StepError> {
-    let limit = suite.duration + suite.warmup + Duration::from_secs(60);
+    let (duration, warmup) = window(cell, suite);
+    let limit = duration + warmup + Duration::from_secs(60);
     let n = suite.clients;
     let stems: Vec<String> = (0..n)
         .map(|k| match n {
@@ -453,9 +464,9 @@ fn load_args(
         "-t",
         &cell.client_threads.to_string(),
         "-d",
-        &micros(suite.duration),
+        &micros(window(cell, suite).0),
         "--warmup",
-        &micros(suite.warmup),
+        &micros(window(cell, suite).1),
         "--size",
         &cell.size,
         "--pipeline",
@@ -550,5 +561,23 @@ mod tests {
         let why = descriptor_skip(&cell, clients(1)).expect("one client cannot");
         assert!(why.contains("load-gen"), "{why}");
         assert_eq!(descriptor_skip(&cell, clients(4)), None);
+    }
+
+    /// A sweep's own duration and warm-up reach its cells exactly; the others keep the suite's.
+    #[test]
+    fn a_sweeps_own_window_is_its_cells_window() {
+        let s = suite(&format!(
+            "{HEAD}[[sweep]]\nname = \"cost\"\nbackends = [\"epoll\"]\nconnections = [10]\n\
+             duration = \"2500ms\"\nwarmup = \"300ms\"\n[[sweep]]\nname = \"plain\"\n\
+             backends = [\"epoll\"]\nconnections = [10]\n"
+        ))
+        .unwrap();
+        let cells = s.cells(str::to_string);
+        assert_eq!(
+            window(&cells[0], &s),
+            (Duration::from_millis(2500), Duration::from_millis(300))
+        );
+        assert_eq!(micros(window(&cells[0], &s).1), "300000us");
+        assert_eq!(window(&cells[1], &s), (s.duration, s.warmup));
     }
 }

@@ -114,6 +114,12 @@ fn one() -> usize {
 pub struct Sweep {
     pub name: String,
     pub backends: Vec<BackendEntry>,
+    /// The sweep's own measured window and warm-up, where it needs other ones than the suite's (a
+    /// cost sweep's cells long enough for the server's readings at whole seconds).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub duration: Option<Duration>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub warmup: Option<Duration>,
     pub connections: Vec<usize>,
     #[serde(default)]
     pub idle: Vec<usize>,
@@ -265,6 +271,8 @@ impl Suite {
                                 size: v.size.text.clone(),
                                 pipeline: v.pipeline,
                                 messages_per_connection: v.churn,
+                                duration_s: sweep.duration.map(|d| d.as_secs_f64()),
+                                warmup_s: sweep.warmup.map(|d| d.as_secs_f64()),
                                 server_threads: sweep.server_threads.unwrap_or(self.server_threads),
                                 client_threads: sweep.client_threads.unwrap_or(self.client_threads),
                             });
@@ -483,6 +491,27 @@ pub mod tests {
     }
 
     pub const HEAD: &str = "description = \"t\"\nduration = \"1s\"\nwarmup = \"0s\"\n";
+
+    /// Every suite committed under scripts/suites/ reads and passes its checks, and expands to
+    /// cells with unique ids.
+    #[test]
+    fn every_committed_suite_reads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/suites");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let suite = Suite::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                let cells = suite.cells(str::to_string);
+                let mut ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                assert_eq!(ids.len(), cells.len(), "{}", path.display());
+                read += 1;
+            }
+        }
+        assert!(read >= 4, "{read} suites in {}", dir.display());
+    }
 
     /// A backend entry is a name and maybe flags; a flag in the name's place, or one of the
     /// flags the suite itself sets, is refused with the rule.
