@@ -295,7 +295,8 @@ fn the_hlog_start_time_is_the_measured_windows_start_after_the_warm_up() {
     );
     let after = epoch(std::time::SystemTime::now());
     assert_success(&out);
-    assert!(json.unwrap()["messages"].as_u64().unwrap() > 0);
+    let json = json.unwrap();
+    assert!(json["messages"].as_u64().unwrap() > 0);
     // The intervals count from the end of the warm-up, so StartTime must too: at least the warm-up
     // after the process started, and at least the measured second before it ended. (Taken before
     // the warm-up, it was early by 1.5 s, and merge misaligned logs whose warm-ups differ.)
@@ -308,4 +309,8 @@ fn the_hlog_start_time_is_the_measured_windows_start_after_the_warm_up() {
         start <= after - 1.0,
         "StartTime {start:.3}, run ended {after:.3}"
     );
+    // The run document says when its window opened: the same moment, so a server's readings can
+    // be cut to it.
+    let opened = json["window_start_unix_s"].as_f64().expect("window_start_unix_s");
+    assert!((opened - start).abs() < 0.002, "{opened} vs StartTime {start}");
 }
