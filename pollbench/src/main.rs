@@ -37,6 +37,13 @@ enum Command {
     ///
     /// Exit status: 0 when no cell regressed; 1 when one did (or a directory cannot be read).
     Compare(analysis::compare::CompareArgs),
+    /// Tally repeated runs of one suite: in each, every column against its sweep's first column
+    /// on each metric, counted over the runs (how often a planted difference was found, how often
+    /// an A/A pair read no clear difference). Prints a Markdown table. `scripts/calibrate` runs the
+    /// calibrate suite and this.
+    ///
+    /// Exit status: 0; 1 when a directory's summary.json cannot be read.
+    Calibration(analysis::calibration::CalibrationArgs),
 }
 
 fn main() {
@@ -44,6 +51,7 @@ fn main() {
     let code = match cli.command {
         Command::Suite(args) => run_suite(args),
         Command::Compare(args) => analysis::compare::run(args),
+        Command::Calibration(args) => analysis::calibration::run(args),
         Command::Report(args) => match rebuild_report(&args.dir) {
             Ok(p) => {
                 println!("report: {}", p.display());

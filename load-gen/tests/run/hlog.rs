@@ -311,6 +311,11 @@ fn the_hlog_start_time_is_the_measured_windows_start_after_the_warm_up() {
     );
     // The run document says when its window opened: the same moment, so a server's readings can
     // be cut to it.
-    let opened = json["window_start_unix_s"].as_f64().expect("window_start_unix_s");
-    assert!((opened - start).abs() < 0.002, "{opened} vs StartTime {start}");
+    let opened = json["window_start_unix_s"]
+        .as_f64()
+        .expect("window_start_unix_s");
+    assert!(
+        (opened - start).abs() < 0.002,
+        "{opened} vs StartTime {start}"
+    );
 }

@@ -1,7 +1,8 @@
 //! What a run's data say: intervals and paired judgements (`stats`), summary.json (`summary`) and its
-//! verdicts (`verdicts`), and two runs
-//! compared cell by cell (`compare`).
+//! verdicts (`verdicts`), two runs
+//! compared cell by cell (`compare`), and repeated runs tallied (`calibration`).
 
+pub mod calibration;
 pub mod compare;
 pub mod stats;
 pub mod summary;
