@@ -19,6 +19,7 @@ mod probes;
 mod running;
 mod server;
 mod stats;
+mod work;
 
 use std::io::Write;
 use std::process::ExitCode;
