@@ -666,6 +666,51 @@ mod tests {
         assert!(err.contains(kqueue), "{err}");
     }
 
+    /// `--work`: at most 1s a message, whole microseconds, 0 off; `--message-size` with it and
+    /// only with it; the stats config records both.
+    #[test]
+    fn work_is_checked_and_recorded() {
+        let us = Duration::from_micros;
+        assert_eq!(
+            check_work(Some(us(200)), Some(64)),
+            Ok(Some(Work {
+                per_message: us(200),
+                message_size: 64
+            }))
+        );
+        assert_eq!(
+            check_work(Some(MAX_WORK), Some(1))
+                .unwrap()
+                .unwrap()
+                .per_message,
+            MAX_WORK
+        );
+        assert_eq!(check_work(None, None), Ok(None));
+        assert_eq!(check_work(Some(Duration::ZERO), None), Ok(None), "0 is off");
+        assert_eq!(check_work(Some(Duration::ZERO), Some(64)), Ok(None));
+        for (d, size) in [
+            (Some(MAX_WORK + us(1)), Some(64)),
+            (Some(Duration::from_nanos(1500)), Some(64)),
+            (Some(us(200)), None),
+            (None, Some(64)),
+        ] {
+            let err = check_work(d, size).expect_err("refused");
+            assert!(!err.contains('\n') && err.starts_with("--"), "{err}");
+        }
+        let args = Args::try_parse_from([
+            "bench-server",
+            "--backend",
+            "tokio",
+            "--work",
+            "200us",
+            "--message-size",
+            "1KiB",
+        ])
+        .unwrap();
+        let json = args.into_config().unwrap().stats_config();
+        assert_eq!((json.work_us, json.message_size), (Some(200), Some(1024)));
+    }
+
     /// The stats JSON's config keeps `backend` as the plain name and adds `mechanism`.
     #[test]
     fn config_json_has_backend_and_mechanism() {
