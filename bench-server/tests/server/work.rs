@@ -143,3 +143,16 @@ fn zero_work_is_off() {
         );
     }
 }
+
+/// `--help` documents both flags: what the work is, and why the message size is needed.
+#[test]
+fn help_documents_work_and_message_size() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let says = |text: &str| help.contains(text);
+    assert!(says("--work <DURATION>") && says("busy wait"), "{help}");
+    assert!(
+        says("--message-size <BYTES>") && says("frames nothing"),
+        "{help}"
+    );
+}
