@@ -16,6 +16,7 @@ use crate::listener::{bind, ConnLimit};
 use crate::running::{pin_plan, Running};
 use crate::server::poke;
 use crate::stats::{Counts, SharedCounters};
+use crate::work::{Work, WorkMeter};
 
 /// Counters are added to the shared ones every this many reads, or once this long has passed since
 /// the last time, and at close, so that the baselines do not pay a contended atomic per message
@@ -77,7 +78,8 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
     let limit = Arc::new(ConnLimit::new(cfg.max_conns));
     let counters = Arc::new(SharedCounters::new(true, false));
     let open: Arc<Mutex<Slab<TcpStream>>> = Arc::default();
-    let (stop, shared, buf_size) = (shutdown.clone(), counters.clone(), cfg.buf_size);
+    let (stop, shared, buf_size, work) =
+        (shutdown.clone(), counters.clone(), cfg.buf_size, cfg.work);
     let registry = open.clone();
     let acceptor = std::thread::Builder::new()
         .name("acceptor".into())
@@ -109,7 +111,7 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
                     .spawn(move || {
                         let mut stream = stream;
                         let mut c = Counts::default();
-                        serve_blocking(&mut stream, buf_size, &conn_shared, &mut c);
+                        serve_blocking(&mut stream, buf_size, work, &conn_shared, &mut c);
                         // Count before closing: the client sees the close and may stop the
                         // server at once.
                         c.closed += 1;
@@ -146,16 +148,19 @@ pub fn start_threads(cfg: &Config) -> io::Result<Running> {
 }
 
 /// Echo until end-of-file or an error, counting every read and write call (each write, not each
-/// echo: a partial write is one call, and the rest another).
+/// echo: a partial write is one call, and the rest another). `--work` is spun on the connection's
+/// own thread, before the echo of what completed a message.
 fn serve_blocking(
     stream: &mut TcpStream,
     buf_size: usize,
+    work: Option<Work>,
     shared: &SharedCounters,
     c: &mut Counts,
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; buf_size];
     let mut flushed = Instant::now();
+    let mut meter = WorkMeter::new(work);
     loop {
         c.syscalls += 1;
         let n = match stream.read(&mut buf) {
@@ -168,6 +173,7 @@ fn serve_blocking(
         };
         c.reads += 1;
         c.bytes_in += n as u64;
+        meter.charge(n);
         let mut done = 0;
         while done < n {
             c.syscalls += 1;
@@ -209,7 +215,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
         })
         .build()?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let (shared, buf_size) = (counters.clone(), cfg.buf_size);
+    let (shared, buf_size, work) = (counters.clone(), cfg.buf_size, cfg.work);
     let listener = {
         let _guard = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
@@ -234,7 +240,7 @@ pub fn start_tokio(cfg: &Config) -> io::Result<Running> {
             };
             tokio::spawn(async move {
                 let mut task = task;
-                serve_tokio(&mut stream, buf_size, &mut task).await;
+                serve_tokio(&mut stream, buf_size, work, &mut task).await;
                 task.c.closed += 1;
                 // Count before closing: the client sees the close and may stop the server at once.
                 drop(task);
@@ -284,11 +290,19 @@ impl Drop for TaskCounters {
 
 /// Echo until end-of-file or an error. Every read and every write is counted as soon as it returns,
 /// before the next await, so the counts are exact wherever the task is dropped. (`write_all` would
-/// lose a partly written echo's bytes if dropped between its writes.)
-async fn serve_tokio(stream: &mut tokio::net::TcpStream, buf_size: usize, task: &mut TaskCounters) {
+/// lose a partly written echo's bytes if dropped between its writes.) `--work` is spun in the
+/// task, on its worker thread, as a CPU-bound handler would: that worker serves nothing else
+/// meanwhile.
+async fn serve_tokio(
+    stream: &mut tokio::net::TcpStream,
+    buf_size: usize,
+    work: Option<Work>,
+    task: &mut TaskCounters,
+) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; buf_size];
     let mut flushed = Instant::now();
+    let mut meter = WorkMeter::new(work);
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(0) => {
@@ -300,6 +314,7 @@ async fn serve_tokio(stream: &mut tokio::net::TcpStream, buf_size: usize, task: 
         };
         task.c.reads += 1;
         task.c.bytes_in += n as u64;
+        meter.charge(n);
         let mut done = 0;
         while done < n {
             match stream.write(&buf[done..n]).await {

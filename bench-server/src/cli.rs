@@ -12,6 +12,8 @@ use pollbench_common::{parse_bytes, parse_count, parse_duration};
 use pollbench_schema::server::{RingSetup, ServerConfig};
 use poller::{BackendKind, Mode, Support};
 
+use crate::work::{Work, MAX_WORK};
+
 /// A per-core echo server for benchmarking readiness mechanisms.
 ///
 /// Every event loop runs on one thread (optionally pinned to a core) and echoes every byte it
@@ -76,6 +78,24 @@ pub struct Args {
     /// blocks. Event loops only.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub busy_poll: Duration,
+
+    /// Work per message, as a request handler's own: for every --message-size bytes a connection
+    /// sends, the server spins this long before echoing them (a busy wait on the monotonic clock,
+    /// not a sleep: the core is busy, as with real work). It makes the echo server one with a known
+    /// cost per request, and lets a benchmark plant a known cost difference to see whether it
+    /// resolves it. A message split over reads is counted when its last byte comes; a read of
+    /// several messages spins once for each. Every backend (tokio: the task spins on its worker
+    /// thread). At most 1s, in whole microseconds (e.g. 200us); needs --message-size. [default: 0s,
+    /// off]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub work: Option<Duration>,
+
+    /// With --work: the size of a message, what costs one --work. Same units as load-gen's --size
+    /// (64B, 1KiB); give the size the clients send. bench-server frames nothing, so it cannot find
+    /// messages in the byte stream itself; required with a non-zero --work rather than assumed to
+    /// be load-gen's default (64B), since a wrong size would silently scale the work.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub message_size: Option<usize>,
 
     /// io_uring_completion only: accepted connections become fixed files (direct descriptors in
     /// each ring's table): no descriptor lookup per request and none in the process's table. The
@@ -224,6 +244,10 @@ pub struct Config {
     pub busy_poll: Duration,
     /// Completion mode's setup; `None` for every other server.
     pub ring: Option<RingOptions>,
+    /// `--work` per `--message-size` bytes; `None` when off.
+    pub work: Option<Work>,
+    /// `--message-size` as given (with `--work 0s` too, which is off).
+    pub message_size: Option<usize>,
     pub stats_interval: Duration,
     pub stats_json: Option<PathBuf>,
 }
@@ -280,6 +304,8 @@ impl Config {
                 batch_wait_us: r.batch_wait.as_micros() as u64,
                 features: r.features.clone(),
             }),
+            work_us: self.work.map(|w| w.per_message.as_micros() as u64),
+            message_size: self.message_size,
         }
     }
 }
@@ -315,6 +341,7 @@ impl Args {
     /// the one line printed before exiting with status 2.
     pub fn into_config_with(self, probes: &Probes) -> Result<Config, String> {
         let backend = self.backend.unwrap_or_else(default_backend);
+        let work = check_work(self.work, self.message_size)?;
         let threads = match self.threads {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -380,6 +407,8 @@ impl Args {
             events: self.events,
             busy_poll: self.busy_poll,
             ring,
+            work,
+            message_size: self.message_size,
             stats_interval: self.stats_interval,
             stats_json: self.stats_json,
         })
@@ -429,6 +458,35 @@ impl Args {
             features,
         })
     }
+}
+
+/// `--work` and `--message-size`, checked: the work (`None` when off), or the one-line reason
+/// they make no sense. Every server kind does the work, so no backend refuses it.
+pub fn check_work(
+    work: Option<Duration>,
+    message_size: Option<usize>,
+) -> Result<Option<Work>, String> {
+    let per_message = match work {
+        None if message_size.is_some() => {
+            return Err(
+                "--message-size applies with --work only: it is what costs one --work".into(),
+            )
+        }
+        None => return Ok(None),
+        Some(d) if d > MAX_WORK => return Err(format!("--work {d:?}: at most 1s per message")),
+        Some(d) if d.subsec_nanos() % 1000 != 0 => {
+            return Err(format!(
+                "--work {d:?}: whole microseconds (e.g. 200us), as the stats JSON records it"
+            ))
+        }
+        Some(d) if d.is_zero() => return Ok(None),
+        Some(d) => d,
+    };
+    let message_size = message_size.ok_or("--work needs --message-size: bench-server frames nothing, so it must be told how many bytes make a message (e.g. --message-size 64B, load-gen's default)")?;
+    Ok(Some(Work {
+        per_message,
+        message_size,
+    }))
 }
 
 /// The trigger and accept strategy an event loop on `kind` runs with (the defaults filled in), or the
@@ -606,6 +664,51 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains(kqueue), "{err}");
+    }
+
+    /// `--work`: at most 1s a message, whole microseconds, 0 off; `--message-size` with it and
+    /// only with it; the stats config records both.
+    #[test]
+    fn work_is_checked_and_recorded() {
+        let us = Duration::from_micros;
+        assert_eq!(
+            check_work(Some(us(200)), Some(64)),
+            Ok(Some(Work {
+                per_message: us(200),
+                message_size: 64
+            }))
+        );
+        assert_eq!(
+            check_work(Some(MAX_WORK), Some(1))
+                .unwrap()
+                .unwrap()
+                .per_message,
+            MAX_WORK
+        );
+        assert_eq!(check_work(None, None), Ok(None));
+        assert_eq!(check_work(Some(Duration::ZERO), None), Ok(None), "0 is off");
+        assert_eq!(check_work(Some(Duration::ZERO), Some(64)), Ok(None));
+        for (d, size) in [
+            (Some(MAX_WORK + us(1)), Some(64)),
+            (Some(Duration::from_nanos(1500)), Some(64)),
+            (Some(us(200)), None),
+            (None, Some(64)),
+        ] {
+            let err = check_work(d, size).expect_err("refused");
+            assert!(!err.contains('\n') && err.starts_with("--"), "{err}");
+        }
+        let args = Args::try_parse_from([
+            "bench-server",
+            "--backend",
+            "tokio",
+            "--work",
+            "200us",
+            "--message-size",
+            "1KiB",
+        ])
+        .unwrap();
+        let json = args.into_config().unwrap().stats_config();
+        assert_eq!((json.work_us, json.message_size), (Some(200), Some(1024)));
     }
 
     /// The stats JSON's config keeps `backend` as the plain name and adds `mechanism`.

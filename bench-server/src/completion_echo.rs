@@ -29,6 +29,7 @@ use poller::completion_ring::Completion;
 
 use crate::listener::ConnLimit;
 use crate::stats::Counts;
+use crate::work::{Work, WorkMeter};
 
 /// Echo bytes a connection may have waiting before its receive is stopped.
 pub const BACKLOG_CAP: u64 = 64 * 1024;
@@ -72,6 +73,9 @@ pub trait Ring {
     fn close(&mut self, socket: Self::Sock) -> io::Result<()>;
     /// Buffers received and not yet recycled.
     fn buffers_in_use(&self) -> u32;
+    /// `--work` for `messages` whole messages a connection's buffer completed, done before their
+    /// echo is sent: the real loop spins, a script records it.
+    fn work(&mut self, messages: u32);
 }
 
 /// Where the multishot accept is.
@@ -99,6 +103,8 @@ struct Conn<B, S> {
     stopped: bool,
     /// The client closed its side, or a receive or send failed: close once nothing is in flight.
     ending: bool,
+    /// `--work`: its received bytes, counted in messages across buffers.
+    meter: WorkMeter,
 }
 
 /// The echo of one completion loop: its connections, held connections and accept state.
@@ -119,6 +125,8 @@ pub struct Echo<R: Ring> {
     /// Buffers in use above which starved receives wait.
     buffers: u32,
     limit: Arc<ConnLimit>,
+    /// `--work`, for each connection's meter (`None`: off).
+    work: Option<Work>,
     pub c: Counts,
 }
 
@@ -143,8 +151,14 @@ impl<R: Ring> Echo<R> {
             at_limit: false,
             buffers,
             limit,
+            work: None,
             c: Counts::default(),
         })
+    }
+
+    /// The echo with `--work` per message (`None`: none), for the connections it serves.
+    pub fn with_work(self, work: Option<Work>) -> Echo<R> {
+        Echo { work, ..self }
     }
 
     /// How long the next wait may block: for ever, unless the loop has something to do later
@@ -276,6 +290,10 @@ impl<R: Ring> Echo<R> {
         self.c.reads += 1;
         self.c.bytes_in += u64::from(len);
         let conn = self.conn_mut(t).expect("open");
+        let messages = conn.meter.received(len as usize);
+        if messages > 0 {
+            ring.work(messages);
+        }
         conn.queue.push_back((buf, 0));
         conn.waiting += u64::from(len);
         conn.receiving = more;
@@ -357,6 +375,7 @@ impl<R: Ring> Echo<R> {
             receiving: true,
             stopped: false,
             ending: false,
+            meter: WorkMeter::new(self.work),
         });
         self.c.accepted += 1;
         Ok(())
@@ -513,6 +532,7 @@ mod tests {
         Send { buf: u32, offset: u32, len: u32 },
         Recycle(u32),
         Close(u32),
+        Work(u32),
     }
 
     /// A ring that records what the echo asks of it; the test plays the kernel.
@@ -568,6 +588,9 @@ mod tests {
         fn buffers_in_use(&self) -> u32 {
             self.in_use
         }
+        fn work(&mut self, messages: u32) {
+            self.calls.push(Call::Work(messages));
+        }
     }
 
     /// An echo on a scripted ring with `--max-conns max`, and the calls it made so far.
@@ -580,9 +603,16 @@ mod tests {
 
     impl Run {
         fn new(max_conns: usize) -> Run {
+            Run::working(max_conns, None)
+        }
+
+        /// The same with `--work` (`None`: none).
+        fn working(max_conns: usize, work: Option<Work>) -> Run {
             let mut ring = Script::default();
             let limit = Arc::new(ConnLimit::new(max_conns));
-            let echo = Echo::new(&mut ring, 16, limit.clone()).unwrap();
+            let echo = Echo::new(&mut ring, 16, limit.clone())
+                .unwrap()
+                .with_work(work);
             assert_eq!(ring.calls.drain(..).collect::<Vec<_>>(), [Call::Accept]);
             Run {
                 ring,
@@ -851,5 +881,41 @@ mod tests {
             [Call::Recycle(0), Call::Close(3)]
         );
         assert_eq!((run.open(), run.ring.in_use), (0, 0));
+    }
+
+    /// `--work`: a buffer's bytes are counted towards whole messages across buffers, and the
+    /// work for what a buffer completes is done before its echo is sent; without `--work`
+    /// nothing is (every other test).
+    #[test]
+    fn work_is_done_per_whole_message_across_buffers_before_the_echo() {
+        let mut run = Run::working(
+            10,
+            Some(Work {
+                per_message: Duration::from_micros(200),
+                message_size: 64,
+            }),
+        );
+        let t = run.connect(3);
+        let send = |buf, len| Call::Send {
+            buf,
+            offset: 0,
+            len,
+        };
+        assert_eq!(run.received(t, 0, 30, true), [send(0, 30)], "part of one");
+        assert_eq!(
+            run.received(t, 1, 40, true),
+            [Call::Work(1)],
+            "30 + 40: one, 6 over"
+        );
+        assert_eq!(run.sent(t, 0, 30, Ok(30)), [Call::Recycle(0), send(1, 40)]);
+        assert_eq!(run.sent(t, 1, 40, Ok(40)), [Call::Recycle(1)]);
+        assert_eq!(
+            run.received(t, 2, 250, true),
+            [Call::Work(4), send(2, 250)],
+            "6 + 250: four, 0 over; the work before the send"
+        );
+        // A second connection counts its own bytes.
+        let other = run.connect(4);
+        assert_eq!(run.received(other, 3, 63, true), [send(3, 63)]);
     }
 }

@@ -26,6 +26,7 @@ use crate::completion_echo::{Echo, Ring};
 use crate::listener::{bind, ConnLimit};
 use crate::running::{announce, pin_plan, spawn_loops, LoopWaker, Ready, Running};
 use crate::stats::SharedCounters;
+use crate::work::Work;
 
 /// The listener's token (connections' tokens start at 1).
 const LISTENER: u64 = 0;
@@ -104,6 +105,7 @@ pub fn start(cfg: &Config) -> io::Result<Running> {
                 buf_size: cfg.buf_size,
                 limit: limit.clone(),
                 options: options.clone(),
+                work: cfg.work,
                 counters: counters.clone(),
                 shutdown: shutdown.clone(),
             };
@@ -131,6 +133,7 @@ struct LoopSpec {
     buf_size: usize,
     limit: Arc<ConnLimit>,
     options: RingOptions,
+    work: Option<Work>,
     counters: Arc<SharedCounters>,
     shutdown: Arc<AtomicBool>,
 }
@@ -139,6 +142,8 @@ struct LoopSpec {
 struct ListenerRing {
     ring: CompletionRing,
     listener: RawFd,
+    /// `--work`, spun on the loop's thread (`None`: off).
+    work: Option<Work>,
 }
 
 impl Ring for ListenerRing {
@@ -178,6 +183,11 @@ impl Ring for ListenerRing {
     fn buffers_in_use(&self) -> u32 {
         self.ring.stats().buffers_in_use
     }
+    fn work(&mut self, messages: u32) {
+        if let Some(work) = self.work {
+            work.spin(messages);
+        }
+    }
 }
 
 struct CompletionLoop {
@@ -203,8 +213,9 @@ impl CompletionLoop {
                 fixed_files: table_size(spec.options.fixed_files),
             })?,
             listener: spec.listener.as_raw_fd(),
+            work: spec.work,
         };
-        let echo = Echo::new(&mut ring, u32::from(buffers), spec.limit)?;
+        let echo = Echo::new(&mut ring, u32::from(buffers), spec.limit)?.with_work(spec.work);
         Ok(CompletionLoop {
             ring,
             _listener: spec.listener,

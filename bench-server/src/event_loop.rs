@@ -19,6 +19,7 @@ use slab::Slab;
 use crate::listener::ConnLimit;
 use crate::running::{announce, Ready};
 use crate::stats::{Counts, SharedCounters};
+use crate::work::{Work, WorkMeter};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 /// How long accepting pauses after EMFILE/ENFILE or at the connection limit before it is retried
@@ -57,6 +58,8 @@ pub struct LoopSpec {
     pub events: usize,
     /// Poll without blocking for this long after the last event (zero: always block).
     pub busy_poll: Duration,
+    /// `--work` per message (`None`: off).
+    pub work: Option<Work>,
     pub limit: Arc<ConnLimit>,
     pub counters: Arc<SharedCounters>,
     pub shutdown: Arc<AtomicBool>,
@@ -85,6 +88,8 @@ struct Conn {
     read_closed: bool,
     /// What is registered: readable, or writable while the client is not reading.
     interest: Interest,
+    /// `--work`: whole messages received cost a spin each, before their echo.
+    meter: WorkMeter,
 }
 
 enum Outcome {
@@ -136,6 +141,7 @@ impl Conn {
                 Ok(n) => {
                     c.reads += 1;
                     c.bytes_in += n as u64;
+                    self.meter.charge(n);
                     self.end = n;
                     self.last_short = n < self.buf.len();
                     did_read = true;
@@ -160,6 +166,7 @@ struct EventLoop<B: Backend> {
     buf_size: usize,
     events: usize,
     busy_poll: Duration,
+    work: Option<Work>,
     listener: Option<(Arc<TcpListener>, bool)>,
     handoff: Option<Receiver<Handoff>>,
     /// The listener is registered (not paused).
@@ -190,6 +197,7 @@ impl<B: Backend> EventLoop<B> {
             buf_size: spec.buf_size,
             events: spec.events,
             busy_poll: spec.busy_poll,
+            work: spec.work,
             listener,
             handoff,
             listening: false,
@@ -367,6 +375,7 @@ impl<B: Backend> EventLoop<B> {
             last_short: false,
             read_closed: false,
             interest,
+            meter: WorkMeter::new(self.work),
         });
     }
 

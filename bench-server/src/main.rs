@@ -20,6 +20,7 @@ mod running;
 mod seconds;
 mod server;
 mod stats;
+mod work;
 
 use std::io::Write;
 use std::process::ExitCode;

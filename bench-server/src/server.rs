@@ -60,6 +60,7 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
         .map(|(intake, counters)| {
             let (limit, counters, shutdown) = (limit.clone(), counters.clone(), shutdown.clone());
             let (buf_size, events, busy_poll) = (cfg.buf_size, cfg.events, cfg.busy_poll);
+            let work = cfg.work;
             move |id, ready| {
                 kind.with(LoopSpec {
                     id,
@@ -68,6 +69,7 @@ pub fn start_loops(kind: BackendKind, cfg: &Config) -> io::Result<Running> {
                     buf_size,
                     events,
                     busy_poll,
+                    work,
                     limit,
                     counters,
                     shutdown,

@@ -9,8 +9,8 @@
 //!
 //! The exception: fields that committed documents may lack read as `null` when absent, so that
 //! every published run still reads: [`ServerStats::cpu`], [`ServerStats::accept_intervals`],
-//! [`ServerStats::seconds`],
-//! [`ServerConfig::ring`], and in every thread and in the totals [`Counters::syscalls`],
+//! [`ServerStats::seconds`], [`ServerConfig::ring`], [`ServerConfig::work_us`],
+//! [`ServerConfig::message_size`], and in every thread and in the totals [`Counters::syscalls`],
 //! [`Counters::registrations`], [`Counters::would_block`], [`Counters::listener_wakeups`],
 //! [`Counters::listener_wakeups_empty`] and the three `ring_*` counts. bench-server always writes
 //! them (`null` where it cannot count: the three call counts of the tokio baseline; the listener
@@ -135,6 +135,15 @@ pub struct ServerConfig {
     /// server, and in documents written before it existed (added within version 1).
     #[serde(default)]
     pub ring: Option<RingSetup>,
+    /// `--work`: microseconds the server spins per message received, as a request handler's own
+    /// work; `null` when off (no `--work`, or `0s`), and in documents written before it existed
+    /// (added within version 1).
+    #[serde(default)]
+    pub work_us: Option<u64>,
+    /// `--message-size` in bytes: what costs one `--work`; `null` when not given, and in documents
+    /// written before it existed (added within version 1).
+    #[serde(default)]
+    pub message_size: Option<usize>,
 }
 
 /// How a completion-mode server's rings were set up: what was asked, and what the kernel took.
@@ -399,7 +408,9 @@ mod tests {
     "buf_size": 16384,
     "events": 1024,
     "busy_poll_us": 0,
-    "ring": null
+    "ring": null,
+    "work_us": null,
+    "message_size": null
   },
   "listen_addr": "127.0.0.1:33313",
   "allocations": null,
@@ -572,6 +583,35 @@ mod tests {
         assert_eq!(written, CURRENT);
         // The totals are what Totals::of derives from the threads.
         assert_eq!(Totals::of(&stats.threads), stats.totals);
+    }
+
+    /// `--work` and `--message-size` came within version 1: a document without them reads as work
+    /// off, and a document with them writes back what it read.
+    #[test]
+    fn work_reads_as_off_when_absent_and_round_trips_when_given() {
+        let older = edited(|v| {
+            let config = v["config"].as_object_mut().unwrap();
+            config.remove("work_us").unwrap();
+            config.remove("message_size").unwrap();
+        });
+        assert!(!older.contains("work_us") && !older.contains("message_size"));
+        let stats = read("before-work", &older).unwrap();
+        assert_eq!(
+            (stats.config.work_us, stats.config.message_size),
+            (None, None)
+        );
+        let worked = edited(|v| {
+            v["config"]["work_us"] = 200.into();
+            v["config"]["message_size"] = 64.into();
+        });
+        let stats = read("work", &worked).unwrap();
+        assert_eq!(
+            (stats.config.work_us, stats.config.message_size),
+            (Some(200), Some(64))
+        );
+        let back: serde_json::Value = serde_json::to_value(&stats).unwrap();
+        assert_eq!(back["config"]["work_us"], 200);
+        assert_eq!(back["config"]["message_size"], 64);
     }
 
     /// Fields added within version 1 after results were committed (`cpu`, and the call counts of

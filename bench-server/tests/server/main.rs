@@ -10,6 +10,7 @@ mod echo;
 mod limits;
 mod refusals;
 mod wakeups;
+mod work;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
