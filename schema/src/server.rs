@@ -9,7 +9,7 @@
 //!
 //! The exception: fields that committed documents may lack read as `null` when absent, so that
 //! every published run still reads: [`ServerStats::cpu`], [`ServerStats::accept_intervals`],
-//! [`ServerStats::seconds`], [`ServerConfig::ring`], [`ServerConfig::work_us`],
+//! [`ServerStats::seconds`], [`ServerConfig::ring`], [`ServerConfig::work_ns`],
 //! [`ServerConfig::message_size`], and in every thread and in the totals [`Counters::syscalls`],
 //! [`Counters::registrations`], [`Counters::would_block`], [`Counters::listener_wakeups`],
 //! [`Counters::listener_wakeups_empty`] and the three `ring_*` counts. bench-server always writes
@@ -135,11 +135,11 @@ pub struct ServerConfig {
     /// server, and in documents written before it existed (added within version 1).
     #[serde(default)]
     pub ring: Option<RingSetup>,
-    /// `--work`: microseconds the server spins per message received, as a request handler's own
+    /// `--work`: nanoseconds the server spins per message received, as a request handler's own
     /// work; `null` when off (no `--work`, or `0s`), and in documents written before it existed
     /// (added within version 1).
     #[serde(default)]
-    pub work_us: Option<u64>,
+    pub work_ns: Option<u64>,
     /// `--message-size` in bytes: what costs one `--work`; `null` when not given, and in documents
     /// written before it existed (added within version 1).
     #[serde(default)]
@@ -409,7 +409,7 @@ mod tests {
     "events": 1024,
     "busy_poll_us": 0,
     "ring": null,
-    "work_us": null,
+    "work_ns": null,
     "message_size": null
   },
   "listen_addr": "127.0.0.1:33313",
@@ -591,26 +591,26 @@ mod tests {
     fn work_reads_as_off_when_absent_and_round_trips_when_given() {
         let older = edited(|v| {
             let config = v["config"].as_object_mut().unwrap();
-            config.remove("work_us").unwrap();
+            config.remove("work_ns").unwrap();
             config.remove("message_size").unwrap();
         });
-        assert!(!older.contains("work_us") && !older.contains("message_size"));
+        assert!(!older.contains("work_ns") && !older.contains("message_size"));
         let stats = read("before-work", &older).unwrap();
         assert_eq!(
-            (stats.config.work_us, stats.config.message_size),
+            (stats.config.work_ns, stats.config.message_size),
             (None, None)
         );
         let worked = edited(|v| {
-            v["config"]["work_us"] = 200.into();
+            v["config"]["work_ns"] = 200_000.into();
             v["config"]["message_size"] = 64.into();
         });
         let stats = read("work", &worked).unwrap();
         assert_eq!(
-            (stats.config.work_us, stats.config.message_size),
-            (Some(200), Some(64))
+            (stats.config.work_ns, stats.config.message_size),
+            (Some(200_000), Some(64))
         );
         let back: serde_json::Value = serde_json::to_value(&stats).unwrap();
-        assert_eq!(back["config"]["work_us"], 200);
+        assert_eq!(back["config"]["work_ns"], 200_000);
         assert_eq!(back["config"]["message_size"], 64);
     }
 
