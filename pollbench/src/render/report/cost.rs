@@ -26,10 +26,11 @@ impl Markdown<'_> {
                 "Cost per message: the server's CPU time (user + system over its life in the cell, \
                  median [interval] over rounds), its system calls and events per wait (its own \
                  counters), and load-gen's CPU time; then how busy each side's threads were (CPU \
-                 time over threads x the window; client-bound from 0.90: there msgs/s is load-gen's \
-                 pace as much as the server's). When both sides saturate the machine, these say \
+                 time over threads x the window; client-bound from 0.90 in closed loop: there msgs/s is \
+                 load-gen's pace as much as the server's; in open loop load-gen spins until each \
+                 send is due). When both sides saturate the machine, these say \
                  which mechanism costs less.",
-                |_, s| cost_text(s),
+                cost_text,
             );
             return;
         }
@@ -40,12 +41,13 @@ impl Markdown<'_> {
              the whole seconds inside it: start-up, warm-up and shutdown left out; † marks a cell \
              whose window was too short for two readings, its figures over the server's whole \
              life), events per wait, and load-gen's CPU time; then how busy each side's threads \
-             were (CPU time over threads x the window; client-bound from 0.90: there msgs/s is \
-             load-gen's pace as much as the server's). When both sides saturate the machine, \
+             were (CPU time over threads x the window; client-bound from 0.90 in closed loop: there msgs/s \
+             is load-gen's pace as much as the server's; in open loop load-gen spins until each \
+             send is due). When both sides saturate the machine, \
              these say which mechanism costs less.",
-            |_, s| match windowed(s) {
-                true => cost_text(s),
-                false => format!("† {}", cost_text(s)),
+            |c, s| match windowed(s) {
+                true => cost_text(c, s),
+                false => format!("† {}", cost_text(c, s)),
             },
         );
     }
@@ -142,7 +144,7 @@ const WINDOW: &str = "measured window";
 
 /// One cell's entry in a cost table: "server 4.1 µs [3.9–4.4], 3.1 syscalls, 1.2 events/wait;
 /// client 6.0 µs".
-fn cost_text(s: &CellSummary) -> String {
+fn cost_text(c: &Cell, s: &CellSummary) -> String {
     let interval = |e: Estimate| {
         if s.rounds >= 2 {
             format!(" [{:.1}–{:.1}]", e.lo, e.hi)
@@ -163,12 +165,12 @@ fn cost_text(s: &CellSummary) -> String {
     let client = s
         .client_cpu_us_per_msg
         .map_or(String::new(), |c| format!("; client {:.1} µs", c.median));
-    format!("{}{client}{}", parts.join(", "), busy_text(s))
+    format!("{}{client}{}", parts.join(", "), busy_text(c, s))
 }
 
 /// A cost entry's bottleneck part: how busy each side's threads were in the window, and the
 /// client-bound mark (" · busy server 0.48, client 0.93: client-bound").
-fn busy_text(s: &CellSummary) -> String {
+fn busy_text(c: &Cell, s: &CellSummary) -> String {
     let mut sides = Vec::new();
     if let Some(b) = s.server_busy {
         sides.push(format!("server {:.2}", b.median));
@@ -179,7 +181,9 @@ fn busy_text(s: &CellSummary) -> String {
     if sides.is_empty() {
         return String::new();
     }
-    let bound = if s.client_bound() {
+    // In open loop load-gen spins until each send is due: its busy threads say nothing of a
+    // bound there (its send lateness does).
+    let bound = if s.client_bound() && c.rate.is_none() {
         ": client-bound"
     } else {
         ""
