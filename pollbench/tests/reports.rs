@@ -16,8 +16,9 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The files git tracks under results/, by run directory; None where git cannot say (no git, not a
-/// checkout).
+/// The run directories git tracks under results/ (each a directory with a meta.json, at any
+/// depth: a calibration keeps its runs in one directory), with the files tracked in each, by
+/// path inside it; None where git cannot say (no git, not a checkout).
 fn committed_runs() -> Option<Vec<(String, Vec<String>)>> {
     let out = Command::new("git")
         .args(["ls-files", "-z", "results"])
@@ -25,19 +26,21 @@ fn committed_runs() -> Option<Vec<(String, Vec<String>)>> {
         .output()
         .ok()
         .filter(|o| o.status.success())?;
-    let mut runs: Vec<(String, Vec<String>)> = Vec::new();
-    for path in String::from_utf8_lossy(&out.stdout).split('\0') {
-        let Some((run, file)) = path
-            .strip_prefix("results/")
-            .and_then(|p| p.split_once('/'))
-        else {
-            continue;
-        };
-        match runs.iter_mut().find(|(r, _)| r == run) {
-            Some((_, files)) => files.push(file.to_string()),
-            None => runs.push((run.to_string(), vec![file.to_string()])),
-        }
-    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tracked: Vec<&str> = text.split('\0').filter(|p| !p.is_empty()).collect();
+    let runs = tracked
+        .iter()
+        .filter_map(|p| p.strip_suffix("/meta.json"))
+        .map(|run| {
+            let inside = format!("{run}/");
+            let files = tracked
+                .iter()
+                .filter_map(|p| p.strip_prefix(&inside))
+                .map(str::to_string)
+                .collect();
+            (run.to_string(), files)
+        })
+        .collect();
     Some(runs)
 }
 
@@ -53,15 +56,11 @@ fn every_committed_run_rebuilds_its_report_byte_for_byte() {
     let mut checked = 0;
     let mut differ = Vec::new();
     for (run, files) in &runs {
-        // A run of another program (a soak) has no meta.json and no report to rebuild.
-        if !files.iter().any(|f| f == "meta.json") {
-            continue;
-        }
         let copy = scratch.path().join(run);
         for file in files {
             let to = copy.join(file);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(repo().join("results").join(run).join(file), &to).unwrap();
+            std::fs::copy(repo().join(run).join(file), &to).unwrap();
         }
         let out = Command::new(env!("CARGO_BIN_EXE_pollbench"))
             .arg("report")
@@ -74,7 +73,7 @@ fn every_committed_run_rebuilds_its_report_byte_for_byte() {
             String::from_utf8_lossy(&out.stderr)
         );
         for file in files {
-            let committed = std::fs::read(repo().join("results").join(run).join(file)).unwrap();
+            let committed = std::fs::read(repo().join(run).join(file)).unwrap();
             if std::fs::read(copy.join(file)).ok().as_ref() != Some(&committed) {
                 differ.push(format!("{run}/{file}"));
             }
