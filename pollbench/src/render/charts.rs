@@ -361,15 +361,7 @@ pub fn line_chart(
         .x_desc(scale.describe(labels.x, series.len()))
         .x_labels(30)
         .x_max_light_lines(0)
-        .x_label_formatter(&|v| {
-            // plotters' log axis gives a decade twice, as the last multiple of the decade below
-            // and as itself: label it once.
-            if last_x.replace(*v) == *v {
-                String::new()
-            } else {
-                scale.label(*v)
-            }
-        })
+        .x_label_formatter(&|v| once(&last_x, *v, || scale.label(*v)))
         .y_desc(labels.y)
         .y_labels(if log {
             (y_max - y_min) as usize + 1
@@ -390,6 +382,17 @@ pub fn line_chart(
         draw_with_bars(&mut chart, s, look(i), at, y_of).map_err(|e| err(&e))?;
     }
     frame.root.present().map_err(|e| err(&e))
+}
+
+/// A log axis's tick label, from `label`; none where the tick is the one before again (plotters'
+/// log axis gives each decade twice, as the last multiple of the decade below and as itself),
+/// `last` being the tick before.
+fn once(last: &std::cell::Cell<f64>, v: f64, label: impl FnOnce() -> String) -> String {
+    if last.replace(v) == v {
+        String::new()
+    } else {
+        label()
+    }
 }
 
 /// Every point the axes must hold: the series' points and their bars' ends.
@@ -463,6 +466,7 @@ pub fn spectrum_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result
     let y_hi = points.iter().map(|p| p.1).fold(y_lo * 2.0, f64::max) * 1.5;
     let err = |e: &dyn Debug| chart_error(path, e);
     let frame = frame(path, labels, series).map_err(|e| err(&e))?;
+    let last_y = std::cell::Cell::new(f64::NAN);
     let mut chart = builder(&frame.plot, 44)
         .build_cartesian_2d(0f64..x_max, (y_lo..y_hi).log_scale())
         .map_err(|e| err(&e))?;
@@ -476,7 +480,8 @@ pub fn spectrum_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result
             format!("{pct:.digits$}%")
         })
         .y_desc(labels.y)
-        .y_label_formatter(&|v| micros(*v))
+        .y_max_light_lines(0)
+        .y_label_formatter(&|v| once(&last_y, *v, || micros(*v)))
         .draw()
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {

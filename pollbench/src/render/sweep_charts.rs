@@ -135,13 +135,19 @@ impl SweepView<'_> {
 
     /// What the points and bars of `plot` are, in words, from the cells it draws.
     fn bars_note(&self, plot: &Plot) -> String {
-        if !self.rounds && plot.run.is_some() {
-            return "points: each cell's load-gen run (the median by msgs/s where it repeated); \
-                    no bars"
-                .into();
-        }
-        let Some(figure) = plot.figure else {
-            return String::new();
+        let figure = match plot.figure {
+            Some(figure) if self.rounds || plot.run.is_none() => figure,
+            // What the point method draws: the cell's ID.json, its median round by msgs/s.
+            _ if self.rounds => {
+                return "points: each cell's median round by msgs/s (this figure has no median \
+                        over rounds); no bars"
+                    .into()
+            }
+            _ => {
+                return "points: each cell's load-gen run (the median by msgs/s where it \
+                        repeated); no bars"
+                    .into()
+            }
         };
         let drawn: Vec<(usize, f64)> = self
             .cells
