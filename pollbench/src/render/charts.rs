@@ -88,8 +88,9 @@ const PLOT_HEIGHT: u32 = 400;
 /// How far apart the series' points at one x are drawn, so that their error bars do not overlap:
 /// 4 pixels, as a fraction of the plot's width (less its margins and y labels, roughly).
 const NUDGE: f64 = 4.0 / (WIDTH - 120) as f64;
-/// The legend: its columns, and the height of its rows in pixels.
-const LEGEND: (usize, i32) = (2, 18);
+/// The legend: the longest label that fits one of two columns (else it has one), and the height
+/// of its rows in pixels.
+const LEGEND: (usize, i32) = (64, 18);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Chart<'a, X, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>;
@@ -105,7 +106,8 @@ struct Frame<'a> {
 /// `series` at its bottom; the plot goes in between.
 fn frame<'a>(path: &'a Path, labels: &Labels, series: &[Series]) -> Result<Frame<'a>, DrawError> {
     let head = 34 + 18 * labels.notes.len() as u32;
-    let rows = series.len().div_ceil(LEGEND.0) as u32;
+    let names: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
+    let rows = names.len().div_ceil(legend_columns(&names)) as u32;
     let legend = 10 + LEGEND.1 as u32 * rows;
     let root = SVGBackend::new(path, (WIDTH, head + PLOT_HEIGHT + legend)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -128,18 +130,27 @@ fn frame<'a>(path: &'a Path, labels: &Labels, series: &[Series]) -> Result<Frame
             style,
         ))?;
     }
-    let names: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
     draw_legend(&bottom, &names)?;
     Ok(Frame { root, plot })
 }
 
+/// The legend's columns: two, or one where a label is too long for half the width.
+fn legend_columns(labels: &[&str]) -> usize {
+    if labels.iter().all(|l| l.chars().count() <= LEGEND.0) {
+        2
+    } else {
+        1
+    }
+}
+
 /// The legend: each series' line and marker, and its label, in columns.
 fn draw_legend(area: &Area<'_>, labels: &[&str]) -> Result<(), DrawError> {
-    let column = (WIDTH as usize - 32) / LEGEND.0;
+    let columns = legend_columns(labels);
+    let column = (WIDTH as usize - 32) / columns;
     for (i, label) in labels.iter().enumerate() {
         let look = look(i);
-        let x = 16 + (i % LEGEND.0 * column) as i32;
-        let y = 4 + (i / LEGEND.0) as i32 * LEGEND.1 + LEGEND.1 / 2;
+        let x = 16 + (i % columns * column) as i32;
+        let y = 4 + (i / columns) as i32 * LEGEND.1 + LEGEND.1 / 2;
         let line = vec![(x, y), (x + 30, y)];
         let style = look.color.stroke_width(2);
         match look.dash {
@@ -526,6 +537,13 @@ mod tests {
             );
         }
         assert_eq!(look(0).dash, None, "the first series are solid");
+    }
+
+    #[test]
+    fn a_long_label_gets_the_legend_one_column() {
+        assert_eq!(legend_columns(&["epoll", "io_uring"]), 2);
+        let long = "x".repeat(LEGEND.0 + 1);
+        assert_eq!(legend_columns(&["epoll", &long]), 1);
     }
 
     #[test]
