@@ -446,6 +446,17 @@ fn micros(v: f64) -> String {
     pollbench_common::format_us(v, 0, "")
 }
 
+/// A log latency axis's tick label where the tick is 1, 2 or 5 times a power of ten (plotters
+/// ticks every multiple; all labelled, they would crowd the top of each decade).
+fn one_two_five(v: f64) -> String {
+    let leading = (v / 10f64.powf(v.log10().floor())).round();
+    if [1.0, 2.0, 5.0].contains(&leading) {
+        micros(v)
+    } else {
+        String::new()
+    }
+}
+
 /// How many samples must lie beyond a percentile for the spectrum to draw it: past that, a line
 /// would follow a handful of values.
 pub const SPECTRUM_TAIL: u64 = 10;
@@ -491,8 +502,9 @@ pub fn spectrum_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result
             format!("{pct:.digits$}%")
         })
         .y_desc(labels.y)
+        .y_labels(30)
         .y_max_light_lines(0)
-        .y_label_formatter(&|v| once(&last_y, *v, || micros(*v)))
+        .y_label_formatter(&|v| once(&last_y, *v, || one_two_five(*v)))
         .draw()
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {
@@ -537,6 +549,12 @@ mod tests {
             );
         }
         assert_eq!(look(0).dash, None, "the first series are solid");
+    }
+
+    #[test]
+    fn a_spectrum_labels_one_two_five() {
+        let labels: Vec<String> = [1e3, 2e3, 3e3, 5e3, 9e3, 1e4, 2e4].map(one_two_five).into();
+        assert_eq!(labels, ["1ms", "2ms", "", "5ms", "", "10ms", "20ms"]);
     }
 
     #[test]
