@@ -8,7 +8,9 @@ use pollbench_schema::results::Cell;
 use pollbench_schema::run::RunReport;
 use pollbench_schema::summary::{CellSummary, Estimate, Summary};
 
-use crate::render::charts::YAxis;
+use pollbench_schema::file::read_json;
+
+use crate::render::charts::{self, Labels, Series, YAxis};
 
 /// A chart written into the run directory: (file name, description).
 pub type Chart = (String, String);
@@ -76,7 +78,7 @@ impl SweepView<'_> {
     }
 
     /// The lines of `plot`: one per column with a point.
-    fn series(&self, plot: &Plot) -> Vec<crate::render::charts::Series> {
+    fn series(&self, plot: &Plot) -> Vec<Series> {
         self.columns
             .iter()
             .map(|col| {
@@ -86,7 +88,7 @@ impl SweepView<'_> {
                     .filter(|c| c.label == *col)
                     .filter_map(|c| self.point(plot, c))
                     .unzip::<_, _, Vec<_>, Vec<_>>();
-                crate::render::charts::Series {
+                Series {
                     label: col.clone(),
                     points,
                     bars: bars.into_iter().flatten().collect(),
@@ -105,16 +107,71 @@ impl SweepView<'_> {
         let (sweep, x) = (self.name, self.x);
         let file = format!("{sweep}-{}.svg", plot.name);
         let title = format!("{sweep}: {} against {x}", plot.y);
-        let chart = crate::render::charts::line_chart(
-            &self.dir.join(&file),
-            &title,
+        let notes = [self.run_note(), self.bars_note(plot)];
+        let labels = Labels {
+            title: &title,
+            notes: &notes,
             x,
-            plot.y,
+            y: plot.y,
+        };
+        let chart = charts::line_chart(
+            &self.dir.join(&file),
+            &labels,
             &series,
             self.by_idle,
             plot.axis,
         );
         Some(chart.map(|()| (file, title)))
+    }
+
+    /// Which run the charts come from: the run directory's name.
+    fn run_note(&self) -> String {
+        let name = self.dir.file_name().map_or_else(
+            || self.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        format!("run {name}")
+    }
+
+    /// What the points and bars of `plot` are, in words, from the cells it draws.
+    fn bars_note(&self, plot: &Plot) -> String {
+        let figure = match plot.figure {
+            Some(figure) if self.rounds || plot.run.is_none() => figure,
+            // What the point method draws: the cell's ID.json, its median round by msgs/s.
+            _ if self.rounds => {
+                return "points: each cell's median round by msgs/s (this figure has no median \
+                        over rounds); no bars"
+                    .into()
+            }
+            _ => {
+                return "points: each cell's load-gen run (the median by msgs/s where it \
+                        repeated); no bars"
+                    .into()
+            }
+        };
+        let drawn: Vec<(usize, f64)> = self
+            .cells
+            .iter()
+            .filter(|c| self.completed.contains_key(c.id.as_str()))
+            .filter_map(|c| self.summary.cell(&c.id))
+            .filter_map(|cell| Some((cell.rounds, figure(cell)?.confidence)))
+            .filter(|&(n, _)| n >= 2)
+            .collect();
+        if drawn.is_empty() {
+            return "points: one round each; no bars".into();
+        }
+        let rounds = span(drawn.iter().map(|d| d.0 as f64), |n| format!("{n:.0}"));
+        let confidence = span(drawn.iter().map(|d| d.1 * 100.0), |c| format!("{c:.1}"));
+        // Below some 9 rounds the interval is the extremes (the summary's method).
+        let extremes = drawn
+            .iter()
+            .all(|&(n, c)| (c - (1.0 - 2.0 * 0.5f64.powi(n as i32))).abs() < 1e-3);
+        let bars = if extremes {
+            format!("lowest to highest round ({confidence}% interval of the median)")
+        } else {
+            format!("{confidence}% interval of the median (order statistics)")
+        };
+        format!("points: medians over {rounds} rounds; bars: {bars}")
     }
 
     /// The SVG charts of one sweep, as (file name, description): those to show (throughput, p99,
@@ -192,10 +249,62 @@ impl SweepView<'_> {
         (shown, linked)
     }
 
-    /// The latency percentile spectrum of every backend at one load of the sweep: the largest
-    /// connection (or idle) count that every backend with a completed cell completed, else the largest
-    /// any completed.
+    /// The latency percentile spectrum of every backend at one load of the sweep (see
+    /// [`SweepView::spectrum_row`]): each cell's median round, by p99 in open loop (where every
+    /// round runs at the same msgs/s) and by msgs/s in closed loop.
     fn spectrum(&self) -> Option<Chart> {
+        let (at, done) = self.spectrum_row()?;
+        let series: Vec<Series> = done
+            .iter()
+            .filter_map(|c| match self.spectrum_series(c) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("pollbench: {e}");
+                    None
+                }
+            })
+            .collect();
+        if series.is_empty() {
+            return None;
+        }
+        let open = done.iter().filter(|c| c.rate.is_some()).count();
+        let (by, why) = match (open, done.len() - open) {
+            (_, 0) => ("p99", "open loop: every round runs at the same msgs/s"),
+            (0, _) => ("msgs/s", "closed loop"),
+            _ => ("p99 (open loop) or msgs/s", "mixed loops"),
+        };
+        let file = format!("{}-spectrum.svg", self.name);
+        let title = format!(
+            "{}: latency by percentile at {at} {}, median round by {by}",
+            self.name, self.x
+        );
+        let notes = [
+            self.run_note(),
+            format!("each line: its cell's median round by {by} ({why})"),
+        ];
+        let x = format!(
+            "percentile (each line stops where fewer than {} samples lie beyond)",
+            charts::SPECTRUM_TAIL
+        );
+        let labels = Labels {
+            title: &title,
+            notes: &notes,
+            x: &x,
+            y: "latency",
+        };
+        match charts::spectrum_chart(&self.dir.join(&file), &labels, &series) {
+            Ok(()) => Some((file, title)),
+            Err(e) => {
+                eprintln!("pollbench: {e}");
+                None
+            }
+        }
+    }
+
+    /// The load the spectrum is drawn at, and its completed cells in column order: the largest
+    /// connection (or idle) count that every backend with a completed cell completed, else the
+    /// largest any completed.
+    fn spectrum_row(&self) -> Option<(usize, Vec<&Cell>)> {
         let row = |c: &Cell| c.row(self.by_idle);
         let done: Vec<&Cell> = self
             .cells
@@ -217,36 +326,70 @@ impl SweepView<'_> {
             })
             .max();
         let at = everywhere.or_else(|| done.iter().map(|c| row(c)).max())?;
-        let series: Vec<crate::render::charts::Series> = self
+        let cells = self
             .columns
             .iter()
             .filter_map(|col| {
-                let cell = done.iter().find(|c| row(c) == at && c.label == *col)?;
-                let hlog = self.dir.join("cells").join(format!("{}.hlog", cell.id));
-                match pollbench_schema::hlog::total(&hlog) {
-                    Ok(h) => Some(crate::render::charts::Series {
-                        label: col.clone(),
-                        points: crate::render::charts::spectrum_points(&h),
-                        bars: Vec::new(),
-                    }),
-                    Err(e) => {
-                        eprintln!("pollbench: {e}");
-                        None
-                    }
-                }
+                done.iter()
+                    .copied()
+                    .find(|c| row(c) == at && c.label == *col)
             })
             .collect();
-        if series.is_empty() {
-            return None;
+        Some((at, cells))
+    }
+
+    /// The spectrum of cell `c`: its median round's histogram (see [`SweepView::median_round`]),
+    /// or its ID.hlog in a run without rounds.
+    fn spectrum_series(&self, c: &Cell) -> Result<Series, String> {
+        let cells = self.dir.join("cells");
+        let (hlog, label) = match self.median_round(c)? {
+            Some((k, n)) => (
+                cells.join(format!("{}.r{k}.hlog", c.id)),
+                format!("{} (round {k} of {n})", c.label),
+            ),
+            None => (cells.join(format!("{}.hlog", c.id)), c.label.clone()),
+        };
+        let h = pollbench_schema::hlog::total(&hlog)?;
+        Ok(Series {
+            label,
+            points: charts::spectrum_points(&h),
+            bars: Vec::new(),
+        })
+    }
+
+    /// The median round of cell `c` and its rounds, (k, n): by p99 in open loop (every round
+    /// runs at the cell's rate, so msgs/s cannot tell them apart), else by msgs/s (the round
+    /// copied to ID.*); None in a run without rounds.
+    fn median_round(&self, c: &Cell) -> Result<Option<(usize, usize)>, String> {
+        let n = self.summary.cell(&c.id).map_or(0, |s| s.rounds);
+        if !self.rounds || n < 2 {
+            return Ok(None);
         }
-        let file = format!("{}-spectrum.svg", self.name);
-        let title = format!("{}: latency by percentile at {at} {}", self.name, self.x);
-        match crate::render::charts::spectrum_chart(&self.dir.join(&file), &title, &series) {
-            Ok(()) => Some((file, title)),
-            Err(e) => {
-                eprintln!("pollbench: {e}");
-                None
-            }
+        let mut rounds = Vec::with_capacity(n);
+        for k in 1..=n {
+            let path = self.dir.join("cells").join(format!("{}.r{k}.json", c.id));
+            let run: RunReport = read_json(&path)?;
+            let key = if c.rate.is_some() {
+                run.latency_us.p99 as f64
+            } else {
+                run.throughput_msgs_per_s
+            };
+            rounds.push((k, key));
         }
+        rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
+        Ok(Some((rounds[(n - 1) / 2].0, n)))
+    }
+}
+
+/// The range of `values` as `show` writes them: one value, or "lo–hi".
+fn span(values: impl Iterator<Item = f64>, show: impl Fn(f64) -> String) -> String {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    let (lo, hi) = (show(lo), show(hi));
+    if lo == hi {
+        lo
+    } else {
+        format!("{lo}–{hi}")
     }
 }
