@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use pollbench_schema::file::read_json;
 use pollbench_schema::summary::{Judgement, Summary};
 
+use crate::analysis::stats::median_interval;
+
 #[derive(clap::Args, Debug)]
 pub struct CalibrationArgs {
     /// Run directories of the same suite (each with its summary.json), one per repetition.
@@ -93,20 +95,10 @@ fn table(runs: &[Summary]) -> String {
             t.a_better,
             t.b_better,
             t.no_clear,
-            median(&t.ratios)
+            median_interval(&t.ratios).map_or(f64::NAN, |i| i.median)
         );
     }
     out
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 #[cfg(test)]

@@ -455,6 +455,7 @@ fn load_args(
     k: usize,
 ) -> Vec<String> {
     let share = |total: u64| share(total, suite.clients, k).to_string();
+    let (duration, warmup) = window(cell, suite);
     let mut args: Vec<String> = [
         "run",
         "--target",
@@ -464,9 +465,9 @@ fn load_args(
         "-t",
         &cell.client_threads.to_string(),
         "-d",
-        &micros(window(cell, suite).0),
+        &micros(duration),
         "--warmup",
-        &micros(window(cell, suite).1),
+        &micros(warmup),
         "--size",
         &cell.size,
         "--pipeline",
