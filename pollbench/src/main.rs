@@ -81,6 +81,15 @@ struct SuiteArgs {
     /// and the sweeps (…-full-accept), and meta.json and the report say which ran.
     #[arg(long = "sweep", value_name = "NAME")]
     sweeps: Vec<String>,
+
+    /// The command of the suite's column `external:NAME`, a server this repository does not
+    /// build (liburing's example echo server, say): words split at spaces, `{port}` where the
+    /// port goes; it must listen on 127.0.0.1 at that port. It runs in bench-server's place,
+    /// pinned as bench-server would be, against the same load-gen; its CPU time is read from
+    /// /proc at every whole second. Without this option the column's cells are skipped, saying
+    /// so. Repeat for several.
+    #[arg(long = "external", value_name = "NAME=COMMAND")]
+    externals: Vec<String>,
 }
 
 /// `pollbench report`: summary.json, then report.md and its charts, from the run's meta.json and
@@ -111,6 +120,7 @@ fn run_suite(args: SuiteArgs) -> i32 {
         if !args.sweeps.is_empty() {
             suite.only(&args.sweeps)?;
         }
+        suite.use_externals(&args.externals)?;
         Ok((path, suite))
     }) {
         Ok(found) => found,

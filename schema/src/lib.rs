@@ -4,6 +4,7 @@
 //! field, never a default zero.
 
 pub mod capabilities;
+pub mod external;
 pub mod file;
 pub mod hlog;
 pub mod results;

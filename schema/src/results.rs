@@ -63,6 +63,10 @@ pub struct Meta {
     /// `suite_file`; null in runs from before they were recorded (`suite_file` has them).
     #[serde(default)]
     pub suite_settings: Option<SuiteSettings>,
+    /// The commands of the suite's `external:NAME` columns as given on the command line (`{port}`
+    /// where the port went); absent when it has none (and in runs from before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub externals: Option<std::collections::BTreeMap<String, Vec<String>>>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,

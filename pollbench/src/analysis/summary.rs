@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pollbench_schema::file::{read_json, write_json_atomically};
+use pollbench_schema::external::{CpuSecond, ExternalServer};
+use pollbench_schema::file::{read_json, write_json_atomically, Versioned};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
 use pollbench_schema::server::{ServerSecond, ServerStats};
@@ -28,6 +29,8 @@ struct Round {
     run: RunReport,
     /// None when the server left no statistics (it did not stop cleanly).
     server: Option<ServerStats>,
+    /// What was read of an external server (in bench-server's place: `server` is None).
+    external: Option<ExternalServer>,
 }
 
 /// The figures of one round of a cell, each None where its source did not record it.
@@ -64,6 +67,9 @@ impl Figures {
             cell.client_threads * run.clients.as_ref().map_or(1, |parts| parts.len().max(1));
         let server = round.server.as_ref();
         let window = server.and_then(|s| Window::of(s, run));
+        if let Some(external) = &round.external {
+            return Figures::of_external(run, external, cell.server_threads, client_threads);
+        }
         Figures {
             msgs_per_s: Some(run.throughput_msgs_per_s),
             p50_us: Some(run.latency_us.p50 as f64),
@@ -88,11 +94,58 @@ impl Figures {
             server_busy: server
                 .zip(window)
                 .and_then(|(s, w)| w.busy(s.threads.len())),
-            client_busy: run
-                .client_cpu_us_per_msg
-                .map(|cpu| cpu * run.throughput_msgs_per_s / 1e6 / client_threads.max(1) as f64),
+            client_busy: client_busy(run, client_threads),
         }
     }
+}
+
+impl Figures {
+    /// A round against an external server: load-gen's figures, and the server's CPU time per
+    /// message and busy fraction over the window from the readings of its CPU time at the whole
+    /// seconds inside load-gen's window, the messages in that span being load-gen's (msgs/s x the
+    /// span); nothing it would have to count itself.
+    fn of_external(
+        run: &RunReport,
+        external: &ExternalServer,
+        server_threads: usize,
+        client_threads: usize,
+    ) -> Figures {
+        let cpu = |s: &CpuSecond| s.cpu_user_s + s.cpu_system_s;
+        let span = run.window_start_unix_s.and_then(|start| {
+            let mut inside = external
+                .seconds
+                .iter()
+                .filter(|s| s.at_unix_s >= start && s.at_unix_s <= start + run.duration_s);
+            let (first, last) = (inside.next()?, inside.next_back()?);
+            let seconds = last.at_unix_s - first.at_unix_s;
+            (seconds > 0.0).then(|| (cpu(last) - cpu(first), seconds))
+        });
+        let messages = |seconds: f64| run.throughput_msgs_per_s * seconds;
+        Figures {
+            msgs_per_s: Some(run.throughput_msgs_per_s),
+            p50_us: Some(run.latency_us.p50 as f64),
+            p99_us: Some(run.latency_us.p99 as f64),
+            window_cpu_us_per_msg: span
+                .filter(|&(_, seconds)| messages(seconds) >= 1.0)
+                .map(|(used, seconds)| used * 1e6 / messages(seconds)),
+            server_busy: span
+                .map(|(used, seconds)| used / (seconds * server_threads.max(1) as f64)),
+            client_cpu_us_per_msg: run.client_cpu_us_per_msg,
+            send_lateness_p50_us: run.send_lateness_us.as_ref().map(|l| l.p50 as f64),
+            send_lateness_p99_us: run.send_lateness_us.as_ref().map(|l| l.p99 as f64),
+            connections_per_s: run.connections_per_s,
+            connect_p50_us: run.connect_latency_us.as_ref().map(|l| l.p50 as f64),
+            connect_p99_us: run.connect_latency_us.as_ref().map(|l| l.p99 as f64),
+            client_busy: client_busy(run, client_threads),
+            ..Figures::default()
+        }
+    }
+}
+
+/// load-gen's CPU time over (its threads x the window).
+fn client_busy(run: &RunReport, client_threads: usize) -> Option<f64> {
+    run.client_cpu_us_per_msg
+        .map(|cpu| cpu * run.throughput_msgs_per_s / 1e6 / client_threads.max(1) as f64)
 }
 
 /// Messages the server echoed over its life: the bytes it wrote, in messages of `size` bytes.
@@ -185,14 +238,21 @@ fn rounds_of(dir: &Path, meta: &Meta, c: &Cell) -> Result<Vec<Round>, String> {
         .map(|stem| {
             let run = read_json(&cells.join(format!("{stem}.json")))?;
             let server_path = cells.join(format!("{stem}.server.json"));
-            let server = if server_path.exists() {
-                Some(read_json(&server_path)?)
-            } else {
-                None
-            };
-            Ok(Round { run, server })
+            let external_path = cells.join(format!("{stem}.external.json"));
+            Ok(Round {
+                run,
+                server: read_if_there(&server_path)?,
+                external: read_if_there(&external_path)?,
+            })
         })
         .collect()
+}
+
+/// The file at `path` if there is one.
+fn read_if_there<T: serde::de::DeserializeOwned + Versioned>(
+    path: &Path,
+) -> Result<Option<T>, String> {
+    path.exists().then(|| read_json(path)).transpose()
 }
 
 pub(super) fn estimate(i: Interval) -> Estimate {

@@ -253,6 +253,59 @@ impl<'a> Site<'a> {
     }
 }
 
+impl<'a> Site<'a> {
+    /// Start `program` with `args` on this machine, on `core` from its first instruction where one
+    /// is given (Linux: every thread it makes inherits the pin). A server pollbench does not build
+    /// runs this way; it is refused at any other site.
+    pub fn start_pinned(
+        &self,
+        program: &Path,
+        args: &[String],
+        core: Option<usize>,
+    ) -> std::io::Result<Process<'a>> {
+        if !matches!(self.at, At::Here) {
+            return Err(std::io::Error::other(
+                "an external server runs on this machine only",
+            ));
+        }
+        let mut command = Command::new(program);
+        command.args(args);
+        if let Some(core) = core {
+            pin_on_exec(&mut command, core)?;
+        }
+        Ok(Process {
+            site: *self,
+            child: Running::spawn(command)?,
+            host_pid: None,
+        })
+    }
+}
+
+/// Make `command`'s child pin itself to `core` between fork and exec.
+#[cfg(target_os = "linux")]
+fn pin_on_exec(command: &mut Command, core: usize) -> std::io::Result<()> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use std::os::unix::process::CommandExt;
+    let mut set = CpuSet::new();
+    set.set(core).map_err(std::io::Error::from)?;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // work is allowed: it makes one system call (sched_setaffinity) on a set built before the
+    // fork, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(std::io::Error::from)
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_on_exec(_: &mut Command, _: usize) -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "pinning a program pollbench does not build needs Linux",
+    ))
+}
+
 /// A program started at a [`Site`]: waited for, stopped and its files fetched the same way
 /// whatever the site. One still running on a launched host when dropped is stopped there (its
 /// launcher, killed here, may not pass the signal on).
@@ -294,6 +347,16 @@ impl Process<'_> {
                 return;
             }
         }
+    }
+
+    /// Whether it is still running (here: its launcher, on a launched host).
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// Its process id on this machine (its launcher's, on a launched host).
+    pub fn local_pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Wait for it to end, at most `limit` (see [`Running::wait`]).

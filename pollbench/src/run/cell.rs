@@ -13,11 +13,14 @@ use pollbench_schema::run::RunReport;
 use crate::place::network::{Network, Process, Site};
 use crate::run::binaries::Binaries;
 use crate::run::clients::{merge_into, share, Part};
+use crate::run::external;
 use crate::run::process::WaitEnd;
 use crate::run::suite::Suite;
 
-/// The three files a run of a cell leaves, by extension.
-const CELL_FILES: [&str; 3] = ["json", "server.json", "hlog"];
+/// The files every run of a cell leaves, by extension, and the server's record: bench-server's
+/// statistics or what was read of an external server.
+const CELL_FILES: [&str; 2] = ["json", "hlog"];
+const SERVER_FILES: [&str; 2] = ["server.json", "external.json"];
 
 /// Run one round of a cell: its files go to `dir` as ID.json (load-gen), ID.server.json and
 /// ID.hlog, or ID.rK.* in round K of a suite with several rounds. Err when the runner was
@@ -64,7 +67,10 @@ pub fn combine_rounds(cell: &Cell, dir: &Path, rounds: &[usize]) -> Outcome {
     let mut order: Vec<usize> = (0..repeats.len()).collect();
     order.sort_by(|&a, &b| repeats[a].msgs_per_s.total_cmp(&repeats[b].msgs_per_s));
     let median = rounds[order[(order.len() - 1) / 2]];
-    for ext in CELL_FILES {
+    let server_file = SERVER_FILES
+        .into_iter()
+        .filter(|ext| dir.join(format!("{}.r{median}.{ext}", cell.id)).exists());
+    for ext in CELL_FILES.into_iter().chain(server_file) {
         let from = dir.join(format!("{}.r{median}.{ext}", cell.id));
         let to = dir.join(format!("{}.{ext}", cell.id));
         if let Err(e) =
@@ -198,15 +204,22 @@ fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Out
         reason: Some(reason),
         repeats: Vec::new(),
     };
+    let external = external::name_of(&cell.backend);
     if let Some(why) = net
         .unavailable()
         .map(str::to_string)
-        .or_else(|| skip_reason(cell, bins, net, suite.clients))
+        .or_else(|| match external {
+            Some(name) => external_skip(name, suite, net),
+            None => skip_reason(cell, bins, net, suite.clients),
+        })
     {
         return Ok(outcome(CellStatus::Skipped, why));
     }
     let files = CellFiles { dir, stem };
     let site = net.server();
+    if let Some(name) = external {
+        return run_external(cell, suite, place, &files, name);
+    }
     let args = server_args(
         cell,
         suite,
@@ -234,6 +247,60 @@ fn run_once(cell: &Cell, suite: &Suite, place: &Place, stem: &str) -> Result<Out
             ..outcome(CellStatus::Ok, String::new())
         }),
     }
+}
+
+/// [`run_once`] with an external server in bench-server's place: started from its command,
+/// pinned as bench-server would be, its CPU time read while the clients run, STEM.external.json
+/// written where bench-server would write STEM.server.json.
+fn run_external(
+    cell: &Cell,
+    suite: &Suite,
+    place: &Place,
+    files: &CellFiles,
+    name: &str,
+) -> Result<Outcome, Interrupted> {
+    let outcome = |status: CellStatus, reason: Option<String>| Outcome {
+        id: cell.id.clone(),
+        status,
+        reason,
+        repeats: Vec::new(),
+    };
+    let words = &suite.externals[name];
+    let core = suite
+        .pin
+        .then(|| pollbench_common::cores::server_cores(1).first().copied())
+        .flatten();
+    let server = match external::Running::start(&place.net.server(), name, words, core) {
+        Ok(server) => server,
+        Err(why) => return Ok(outcome(CellStatus::Failed, Some(why))),
+    };
+    let addr = server.addr;
+    let clients = run_clients(cell, suite, place, addr, files);
+    let recorded = server.stop(Duration::from_secs(2), &files.path("external.json"));
+    match (clients, recorded) {
+        (Err(StepError::Interrupted), _) => Err(Interrupted),
+        (Err(StepError::Failed(why)), _) | (Ok(()), Err(why)) => {
+            Ok(outcome(CellStatus::Failed, Some(why)))
+        }
+        (Ok(()), Ok(())) => Ok(outcome(CellStatus::Ok, None)),
+    }
+}
+
+/// Why an external column cannot run here: no command given for it, or a topology other than
+/// this machine's loopback (it is started here, and only here its CPU time can be read).
+fn external_skip(name: &str, suite: &Suite, net: &Network) -> Option<String> {
+    if !suite.externals.contains_key(name) {
+        return Some(format!(
+            "external server {name}: no command given (pollbench suite ... --external {name}='COMMAND {{port}}')"
+        ));
+    }
+    if !matches!(net, Network::Loopback) {
+        return Some("an external server runs on this machine over 127.0.0.1 only".into());
+    }
+    if !cfg!(target_os = "linux") {
+        return Some("an external server's CPU time is read from Linux's /proc".into());
+    }
+    None
 }
 
 /// Run the cell's load-gen clients at once, each with its share of the load, and leave their

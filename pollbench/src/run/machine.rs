@@ -67,6 +67,7 @@ pub fn collect_meta(
         topology: None,
         hosts: None,
         suite_settings: None,
+        externals: None,
         outcomes: Vec::new(),
     }
 }

@@ -5,6 +5,7 @@ pub mod binaries;
 pub mod cell;
 pub mod clients;
 pub mod disturbance;
+pub mod external;
 pub mod machine;
 pub mod process;
 pub mod runner;

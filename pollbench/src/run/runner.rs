@@ -59,10 +59,12 @@ impl SuiteRun {
         let started = SystemTime::now();
         let dir = create_run_dir(path, &name, sweeps, results, started)?;
         // Labels name what bench-server runs ("kqueue (libkqueue)" where that is what kqueue is).
-        let cells = suite.cells(|backend| {
-            bins.capabilities
+        let cells = suite.cells(|backend| match crate::run::external::name_of(backend) {
+            Some(name) => format!("{name} (external)"),
+            None => bins
+                .capabilities
                 .server(backend)
-                .map_or_else(|| backend.to_string(), |s| s.mechanism.clone())
+                .map_or_else(|| backend.to_string(), |s| s.mechanism.clone()),
         });
         let meta = crate::run::machine::collect_meta(
             &name,
@@ -74,6 +76,7 @@ impl SuiteRun {
             sweeps: (!sweeps.is_empty()).then(|| sweeps.to_vec()),
             topology: net.describe(),
             hosts,
+            externals: (!suite.externals.is_empty()).then(|| suite.externals.clone()),
             suite_settings: Some(SuiteSettings {
                 repeat: suite.repeat,
                 pin: suite.pin,

@@ -59,6 +59,10 @@ pub struct Suite {
     /// instead of this machine: see `hosts`. Sets `clients` to its number of clients.
     pub hosts: Option<crate::place::hosts::HostsSpec>,
     pub sweep: Vec<Sweep>,
+    /// The commands of the suite's `external:NAME` columns, from `pollbench suite --external`
+    /// (not the file's: a path on one machine is not a path on another).
+    #[serde(skip)]
+    pub externals: crate::run::external::Commands,
 }
 
 fn default_size() -> Size {
@@ -338,6 +342,26 @@ impl Suite {
         variants
     }
 
+    /// Take the commands of the suite's external columns (`--external NAME=COMMAND`, parsed); a
+    /// name no column of the suite has is refused.
+    pub fn use_externals(&mut self, given: &[String]) -> Result<(), String> {
+        for arg in given {
+            let (name, words) = crate::run::external::parse(arg)?;
+            let column = format!("{}{name}", crate::run::external::PREFIX);
+            if !self
+                .sweep
+                .iter()
+                .any(|s| s.backends.iter().any(|b| b.backend == column))
+            {
+                return Err(format!(
+                    "--external {name}: the suite has no column {column}"
+                ));
+            }
+            self.externals.insert(name, words);
+        }
+        Ok(())
+    }
+
     /// What the TOML format cannot say: lists that must not be empty, values that must parse.
     fn check(&self) -> Result<(), String> {
         if self.repeat == 0 {
@@ -383,6 +407,14 @@ impl Suite {
             }
             if let Some(entry) = s.backends.iter().find(|e| !e.is_well_formed()) {
                 return Err(format!("sweep '{name}': backend '{entry}': a backend name, then any bench-server flags of a variant (\"io_uring_completion --fixed-files\"); --backend, --addr and --threads are the suite's"));
+            }
+            if let Some(entry) = s.backends.iter().find(|e| {
+                crate::run::external::name_of(&e.backend).is_some()
+                    && (!e.flags.is_empty()
+                        || self.hosts.is_some()
+                        || self.topology != TopologyKind::Loopback)
+            }) {
+                return Err(format!("sweep '{name}': {entry}: an external server takes no flags (its command is given with --external) and runs on this machine over 127.0.0.1 (no [hosts], topology \"loopback\")"));
             }
             if s.rate.is_some() && !s.rates.is_empty() {
                 return Err(format!(

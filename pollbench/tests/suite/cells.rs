@@ -362,3 +362,70 @@ fn a_backend_entry_with_flags_is_a_column_that_passes_them_to_bench_server() {
     .unwrap();
     assert_eq!(plain["config"]["ring"]["fixed_files"], false, "{plain}");
 }
+
+/// An `external:NAME` column runs the command given on the command line in bench-server's place
+/// (here bench-server itself, as a program pollbench only knows by its command), pinned, its CPU
+/// time read from /proc; without the command its cells are skipped, saying how to give it, and a
+/// name the suite has no column for is refused in one line.
+#[test]
+fn an_external_column_runs_the_given_command_and_its_cpu_time_is_read() {
+    let toml = "description = \"external\"\nduration = \"2200ms\"\nwarmup = \"300ms\"\npin = true\n\
+                [[sweep]]\nname = \"x\"\nbackends = [\"epoll\", \"external:other\"]\nconnections = [4]\nrate = 2000\n";
+    let without = run_suite("external-none", toml);
+    let id = "x-other-external-c4";
+    let skipped = without.outcome(id);
+    assert_eq!(skipped["status"], "skipped", "{skipped}");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--external other="),
+        "{skipped}"
+    );
+    let unknown = Command::new(BIN)
+        .args(["suite", "smoke", "--external", "nosuch=/bin/true {port}"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("no column external:nosuch"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+
+    if !Path::new("/proc/self/stat").exists() {
+        return skip("external column", "its CPU time is read from /proc");
+    }
+    let bench_server = Path::new(BIN).with_file_name("bench-server");
+    let command = format!(
+        "other={} --addr 127.0.0.1:{{port}} --backend epoll",
+        bench_server.display()
+    );
+    let with = run_suite_with("external", toml, &["--external", &command]);
+    assert_eq!(with.outcome(id)["status"], "ok", "{}", with.meta);
+    assert_eq!(
+        with.meta["externals"]["other"][1], "--addr",
+        "{}",
+        with.meta
+    );
+    let record = read_json(with.run.join("cells").join(format!("{id}.external.json")));
+    assert_eq!(record["schema"], "pollbench.external/1", "{record}");
+    assert_eq!(record["command"][0], bench_server.display().to_string());
+    let seconds = record["seconds"].as_array().unwrap();
+    assert!(seconds.len() >= 2, "{record}");
+    let summary = read_json(with.run.join("summary.json"));
+    let cell = summary["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        cell["label"].as_str().or(cell["column"].as_str()),
+        Some("other (external)")
+    );
+    assert_eq!(cell["server_cost_over"], "measured window", "{cell}");
+    // Some CPU per message was read, and no more than a whole core's worth.
+    let cpu = cell["server_cpu_us_per_msg"]["median"].as_f64().unwrap();
+    assert!(cpu > 0.0 && cpu < 1e6 / 2000.0, "{cell}");
+    assert!(cell["server_syscalls_per_msg"].is_null(), "{cell}");
+}

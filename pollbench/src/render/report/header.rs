@@ -167,6 +167,18 @@ impl Markdown<'_> {
                 "Network: {topology}. Not loopback: each connection crosses two veths and a bridge.\n"
             );
         }
+        for (name, command) in meta.externals.iter().flatten() {
+            let _ = writeln!(
+                md,
+                "**{name} (external)** is a server this repository does not build, run in \
+                 bench-server's place as `{}` (`pollbench suite ... --external {name}=COMMAND`), \
+                 pinned as bench-server is. It counts nothing for pollbench: its CPU time per message \
+                 is its CPU time from /proc/PID/stat (all threads, 10 ms ticks) between the whole \
+                 seconds inside load-gen's window, over load-gen's messages in that span; it has no \
+                 system calls, events or wake-ups.\n",
+                command.join(" ")
+            );
+        }
     }
 
     /// What kqueue is on Linux, where the suite ran it.
