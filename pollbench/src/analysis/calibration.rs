@@ -1,13 +1,15 @@
 //! `pollbench calibration DIR...`: what a suite can resolve, over repeated runs of it. In each run,
 //! every column of a sweep is judged against the sweep's first column on each metric (the
 //! calibrate suite: epoll, epoll again for the A/A pair, and epoll with planted costs); the table
-//! counts, pair by pair and metric by metric, how often each verdict came out over the runs.
+//! counts, pair by pair and metric by metric, how often each verdict came out over the runs, and a
+//! second table how much each cell's msgs/s spread over its rounds.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use pollbench_schema::file::read_json;
+use pollbench_schema::results::Meta;
 use pollbench_schema::summary::{Judgement, Summary};
 
 use crate::analysis::stats::median_interval;
@@ -19,16 +21,24 @@ pub struct CalibrationArgs {
     dirs: Vec<PathBuf>,
 }
 
-/// Print the table; 1 when a directory cannot be read.
+/// Print the tables; 1 when a directory cannot be read.
 pub fn run(args: CalibrationArgs) -> i32 {
-    let summaries: Result<Vec<Summary>, String> = args
-        .dirs
-        .iter()
-        .map(|dir| read_json(&dir.join("summary.json")))
-        .collect();
-    match summaries {
-        Ok(summaries) => {
-            print!("{}", table(&summaries));
+    let read = || -> Result<(Vec<Summary>, Vec<Meta>), String> {
+        let summaries = args
+            .dirs
+            .iter()
+            .map(|dir| read_json(&dir.join("summary.json")))
+            .collect::<Result<_, _>>()?;
+        let metas = args
+            .dirs
+            .iter()
+            .map(|dir| Meta::read(dir))
+            .collect::<Result<_, _>>()?;
+        Ok((summaries, metas))
+    };
+    match read() {
+        Ok((summaries, metas)) => {
+            print!("{}\n{}", table(&summaries), spread(&metas));
             0
         }
         Err(e) => {
@@ -101,6 +111,71 @@ fn table(runs: &[Summary]) -> String {
     out
 }
 
+/// How far one cell's msgs/s moves over the rounds of one run: its coefficient of variation
+/// (standard deviation over mean) and its slowest round over its median round.
+fn cell_spread(msgs_per_s: &[f64]) -> Option<(f64, f64)> {
+    if msgs_per_s.len() < 2 {
+        return None;
+    }
+    let n = msgs_per_s.len() as f64;
+    let mean = msgs_per_s.iter().sum::<f64>() / n;
+    let var = msgs_per_s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let median = median_interval(msgs_per_s)?.median;
+    let slowest = msgs_per_s.iter().copied().fold(f64::INFINITY, f64::min);
+    (mean > 0.0 && median > 0.0).then(|| (var.sqrt() / mean, slowest / median))
+}
+
+/// The Markdown table of how much each cell's msgs/s spread over its rounds, run by run: the
+/// median over runs of the cell's coefficient of variation, its largest, and the lowest ratio of a
+/// cell's slowest round to its median round.
+fn spread(runs: &[Meta]) -> String {
+    let mut by_cell: BTreeMap<(String, usize, String), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for meta in runs {
+        for cell in &meta.cells {
+            let Some(outcome) = meta.outcome(&cell.id).filter(|o| o.is_ok()) else {
+                continue;
+            };
+            let msgs: Vec<f64> = outcome.repeats.iter().map(|r| r.msgs_per_s).collect();
+            let Some(one) = cell_spread(&msgs) else {
+                continue;
+            };
+            let row = if cell.idle > 0 {
+                cell.idle
+            } else {
+                cell.connections
+            };
+            let key = (cell.sweep.clone(), row, cell.label.clone());
+            if !by_cell.contains_key(&key) {
+                order.push(key.clone());
+            }
+            by_cell.entry(key).or_default().push(one);
+        }
+    }
+    let mut out = format!(
+        "Each cell's msgs/s over its rounds, in {} runs: the median over runs of its coefficient \
+         of variation (sd / mean), the largest, and the lowest ratio of its slowest round to its \
+         median round.\n\n| sweep | row | column | runs | CV, median | CV, largest | slowest / \
+         median, lowest |\n|---|---|---|---|---|---|---|\n",
+        runs.len()
+    );
+    for key in &order {
+        let spreads = &by_cell[key];
+        let cvs: Vec<f64> = spreads.iter().map(|s| s.0).collect();
+        let largest = cvs.iter().copied().fold(0.0, f64::max);
+        let lowest = spreads.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
+        let (sweep, row, column) = key;
+        let _ = writeln!(
+            out,
+            "| {sweep} | {row} | {column} | {} | {:.1}% | {:.1}% | {lowest:.2} |",
+            spreads.len(),
+            100.0 * median_interval(&cvs).map_or(f64::NAN, |i| i.median),
+            100.0 * largest,
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +214,16 @@ mod tests {
             cells,
             verdicts,
         }
+    }
+
+    #[test]
+    fn a_cells_spread_is_its_cv_and_its_slowest_round_against_the_median() {
+        let (cv, slowest) = cell_spread(&[100.0, 100.0, 100.0, 100.0, 100.0, 40.0]).unwrap();
+        // mean 90, sd sqrt(3000/5) = 24.49
+        assert!((cv - 24.494_897 / 90.0).abs() < 1e-6, "{cv}");
+        assert!((slowest - 0.4).abs() < 1e-12, "{slowest}");
+        assert_eq!(cell_spread(&[5.0, 5.0]), Some((0.0, 1.0)));
+        assert_eq!(cell_spread(&[5.0]), None);
     }
 
     #[test]
