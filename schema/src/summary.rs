@@ -1,7 +1,8 @@
 //! `summary.json`: the machine-readable result of a suite run, in every run directory beside
 //! report.md, and what the report's tables and verdicts are written from. Each cell's figures are
-//! medians over its rounds with an interval; each pair of columns of a sweep at the same row has a
-//! verdict on msgs/s, paired by round.
+//! medians over its rounds with an interval; each pair of columns of a sweep at the same row that
+//! differ in one dimension (the server, or one setting of the load) has a verdict on each metric
+//! the sweep can resolve, paired by round.
 //!
 //! Written by `pollbench suite` and rebuilt by `pollbench report DIR` from meta.json and the cells'
 //! files; `pollbench compare` reads it.
@@ -27,7 +28,8 @@ pub struct Summary {
     pub method: String,
     /// Every cell of the suite, in the suite's order.
     pub cells: Vec<CellSummary>,
-    /// Every pair of columns at the same row of a sweep, on msgs/s.
+    /// The pairs of columns at the same row of a sweep that differ in one dimension, on each
+    /// metric the sweep can resolve.
     pub verdicts: Vec<VerdictSummary>,
 }
 

@@ -1,6 +1,7 @@
 //! A run directory's summary.json: every cell's figures as medians over its rounds with their
 //! intervals ([`crate::analysis::stats`]), the cost figures derived from the server's and the client's own
-//! counters, and the verdict of every pair of columns at each row of a sweep. The report's tables
+//! counters, and the verdict of every pair of columns at each row of a sweep that differ in one
+//! dimension (the server, or one of the load's settings). The report's tables
 //! are written from it.
 
 use std::collections::BTreeMap;
@@ -18,7 +19,9 @@ use crate::analysis::verdicts::{verdicts, Judged};
 /// The method, as summary.json states it.
 const METHOD: &str = "median over rounds; interval from order statistics (distribution-free, \
      95% where there are 6 rounds or more, else the extremes with the confidence they have); \
-     verdicts from the interval of the per-round ratio a/b, judged only at 95%, on each metric \
+     verdicts from the interval of the per-round ratio a/b, judged only at 95%, between the \
+     columns of a row that differ in one dimension (the server, message size, pipeline, messages \
+     per connection, rate or client threads) or in none (the same server twice), on each metric \
      where its sweep can resolve it (msgs/s in closed loop, p50 and p99 in open loop, \
      connections/s with churn, the server's CPU time and system calls per message everywhere; \
      lower is better for latency and cost)";

@@ -1,5 +1,6 @@
-//! The verdicts of a run: every pair of columns at the same row of a sweep, judged on each metric
-//! where the sweep can resolve it, paired by round ([`paired`]).
+//! The verdicts of a run: the pairs of columns at the same row of a sweep that differ in one
+//! dimension ([`one_dimension_apart`]), judged on each metric where the sweep can resolve it,
+//! paired by round ([`paired`]).
 
 use std::collections::BTreeMap;
 
@@ -104,8 +105,44 @@ impl Metric {
     }
 }
 
-/// Every pair of columns at the same row of a sweep, on every metric its cells can resolve, paired
-/// by round: metric by metric, in the order of the sweep's columns.
+/// What a pair of cells can differ in, each a dimension of its own: the server (its backend, flags,
+/// trigger, accept strategy and threads), the message size, the pipeline depth, the messages per
+/// connection (churn), the open-loop rate, the client's threads, and the load (connections and
+/// idle connections, which a row fixes).
+fn dimensions_apart(a: &Cell, b: &Cell) -> usize {
+    let server = |c: &Cell| {
+        (
+            c.backend.clone(),
+            c.server_flags.clone(),
+            c.trigger.clone(),
+            c.accept.clone(),
+            c.server_threads,
+        )
+    };
+    [
+        server(a) != server(b),
+        a.size != b.size,
+        a.pipeline != b.pipeline,
+        a.messages_per_connection != b.messages_per_connection,
+        a.rate != b.rate,
+        a.client_threads != b.client_threads,
+        (a.connections, a.idle) != (b.connections, b.idle),
+    ]
+    .into_iter()
+    .filter(|&apart| apart)
+    .count()
+}
+
+/// Whether a pair of cells is judged: they differ in one dimension at most, so a verdict on them
+/// says what that one dimension does. None apart is the same server listed twice (`epoll` and
+/// `epoll #2`): the A/A pair, judged for the noise floor. Two or more apart (epoll at 1 message
+/// per connection against io_uring at 100) are not judged: no one cause could be read from it.
+fn one_dimension_apart(a: &Cell, b: &Cell) -> bool {
+    dimensions_apart(a, b) <= 1
+}
+
+/// Every pair of columns at the same row of a sweep that differ in one dimension, on every metric
+/// its cells can resolve, paired by round: metric by metric, in the order of the sweep's columns.
 pub(super) fn verdicts(
     cells: &[CellSummary],
     by_round: &BTreeMap<&str, Judged>,
@@ -122,6 +159,9 @@ pub(super) fn verdicts(
                 else {
                     continue;
                 };
+                if !one_dimension_apart(ja.cell, jb.cell) {
+                    continue;
+                }
                 let Some((ratio, verdict)) =
                     metric.values(ja, jb).and_then(|(ra, rb)| paired(&ra, &rb))
                 else {
@@ -227,6 +267,74 @@ mod tests {
         // A cell without rounds (it failed, or the run has none) is in no verdict.
         let without: BTreeMap<&str, Judged> = [("a10", msgs(&[1.0; 6]))].into();
         assert!(verdicts(&cells, &without).is_empty());
+    }
+
+    /// A pair is judged when its cells differ in one dimension (or none: the A/A pair), not when
+    /// they differ in two.
+    #[test]
+    fn only_pairs_one_dimension_apart_are_judged() {
+        let base = suite_cell("base", None);
+        let with = |change: fn(&mut Cell)| {
+            let mut c = base.clone();
+            change(&mut c);
+            c
+        };
+        let io_uring = with(|c| c.backend = "io_uring".into());
+        let pipelined = with(|c| c.pipeline = 8);
+        let batched = with(|c| c.server_flags = vec!["--batch".into(), "32".into()]);
+        let churn_1 = with(|c| c.messages_per_connection = Some(1));
+        let io_uring_churn_100 = with(|c| {
+            c.backend = "io_uring".into();
+            c.messages_per_connection = Some(100);
+        });
+        let shared_churn_100 = with(|c| {
+            c.accept = Some("shared".into());
+            c.messages_per_connection = Some(100);
+        });
+        let bigger_pipelined = with(|c| {
+            c.size = "4KiB".into();
+            c.pipeline = 8;
+        });
+        // Judged: the same server twice, only the server, only the pipeline, only the churn.
+        assert!(one_dimension_apart(&base, &base.clone()));
+        assert!(one_dimension_apart(&base, &io_uring));
+        assert!(one_dimension_apart(&base, &batched));
+        assert!(one_dimension_apart(&base, &pipelined));
+        assert!(one_dimension_apart(&base, &churn_1));
+        // Not judged: server and churn, or size and pipeline, both differ.
+        assert!(!one_dimension_apart(&churn_1, &io_uring_churn_100));
+        assert!(!one_dimension_apart(&churn_1, &shared_churn_100));
+        assert!(!one_dimension_apart(&base, &bigger_pipelined));
+
+        // And the verdicts leave those pairs out: a, b, c at one row; b is a's server at another
+        // churn, c another server at that other churn.
+        let cells = [
+            cell("a", "s", "epoll 1 msgs/conn", 10),
+            cell("b", "s", "epoll 100 msgs/conn", 10),
+            cell("c", "s", "io_uring 100 msgs/conn", 10),
+        ];
+        let epoll_100 = with(|c| c.messages_per_connection = Some(100));
+        let msgs = |cell, values: &[f64]| rounds(cell, values, |f, v| f.msgs_per_s = Some(v));
+        let by_round: BTreeMap<&str, Judged> = [
+            ("a", msgs(&churn_1, &SLOW)),
+            ("b", msgs(&epoll_100, &FAST)),
+            ("c", msgs(&io_uring_churn_100, &FAST)),
+        ]
+        .into();
+        let pairs: Vec<(String, String)> = verdicts(&cells, &by_round)
+            .into_iter()
+            .map(|v| (v.a, v.b))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("epoll 1 msgs/conn".into(), "epoll 100 msgs/conn".into()),
+                (
+                    "epoll 100 msgs/conn".into(),
+                    "io_uring 100 msgs/conn".into()
+                ),
+            ]
+        );
     }
 
     /// Each metric is judged where its sweep can resolve it, lower is better for latency and
