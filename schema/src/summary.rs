@@ -143,10 +143,17 @@ pub struct CellSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_busy: Option<Estimate>,
     /// How busy load-gen's threads were over the measured window: its CPU time over (threads x
-    /// the window). At 0.9 or more the cell is bound by its client ([`CLIENT_BOUND`]): its
-    /// msgs/s says as much about load-gen as about the server. Added within version 1.
+    /// the window). Added within version 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_busy: Option<Estimate>,
+    /// Whether the cell is bound by its client: true in closed loop where load-gen's threads were
+    /// busy [`CLIENT_BOUND`] or more (the median over rounds), so its msgs/s says as much about
+    /// load-gen as about the server; false below that, and in open loop (there load-gen spins
+    /// until each send is due: its busy threads say nothing of a bound, its send lateness does);
+    /// null where how busy load-gen was is not known. The one rule the verdicts and the report
+    /// read. Added within version 1: absent in documents written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_bound: Option<bool>,
 }
 
 /// What a paired comparison of two columns says.
@@ -163,15 +170,9 @@ pub enum Judgement {
     NoClearDifference,
 }
 
-/// The client busy fraction from which a cell is bound by its client.
+/// The client busy fraction from which a closed-loop cell is bound by its client
+/// ([`CellSummary::client_bound`]).
 pub const CLIENT_BOUND: f64 = 0.9;
-
-impl CellSummary {
-    /// Whether load-gen's threads were busy enough to set the cell's pace.
-    pub fn client_bound(&self) -> bool {
-        self.client_busy.is_some_and(|b| b.median >= CLIENT_BOUND)
-    }
-}
 
 /// Two columns of a sweep at one row, compared on `metric` round by round.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ use pollbench_schema::file::{read_json, write_json_atomically};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
 use pollbench_schema::server::{ServerSecond, ServerStats};
-use pollbench_schema::summary::{CellSummary, Estimate, Summary, SCHEMA};
+use pollbench_schema::summary::{CellSummary, Estimate, Summary, CLIENT_BOUND, SCHEMA};
 
 use crate::analysis::stats::{median_interval, Interval};
 use crate::analysis::verdicts::{verdicts, Judged};
@@ -243,6 +243,13 @@ impl ServerCost {
     }
 }
 
+/// Whether cell `c` is bound by its client, from how busy load-gen's threads were: in closed loop
+/// from [`CLIENT_BOUND`] on; never in open loop, where load-gen spins until each send is due (its
+/// send lateness says whether it kept up); unknown without the busy figure.
+fn client_bound(c: &Cell, client_busy: Option<Estimate>) -> Option<bool> {
+    client_busy.map(|busy| c.rate.is_none() && busy.median >= CLIENT_BOUND)
+}
+
 /// The summary of run directory `dir`, from meta.json and the cells' files.
 pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     let mut cells = Vec::with_capacity(meta.cells.len());
@@ -266,6 +273,7 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
         }
         let outcome = meta.outcome(&c.id);
         let cost = ServerCost::of(&figures);
+        let client_busy = over_rounds(&figures, |f| f.client_busy);
         cells.push(CellSummary {
             id: c.id.clone(),
             sweep: c.sweep.clone(),
@@ -298,7 +306,8 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             accept_spread: over_rounds(&figures, |f| f.accept_spread),
             empty_wakeups_per_accept: over_rounds(&figures, |f| f.empty_wakeups_per_accept),
             server_busy: over_rounds(&figures, |f| f.server_busy),
-            client_busy: over_rounds(&figures, |f| f.client_busy),
+            client_busy,
+            client_bound: client_bound(c, client_busy),
         });
     }
     let verdicts = verdicts(&cells, &by_round);
@@ -352,6 +361,7 @@ pub(crate) mod tests {
             empty_wakeups_per_accept: None,
             server_busy: None,
             client_busy: None,
+            client_bound: None,
         }
     }
 
@@ -367,6 +377,32 @@ pub(crate) mod tests {
             cpu_system_s: cpu_s / 2.0,
             counters,
         }
+    }
+
+    /// Client-bound is one rule: closed loop with load-gen busy from 0.90 on; open loop never.
+    #[test]
+    fn a_cell_is_client_bound_in_closed_loop_from_0_90_busy_only() {
+        let cell = |rate: Option<u64>| -> Cell {
+            serde_json::from_value(serde_json::json!({
+                "id": "c", "label": "epoll", "sweep": "s", "backend": "epoll", "trigger": null,
+                "accept": null, "connections": 10, "idle": 0, "rate": rate, "size": "64B",
+                "pipeline": 1, "server_threads": 1, "client_threads": 1
+            }))
+            .unwrap()
+        };
+        let busy = |median: f64| {
+            Some(Estimate {
+                median,
+                lo: median - 0.05,
+                hi: median,
+                confidence: 0.969,
+            })
+        };
+        assert_eq!(client_bound(&cell(None), busy(0.93)), Some(true));
+        assert_eq!(client_bound(&cell(None), busy(0.90)), Some(true));
+        assert_eq!(client_bound(&cell(None), busy(0.89)), Some(false));
+        assert_eq!(client_bound(&cell(Some(60_000)), busy(1.0)), Some(false));
+        assert_eq!(client_bound(&cell(None), None), None);
     }
 
     /// The window's cost is the difference of the readings that bound it: what came before (a

@@ -176,7 +176,7 @@ pub(super) fn verdicts(
                     ratio: estimate(ratio),
                     verdict: metric.judge(verdict),
                     limited_by: (metric.name == "msgs_per_s"
-                        && (a.client_bound() || b.client_bound()))
+                        && (a.client_bound == Some(true) || b.client_bound == Some(true)))
                     .then(|| "limited by the client: see cost".into()),
                 });
             }
@@ -250,12 +250,7 @@ mod tests {
         assert!(v.iter().all(|v| v.sweep == "s" && v.metric == "msgs_per_s"));
         // A cell whose client was busy is named as the limit of its msgs/s verdicts.
         let mut bound = cells.clone();
-        bound[2].client_busy = Some(pollbench_schema::summary::Estimate {
-            median: 0.95,
-            lo: 0.9,
-            hi: 0.99,
-            confidence: 0.97,
-        });
+        bound[2].client_bound = Some(true);
         let limited: Vec<Option<String>> = verdicts(&bound, &by_round)
             .into_iter()
             .map(|v| v.limited_by)

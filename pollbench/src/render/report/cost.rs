@@ -30,7 +30,7 @@ impl Markdown<'_> {
                  load-gen's pace as much as the server's; in open loop load-gen spins until each \
                  send is due). When both sides saturate the machine, these say \
                  which mechanism costs less.",
-                cost_text,
+                |_, s| cost_text(s),
             );
             return;
         }
@@ -45,9 +45,9 @@ impl Markdown<'_> {
              is load-gen's pace as much as the server's; in open loop load-gen spins until each \
              send is due). When both sides saturate the machine, \
              these say which mechanism costs less.",
-            |c, s| match windowed(s) {
-                true => cost_text(c, s),
-                false => format!("† {}", cost_text(c, s)),
+            |_, s| match windowed(s) {
+                true => cost_text(s),
+                false => format!("† {}", cost_text(s)),
             },
         );
     }
@@ -144,7 +144,7 @@ const WINDOW: &str = "measured window";
 
 /// One cell's entry in a cost table: "server 4.1 µs [3.9–4.4], 3.1 syscalls, 1.2 events/wait;
 /// client 6.0 µs".
-fn cost_text(c: &Cell, s: &CellSummary) -> String {
+fn cost_text(s: &CellSummary) -> String {
     let interval = |e: Estimate| {
         if s.rounds >= 2 {
             format!(" [{:.1}–{:.1}]", e.lo, e.hi)
@@ -165,12 +165,12 @@ fn cost_text(c: &Cell, s: &CellSummary) -> String {
     let client = s
         .client_cpu_us_per_msg
         .map_or(String::new(), |c| format!("; client {:.1} µs", c.median));
-    format!("{}{client}{}", parts.join(", "), busy_text(c, s))
+    format!("{}{client}{}", parts.join(", "), busy_text(s))
 }
 
 /// A cost entry's bottleneck part: how busy each side's threads were in the window, and the
 /// client-bound mark (" · busy server 0.48, client 0.93: client-bound").
-fn busy_text(c: &Cell, s: &CellSummary) -> String {
+fn busy_text(s: &CellSummary) -> String {
     let mut sides = Vec::new();
     if let Some(b) = s.server_busy {
         sides.push(format!("server {:.2}", b.median));
@@ -181,9 +181,7 @@ fn busy_text(c: &Cell, s: &CellSummary) -> String {
     if sides.is_empty() {
         return String::new();
     }
-    // In open loop load-gen spins until each send is due: its busy threads say nothing of a
-    // bound there (its send lateness does).
-    let bound = if s.client_bound() && c.rate.is_none() {
+    let bound = if s.client_bound == Some(true) {
         ": client-bound"
     } else {
         ""
