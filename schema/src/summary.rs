@@ -31,6 +31,28 @@ pub struct Summary {
     /// The pairs of columns at the same row of a sweep that differ in one dimension, on each
     /// metric the sweep can resolve.
     pub verdicts: Vec<VerdictSummary>,
+    /// How many pairs were judged on each metric, in the order of `verdicts`, and how many clear
+    /// differences chance alone would give among them. Added within version 1: absent in
+    /// documents written before it, and where nothing was judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs_judged: Vec<PairsJudged>,
+}
+
+/// The verdicts on one metric, counted: what a reader needs to weigh the clear differences
+/// among them against chance.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PairsJudged {
+    /// The metric, as a verdict's `metric` names it.
+    pub metric: String,
+    /// Pairs judged on it.
+    pub pairs: usize,
+    /// Of those, the verdicts that read a clear difference ("a better" or "b better").
+    pub clear_differences: usize,
+    /// The clear differences these pairs would give by chance if no two columns differed: the
+    /// sum of each verdict's false-call rate, the chance that its interval of the ratio misses 1
+    /// when the ratio's median is 1 (one minus the interval's confidence, at or above 95%: with 6
+    /// rounds 2/64 = 3.1% a pair; an interval below 95% never calls a difference).
+    pub expected_false_calls: f64,
 }
 
 impl Versioned for Summary {

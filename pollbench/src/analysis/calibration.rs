@@ -138,6 +138,7 @@ mod tests {
             method: String::new(),
             cells,
             verdicts,
+            pairs_judged: Vec::new(),
         }
     }
 

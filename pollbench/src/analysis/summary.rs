@@ -13,18 +13,43 @@ use pollbench_schema::run::RunReport;
 use pollbench_schema::server::{ServerSecond, ServerStats};
 use pollbench_schema::summary::{CellSummary, Estimate, Summary, CLIENT_BOUND, SCHEMA};
 
-use crate::analysis::stats::{median_interval, Interval};
-use crate::analysis::verdicts::{verdicts, Judged};
+use crate::analysis::stats::{
+    false_call_rate, interval_in_words, median_interval, order_statistics, Interval,
+};
+use crate::analysis::verdicts::{pairs_judged, verdicts, Judged};
 
-/// The method, as summary.json states it.
-const METHOD: &str = "median over rounds; interval from order statistics (distribution-free, \
-     95% where there are 6 rounds or more, else the extremes with the confidence they have); \
-     verdicts from the interval of the per-round ratio a/b, judged only at 95%, between the \
-     columns of a row that differ in one dimension (the server, message size, pipeline, messages \
-     per connection, rate or client threads) or in none (the same server twice), on each metric \
-     where its sweep can resolve it (msgs/s in closed loop, p50 and p99 in open loop, \
-     connections/s with churn, the server's CPU time and system calls per message everywhere; \
-     lower is better for latency and cost)";
+/// The method, as summary.json states it, for a run of `rounds` rounds (None: a run from before
+/// rounds, its repeats back to back).
+fn method(rounds: Option<usize>) -> String {
+    let interval = match rounds {
+        Some(n) => format!(
+            "with {n} rounds, {} (order statistics, distribution-free: from 6 rounds on the \
+             narrowest interval of 95% or more, below 6 the extremes with the confidence they \
+             have)",
+            interval_in_words(n)
+        ),
+        None => "order statistics, distribution-free: from 6 rounds on the narrowest interval \
+                 of 95% or more, below 6 the extremes with the confidence they have"
+            .into(),
+    };
+    let false_calls = match rounds {
+        Some(n) => format!(
+            "{:.1}% with {n} rounds",
+            100.0 * false_call_rate(order_statistics(n.max(1)).1)
+        ),
+        None => "one minus its interval's confidence".into(),
+    };
+    format!(
+        "median over rounds; [lo, hi] the interval of the median: {interval}; verdicts from the \
+         interval of the per-round ratio a/b, called only at 95% or more, between the columns \
+         of a row that differ in one dimension (the server, message size, pipeline, messages per \
+         connection, rate or client threads) or in none (the same server twice), on each metric \
+         where its sweep can resolve it (msgs/s in closed loop, p50 and p99 in open loop, \
+         connections/s with churn, the server's CPU time and system calls per message \
+         everywhere; lower is better for latency and cost); a verdict's false-call rate (a clear \
+         difference where none is) is {false_calls}, and pairs_judged sums it per metric"
+    )
+}
 
 /// One round of a cell: what load-gen and bench-server wrote.
 struct Round {
@@ -313,8 +338,9 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     let verdicts = verdicts(&cells, &by_round);
     Ok(Summary {
         schema: SCHEMA.into(),
-        method: METHOD.into(),
+        method: method(meta.rounds.as_ref().map(|r| r.order.len())),
         cells,
+        pairs_judged: pairs_judged(&verdicts),
         verdicts,
     })
 }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use pollbench_schema::results::Cell;
-use pollbench_schema::summary::{CellSummary, VerdictSummary};
+use pollbench_schema::summary::{CellSummary, PairsJudged, VerdictSummary};
 
-use crate::analysis::stats::{paired, Judgement};
+use crate::analysis::stats::{false_call_rate, paired, Judgement};
 use crate::analysis::summary::{estimate, Figures};
 
 /// A completed cell's rounds, as the verdicts pair them.
@@ -185,6 +185,35 @@ pub(super) fn verdicts(
     verdicts
 }
 
+/// `verdicts` counted metric by metric, in the order the metrics first come: the pairs judged,
+/// the clear differences, and the clear differences chance alone would give.
+pub fn pairs_judged<'a>(
+    verdicts: impl IntoIterator<Item = &'a VerdictSummary>,
+) -> Vec<PairsJudged> {
+    let mut counted: Vec<PairsJudged> = Vec::new();
+    for v in verdicts {
+        let at = match counted.iter().position(|p| p.metric == v.metric) {
+            Some(at) => at,
+            None => {
+                counted.push(PairsJudged {
+                    metric: v.metric.clone(),
+                    pairs: 0,
+                    clear_differences: 0,
+                    expected_false_calls: 0.0,
+                });
+                counted.len() - 1
+            }
+        };
+        let p = &mut counted[at];
+        p.pairs += 1;
+        if v.verdict != Judgement::NoClearDifference {
+            p.clear_differences += 1;
+        }
+        p.expected_false_calls += false_call_rate(v.ratio.confidence);
+    }
+    counted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +291,43 @@ mod tests {
         // A cell without rounds (it failed, or the run has none) is in no verdict.
         let without: BTreeMap<&str, Judged> = [("a10", msgs(&[1.0; 6]))].into();
         assert!(verdicts(&cells, &without).is_empty());
+    }
+
+    /// The pairs are counted per metric, with the clear differences chance alone would give:
+    /// 2/64 a pair at 6 rounds, none where an interval has too few rounds to call one.
+    #[test]
+    fn pairs_judged_count_each_metric_and_what_chance_would_call() {
+        let verdict = |metric: &str, verdict: Judgement, confidence: f64| VerdictSummary {
+            sweep: "s".into(),
+            row: 10,
+            metric: metric.into(),
+            a: "a".into(),
+            b: "b".into(),
+            ratio: pollbench_schema::summary::Estimate {
+                median: 1.0,
+                lo: 0.9,
+                hi: 1.1,
+                confidence,
+            },
+            verdict,
+            limited_by: None,
+        };
+        let six = crate::analysis::stats::order_statistics(6).1;
+        let five = crate::analysis::stats::order_statistics(5).1;
+        let verdicts = [
+            verdict("msgs_per_s", Judgement::ABetter, six),
+            verdict("p99_us", Judgement::NoClearDifference, six),
+            verdict("msgs_per_s", Judgement::NoClearDifference, six),
+            verdict("msgs_per_s", Judgement::NoClearDifference, five),
+        ];
+        let counted = pairs_judged(&verdicts);
+        let said: Vec<(&str, usize, usize)> = counted
+            .iter()
+            .map(|p| (p.metric.as_str(), p.pairs, p.clear_differences))
+            .collect();
+        assert_eq!(said, [("msgs_per_s", 3, 1), ("p99_us", 1, 0)]);
+        assert!((counted[0].expected_false_calls - 2.0 * 2.0 / 64.0).abs() < 1e-12);
+        assert!((counted[1].expected_false_calls - 2.0 / 64.0).abs() < 1e-12);
     }
 
     /// A pair is judged when its cells differ in one dimension (or none: the A/A pair), not when
