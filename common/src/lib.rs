@@ -197,7 +197,8 @@ pub fn human_us(us: f64) -> String {
 /// write exactly (0.054, 0.5); one decimal below 100 (9.5, 74.3); whole from 100 on (642, 1250).
 pub fn human_figure(v: f64) -> String {
     let size = v.abs();
-    if size < 1.0 {
+    // Below 1 unless three significant figures round it to 1.000: then 1.0, as 1 itself reads.
+    if size < 1.0 && significant(size, 3).parse::<f64>().is_ok_and(|r| r < 1.0) {
         let text = significant(v, 3);
         let exact = text.trim_end_matches('0').trim_end_matches('.');
         if exact.parse::<f64>() == Ok(v) {
@@ -304,6 +305,7 @@ mod tests {
         assert_eq!(significant(0.054, 3), "0.0540");
         assert_eq!(human_figure(0.9), "0.9");
         assert_eq!(human_figure(0.1003), "0.100");
+        assert_eq!(human_figure(0.99962), "1.0");
         assert_eq!(human_figure(0.05400001), "0.0540");
         assert_eq!(significant(1234.5, 2), "1234");
     }
