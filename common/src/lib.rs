@@ -192,36 +192,40 @@ pub fn human_us(us: f64) -> String {
     format_us(us, 2, " ")
 }
 
-/// A figure for people, with the digits its size needs: below 1, three significant figures
-/// (0.0541, 0.913, 0.00312, 0.100 for 0.1003), without the trailing zeros of a value they
-/// write exactly (0.054, 0.5); one decimal below 100 (9.5, 74.3); whole from 100 on (642, 1250).
+/// A figure for people, with the digits its size needs: three significant figures below 100
+/// (0.0541, 0.913, 0.00312, 0.100 for 0.1003, 9.50, 74.3), without the trailing zeros of a value
+/// they write exactly (0.054, 0.5, 2); whole from 100 on (642, 1250).
 pub fn human_figure(v: f64) -> String {
-    let size = v.abs();
-    // Below 1 unless three significant figures round it to 1.000: then 1.0, as 1 itself reads.
-    if size < 1.0 && significant(size, 3).parse::<f64>().is_ok_and(|r| r < 1.0) {
-        let text = significant(v, 3);
-        let exact = text.trim_end_matches('0').trim_end_matches('.');
-        if exact.parse::<f64>() == Ok(v) {
-            exact.to_string()
-        } else {
-            text
-        }
-    } else if size < 100.0 {
-        format!("{v:.1}")
+    if v.abs() >= 100.0 {
+        return format!("{v:.0}");
+    }
+    let text = significant(v, 3);
+    let exact = text.trim_end_matches('0').trim_end_matches('.');
+    if text.contains('.') && exact.parse::<f64>() == Ok(v) {
+        exact.to_string()
     } else {
-        format!("{v:.0}")
+        text
     }
 }
 
 /// `v` to `digits` significant figures (whole numbers keep every digit): 0.054 to 3 is "0.0540",
-/// 0.91349 is "0.913", 1.0041 to 4 is "1.004"; 0 is "0".
+/// 0.91349 is "0.913", 1.0041 to 4 is "1.004", 0.99962 to 3 is "1.00"; 0 is "0".
 pub fn significant(v: f64, digits: usize) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");
     }
     let magnitude = v.abs().log10().floor() as i64;
     let decimals = (digits as i64 - 1 - magnitude).max(0) as usize;
-    format!("{v:.decimals$}")
+    let text = format!("{v:.decimals$}");
+    // Rounding up to the next power of ten (0.99962 to 1.000) leaves one digit too many.
+    let rounded_up = text
+        .parse::<f64>()
+        .is_ok_and(|r| r.abs() >= 10f64.powi(magnitude as i32 + 1));
+    if rounded_up && decimals > 0 {
+        format!("{v:.prec$}", prec = decimals - 1)
+    } else {
+        text
+    }
 }
 
 /// A duration in microseconds, in the largest of µs, ms and s that keeps it at 1 or more: whole
@@ -296,17 +300,20 @@ mod tests {
         assert_eq!(human_figure(0.91349), "0.913");
         assert_eq!(human_figure(0.00312), "0.00312");
         assert_eq!(human_figure(0.0), "0");
-        assert_eq!(human_figure(9.46), "9.5");
+        assert_eq!(human_figure(0.9), "0.9");
+        assert_eq!(human_figure(0.1003), "0.100");
+        assert_eq!(human_figure(0.05400001), "0.0540");
+        assert_eq!(human_figure(0.99962), "1.00");
+        assert_eq!(human_figure(9.46), "9.46");
+        assert_eq!(human_figure(9.5), "9.5");
         assert_eq!(human_figure(74.31), "74.3");
         assert_eq!(human_figure(642.4), "642");
         assert_eq!(significant(1.0041, 4), "1.004");
         assert_eq!(significant(0.99962, 4), "0.9996");
+        assert_eq!(significant(0.99962, 3), "1.00");
+        assert_eq!(significant(9.996, 3), "10.0");
         assert_eq!(significant(-0.0543, 2), "-0.054");
         assert_eq!(significant(0.054, 3), "0.0540");
-        assert_eq!(human_figure(0.9), "0.9");
-        assert_eq!(human_figure(0.1003), "0.100");
-        assert_eq!(human_figure(0.99962), "1.0");
-        assert_eq!(human_figure(0.05400001), "0.0540");
         assert_eq!(significant(1234.5, 2), "1234");
     }
 
