@@ -8,7 +8,7 @@ use pollbench_schema::summary::{CellSummary, Estimate};
 
 use super::markdown::Markdown;
 use super::run::{Run, Sweep};
-use super::tables::us_interval;
+use super::tables::{us_interval, Leads};
 use super::verdicts::{winner, Metric, SERVER_CPU, SERVER_SYSCALLS};
 
 /// One cell's entry in a line table's column (None: the cell does not have the figure).
@@ -82,16 +82,21 @@ impl Markdown<'_> {
         } else {
             "over the server's life in the cell"
         };
+        let bound = if Leads::of(sweep).open {
+            "In open loop load-gen spins until each send is due, so its busy share says nothing \
+             of a bound; with both sides short of their limit, the server's figures are its own \
+             cost."
+        } else {
+            "A cell whose client was busy 0.90 or more is client-bound: its msgs/s is load-gen's \
+             pace as much as the server's. When both sides saturate the machine, these say which \
+             mechanism costs less."
+        };
         let intro = format!(
             "Cost per message, {span}: the server's CPU time (user + system) and system calls \
              per message echoed (its own counters), the events each of its waits returned, and \
              load-gen's CPU time per message; then how busy each side's threads were (CPU time \
-             over threads x the window). A closed-loop cell whose client was busy 0.90 or more \
-             is client-bound: its msgs/s is load-gen's pace as much as the server's (in open loop \
-             load-gen spins until each send is due, so its busy share says nothing of a bound). \
-             When both sides saturate the machine, these say which mechanism costs less. Median \
-             [interval] over rounds; bold: better than every other column of its row in the \
-             verdicts on it."
+             over threads x the window). {bound} Median [interval] over rounds; bold: better \
+             than every other column of its row in the verdicts on it."
         );
         let whole_life = move |s: &CellSummary| {
             if any_windowed && !windowed(s) {

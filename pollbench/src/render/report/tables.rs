@@ -94,7 +94,7 @@ impl Markdown<'_> {
             let _ = writeln!(self.md, "More charts: {}.\n", links.join(", "));
         }
         let columns = self.completed_columns(sweep);
-        let bold = "bold: better than every other column of its row in the verdicts on it";
+        let bold = "bold: better than every other column of its row in this metric's verdicts";
         if leads.churn {
             self.grid(
                 sweep,

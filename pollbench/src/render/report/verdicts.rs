@@ -190,17 +190,17 @@ impl Markdown<'_> {
             )
         } else if k == 1 {
             format!(
-                "each verdict calls a difference that is not there with probability {}% (with \
-                 {rounds} rounds a call needs all {rounds} per-round ratios on one side of 1, and \
-                 chance puts them there 2 times in {})",
-                pollbench_common::human_figure(100.0 * rate),
+                "each verdict calls a difference that is not there with probability {:.1}% \
+                 (with {rounds} rounds a call needs all {rounds} per-round ratios on one side of \
+                 1, and chance puts them there 2 times in {})",
+                100.0 * rate,
                 1u64 << rounds.min(63)
             )
         } else {
             format!(
-                "each verdict calls a difference that is not there with probability {}% (one \
+                "each verdict calls a difference that is not there with probability {:.1}% (one \
                  minus the {:.1}% confidence of its interval over {rounds} rounds)",
-                pollbench_common::human_figure(100.0 * rate),
+                100.0 * rate,
                 100.0 * confidence
             )
         };
