@@ -182,7 +182,7 @@ impl Markdown<'_> {
             }
             let _ = writeln!(
                 self.md,
-                "Left out of the tables, no cell of theirs having completed: {}.\n",
+                "Columns with no completed cell, left out of the tables: {}.\n",
                 named.join("; ")
             );
         }
