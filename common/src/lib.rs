@@ -97,9 +97,12 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     Ok(ids)
 }
 
-/// A count or rate for people: 950, 12.3k, 4.56M, 1.20G.
+/// A count or rate for people: 950, 12.3k, 4.56M, 1.20G; below 1, three significant figures
+/// (0.054).
 pub fn human_count(v: f64) -> String {
-    if v >= 1e9 {
+    if v.abs() < 1.0 {
+        human_figure(v)
+    } else if v >= 1e9 {
         format!("{:.2}G", v / 1e9)
     } else if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
@@ -180,9 +183,49 @@ fn rusage_time(who: nix::sys::resource::UsageWho) -> Duration {
     micros(usage.user_time()) + micros(usage.system_time())
 }
 
-/// A latency in microseconds for people: 950 µs, 1.25 ms, 2.44 s.
+/// A latency in microseconds for people: 950 µs, 1.25 ms, 2.44 s; below 1 µs, three
+/// significant figures (0.5 µs).
 pub fn human_us(us: f64) -> String {
+    if us.abs() < 1.0 {
+        return format!("{} µs", human_figure(us));
+    }
     format_us(us, 2, " ")
+}
+
+/// A figure for people, with the digits its size needs: three significant figures below 100
+/// (0.0541, 0.913, 0.00312, 0.100 for 0.1003, 9.50, 74.3), without the trailing zeros of a value
+/// they write exactly (0.054, 0.5, 2); whole from 100 on (642, 1250).
+pub fn human_figure(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        return format!("{v:.0}");
+    }
+    let text = significant(v, 3);
+    let exact = text.trim_end_matches('0').trim_end_matches('.');
+    if text.contains('.') && exact.parse::<f64>() == Ok(v) {
+        exact.to_string()
+    } else {
+        text
+    }
+}
+
+/// `v` to `digits` significant figures (whole numbers keep every digit): 0.054 to 3 is "0.0540",
+/// 0.91349 is "0.913", 1.0041 to 4 is "1.004", 0.99962 to 3 is "1.00"; 0 is "0".
+pub fn significant(v: f64, digits: usize) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i64;
+    let decimals = (digits as i64 - 1 - magnitude).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    // Rounding up to the next power of ten (0.99962 to 1.000) leaves one digit too many.
+    let rounded_up = text
+        .parse::<f64>()
+        .is_ok_and(|r| r.abs() >= 10f64.powi(magnitude as i32 + 1));
+    if rounded_up && decimals > 0 {
+        format!("{v:.prec$}", prec = decimals - 1)
+    } else {
+        text
+    }
 }
 
 /// A duration in microseconds, in the largest of µs, ms and s that keeps it at 1 or more: whole
@@ -249,6 +292,31 @@ mod tests {
         }
     }
 
+    /// Below 1 a figure keeps three significant figures: 0.054 is never "0.1".
+    #[test]
+    fn figures_below_1_keep_three_significant_figures() {
+        assert_eq!(human_figure(0.054), "0.054");
+        assert_eq!(human_figure(0.05412), "0.0541");
+        assert_eq!(human_figure(0.91349), "0.913");
+        assert_eq!(human_figure(0.00312), "0.00312");
+        assert_eq!(human_figure(0.0), "0");
+        assert_eq!(human_figure(0.9), "0.9");
+        assert_eq!(human_figure(0.1003), "0.100");
+        assert_eq!(human_figure(0.05400001), "0.0540");
+        assert_eq!(human_figure(0.99962), "1.00");
+        assert_eq!(human_figure(9.46), "9.46");
+        assert_eq!(human_figure(9.5), "9.5");
+        assert_eq!(human_figure(74.31), "74.3");
+        assert_eq!(human_figure(642.4), "642");
+        assert_eq!(significant(1.0041, 4), "1.004");
+        assert_eq!(significant(0.99962, 4), "0.9996");
+        assert_eq!(significant(0.99962, 3), "1.00");
+        assert_eq!(significant(9.996, 3), "10.0");
+        assert_eq!(significant(-0.0543, 2), "-0.054");
+        assert_eq!(significant(0.054, 3), "0.0540");
+        assert_eq!(significant(1234.5, 2), "1234");
+    }
+
     #[test]
     fn units_parse_as_documented() {
         assert_eq!(parse_count("10k"), Ok(10_000));
@@ -284,7 +352,10 @@ mod tests {
         assert_eq!(human_count(12_345.0), "12.3k");
         assert_eq!(human_count(4_560_000.0), "4.56M");
         assert_eq!(human_count(1.2e9), "1.20G");
+        assert_eq!(human_count(0.054), "0.054");
         assert_eq!(human_us(950.0), "950 µs");
+        assert_eq!(human_us(0.5), "0.5 µs");
+        assert_eq!(human_us(0.0), "0 µs");
         assert_eq!(human_us(1_250.0), "1.25 ms");
         assert_eq!(human_us(2_440_000.0), "2.44 s");
         assert_eq!(format_us(100.0, 0, ""), "100µs");

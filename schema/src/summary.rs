@@ -1,7 +1,8 @@
 //! `summary.json`: the machine-readable result of a suite run, in every run directory beside
 //! report.md, and what the report's tables and verdicts are written from. Each cell's figures are
-//! medians over its rounds with an interval; each pair of columns of a sweep at the same row has a
-//! verdict on msgs/s, paired by round.
+//! medians over its rounds with an interval; each pair of columns of a sweep at the same row that
+//! differ in one dimension (the server, or one setting of the load) has a verdict on each metric
+//! the sweep can resolve, paired by round.
 //!
 //! Written by `pollbench suite` and rebuilt by `pollbench report DIR` from meta.json and the cells'
 //! files; `pollbench compare` reads it.
@@ -27,8 +28,31 @@ pub struct Summary {
     pub method: String,
     /// Every cell of the suite, in the suite's order.
     pub cells: Vec<CellSummary>,
-    /// Every pair of columns at the same row of a sweep, on msgs/s.
+    /// The pairs of columns at the same row of a sweep that differ in one dimension, on each
+    /// metric the sweep can resolve.
     pub verdicts: Vec<VerdictSummary>,
+    /// How many pairs were judged on each metric, in the order of `verdicts`, and how many clear
+    /// differences chance alone would give among them. Added within version 1: absent in
+    /// documents written before it, and where nothing was judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs_judged: Vec<PairsJudged>,
+}
+
+/// The verdicts on one metric, counted: what a reader needs to weigh the clear differences
+/// among them against chance.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PairsJudged {
+    /// The metric, as a verdict's `metric` names it.
+    pub metric: String,
+    /// Pairs judged on it.
+    pub pairs: usize,
+    /// Of those, the verdicts that read a clear difference ("a better" or "b better").
+    pub clear_differences: usize,
+    /// The clear differences these pairs would give by chance if no two columns differed: the
+    /// sum of each verdict's false-call rate, the chance that its interval of the ratio misses 1
+    /// when the ratio's median is 1 (one minus the interval's confidence, at or above 95%: with 6
+    /// rounds 2/64 = 3.1% a pair; an interval below 95% never calls a difference).
+    pub expected_false_calls: f64,
 }
 
 impl Versioned for Summary {
@@ -141,10 +165,17 @@ pub struct CellSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_busy: Option<Estimate>,
     /// How busy load-gen's threads were over the measured window: its CPU time over (threads x
-    /// the window). At 0.9 or more the cell is bound by its client ([`CLIENT_BOUND`]): its
-    /// msgs/s says as much about load-gen as about the server. Added within version 1.
+    /// the window). Added within version 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_busy: Option<Estimate>,
+    /// Whether the cell is bound by its client: true in closed loop where load-gen's threads were
+    /// busy [`CLIENT_BOUND`] or more (the median over rounds), so its msgs/s says as much about
+    /// load-gen as about the server; false below that, and in open loop (there load-gen spins
+    /// until each send is due: its busy threads say nothing of a bound, its send lateness does);
+    /// null where how busy load-gen was is not known. The one rule the verdicts and the report
+    /// read. Added within version 1: absent in documents written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_bound: Option<bool>,
 }
 
 /// What a paired comparison of two columns says.
@@ -161,15 +192,9 @@ pub enum Judgement {
     NoClearDifference,
 }
 
-/// The client busy fraction from which a cell is bound by its client.
+/// The client busy fraction from which a closed-loop cell is bound by its client
+/// ([`CellSummary::client_bound`]).
 pub const CLIENT_BOUND: f64 = 0.9;
-
-impl CellSummary {
-    /// Whether load-gen's threads were busy enough to set the cell's pace.
-    pub fn client_bound(&self) -> bool {
-        self.client_busy.is_some_and(|b| b.median >= CLIENT_BOUND)
-    }
-}
 
 /// Two columns of a sweep at one row, compared on `metric` round by round.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -213,6 +213,7 @@ mod tests {
             method: String::new(),
             cells,
             verdicts,
+            pairs_judged: Vec::new(),
         }
     }
 

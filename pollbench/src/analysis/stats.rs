@@ -33,18 +33,76 @@ pub fn median_interval(values: &[f64]) -> Option<Interval> {
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     };
-    // The largest k whose interval (x(k), x(n+1-k)) reaches the confidence; k = 1 (the extremes)
-    // when none does, reported with the confidence it has.
-    let k = (1..=n.div_ceil(2))
-        .rev()
-        .find(|&k| coverage(n, k) >= CONFIDENCE)
-        .unwrap_or(1);
+    let (k, confidence) = order_statistics(n);
     Some(Interval {
         median,
         lo: sorted[k - 1],
         hi: sorted[n - k],
-        confidence: coverage(n, k),
+        confidence,
     })
+}
+
+/// The ranks of the median's interval over `n` values (n >= 1): k, for the k-th lowest and the
+/// k-th highest value, and the confidence that interval has. k is the largest whose interval
+/// reaches [`CONFIDENCE`]; k = 1 (the extremes) when none does, with the confidence it has.
+pub fn order_statistics(n: usize) -> (usize, f64) {
+    let k = (1..=n.div_ceil(2))
+        .rev()
+        .find(|&k| coverage(n, k) >= CONFIDENCE)
+        .unwrap_or(1);
+    (k, coverage(n, k))
+}
+
+/// What the interval of a median over `n` rounds is, in words: "the lowest and the highest of the
+/// 6 rounds, which cover the median with 96.9% confidence".
+pub fn interval_in_words(n: usize) -> String {
+    let (k, confidence) = order_statistics(n.max(1));
+    let ranks = if k == 1 {
+        format!("the lowest and the highest of the {n} rounds")
+    } else {
+        format!(
+            "the {} lowest and the {} highest of the {n} rounds",
+            ordinal(k),
+            ordinal(k)
+        )
+    };
+    let below = if confidence < CONFIDENCE {
+        format!(
+            ", below the {:.0}% a verdict needs (6 rounds are the fewest that reach it)",
+            100.0 * CONFIDENCE
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{ranks}, which cover the median with {:.1}% confidence{below}",
+        100.0 * confidence
+    )
+}
+
+/// "2nd", "3rd", "11th".
+fn ordinal(k: usize) -> String {
+    let suffix = match (k % 10, k % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{k}{suffix}")
+}
+
+/// The chance that [`paired`] calls a clear difference between two columns that do not differ
+/// (their per-round ratios as likely above 1 as below): its interval of the ratio, of confidence
+/// `confidence`, then misses the true ratio 1. A verdict is called only at [`CONFIDENCE`], so an
+/// interval below it never calls one. With 6 rounds the interval is the extremes, and a call
+/// needs all six ratios on one side of 1: 2/64 = 3.1%.
+pub fn false_call_rate(confidence: f64) -> f64 {
+    if confidence >= CONFIDENCE {
+        1.0 - confidence
+    } else {
+        0.0
+    }
 }
 
 /// The probability that (x(k), x(n+1-k)) of n independent draws covers their median:
@@ -107,6 +165,45 @@ mod tests {
         let i = median_interval(&[3.0, 1.0, 2.0, 4.0]).unwrap();
         assert_eq!(i.median, 2.5);
         assert!(median_interval(&[]).is_none());
+    }
+
+    /// The false-call rate is what the procedure does under no difference: with 6 rounds, every
+    /// one of the 64 equally likely sign patterns of the ratios about 1 enumerated, the two where
+    /// all six fall on one side are called.
+    #[test]
+    fn the_false_call_rate_is_the_share_of_sign_patterns_paired_calls() {
+        for n in [5usize, 6, 7, 10] {
+            let mut called = 0;
+            for pattern in 0..1u32 << n {
+                let a: Vec<f64> = (0..n)
+                    .map(|i| if pattern >> i & 1 == 1 { 1.1 } else { 0.9 })
+                    .collect();
+                let b = vec![1.0; n];
+                if paired(&a, &b).unwrap().1 != Judgement::NoClearDifference {
+                    called += 1;
+                }
+            }
+            let (_, confidence) = order_statistics(n);
+            let rate = false_call_rate(confidence);
+            assert!(
+                (rate - called as f64 / (1u32 << n) as f64).abs() < 1e-12,
+                "{n} rounds: {rate} against {called} of {}",
+                1u32 << n
+            );
+        }
+        assert_eq!(false_call_rate(order_statistics(6).1), 2.0 / 64.0);
+        assert_eq!(false_call_rate(order_statistics(5).1), 0.0);
+        assert_eq!(
+            interval_in_words(6),
+            "the lowest and the highest of the 6 rounds, which cover the median with 96.9% \
+             confidence"
+        );
+        assert_eq!(
+            interval_in_words(10),
+            "the 2nd lowest and the 2nd highest of the 10 rounds, which cover the median with \
+             97.9% confidence"
+        );
+        assert!(interval_in_words(5).contains("93.8% confidence, below the 95%"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A run directory's summary.json: every cell's figures as medians over its rounds with their
 //! intervals ([`crate::analysis::stats`]), the cost figures derived from the server's and the client's own
-//! counters, and the verdict of every pair of columns at each row of a sweep. The report's tables
+//! counters, and the verdict of every pair of columns at each row of a sweep that differ in one
+//! dimension (the server, or one of the load's settings). The report's tables
 //! are written from it.
 
 use std::collections::BTreeMap;
@@ -11,18 +12,45 @@ use pollbench_schema::file::{read_json, write_json_atomically, Versioned};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
 use pollbench_schema::server::{ServerSecond, ServerStats};
-use pollbench_schema::summary::{CellSummary, Estimate, Summary, SCHEMA};
+use pollbench_schema::summary::{CellSummary, Estimate, Summary, CLIENT_BOUND, SCHEMA};
 
-use crate::analysis::stats::{median_interval, Interval};
-use crate::analysis::verdicts::{verdicts, Judged};
+use crate::analysis::stats::{
+    false_call_rate, interval_in_words, median_interval, order_statistics, Interval,
+};
+use crate::analysis::verdicts::{pairs_judged, verdicts, Judged};
 
-/// The method, as summary.json states it.
-const METHOD: &str = "median over rounds; interval from order statistics (distribution-free, \
-     95% where there are 6 rounds or more, else the extremes with the confidence they have); \
-     verdicts from the interval of the per-round ratio a/b, judged only at 95%, on each metric \
-     where its sweep can resolve it (msgs/s in closed loop, p50 and p99 in open loop, \
-     connections/s with churn, the server's CPU time and system calls per message everywhere; \
-     lower is better for latency and cost)";
+/// The method, as summary.json states it, for a run of `rounds` rounds (None: a run from before
+/// rounds, its repeats back to back).
+fn method(rounds: Option<usize>) -> String {
+    let interval = match rounds {
+        Some(n) => format!(
+            "with {n} rounds, {} (order statistics, distribution-free: from 6 rounds on the \
+             narrowest interval of 95% or more, below 6 the extremes with the confidence they \
+             have)",
+            interval_in_words(n)
+        ),
+        None => "order statistics, distribution-free: from 6 rounds on the narrowest interval \
+                 of 95% or more, below 6 the extremes with the confidence they have"
+            .into(),
+    };
+    let false_calls = match rounds {
+        Some(n) => format!(
+            "{:.1}% with {n} rounds",
+            100.0 * false_call_rate(order_statistics(n.max(1)).1)
+        ),
+        None => "one minus its interval's confidence".into(),
+    };
+    format!(
+        "median over rounds; [lo, hi] the interval of the median: {interval}; verdicts from the \
+         interval of the per-round ratio a/b, called only at 95% or more, between the columns \
+         of a row that differ in one dimension (the server, message size, pipeline, messages per \
+         connection, rate or client threads) or in none (the same server twice), on each metric \
+         where its sweep can resolve it (msgs/s in closed loop, p50 and p99 in open loop, \
+         connections/s with churn, the server's CPU time and system calls per message \
+         everywhere; lower is better for latency and cost); a verdict's false-call rate (a clear \
+         difference where none is) is {false_calls}, and pairs_judged sums it per metric"
+    )
+}
 
 /// One round of a cell: what load-gen and bench-server wrote.
 struct Round {
@@ -300,6 +328,13 @@ impl ServerCost {
     }
 }
 
+/// Whether cell `c` is bound by its client, from how busy load-gen's threads were: in closed loop
+/// from [`CLIENT_BOUND`] on; never in open loop, where load-gen spins until each send is due (its
+/// send lateness says whether it kept up); unknown without the busy figure.
+fn client_bound(c: &Cell, client_busy: Option<Estimate>) -> Option<bool> {
+    client_busy.map(|busy| c.rate.is_none() && busy.median >= CLIENT_BOUND)
+}
+
 /// The summary of run directory `dir`, from meta.json and the cells' files.
 pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     let mut cells = Vec::with_capacity(meta.cells.len());
@@ -323,6 +358,7 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
         }
         let outcome = meta.outcome(&c.id);
         let cost = ServerCost::of(&figures);
+        let client_busy = over_rounds(&figures, |f| f.client_busy);
         cells.push(CellSummary {
             id: c.id.clone(),
             sweep: c.sweep.clone(),
@@ -355,14 +391,16 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             accept_spread: over_rounds(&figures, |f| f.accept_spread),
             empty_wakeups_per_accept: over_rounds(&figures, |f| f.empty_wakeups_per_accept),
             server_busy: over_rounds(&figures, |f| f.server_busy),
-            client_busy: over_rounds(&figures, |f| f.client_busy),
+            client_busy,
+            client_bound: client_bound(c, client_busy),
         });
     }
     let verdicts = verdicts(&cells, &by_round);
     Ok(Summary {
         schema: SCHEMA.into(),
-        method: METHOD.into(),
+        method: method(meta.rounds.as_ref().map(|r| r.order.len())),
         cells,
+        pairs_judged: pairs_judged(&verdicts),
         verdicts,
     })
 }
@@ -409,6 +447,7 @@ pub(crate) mod tests {
             empty_wakeups_per_accept: None,
             server_busy: None,
             client_busy: None,
+            client_bound: None,
         }
     }
 
@@ -424,6 +463,32 @@ pub(crate) mod tests {
             cpu_system_s: cpu_s / 2.0,
             counters,
         }
+    }
+
+    /// Client-bound is one rule: closed loop with load-gen busy from 0.90 on; open loop never.
+    #[test]
+    fn a_cell_is_client_bound_in_closed_loop_from_0_90_busy_only() {
+        let cell = |rate: Option<u64>| -> Cell {
+            serde_json::from_value(serde_json::json!({
+                "id": "c", "label": "epoll", "sweep": "s", "backend": "epoll", "trigger": null,
+                "accept": null, "connections": 10, "idle": 0, "rate": rate, "size": "64B",
+                "pipeline": 1, "server_threads": 1, "client_threads": 1
+            }))
+            .unwrap()
+        };
+        let busy = |median: f64| {
+            Some(Estimate {
+                median,
+                lo: median - 0.05,
+                hi: median,
+                confidence: 0.969,
+            })
+        };
+        assert_eq!(client_bound(&cell(None), busy(0.93)), Some(true));
+        assert_eq!(client_bound(&cell(None), busy(0.90)), Some(true));
+        assert_eq!(client_bound(&cell(None), busy(0.89)), Some(false));
+        assert_eq!(client_bound(&cell(Some(60_000)), busy(1.0)), Some(false));
+        assert_eq!(client_bound(&cell(None), None), None);
     }
 
     /// The window's cost is the difference of the readings that bound it: what came before (a

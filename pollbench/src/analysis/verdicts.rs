@@ -1,12 +1,13 @@
-//! The verdicts of a run: every pair of columns at the same row of a sweep, judged on each metric
-//! where the sweep can resolve it, paired by round ([`paired`]).
+//! The verdicts of a run: the pairs of columns at the same row of a sweep that differ in one
+//! dimension ([`one_dimension_apart`]), judged on each metric where the sweep can resolve it,
+//! paired by round ([`paired`]).
 
 use std::collections::BTreeMap;
 
 use pollbench_schema::results::Cell;
-use pollbench_schema::summary::{CellSummary, VerdictSummary};
+use pollbench_schema::summary::{CellSummary, PairsJudged, VerdictSummary};
 
-use crate::analysis::stats::{paired, Judgement};
+use crate::analysis::stats::{false_call_rate, paired, Judgement};
 use crate::analysis::summary::{estimate, Figures};
 
 /// A completed cell's rounds, as the verdicts pair them.
@@ -104,8 +105,44 @@ impl Metric {
     }
 }
 
-/// Every pair of columns at the same row of a sweep, on every metric its cells can resolve, paired
-/// by round: metric by metric, in the order of the sweep's columns.
+/// What a pair of cells can differ in, each a dimension of its own: the server (its backend, flags,
+/// trigger, accept strategy and threads), the message size, the pipeline depth, the messages per
+/// connection (churn), the open-loop rate, the client's threads, and the load (connections and
+/// idle connections, which a row fixes).
+fn dimensions_apart(a: &Cell, b: &Cell) -> usize {
+    let server = |c: &Cell| {
+        (
+            c.backend.clone(),
+            c.server_flags.clone(),
+            c.trigger.clone(),
+            c.accept.clone(),
+            c.server_threads,
+        )
+    };
+    [
+        server(a) != server(b),
+        a.size != b.size,
+        a.pipeline != b.pipeline,
+        a.messages_per_connection != b.messages_per_connection,
+        a.rate != b.rate,
+        a.client_threads != b.client_threads,
+        (a.connections, a.idle) != (b.connections, b.idle),
+    ]
+    .into_iter()
+    .filter(|&apart| apart)
+    .count()
+}
+
+/// Whether a pair of cells is judged: they differ in one dimension at most, so a verdict on them
+/// says what that one dimension does. None apart is the same server listed twice (`epoll` and
+/// `epoll #2`): the A/A pair, judged for the noise floor. Two or more apart (epoll at 1 message
+/// per connection against io_uring at 100) are not judged: no one cause could be read from it.
+fn one_dimension_apart(a: &Cell, b: &Cell) -> bool {
+    dimensions_apart(a, b) <= 1
+}
+
+/// Every pair of columns at the same row of a sweep that differ in one dimension, on every metric
+/// its cells can resolve, paired by round: metric by metric, in the order of the sweep's columns.
 pub(super) fn verdicts(
     cells: &[CellSummary],
     by_round: &BTreeMap<&str, Judged>,
@@ -122,6 +159,9 @@ pub(super) fn verdicts(
                 else {
                     continue;
                 };
+                if !one_dimension_apart(ja.cell, jb.cell) {
+                    continue;
+                }
                 let Some((ratio, verdict)) =
                     metric.values(ja, jb).and_then(|(ra, rb)| paired(&ra, &rb))
                 else {
@@ -136,13 +176,42 @@ pub(super) fn verdicts(
                     ratio: estimate(ratio),
                     verdict: metric.judge(verdict),
                     limited_by: (metric.name == "msgs_per_s"
-                        && (a.client_bound() || b.client_bound()))
+                        && (a.client_bound == Some(true) || b.client_bound == Some(true)))
                     .then(|| "limited by the client: see cost".into()),
                 });
             }
         }
     }
     verdicts
+}
+
+/// `verdicts` counted metric by metric, in the order the metrics first come: the pairs judged,
+/// the clear differences, and the clear differences chance alone would give.
+pub fn pairs_judged<'a>(
+    verdicts: impl IntoIterator<Item = &'a VerdictSummary>,
+) -> Vec<PairsJudged> {
+    let mut counted: Vec<PairsJudged> = Vec::new();
+    for v in verdicts {
+        let at = match counted.iter().position(|p| p.metric == v.metric) {
+            Some(at) => at,
+            None => {
+                counted.push(PairsJudged {
+                    metric: v.metric.clone(),
+                    pairs: 0,
+                    clear_differences: 0,
+                    expected_false_calls: 0.0,
+                });
+                counted.len() - 1
+            }
+        };
+        let p = &mut counted[at];
+        p.pairs += 1;
+        if v.verdict != Judgement::NoClearDifference {
+            p.clear_differences += 1;
+        }
+        p.expected_false_calls += false_call_rate(v.ratio.confidence);
+    }
+    counted
 }
 
 #[cfg(test)]
@@ -210,12 +279,7 @@ mod tests {
         assert!(v.iter().all(|v| v.sweep == "s" && v.metric == "msgs_per_s"));
         // A cell whose client was busy is named as the limit of its msgs/s verdicts.
         let mut bound = cells.clone();
-        bound[2].client_busy = Some(pollbench_schema::summary::Estimate {
-            median: 0.95,
-            lo: 0.9,
-            hi: 0.99,
-            confidence: 0.97,
-        });
+        bound[2].client_bound = Some(true);
         let limited: Vec<Option<String>> = verdicts(&bound, &by_round)
             .into_iter()
             .map(|v| v.limited_by)
@@ -227,6 +291,111 @@ mod tests {
         // A cell without rounds (it failed, or the run has none) is in no verdict.
         let without: BTreeMap<&str, Judged> = [("a10", msgs(&[1.0; 6]))].into();
         assert!(verdicts(&cells, &without).is_empty());
+    }
+
+    /// The pairs are counted per metric, with the clear differences chance alone would give:
+    /// 2/64 a pair at 6 rounds, none where an interval has too few rounds to call one.
+    #[test]
+    fn pairs_judged_count_each_metric_and_what_chance_would_call() {
+        let verdict = |metric: &str, verdict: Judgement, confidence: f64| VerdictSummary {
+            sweep: "s".into(),
+            row: 10,
+            metric: metric.into(),
+            a: "a".into(),
+            b: "b".into(),
+            ratio: pollbench_schema::summary::Estimate {
+                median: 1.0,
+                lo: 0.9,
+                hi: 1.1,
+                confidence,
+            },
+            verdict,
+            limited_by: None,
+        };
+        let six = crate::analysis::stats::order_statistics(6).1;
+        let five = crate::analysis::stats::order_statistics(5).1;
+        let verdicts = [
+            verdict("msgs_per_s", Judgement::ABetter, six),
+            verdict("p99_us", Judgement::NoClearDifference, six),
+            verdict("msgs_per_s", Judgement::NoClearDifference, six),
+            verdict("msgs_per_s", Judgement::NoClearDifference, five),
+        ];
+        let counted = pairs_judged(&verdicts);
+        let said: Vec<(&str, usize, usize)> = counted
+            .iter()
+            .map(|p| (p.metric.as_str(), p.pairs, p.clear_differences))
+            .collect();
+        assert_eq!(said, [("msgs_per_s", 3, 1), ("p99_us", 1, 0)]);
+        assert!((counted[0].expected_false_calls - 2.0 * 2.0 / 64.0).abs() < 1e-12);
+        assert!((counted[1].expected_false_calls - 2.0 / 64.0).abs() < 1e-12);
+    }
+
+    /// A pair is judged when its cells differ in one dimension (or none: the A/A pair), not when
+    /// they differ in two.
+    #[test]
+    fn only_pairs_one_dimension_apart_are_judged() {
+        let base = suite_cell("base", None);
+        let with = |change: fn(&mut Cell)| {
+            let mut c = base.clone();
+            change(&mut c);
+            c
+        };
+        let io_uring = with(|c| c.backend = "io_uring".into());
+        let pipelined = with(|c| c.pipeline = 8);
+        let batched = with(|c| c.server_flags = vec!["--batch".into(), "32".into()]);
+        let churn_1 = with(|c| c.messages_per_connection = Some(1));
+        let io_uring_churn_100 = with(|c| {
+            c.backend = "io_uring".into();
+            c.messages_per_connection = Some(100);
+        });
+        let shared_churn_100 = with(|c| {
+            c.accept = Some("shared".into());
+            c.messages_per_connection = Some(100);
+        });
+        let bigger_pipelined = with(|c| {
+            c.size = "4KiB".into();
+            c.pipeline = 8;
+        });
+        // Judged: the same server twice, only the server, only the pipeline, only the churn.
+        assert!(one_dimension_apart(&base, &base.clone()));
+        assert!(one_dimension_apart(&base, &io_uring));
+        assert!(one_dimension_apart(&base, &batched));
+        assert!(one_dimension_apart(&base, &pipelined));
+        assert!(one_dimension_apart(&base, &churn_1));
+        // Not judged: server and churn, or size and pipeline, both differ.
+        assert!(!one_dimension_apart(&churn_1, &io_uring_churn_100));
+        assert!(!one_dimension_apart(&churn_1, &shared_churn_100));
+        assert!(!one_dimension_apart(&base, &bigger_pipelined));
+
+        // And the verdicts leave those pairs out: a, b, c at one row; b is a's server at another
+        // churn, c another server at that other churn.
+        let cells = [
+            cell("a", "s", "epoll 1 msgs/conn", 10),
+            cell("b", "s", "epoll 100 msgs/conn", 10),
+            cell("c", "s", "io_uring 100 msgs/conn", 10),
+        ];
+        let epoll_100 = with(|c| c.messages_per_connection = Some(100));
+        let msgs = |cell, values: &[f64]| rounds(cell, values, |f, v| f.msgs_per_s = Some(v));
+        let by_round: BTreeMap<&str, Judged> = [
+            ("a", msgs(&churn_1, &SLOW)),
+            ("b", msgs(&epoll_100, &FAST)),
+            ("c", msgs(&io_uring_churn_100, &FAST)),
+        ]
+        .into();
+        let pairs: Vec<(String, String)> = verdicts(&cells, &by_round)
+            .into_iter()
+            .map(|v| (v.a, v.b))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("epoll 1 msgs/conn".into(), "epoll 100 msgs/conn".into()),
+                (
+                    "epoll 100 msgs/conn".into(),
+                    "io_uring 100 msgs/conn".into()
+                ),
+            ]
+        );
     }
 
     /// Each metric is judged where its sweep can resolve it, lower is better for latency and

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use pollbench_schema::results::{Meta, SuiteSettings};
 
 use super::markdown::Markdown;
+use crate::analysis::stats::interval_in_words;
 
 impl Markdown<'_> {
     /// The title, the machine, and how to read what follows.
@@ -51,40 +52,41 @@ impl Markdown<'_> {
         let (md, meta) = (&mut self.md, self.run.meta);
         let _ = writeln!(
             md,
-            "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the warm-up. \
-             Latency is the corrected p99 (from the intended send time in open loop). Data: `cells/`.\n"
+            "Each cell: a fresh bench-server, then `load-gen run` against it; figures exclude the \
+             warm-up. Latency in open loop runs from each message's intended send time (corrected \
+             for coordinated omission). Data: `cells/`.\n"
         );
-        if let Some(rounds) = meta.rounds.as_ref().filter(|r| r.blocks.is_some()) {
+        if let Some(rounds) = &meta.rounds {
+            let n = rounds.order.len();
+            let order = if rounds.blocks.is_some() {
+                "In a round each row of a sweep (the cells its verdicts compare) ran as a block, \
+                 its cells back to back in a shuffled order, the blocks in a shuffled order"
+            } else {
+                "In a round the cells ran in an order shuffled per round"
+            };
+            let spread = if rounds.blocks.is_some() {
+                "what is compared runs side by side in time, and a slow phase of the machine \
+                 spreads over the rounds"
+            } else {
+                "a slow phase of the machine spreads over every cell"
+            };
             let _ = writeln!(
                 md,
-                "Every cell ran once in each of {} rounds. In a round each row of a sweep (the \
-                 cells its verdicts compare) ran as a block, its cells back to back in a shuffled \
-                 order, the blocks in a shuffled order (seed {}; each round's order is in \
-                 meta.json): what is compared runs side by side in time, and a slow phase of the \
-                 machine spreads over the rounds. Each figure is the median over the rounds; \
-                 [lo–hi] is the interval of the msgs/s median from order statistics (95% from 6 \
-                 rounds on, else the extremes with the confidence they have), and the charts draw \
-                 it as error bars. A verdict pairs two columns round by round: the interval of the \
-                 per-round ratio a/b. The cells' ID.* files are the median round by msgs/s; a \
+                "Every cell ran once in each of {n} rounds. {order} (seed {}; each round's order is \
+                 in meta.json): {spread}. Each figure is the median over the rounds; [lo–hi] \
+                 beside it is the interval of that median: {} (order statistics, \
+                 distribution-free: from 6 rounds on the narrowest interval of 95% or more, below \
+                 6 the extremes), and the charts draw it as error bars. A verdict compares two \
+                 columns of a row that differ in one dimension (the server, or one setting of the \
+                 load; the same server twice is the A/A pair), pairing them round by round: the \
+                 median of the per-round ratio a/b and its interval, a clear difference where the \
+                 interval leaves out 1. The cells' ID.* files are the median round by msgs/s; a \
                  latency spectrum draws each cell's median round by msgs/s in closed loop and by \
                  p99 in open loop (where every round has the same msgs/s).\n",
-                rounds.order.len(),
-                rounds.seed
+                rounds.seed,
+                interval_in_words(n),
             );
-        } else if let Some(rounds) = &meta.rounds {
-            let _ = writeln!(
-                md,
-                "Every cell ran once in each of {} rounds, in an order shuffled per round (seed {}; \
-                 each round's order is in meta.json), so a slow phase of the machine spreads over \
-                 every cell. Each figure is the median over the rounds; [lo–hi] is the interval of \
-                 the msgs/s median from order statistics (95% from 6 rounds on, else the extremes \
-                 with the confidence they have), and the charts draw it as error bars. The cells' \
-                 ID.* files are the median round by msgs/s; a latency spectrum draws each cell's \
-                 median round by msgs/s in closed loop and by p99 in open loop (where every round \
-                 has the same msgs/s).\n",
-                rounds.order.len(),
-                rounds.seed
-            );
+            self.pairs_judged(n);
         } else if repeat > 1 {
             let _ = writeln!(
                 md,
