@@ -81,7 +81,8 @@ impl SweepView<'_> {
     fn series(&self, plot: &Plot) -> Vec<Series> {
         self.columns
             .iter()
-            .map(|col| {
+            .enumerate()
+            .map(|(look, col)| {
                 let (points, bars) = self
                     .cells
                     .iter()
@@ -90,6 +91,7 @@ impl SweepView<'_> {
                     .unzip::<_, _, Vec<_>, Vec<_>>();
                 Series {
                     label: col.clone(),
+                    look,
                     points,
                     bars: bars.into_iter().flatten().collect(),
                 }
@@ -352,6 +354,11 @@ impl SweepView<'_> {
         let h = pollbench_schema::hlog::total(&hlog)?;
         Ok(Series {
             label,
+            look: self
+                .columns
+                .iter()
+                .position(|col| *col == c.label)
+                .unwrap_or(0),
             points: charts::spectrum_points(&h),
             bars: Vec::new(),
         })
