@@ -581,15 +581,114 @@ fn micros(v: f64) -> String {
     pollbench_common::format_us(v, 0, "")
 }
 
-/// A log latency axis's tick label where the tick is 1, 2 or 5 times a power of ten (plotters
-/// ticks every multiple; all labelled, they would crowd the top of each decade).
-fn one_two_five(v: f64) -> String {
-    let leading = (v / 10f64.powf(v.log10().floor())).round();
-    if [1.0, 2.0, 5.0].contains(&leading) {
-        micros(v)
+/// `v` rounded to 12 significant digits: a tick computed as a multiple lands on the value it
+/// names (0.3, not 0.30000000000000004).
+fn tidy(v: f64) -> f64 {
+    format!("{v:.11e}").parse().unwrap_or(v)
+}
+
+/// `v` with the fewest decimals that give it to a billionth of itself: 0.01, 0.15, 1, 20.
+fn shortest(v: f64) -> String {
+    let digits = (0..12)
+        .find(|&d| {
+            let s = format!("{v:.d$}");
+            s.parse::<f64>()
+                .is_ok_and(|p| (p - v).abs() <= v.abs() * 1e-9)
+        })
+        .unwrap_or(12);
+    format!("{v:.digits$}")
+}
+
+/// A log latency axis's tick label: in µs, ms or s by its magnitude, with the decimals it needs
+/// (50µs, 1.5ms, 2s).
+fn latency_tick(us: f64) -> String {
+    let (v, unit) = if us >= 1e6 {
+        (us / 1e6, "s")
+    } else if us >= 1e3 {
+        (us / 1e3, "ms")
     } else {
-        String::new()
+        (us, "µs")
+    };
+    format!("{}{unit}", shortest(tidy(v)))
+}
+
+/// The ticks of a log axis from `lo` to `hi` (0 < lo < hi), as (labelled, light grid lines): the
+/// densest that fits of the powers of ten (4 to 12 in the range), 1, 2 and 5 times them (4 to 12),
+/// 1, 2, 3, 5 and 7 times them (4 to 8) and those and 1.5 times them (4 to 8), with the other
+/// multiples of the powers of ten as the light grid; over more decades, every power of ten (every other one, or fewer, past 12); within
+/// a narrower range, 4 to 10 ticks evenly spaced, 1, 2 or 5 times a power of ten apart.
+/// (Plotters' own log axis ticks only from the first power of ten in the range: an axis from 0.8
+/// to 1.5 would have no tick below 1.)
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    if !(lo > 0.0 && hi > lo) {
+        return (vec![lo], Vec::new());
     }
+    let within = |v: &f64| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9);
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let multiples = |ms: &[f64]| -> Vec<f64> {
+        (first..=last)
+            .flat_map(|e| ms.iter().map(move |m| tidy(m * 10f64.powi(e))))
+            .filter(within)
+            .collect()
+    };
+    let light_but = |bold: &[f64]| -> Vec<f64> {
+        multiples(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+            .into_iter()
+            .filter(|v| !bold.contains(v))
+            .collect()
+    };
+    let sets: [(&[f64], usize); 4] = [
+        (&[1.0], 12),
+        (&[1.0, 2.0, 5.0], 12),
+        (&[1.0, 2.0, 3.0, 5.0, 7.0], 8),
+        (&[1.0, 1.5, 2.0, 3.0, 5.0, 7.0], 8),
+    ];
+    let fitting = sets
+        .iter()
+        .map(|(ms, most)| (multiples(ms), *most))
+        .rfind(|(t, most)| (4..=*most).contains(&t.len()))
+        .map(|(t, _)| t);
+    if let Some(bold) = fitting {
+        let light = if last - first <= 6 {
+            light_but(&bold)
+        } else {
+            Vec::new()
+        };
+        return (bold, light);
+    }
+    let decades = multiples(&[1.0]);
+    if decades.len() > 12 {
+        let bold = decades.iter().copied().step_by(decades.len().div_ceil(12));
+        return (bold.collect(), Vec::new());
+    }
+    let mut e = (hi - lo).log10().floor() as i32;
+    loop {
+        for m in [5.0, 2.0, 1.0] {
+            let step = m * 10f64.powi(e);
+            let (from, to) = ((lo / step - 1e-9).ceil(), (hi / step + 1e-9).floor());
+            let ticks: Vec<f64> = (from as i64..=to as i64)
+                .map(|k| tidy(k as f64 * step))
+                .filter(within)
+                .collect();
+            if ticks.len() >= 4 {
+                return (ticks, Vec::new());
+            }
+        }
+        e -= 1;
+    }
+}
+
+/// A log axis's range around `values` (those > 0): from a little below the least to a little
+/// above the largest, by a twentieth of the span they cover (at least 3%) on either side.
+fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if hi <= 0.0 {
+        return (0.5, 2.0);
+    }
+    let pad = (hi / lo).powf(0.05).max(1.03);
+    (lo / pad, hi * pad)
 }
 
 /// How many samples must lie beyond a percentile for the spectrum to draw it: past that, a line
@@ -613,19 +712,21 @@ pub fn spectrum_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 /// Draw latency percentile spectra (points from [`spectrum_points`]) into an SVG at `path`: x in
-/// nines (labelled 0%, 90%, 99%, ...), y in microseconds on a log scale from the decade of the
-/// least value; a marker where each line stops.
+/// nines (labelled 0%, 90%, 99%, ...), y in microseconds on a log scale fitted to the lines; a
+/// marker where each line stops.
 pub fn spectrum_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result<(), String> {
     let points = extent(series);
     let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max).ceil();
-    let least = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let y_lo = 10f64.powf(least.max(1.0).log10().floor());
-    let y_hi = points.iter().map(|p| p.1).fold(y_lo * 2.0, f64::max) * 1.5;
+    let (y_lo, y_hi) = log_range(points.iter().map(|p| p.1));
+    let (bold, light) = log_ticks(y_lo, y_hi);
     let err = |e: &dyn Debug| chart_error(path, e);
     let frame = frame(path, labels, &entries(series)).map_err(|e| err(&e))?;
-    let last_y = std::cell::Cell::new(f64::NAN);
+    let y_axis = (y_lo..y_hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light);
     let mut chart = builder(&frame.plot, 44)
-        .build_cartesian_2d(0f64..x_max, (y_lo..y_hi).log_scale())
+        .build_cartesian_2d(0f64..x_max, y_axis)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -637,9 +738,7 @@ pub fn spectrum_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result
             format!("{pct:.digits$}%")
         })
         .y_desc(labels.y)
-        .y_labels(30)
-        .y_max_light_lines(0)
-        .y_label_formatter(&|v| once(&last_y, *v, || one_two_five(*v)))
+        .y_label_formatter(&|v| latency_tick(*v))
         .draw()
         .map_err(|e| err(&e))?;
     for s in series {
@@ -687,9 +786,29 @@ mod tests {
     }
 
     #[test]
-    fn a_spectrum_labels_one_two_five() {
-        let labels: Vec<String> = [1e3, 2e3, 3e3, 5e3, 9e3, 1e4, 2e4].map(one_two_five).into();
-        assert_eq!(labels, ["1ms", "2ms", "", "5ms", "", "10ms", "20ms"]);
+    fn a_log_axis_ticks_to_its_range() {
+        let (bold, light) = log_ticks(0.008, 1.2);
+        assert_eq!(bold, [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]);
+        assert!(light.contains(&0.03) && !light.contains(&0.05), "{light:?}");
+        let (bold, _) = log_ticks(4_300.0, 45_000.0);
+        assert_eq!(bold, [5e3, 7e3, 1e4, 1.5e4, 2e4, 3e4], "1, 1.5, 2, 3, 5, 7");
+        let (bold, _) = log_ticks(0.45, 2.2);
+        assert_eq!(bold, [0.5, 0.7, 1.0, 1.5, 2.0]);
+        let (bold, _) = log_ticks(0.8, 1.5);
+        assert_eq!(bold, [0.8, 1.0, 1.2, 1.4], "ticks below 1 too");
+        let (bold, _) = log_ticks(0.97, 1.04);
+        assert!(bold.len() >= 4 && bold.contains(&1.0), "{bold:?}");
+        let (bold, light) = log_ticks(1e-9, 1e9);
+        assert_eq!(bold.len(), 10, "every other decade: {bold:?}");
+        assert!(light.is_empty());
+    }
+
+    #[test]
+    fn latency_ticks_take_the_unit_and_decimals_their_magnitude_needs() {
+        let latencies: Vec<String> = [20.0, 1_000.0, 1_500.0, 70_000.0, 2e6]
+            .map(latency_tick)
+            .into();
+        assert_eq!(latencies, ["20µs", "1ms", "1.5ms", "70ms", "2s"]);
     }
 
     #[test]
