@@ -599,6 +599,11 @@ fn shortest(v: f64) -> String {
     format!("{v:.digits$}")
 }
 
+/// A ratio axis's tick label: the ratio with the decimals its magnitude needs (0.01, 0.1, 1.5).
+fn ratio_tick(v: f64) -> String {
+    shortest(v)
+}
+
 /// A log latency axis's tick label: in µs, ms or s by its magnitude, with the decimals it needs
 /// (50µs, 1.5ms, 2s).
 fn latency_tick(us: f64) -> String {
@@ -689,6 +694,53 @@ fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
     let pad = (hi / lo).powf(0.05).max(1.03);
     (lo / pad, hi * pad)
+}
+
+/// Draw ratios against a baseline into an SVG at `path`: one series per column with its
+/// intervals as error bars, x as [`line_chart`] draws it, y on a log scale fitted to the points,
+/// the bars and 1 (where a column equals the baseline, drawn as a dashed line).
+pub fn ratio_chart(
+    path: &Path,
+    labels: &Labels,
+    series: &[Series],
+    zero_drawn: bool,
+) -> Result<(), String> {
+    let err = |e: &dyn Debug| chart_error(path, e);
+    let scale = XScale::of(series, zero_drawn);
+    let points = extent(series);
+    let (y_lo, y_hi) = log_range(points.iter().map(|p| p.1).chain([1.0]));
+    let (bold, light) = log_ticks(y_lo, y_hi);
+    let frame = frame(path, labels, &entries(series)).map_err(|e| err(&e))?;
+    let last_x = std::cell::Cell::new(f64::NAN);
+    let y_axis = (y_lo..y_hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light);
+    let mut chart = builder(&frame.plot, 24)
+        .build_cartesian_2d((scale.lo..scale.hi).log_scale(), y_axis)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(scale.describe(labels.x, series.len()))
+        .x_labels(30)
+        .x_max_light_lines(0)
+        .x_label_formatter(&|v| once(&last_x, *v, || scale.label(*v)))
+        .y_desc(labels.y)
+        .y_label_formatter(&|v| ratio_tick(*v))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let one = vec![(scale.lo, 1.0), (scale.hi, 1.0)];
+    let grey = RGBColor(90, 90, 90).stroke_width(1);
+    chart
+        .draw_series(DashedLineSeries::new(one, 6, 4, grey))
+        .map_err(|e| err(&e))?;
+    for (i, s) in series.iter().enumerate() {
+        let at = |x| scale.at(x, i, series.len());
+        // A ratio of 0 (a round with nothing) has no place on a log axis: drawn at its bottom.
+        let y_of = |y: f64| if y > 0.0 { y } else { y_lo };
+        draw_with_bars(&mut chart, s, look(s.look), at, y_of).map_err(|e| err(&e))?;
+    }
+    frame.root.present().map_err(|e| err(&e))
 }
 
 /// How many samples must lie beyond a percentile for the spectrum to draw it: past that, a line
@@ -804,7 +856,11 @@ mod tests {
     }
 
     #[test]
-    fn latency_ticks_take_the_unit_and_decimals_their_magnitude_needs() {
+    fn tick_labels_take_the_decimals_their_magnitude_needs() {
+        let ratios: Vec<String> = [0.01, 0.02, 0.1, 0.15, 1.0, 1.1, 20.0]
+            .map(ratio_tick)
+            .into();
+        assert_eq!(ratios, ["0.01", "0.02", "0.1", "0.15", "1", "1.1", "20"]);
         let latencies: Vec<String> = [20.0, 1_000.0, 1_500.0, 70_000.0, 2e6]
             .map(latency_tick)
             .into();
@@ -1149,6 +1205,22 @@ mod tests {
             line_chart(&path, &words, &series, true, axis).unwrap();
             check_layout(&path, &labels);
         }
+        let ratios: Vec<Series> = series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let r = 0.02 + i as f64 * 0.1;
+                Series {
+                    label: s.label.clone(),
+                    look: i,
+                    points: rows.iter().map(|&x| (x, r)).collect(),
+                    bars: rows.iter().map(|&x| (x, r / 2.0, r * 2.0)).collect(),
+                }
+            })
+            .collect();
+        let path = dir.path().join("ratio.svg");
+        ratio_chart(&path, &words, &ratios, true).unwrap();
+        check_layout(&path, &labels);
         let spectra: Vec<Series> = labels
             .iter()
             .enumerate()
@@ -1169,5 +1241,42 @@ mod tests {
         let path = dir.path().join("spectrum.svg");
         spectrum_chart(&path, &words, &spectra).unwrap();
         check_layout(&path, &labels);
+    }
+
+    #[test]
+    fn a_ratio_axis_labels_its_ticks_apart_and_to_their_magnitude() {
+        let dir = pollbench_test_support::Temp::new("charts-ratio-ticks");
+        let path = dir.path().join("ratio.svg");
+        let series = [Series {
+            label: "epoll".into(),
+            look: 0,
+            points: vec![(10.0, 0.012), (100.0, 0.3), (1000.0, 1.1)],
+            bars: vec![(10.0, 0.011, 0.015), (100.0, 0.2, 0.4), (1000.0, 0.9, 1.2)],
+        }];
+        let words = Labels {
+            title: "ratio",
+            notes: &[],
+            x: "connections",
+            y: "msgs/s / the baseline's",
+        };
+        ratio_chart(&path, &words, &series, false).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The y axis's tick labels: right-aligned left of the plot.
+        let ticks: Vec<String> = svg::elements(&text)
+            .into_iter()
+            .filter(|e| e.tag == "text" && e.attr("text-anchor") == Some("end"))
+            .map(|e| e.text)
+            .filter(|t| !t.is_empty())
+            .collect();
+        for want in ["0.01", "0.1", "1"] {
+            assert!(ticks.iter().any(|t| t == want), "{want} in {ticks:?}");
+        }
+        for (i, t) in ticks.iter().enumerate() {
+            assert!(!ticks[..i].contains(t), "{t} twice in {ticks:?}");
+            let v: f64 = t.parse().unwrap();
+            let decimals = t.split_once('.').map_or(0, |(_, d)| d.len());
+            let magnitude = (-v.log10().floor()).max(0.0) as usize;
+            assert_eq!(decimals, magnitude, "{t}: the decimals of its magnitude");
+        }
     }
 }

@@ -42,6 +42,50 @@ struct Plot {
     figure: Option<Figure>,
 }
 
+/// A figure a ratio chart draws: its name in summary.json's verdicts, in words, and where it goes.
+struct RatioMetric {
+    name: &'static str,
+    words: &'static str,
+    higher_is_better: bool,
+    /// What a ratio on the better side of 1 says.
+    better: &'static str,
+    /// The chart it goes beside: SWEEP-BESIDE.svg.
+    beside: &'static str,
+}
+
+/// The figures a ratio chart can draw: msgs/s (closed loop), p99 and p50 latency (open loop),
+/// connections/s (churn).
+const RATIO_METRICS: [RatioMetric; 4] = [
+    RatioMetric {
+        name: "msgs_per_s",
+        words: "msgs/s",
+        higher_is_better: true,
+        better: "more msgs/s",
+        beside: "throughput",
+    },
+    RatioMetric {
+        name: "p99_us",
+        words: "p99 latency",
+        higher_is_better: false,
+        better: "a lower p99",
+        beside: "p99",
+    },
+    RatioMetric {
+        name: "p50_us",
+        words: "p50 latency",
+        higher_is_better: false,
+        better: "a lower p50",
+        beside: "p99",
+    },
+    RatioMetric {
+        name: "connections_per_s",
+        words: "connections/s",
+        higher_is_better: true,
+        better: "more connections/s",
+        beside: "connections-per-s",
+    },
+];
+
 /// One sweep of a run, as its charts need it.
 pub struct SweepView<'a> {
     pub dir: &'a Path,
@@ -245,10 +289,125 @@ impl SweepView<'_> {
                 None => {} // no cell of the sweep has it: nothing to draw
             }
         }
+        if let Some((metric, chart)) = self.ratio_chart() {
+            // Beside the chart of the same figure in absolute terms, where there is one.
+            let beside = format!("{}-{}.svg", self.name, metric.beside);
+            let at = shown.iter().position(|c| c.0 == beside);
+            shown.insert(at.map_or(shown.len(), |i| i + 1), chart);
+        }
         if let Some(chart) = self.spectrum() {
             shown.push(chart);
         }
         (shown, linked)
+    }
+
+    /// The figure the sweep's verdicts resolve, which its ratio chart draws: connections/s with
+    /// churn, p99 (else p50) latency in open loop (every cell has a rate), else msgs/s.
+    fn ratio_metric(&self) -> Option<&'static RatioMetric> {
+        let judged = |name: &str| {
+            self.summary
+                .verdicts
+                .iter()
+                .any(|v| v.sweep == self.name && v.metric == name)
+        };
+        let cells = self.cells.iter();
+        let candidates: &[&RatioMetric] =
+            if cells.clone().any(|c| c.messages_per_connection.is_some()) {
+                &[&RATIO_METRICS[3]]
+            } else if cells.clone().all(|c| c.rate.is_some()) {
+                &[&RATIO_METRICS[1], &RATIO_METRICS[2]]
+            } else {
+                &[&RATIO_METRICS[0]]
+            };
+        candidates.iter().copied().find(|m| judged(m.name))
+    }
+
+    /// The ratio of each column to the sweep's first (the baseline) at each row, on the figure
+    /// [`SweepView::ratio_metric`] picks, from the verdicts: the per-round ratio's median and its
+    /// interval, inverted where the baseline is the verdict's `a`. A row where a column has no
+    /// verdict against the baseline has no point. With the interval's confidences, as a fraction.
+    fn ratio_series(&self, metric: &RatioMetric) -> (Vec<Series>, Vec<f64>) {
+        let Some((base, others)) = self.columns.split_first() else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut confidence = Vec::new();
+        let mut series = Vec::new();
+        for (i, col) in others.iter().enumerate() {
+            let (mut points, mut bars) = (Vec::new(), Vec::new());
+            for v in &self.summary.verdicts {
+                if v.sweep != self.name || v.metric != metric.name {
+                    continue;
+                }
+                let r = &v.ratio;
+                let (median, lo, hi) = if v.a == *base && v.b == *col {
+                    (1.0 / r.median, 1.0 / r.hi, 1.0 / r.lo)
+                } else if v.a == *col && v.b == *base {
+                    (r.median, r.lo, r.hi)
+                } else {
+                    continue;
+                };
+                let x = v.row as f64;
+                points.push((x, median));
+                bars.push((x, lo, hi));
+                confidence.push(r.confidence);
+            }
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if !points.is_empty() {
+                series.push(Series {
+                    label: col.clone(),
+                    // The column's look in the sweep's other charts.
+                    look: i + 1,
+                    points,
+                    bars,
+                });
+            }
+        }
+        (series, confidence)
+    }
+
+    /// The chart of each column's ratio to the sweep's first column, with the figure it is on:
+    /// None where the sweep has one column, or no verdict against the first.
+    fn ratio_chart(&self) -> Option<(&'static RatioMetric, Chart)> {
+        let metric = self.ratio_metric()?;
+        let (series, confidence) = self.ratio_series(metric);
+        let base = self.columns.first()?;
+        if series.is_empty() {
+            return None;
+        }
+        let (sweep, x, what) = (self.name, self.x, metric.words);
+        let file = format!("{sweep}-ratio.svg");
+        let title = format!("{sweep}: {what} relative to {base}, against {x}");
+        let confidence = span(confidence.iter().map(|c| c * 100.0), |c| format!("{c:.1}"));
+        let notes = [
+            self.run_note(),
+            format!(
+                "points: the median of the per-round ratio column / {base} ({what}, paired by \
+                 round); bars: its {confidence}% interval"
+            ),
+            format!(
+                "dashed line at 1: the same as {base}; {} 1: {}",
+                if metric.higher_is_better {
+                    "above"
+                } else {
+                    "below"
+                },
+                metric.better
+            ),
+        ];
+        let y = format!("{what} / the baseline's (log scale)");
+        let labels = Labels {
+            title: &title,
+            notes: &notes,
+            x,
+            y: &y,
+        };
+        match charts::ratio_chart(&self.dir.join(&file), &labels, &series, self.by_idle) {
+            Ok(()) => Some((metric, (file, title))),
+            Err(e) => {
+                eprintln!("pollbench: {e}");
+                None
+            }
+        }
     }
 
     /// The latency percentile spectrum of every backend at one load of the sweep (see
@@ -398,5 +557,102 @@ fn span(values: impl Iterator<Item = f64>, show: impl Fn(f64) -> String) -> Stri
         lo
     } else {
         format!("{lo}–{hi}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollbench_schema::summary::{Judgement, VerdictSummary};
+
+    /// A cell of column `label` at `connections`, open loop at `rate` if given.
+    fn cell(label: &str, connections: usize, rate: Option<u64>) -> Cell {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("s-{label}-c{connections}"), "label": label, "sweep": "s",
+            "backend": "epoll", "trigger": null, "accept": null, "connections": connections,
+            "idle": 0, "rate": rate, "size": "64B", "pipeline": 1, "server_threads": 1,
+            "client_threads": 1
+        }))
+        .unwrap()
+    }
+
+    fn verdict(metric: &str, row: usize, a: &str, b: &str, ratio: [f64; 3]) -> VerdictSummary {
+        VerdictSummary {
+            sweep: "s".into(),
+            row,
+            metric: metric.into(),
+            a: a.into(),
+            b: b.into(),
+            ratio: Estimate {
+                median: ratio[0],
+                lo: ratio[1],
+                hi: ratio[2],
+                confidence: 0.969,
+            },
+            verdict: Judgement::NoClearDifference,
+            limited_by: None,
+        }
+    }
+
+    /// The ratio series of a sweep of columns base, b and c at 10 and 100 connections.
+    fn ratios(rate: Option<u64>, verdicts: Vec<VerdictSummary>) -> (&'static str, Vec<Series>) {
+        let cells: Vec<Cell> = ["base", "b", "c"]
+            .iter()
+            .flat_map(|l| [cell(l, 10, rate), cell(l, 100, rate)])
+            .collect();
+        let cells: Vec<&Cell> = cells.iter().collect();
+        let columns: Vec<String> = ["base", "b", "c"].map(String::from).into();
+        let summary = Summary {
+            schema: pollbench_schema::summary::SCHEMA.into(),
+            method: String::new(),
+            cells: Vec::new(),
+            verdicts,
+        };
+        let view = SweepView {
+            dir: Path::new("run"),
+            name: "s",
+            x: "connections",
+            cells: &cells,
+            columns: &columns,
+            by_idle: false,
+            completed: &BTreeMap::new(),
+            summary: &summary,
+            rounds: true,
+        };
+        let metric = view.ratio_metric().expect("a metric with verdicts");
+        (metric.name, view.ratio_series(metric).0)
+    }
+
+    #[test]
+    fn a_ratio_is_to_the_first_column_inverted_where_that_is_a_and_absent_without_a_verdict() {
+        let (metric, series) = ratios(
+            None,
+            vec![
+                verdict("msgs_per_s", 10, "base", "b", [2.0, 1.0, 4.0]),
+                verdict("msgs_per_s", 100, "b", "base", [1.5, 1.2, 1.8]),
+                verdict("msgs_per_s", 10, "b", "c", [9.0, 9.0, 9.0]),
+                verdict("p99_us", 10, "c", "base", [3.0, 3.0, 3.0]),
+            ],
+        );
+        assert_eq!(metric, "msgs_per_s", "closed loop: msgs/s");
+        assert_eq!(series.len(), 1, "c has no msgs/s verdict against base");
+        let b = &series[0];
+        assert_eq!((b.label.as_str(), b.look), ("b", 1));
+        assert_eq!(b.points, [(10.0, 0.5), (100.0, 1.5)]);
+        assert_eq!(b.bars, [(10.0, 0.25, 1.0), (100.0, 1.2, 1.8)]);
+    }
+
+    #[test]
+    fn an_open_loop_sweep_draws_the_ratio_of_p99_else_p50() {
+        let p99 = verdict("p99_us", 10, "c", "base", [3.0, 2.0, 4.0]);
+        let p50 = verdict("p50_us", 10, "c", "base", [2.0, 1.0, 3.0]);
+        let msgs = verdict("msgs_per_s", 10, "c", "base", [1.0, 1.0, 1.0]);
+        let (metric, series) = ratios(Some(1000), vec![msgs.clone(), p50.clone(), p99]);
+        assert_eq!(metric, "p99_us");
+        assert_eq!(
+            (series[0].look, &series[0].points[..]),
+            (2, &[(10.0, 3.0)][..])
+        );
+        assert_eq!(ratios(Some(1000), vec![msgs, p50]).0, "p50_us");
     }
 }
