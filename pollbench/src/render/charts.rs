@@ -763,16 +763,57 @@ pub fn spectrum_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Draw latency percentile spectra (points from [`spectrum_points`]) into an SVG at `path`: x in
-/// nines (labelled 0%, 90%, 99%, ...), y in microseconds on a log scale fitted to the lines; a
-/// marker where each line stops.
-pub fn spectrum_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result<(), String> {
-    let points = extent(series);
+/// One cell's latency spectra (points from [`spectrum_points`]): its corrected latency and, in
+/// open loop where its logs have it, its uncorrected latency (from the actual send).
+pub struct Spectrum {
+    pub label: String,
+    /// Which look its lines are drawn in, as [`Series::look`].
+    pub look: usize,
+    pub corrected: Vec<(f64, f64)>,
+    pub uncorrected: Option<Vec<(f64, f64)>>,
+}
+
+/// The look of cell `i`'s line in a spectrum that pairs corrected and uncorrected latency: the
+/// cell's colour (then marker) for both, the corrected line solid and the uncorrected dashed. The
+/// first 24 cells look different.
+fn pair_look(i: usize, uncorrected: bool) -> Look {
+    Look {
+        color: COLORS[i % COLORS.len()],
+        dash: uncorrected.then_some((6, 4)),
+        marker: MARKERS[i / COLORS.len() % MARKERS.len()],
+    }
+}
+
+/// Draw latency percentile spectra into an SVG at `path`: x in nines (labelled 0%, 90%, 99%, ...),
+/// y in microseconds on a log scale fitted to the lines; a marker where each line stops. Where a
+/// cell has its uncorrected spectrum, it is drawn dashed in the corrected line's colour, and the
+/// legend names each line corrected or uncorrected.
+pub fn spectrum_chart(path: &Path, labels: &Labels, spectra: &[Spectrum]) -> Result<(), String> {
+    let paired = spectra.iter().any(|s| s.uncorrected.is_some());
+    let mut lines: Vec<&[(f64, f64)]> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    for s in spectra {
+        if !paired {
+            lines.push(&s.corrected);
+            let (label, look) = (s.label.clone(), look(s.look));
+            entries.push(Entry { label, look });
+            continue;
+        }
+        lines.push(&s.corrected);
+        let (label, look) = (format!("{}: corrected", s.label), pair_look(s.look, false));
+        entries.push(Entry { label, look });
+        if let Some(u) = &s.uncorrected {
+            lines.push(u);
+            let (label, look) = (format!("{}: uncorrected", s.label), pair_look(s.look, true));
+            entries.push(Entry { label, look });
+        }
+    }
+    let points: Vec<(f64, f64)> = lines.iter().flat_map(|l| l.iter().copied()).collect();
     let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max).ceil();
     let (y_lo, y_hi) = log_range(points.iter().map(|p| p.1));
     let (bold, light) = log_ticks(y_lo, y_hi);
     let err = |e: &dyn Debug| chart_error(path, e);
-    let frame = frame(path, labels, &entries(series)).map_err(|e| err(&e))?;
+    let frame = frame(path, labels, &entries).map_err(|e| err(&e))?;
     let y_axis = (y_lo..y_hi)
         .log_scale()
         .with_key_points(bold)
@@ -793,8 +834,8 @@ pub fn spectrum_chart(path: &Path, labels: &Labels, series: &[Series]) -> Result
         .y_label_formatter(&|v| latency_tick(*v))
         .draw()
         .map_err(|e| err(&e))?;
-    for s in series {
-        draw_look(&mut chart, s.points.clone(), look(s.look), Marks::Last).map_err(|e| err(&e))?;
+    for (points, entry) in lines.iter().zip(&entries) {
+        draw_look(&mut chart, points.to_vec(), entry.look, Marks::Last).map_err(|e| err(&e))?;
     }
     frame.root.present().map_err(|e| err(&e))
 }
@@ -897,6 +938,27 @@ mod tests {
         assert_eq!(wrap("aaaa bbbb cccc dd", NOTE_PT, width).len(), 2);
         let even = wrap_evenly("aaaa bbbb cccc dd", NOTE_PT, width);
         assert_eq!(even, ["aaaa bbbb", "cccc dd"]);
+    }
+
+    #[test]
+    fn a_spectrum_pairs_its_lines_by_colour_and_no_two_cells_look_alike() {
+        let looks: Vec<Look> = (0..24)
+            .flat_map(|i| [pair_look(i, false), pair_look(i, true)])
+            .collect();
+        for (i, a) in looks.iter().enumerate() {
+            assert!(
+                !looks[..i].contains(a),
+                "line {i} looks like an earlier one"
+            );
+        }
+        for i in 0..24 {
+            let (c, u) = (pair_look(i, false), pair_look(i, true));
+            assert_eq!((c.color, c.marker), (u.color, u.marker));
+            assert!(
+                c.dash.is_none() && u.dash.is_some(),
+                "corrected solid, uncorrected dashed"
+            );
+        }
     }
 
     #[test]
@@ -1221,26 +1283,36 @@ mod tests {
         let path = dir.path().join("ratio.svg");
         ratio_chart(&path, &words, &ratios, true).unwrap();
         check_layout(&path, &labels);
-        let spectra: Vec<Series> = labels
+        let spectra: Vec<Spectrum> = labels
             .iter()
             .enumerate()
-            .map(|(i, label)| Series {
-                label: label.clone(),
-                look: i,
-                points: (0..=80)
-                    .map(|j| {
-                        (
-                            j as f64 / 20.0,
-                            (20.0 + i as f64) * 10f64.powf(j as f64 / 20.0),
-                        )
-                    })
-                    .collect(),
-                bars: Vec::new(),
+            .map(|(i, label)| {
+                let line = |k: f64| -> Vec<(f64, f64)> {
+                    (0..=80)
+                        .map(|j| (j as f64 / 20.0, k * 10f64.powf(j as f64 / 20.0)))
+                        .collect()
+                };
+                Spectrum {
+                    label: label.clone(),
+                    look: i,
+                    corrected: line(20.0 + i as f64),
+                    uncorrected: (i % 3 != 0).then(|| line(15.0 + i as f64)),
+                }
+            })
+            .collect();
+        let legend: Vec<String> = spectra
+            .iter()
+            .flat_map(|s| {
+                let u = s
+                    .uncorrected
+                    .as_ref()
+                    .map(|_| format!("{}: uncorrected", s.label));
+                std::iter::once(format!("{}: corrected", s.label)).chain(u)
             })
             .collect();
         let path = dir.path().join("spectrum.svg");
         spectrum_chart(&path, &words, &spectra).unwrap();
-        check_layout(&path, &labels);
+        check_layout(&path, &legend);
     }
 
     #[test]

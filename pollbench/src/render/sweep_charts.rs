@@ -2,15 +2,15 @@
 //! connections), and the latency percentile spectrum of every backend at one load.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pollbench_schema::results::Cell;
 use pollbench_schema::run::RunReport;
 use pollbench_schema::summary::{CellSummary, Estimate, Summary};
 
-use pollbench_schema::file::read_json;
+use pollbench_schema::hlog;
 
-use crate::render::charts::{self, Labels, Series, YAxis};
+use crate::render::charts::{self, Labels, Series, Spectrum, YAxis};
 
 /// A chart written into the run directory: (file name, description).
 pub type Chart = (String, String);
@@ -411,38 +411,55 @@ impl SweepView<'_> {
     }
 
     /// The latency percentile spectrum of every backend at one load of the sweep (see
-    /// [`SweepView::spectrum_row`]): each cell's median round, by p99 in open loop (where every
-    /// round runs at the same msgs/s) and by msgs/s in closed loop.
+    /// [`SweepView::spectrum_row`]): each cell's histogram over the measured windows of all its
+    /// rounds, and in open loop its uncorrected latency beside the corrected.
     fn spectrum(&self) -> Option<Chart> {
         let (at, done) = self.spectrum_row()?;
-        let series: Vec<Series> = done
+        let mut rounds = Vec::new();
+        let spectra: Vec<Spectrum> = done
             .iter()
-            .filter_map(|c| match self.spectrum_series(c) {
-                Ok(s) => Some(s),
+            .filter_map(|c| match self.spectrum_of(c) {
+                Ok((s, n)) => {
+                    rounds.push(n as f64);
+                    Some(s)
+                }
                 Err(e) => {
                     eprintln!("pollbench: {e}");
                     None
                 }
             })
             .collect();
-        if series.is_empty() {
+        if spectra.is_empty() {
             return None;
         }
         let open = done.iter().filter(|c| c.rate.is_some()).count();
-        let (by, why) = match (open, done.len() - open) {
-            (_, 0) => ("p99", "open loop: every round runs at the same msgs/s"),
-            (0, _) => ("msgs/s", "closed loop"),
-            _ => ("p99 (open loop) or msgs/s", "mixed loops"),
-        };
+        let merged = rounds.iter().any(|&n| n > 1.0);
         let file = format!("{}-spectrum.svg", self.name);
         let title = format!(
-            "{}: latency by percentile at {at} {}, median round by {by}",
-            self.name, self.x
+            "{}: latency by percentile at {at} {}{}",
+            self.name,
+            self.x,
+            if merged { ", all rounds merged" } else { "" }
         );
-        let notes = [
-            self.run_note(),
-            format!("each line: its cell's median round by {by} ({why})"),
-        ];
+        let mut notes = vec![self.run_note()];
+        if merged {
+            let n = span(rounds.into_iter(), |n| format!("{n:.0}"));
+            notes.push(format!(
+                "each cell: one histogram of the measured windows of all its rounds ({n}), so a \
+                 slow round shows in the tail"
+            ));
+        }
+        let paired = spectra.iter().any(|s| s.uncorrected.is_some());
+        notes.push(match (open, done.len() - open) {
+            _ if paired => "solid: corrected latency (from each message's intended send time); \
+                            dashed, same colour: uncorrected (from its actual send)"
+                .into(),
+            (_, 0) => "corrected latency (from each message's intended send time); the logs \
+                       have no uncorrected latency"
+                .into(),
+            (0, _) => "closed loop: latency from each message's send".into(),
+            _ => "corrected latency in open loop, from the send in closed loop".into(),
+        });
         let x = format!(
             "percentile (each line stops where fewer than {} samples lie beyond)",
             charts::SPECTRUM_TAIL
@@ -453,7 +470,7 @@ impl SweepView<'_> {
             x: &x,
             y: "latency",
         };
-        match charts::spectrum_chart(&self.dir.join(&file), &labels, &series) {
+        match charts::spectrum_chart(&self.dir.join(&file), &labels, &spectra) {
             Ok(()) => Some((file, title)),
             Err(e) => {
                 eprintln!("pollbench: {e}");
@@ -499,51 +516,48 @@ impl SweepView<'_> {
         Some((at, cells))
     }
 
-    /// The spectrum of cell `c`: its median round's histogram (see [`SweepView::median_round`]),
-    /// or its ID.hlog in a run without rounds.
-    fn spectrum_series(&self, c: &Cell) -> Result<Series, String> {
+    /// The spectra of cell `c` and the rounds they come from: the latency of all its rounds'
+    /// measured windows (ID.rK.hlog, or ID.hlog where it ran once) in one histogram, and in open
+    /// loop the uncorrected latency the same way, where every round's log has it.
+    fn spectrum_of(&self, c: &Cell) -> Result<(Spectrum, usize), String> {
         let cells = self.dir.join("cells");
-        let (hlog, label) = match self.median_round(c)? {
-            Some((k, n)) => (
-                cells.join(format!("{}.r{k}.hlog", c.id)),
-                format!("{} (round {k} of {n})", c.label),
-            ),
-            None => (cells.join(format!("{}.hlog", c.id)), c.label.clone()),
+        let n = self.summary.cell(&c.id).map_or(0, |s| s.rounds);
+        let logs: Vec<PathBuf> = if n >= 2 {
+            (1..=n)
+                .map(|k| cells.join(format!("{}.r{k}.hlog", c.id)))
+                .collect()
+        } else {
+            vec![cells.join(format!("{}.hlog", c.id))]
         };
-        let h = pollbench_schema::hlog::total(&hlog)?;
-        Ok(Series {
-            label,
+        let mut corrected = hlog::new_histogram();
+        let mut uncorrected = c.rate.map(|_| hlog::new_histogram());
+        for path in &logs {
+            let log = hlog::read_log(path)?;
+            for (_, h) in &log.latency {
+                corrected
+                    .add(h)
+                    .map_err(|e| format!("{}: {e:?}", path.display()))?;
+            }
+            uncorrected = match (uncorrected, log.total_of(hlog::UNCORRECTED_TAG)) {
+                (Some(mut sum), Some(h)) => {
+                    sum.add(&h)
+                        .map_err(|e| format!("{}: {e:?}", path.display()))?;
+                    Some(sum)
+                }
+                _ => None,
+            };
+        }
+        let spectrum = Spectrum {
+            label: c.label.clone(),
             look: self
                 .columns
                 .iter()
                 .position(|col| *col == c.label)
                 .unwrap_or(0),
-            points: charts::spectrum_points(&h),
-            bars: Vec::new(),
-        })
-    }
-
-    /// The median round of cell `c` and its rounds, (k, n): by p99 in open loop (every round
-    /// runs at the cell's rate, so msgs/s cannot tell them apart), else by msgs/s (the round
-    /// copied to ID.*); None in a run without rounds.
-    fn median_round(&self, c: &Cell) -> Result<Option<(usize, usize)>, String> {
-        let n = self.summary.cell(&c.id).map_or(0, |s| s.rounds);
-        if !self.rounds || n < 2 {
-            return Ok(None);
-        }
-        let mut rounds = Vec::with_capacity(n);
-        for k in 1..=n {
-            let path = self.dir.join("cells").join(format!("{}.r{k}.json", c.id));
-            let run: RunReport = read_json(&path)?;
-            let key = if c.rate.is_some() {
-                run.latency_us.p99 as f64
-            } else {
-                run.throughput_msgs_per_s
-            };
-            rounds.push((k, key));
-        }
-        rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
-        Ok(Some((rounds[(n - 1) / 2].0, n)))
+            corrected: charts::spectrum_points(&corrected),
+            uncorrected: uncorrected.map(|h| charts::spectrum_points(&h)),
+        };
+        Ok((spectrum, logs.len()))
     }
 }
 

@@ -67,8 +67,7 @@ impl Markdown<'_> {
                  it as error bars. A verdict pairs two columns round by round: the interval of the \
                  per-round ratio a/b; a sweep's ratio chart draws them against its first column. \
                  The cells' ID.* files are the median round by msgs/s; a latency spectrum draws \
-                 each cell's median round by msgs/s in closed loop and by p99 in open loop (where \
-                 every round has the same msgs/s).\n",
+                 each cell's histogram of all its rounds' measured windows, merged.\n",
                 rounds.order.len(),
                 rounds.seed
             );
@@ -81,8 +80,7 @@ impl Markdown<'_> {
                  the msgs/s median from order statistics (95% from 6 rounds on, else the extremes \
                  with the confidence they have), and the charts draw it as error bars. The cells' \
                  ID.* files are the median round by msgs/s; a latency spectrum draws each cell's \
-                 median round by msgs/s in closed loop and by p99 in open loop (where every round \
-                 has the same msgs/s).\n",
+                 histogram of all its rounds' measured windows, merged.\n",
                 rounds.order.len(),
                 rounds.seed
             );
