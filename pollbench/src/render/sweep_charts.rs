@@ -2,15 +2,15 @@
 //! connections), and the latency percentile spectrum of every backend at one load.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pollbench_schema::results::Cell;
 use pollbench_schema::run::RunReport;
 use pollbench_schema::summary::{CellSummary, Estimate, Summary};
 
-use pollbench_schema::file::read_json;
+use pollbench_schema::hlog;
 
-use crate::render::charts::{self, Labels, Series, YAxis};
+use crate::render::charts::{self, Labels, Series, Spectrum, YAxis};
 
 /// A chart written into the run directory: (file name, description).
 pub type Chart = (String, String);
@@ -41,6 +41,50 @@ struct Plot {
     /// From the summary: always where there is no `run`, and in runs with rounds.
     figure: Option<Figure>,
 }
+
+/// A figure a ratio chart draws: its name in summary.json's verdicts, in words, and where it goes.
+struct RatioMetric {
+    name: &'static str,
+    words: &'static str,
+    higher_is_better: bool,
+    /// What a ratio on the better side of 1 says.
+    better: &'static str,
+    /// The chart it goes beside: SWEEP-BESIDE.svg.
+    beside: &'static str,
+}
+
+/// The figures a ratio chart can draw: msgs/s (closed loop), p99 and p50 latency (open loop),
+/// connections/s (churn).
+const RATIO_METRICS: [RatioMetric; 4] = [
+    RatioMetric {
+        name: "msgs_per_s",
+        words: "msgs/s",
+        higher_is_better: true,
+        better: "more msgs/s",
+        beside: "throughput",
+    },
+    RatioMetric {
+        name: "p99_us",
+        words: "p99 latency",
+        higher_is_better: false,
+        better: "a lower p99",
+        beside: "p99",
+    },
+    RatioMetric {
+        name: "p50_us",
+        words: "p50 latency",
+        higher_is_better: false,
+        better: "a lower p50",
+        beside: "p99",
+    },
+    RatioMetric {
+        name: "connections_per_s",
+        words: "connections/s",
+        higher_is_better: true,
+        better: "more connections/s",
+        beside: "connections-per-s",
+    },
+];
 
 /// One sweep of a run, as its charts need it.
 pub struct SweepView<'a> {
@@ -81,7 +125,8 @@ impl SweepView<'_> {
     fn series(&self, plot: &Plot) -> Vec<Series> {
         self.columns
             .iter()
-            .map(|col| {
+            .enumerate()
+            .map(|(look, col)| {
                 let (points, bars) = self
                     .cells
                     .iter()
@@ -90,6 +135,7 @@ impl SweepView<'_> {
                     .unzip::<_, _, Vec<_>, Vec<_>>();
                 Series {
                     label: col.clone(),
+                    look,
                     points,
                     bars: bars.into_iter().flatten().collect(),
                 }
@@ -243,45 +289,177 @@ impl SweepView<'_> {
                 None => {} // no cell of the sweep has it: nothing to draw
             }
         }
+        if let Some((metric, chart)) = self.ratio_chart() {
+            // Beside the chart of the same figure in absolute terms, where there is one.
+            let beside = format!("{}-{}.svg", self.name, metric.beside);
+            let at = shown.iter().position(|c| c.0 == beside);
+            shown.insert(at.map_or(shown.len(), |i| i + 1), chart);
+        }
         if let Some(chart) = self.spectrum() {
             shown.push(chart);
         }
         (shown, linked)
     }
 
+    /// The figure the sweep's verdicts resolve, which its ratio chart draws: connections/s with
+    /// churn, p99 (else p50) latency in open loop (every cell has a rate), else msgs/s.
+    fn ratio_metric(&self) -> Option<&'static RatioMetric> {
+        let judged = |name: &str| {
+            self.summary
+                .verdicts
+                .iter()
+                .any(|v| v.sweep == self.name && v.metric == name)
+        };
+        let cells = self.cells.iter();
+        let candidates: &[&RatioMetric] =
+            if cells.clone().any(|c| c.messages_per_connection.is_some()) {
+                &[&RATIO_METRICS[3]]
+            } else if cells.clone().all(|c| c.rate.is_some()) {
+                &[&RATIO_METRICS[1], &RATIO_METRICS[2]]
+            } else {
+                &[&RATIO_METRICS[0]]
+            };
+        candidates.iter().copied().find(|m| judged(m.name))
+    }
+
+    /// The ratio of each column to the sweep's first (the baseline) at each row, on the figure
+    /// [`SweepView::ratio_metric`] picks, from the verdicts: the per-round ratio's median and its
+    /// interval, inverted where the baseline is the verdict's `a`. A row where a column has no
+    /// verdict against the baseline has no point. With the interval's confidences, as a fraction.
+    fn ratio_series(&self, metric: &RatioMetric) -> (Vec<Series>, Vec<f64>) {
+        let Some((base, others)) = self.columns.split_first() else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut confidence = Vec::new();
+        let mut series = Vec::new();
+        for (i, col) in others.iter().enumerate() {
+            let (mut points, mut bars) = (Vec::new(), Vec::new());
+            for v in &self.summary.verdicts {
+                if v.sweep != self.name || v.metric != metric.name {
+                    continue;
+                }
+                let r = &v.ratio;
+                let (median, lo, hi) = if v.a == *base && v.b == *col {
+                    (1.0 / r.median, 1.0 / r.hi, 1.0 / r.lo)
+                } else if v.a == *col && v.b == *base {
+                    (r.median, r.lo, r.hi)
+                } else {
+                    continue;
+                };
+                let x = v.row as f64;
+                points.push((x, median));
+                bars.push((x, lo, hi));
+                confidence.push(r.confidence);
+            }
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if !points.is_empty() {
+                series.push(Series {
+                    label: col.clone(),
+                    // The column's look in the sweep's other charts.
+                    look: i + 1,
+                    points,
+                    bars,
+                });
+            }
+        }
+        (series, confidence)
+    }
+
+    /// The chart of each column's ratio to the sweep's first column, with the figure it is on:
+    /// None where the sweep has one column, or no verdict against the first.
+    fn ratio_chart(&self) -> Option<(&'static RatioMetric, Chart)> {
+        let metric = self.ratio_metric()?;
+        let (series, confidence) = self.ratio_series(metric);
+        let base = self.columns.first()?;
+        if series.is_empty() {
+            return None;
+        }
+        let (sweep, x, what) = (self.name, self.x, metric.words);
+        let file = format!("{sweep}-ratio.svg");
+        let title = format!("{sweep}: {what} relative to {base}, against {x}");
+        let confidence = span(confidence.iter().map(|c| c * 100.0), |c| format!("{c:.1}"));
+        let notes = [
+            self.run_note(),
+            format!(
+                "points: the median of the per-round ratio column / {base} ({what}, paired by \
+                 round); bars: its {confidence}% interval"
+            ),
+            format!(
+                "dashed line at 1: the same as {base}; {} 1: {}",
+                if metric.higher_is_better {
+                    "above"
+                } else {
+                    "below"
+                },
+                metric.better
+            ),
+        ];
+        let y = format!("{what} / the baseline's (log scale)");
+        let labels = Labels {
+            title: &title,
+            notes: &notes,
+            x,
+            y: &y,
+        };
+        match charts::ratio_chart(&self.dir.join(&file), &labels, &series, self.by_idle) {
+            Ok(()) => Some((metric, (file, title))),
+            Err(e) => {
+                eprintln!("pollbench: {e}");
+                None
+            }
+        }
+    }
+
     /// The latency percentile spectrum of every backend at one load of the sweep (see
-    /// [`SweepView::spectrum_row`]): each cell's median round, by p99 in open loop (where every
-    /// round runs at the same msgs/s) and by msgs/s in closed loop.
+    /// [`SweepView::spectrum_row`]): each cell's histogram over the measured windows of all its
+    /// rounds, and in open loop its uncorrected latency beside the corrected.
     fn spectrum(&self) -> Option<Chart> {
         let (at, done) = self.spectrum_row()?;
-        let series: Vec<Series> = done
+        let mut rounds = Vec::new();
+        let spectra: Vec<Spectrum> = done
             .iter()
-            .filter_map(|c| match self.spectrum_series(c) {
-                Ok(s) => Some(s),
+            .filter_map(|c| match self.spectrum_of(c) {
+                Ok((s, n)) => {
+                    rounds.push(n as f64);
+                    Some(s)
+                }
                 Err(e) => {
                     eprintln!("pollbench: {e}");
                     None
                 }
             })
             .collect();
-        if series.is_empty() {
+        if spectra.is_empty() {
             return None;
         }
         let open = done.iter().filter(|c| c.rate.is_some()).count();
-        let (by, why) = match (open, done.len() - open) {
-            (_, 0) => ("p99", "open loop: every round runs at the same msgs/s"),
-            (0, _) => ("msgs/s", "closed loop"),
-            _ => ("p99 (open loop) or msgs/s", "mixed loops"),
-        };
+        let merged = rounds.iter().any(|&n| n > 1.0);
         let file = format!("{}-spectrum.svg", self.name);
         let title = format!(
-            "{}: latency by percentile at {at} {}, median round by {by}",
-            self.name, self.x
+            "{}: latency by percentile at {at} {}{}",
+            self.name,
+            self.x,
+            if merged { ", all rounds merged" } else { "" }
         );
-        let notes = [
-            self.run_note(),
-            format!("each line: its cell's median round by {by} ({why})"),
-        ];
+        let mut notes = vec![self.run_note()];
+        if merged {
+            let n = span(rounds.into_iter(), |n| format!("{n:.0}"));
+            notes.push(format!(
+                "each cell: one histogram of the measured windows of all its rounds ({n}), so a \
+                 slow round shows in the tail"
+            ));
+        }
+        let paired = spectra.iter().any(|s| s.uncorrected.is_some());
+        notes.push(match (open, done.len() - open) {
+            _ if paired => "solid: corrected latency (from each message's intended send time); \
+                            dashed, same colour: uncorrected (from its actual send)"
+                .into(),
+            (_, 0) => "corrected latency (from each message's intended send time); the logs \
+                       have no uncorrected latency"
+                .into(),
+            (0, _) => "closed loop: latency from each message's send".into(),
+            _ => "corrected latency in open loop, from the send in closed loop".into(),
+        });
         let x = format!(
             "percentile (each line stops where fewer than {} samples lie beyond)",
             charts::SPECTRUM_TAIL
@@ -292,7 +470,7 @@ impl SweepView<'_> {
             x: &x,
             y: "latency",
         };
-        match charts::spectrum_chart(&self.dir.join(&file), &labels, &series) {
+        match charts::spectrum_chart(&self.dir.join(&file), &labels, &spectra) {
             Ok(()) => Some((file, title)),
             Err(e) => {
                 eprintln!("pollbench: {e}");
@@ -338,46 +516,48 @@ impl SweepView<'_> {
         Some((at, cells))
     }
 
-    /// The spectrum of cell `c`: its median round's histogram (see [`SweepView::median_round`]),
-    /// or its ID.hlog in a run without rounds.
-    fn spectrum_series(&self, c: &Cell) -> Result<Series, String> {
+    /// The spectra of cell `c` and the rounds they come from: the latency of all its rounds'
+    /// measured windows (ID.rK.hlog, or ID.hlog where it ran once) in one histogram, and in open
+    /// loop the uncorrected latency the same way, where every round's log has it.
+    fn spectrum_of(&self, c: &Cell) -> Result<(Spectrum, usize), String> {
         let cells = self.dir.join("cells");
-        let (hlog, label) = match self.median_round(c)? {
-            Some((k, n)) => (
-                cells.join(format!("{}.r{k}.hlog", c.id)),
-                format!("{} (round {k} of {n})", c.label),
-            ),
-            None => (cells.join(format!("{}.hlog", c.id)), c.label.clone()),
-        };
-        let h = pollbench_schema::hlog::total(&hlog)?;
-        Ok(Series {
-            label,
-            points: charts::spectrum_points(&h),
-            bars: Vec::new(),
-        })
-    }
-
-    /// The median round of cell `c` and its rounds, (k, n): by p99 in open loop (every round
-    /// runs at the cell's rate, so msgs/s cannot tell them apart), else by msgs/s (the round
-    /// copied to ID.*); None in a run without rounds.
-    fn median_round(&self, c: &Cell) -> Result<Option<(usize, usize)>, String> {
         let n = self.summary.cell(&c.id).map_or(0, |s| s.rounds);
-        if !self.rounds || n < 2 {
-            return Ok(None);
-        }
-        let mut rounds = Vec::with_capacity(n);
-        for k in 1..=n {
-            let path = self.dir.join("cells").join(format!("{}.r{k}.json", c.id));
-            let run: RunReport = read_json(&path)?;
-            let key = if c.rate.is_some() {
-                run.latency_us.p99 as f64
-            } else {
-                run.throughput_msgs_per_s
+        let logs: Vec<PathBuf> = if n >= 2 {
+            (1..=n)
+                .map(|k| cells.join(format!("{}.r{k}.hlog", c.id)))
+                .collect()
+        } else {
+            vec![cells.join(format!("{}.hlog", c.id))]
+        };
+        let mut corrected = hlog::new_histogram();
+        let mut uncorrected = c.rate.map(|_| hlog::new_histogram());
+        for path in &logs {
+            let log = hlog::read_log(path)?;
+            for (_, h) in &log.latency {
+                corrected
+                    .add(h)
+                    .map_err(|e| format!("{}: {e:?}", path.display()))?;
+            }
+            uncorrected = match (uncorrected, log.total_of(hlog::UNCORRECTED_TAG)) {
+                (Some(mut sum), Some(h)) => {
+                    sum.add(&h)
+                        .map_err(|e| format!("{}: {e:?}", path.display()))?;
+                    Some(sum)
+                }
+                _ => None,
             };
-            rounds.push((k, key));
         }
-        rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
-        Ok(Some((rounds[(n - 1) / 2].0, n)))
+        let spectrum = Spectrum {
+            label: c.label.clone(),
+            look: self
+                .columns
+                .iter()
+                .position(|col| *col == c.label)
+                .unwrap_or(0),
+            corrected: charts::spectrum_points(&corrected),
+            uncorrected: uncorrected.map(|h| charts::spectrum_points(&h)),
+        };
+        Ok((spectrum, logs.len()))
     }
 }
 
@@ -391,5 +571,103 @@ fn span(values: impl Iterator<Item = f64>, show: impl Fn(f64) -> String) -> Stri
         lo
     } else {
         format!("{lo}–{hi}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollbench_schema::summary::{Judgement, VerdictSummary};
+
+    /// A cell of column `label` at `connections`, open loop at `rate` if given.
+    fn cell(label: &str, connections: usize, rate: Option<u64>) -> Cell {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("s-{label}-c{connections}"), "label": label, "sweep": "s",
+            "backend": "epoll", "trigger": null, "accept": null, "connections": connections,
+            "idle": 0, "rate": rate, "size": "64B", "pipeline": 1, "server_threads": 1,
+            "client_threads": 1
+        }))
+        .unwrap()
+    }
+
+    fn verdict(metric: &str, row: usize, a: &str, b: &str, ratio: [f64; 3]) -> VerdictSummary {
+        VerdictSummary {
+            sweep: "s".into(),
+            row,
+            metric: metric.into(),
+            a: a.into(),
+            b: b.into(),
+            ratio: Estimate {
+                median: ratio[0],
+                lo: ratio[1],
+                hi: ratio[2],
+                confidence: 0.969,
+            },
+            verdict: Judgement::NoClearDifference,
+            limited_by: None,
+        }
+    }
+
+    /// The ratio series of a sweep of columns base, b and c at 10 and 100 connections.
+    fn ratios(rate: Option<u64>, verdicts: Vec<VerdictSummary>) -> (&'static str, Vec<Series>) {
+        let cells: Vec<Cell> = ["base", "b", "c"]
+            .iter()
+            .flat_map(|l| [cell(l, 10, rate), cell(l, 100, rate)])
+            .collect();
+        let cells: Vec<&Cell> = cells.iter().collect();
+        let columns: Vec<String> = ["base", "b", "c"].map(String::from).into();
+        let summary = Summary {
+            schema: pollbench_schema::summary::SCHEMA.into(),
+            method: String::new(),
+            cells: Vec::new(),
+            verdicts,
+            pairs_judged: Vec::new(),
+        };
+        let view = SweepView {
+            dir: Path::new("run"),
+            name: "s",
+            x: "connections",
+            cells: &cells,
+            columns: &columns,
+            by_idle: false,
+            completed: &BTreeMap::new(),
+            summary: &summary,
+            rounds: true,
+        };
+        let metric = view.ratio_metric().expect("a metric with verdicts");
+        (metric.name, view.ratio_series(metric).0)
+    }
+
+    #[test]
+    fn a_ratio_is_to_the_first_column_inverted_where_that_is_a_and_absent_without_a_verdict() {
+        let (metric, series) = ratios(
+            None,
+            vec![
+                verdict("msgs_per_s", 10, "base", "b", [2.0, 1.0, 4.0]),
+                verdict("msgs_per_s", 100, "b", "base", [1.5, 1.2, 1.8]),
+                verdict("msgs_per_s", 10, "b", "c", [9.0, 9.0, 9.0]),
+                verdict("p99_us", 10, "c", "base", [3.0, 3.0, 3.0]),
+            ],
+        );
+        assert_eq!(metric, "msgs_per_s", "closed loop: msgs/s");
+        assert_eq!(series.len(), 1, "c has no msgs/s verdict against base");
+        let b = &series[0];
+        assert_eq!((b.label.as_str(), b.look), ("b", 1));
+        assert_eq!(b.points, [(10.0, 0.5), (100.0, 1.5)]);
+        assert_eq!(b.bars, [(10.0, 0.25, 1.0), (100.0, 1.2, 1.8)]);
+    }
+
+    #[test]
+    fn an_open_loop_sweep_draws_the_ratio_of_p99_else_p50() {
+        let p99 = verdict("p99_us", 10, "c", "base", [3.0, 2.0, 4.0]);
+        let p50 = verdict("p50_us", 10, "c", "base", [2.0, 1.0, 3.0]);
+        let msgs = verdict("msgs_per_s", 10, "c", "base", [1.0, 1.0, 1.0]);
+        let (metric, series) = ratios(Some(1000), vec![msgs.clone(), p50.clone(), p99]);
+        assert_eq!(metric, "p99_us");
+        assert_eq!(
+            (series[0].look, &series[0].points[..]),
+            (2, &[(10.0, 3.0)][..])
+        );
+        assert_eq!(ratios(Some(1000), vec![msgs, p50]).0, "p50_us");
     }
 }

@@ -80,9 +80,9 @@ impl Markdown<'_> {
                  columns of a row that differ in one dimension (the server, or one setting of the \
                  load; the same server twice is the A/A pair), pairing them round by round: the \
                  median of the per-round ratio a/b and its interval, a clear difference where the \
-                 interval leaves out 1. The cells' ID.* files are the median round by msgs/s; a \
-                 latency spectrum draws each cell's median round by msgs/s in closed loop and by \
-                 p99 in open loop (where every round has the same msgs/s).\n",
+                 interval leaves out 1; a sweep's ratio chart draws them against its first column. \
+                 The cells' ID.* files are the median round by msgs/s; a latency spectrum draws \
+                 each cell's histogram of all its rounds' measured windows, merged.\n",
                 rounds.seed,
                 interval_in_words(n),
             );
