@@ -7,9 +7,16 @@
 //! Written by `pollbench suite` and rebuilt by `pollbench report DIR` from meta.json and the cells'
 //! files; `pollbench compare` reads it.
 //!
+//! Each cell also lists every figure round by round (`per_round`), and each verdict its ratio
+//! round by round (`per_round`), so a reader can redo the statistics from summary.json alone.
+//! summary.csv beside it has one row per cell: every figure with its interval.
+//!
 //! Fields added within version 1 (the churn figures: `connections_per_s`, `connect_p50_us`,
-//! `connect_p99_us`, `accept_spread`, `empty_wakeups_per_accept`) read as null when absent, so a
-//! summary written before them still reads.
+//! `connect_p99_us`, `accept_spread`, `empty_wakeups_per_accept`; the server's cost span and
+//! whole-life cost; `server_busy`, `client_busy`, `client_bound`; `p999_us`, `max_us`; `per_round`
+//! of cells and verdicts; a verdict's `limited_by`; `pairs_judged`) read as null or empty when
+//! absent, so a summary written
+//! before them still reads.
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +114,13 @@ pub struct CellSummary {
     pub p50_us: Option<Estimate>,
     #[serde(deserialize_with = "crate::file::required")]
     pub p99_us: Option<Estimate>,
+    /// The latency's p99.9 and its largest value in microseconds, each round's from its whole
+    /// histogram, as estimates over rounds like the two above: the tail a p99 does not reach.
+    /// Added within version 1: absent (None) in documents written before them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p999_us: Option<Estimate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_us: Option<Estimate>,
     /// The server's CPU time (user + system) per message it echoed, in microseconds, over what
     /// [`server_cost_over`](Self::server_cost_over) says; null where the server did not record
     /// its CPU time.
@@ -176,6 +190,64 @@ pub struct CellSummary {
     /// read. Added within version 1: absent in documents written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_bound: Option<bool>,
+    /// Every figure above in each round it comes from, in round order, so a reader can redo the
+    /// statistics: figure name -> one value per round (`rounds` of them), null where that round
+    /// lacks it; a figure no round has is left out. A figure's median and interval above are the
+    /// order statistics of its values here (a figure is null above unless every round has it);
+    /// `server_cpu_us_per_msg` and `server_syscalls_per_msg` are over the span
+    /// `server_cost_over` says. Added within version 1: absent in documents written before it.
+    #[serde(default, skip_serializing_if = "PerRound::is_empty")]
+    pub per_round: PerRound,
+}
+
+/// Each figure's value in each round, by the figure's name in summary.json, in the order of
+/// [`CellSummary::figures`]; written as a JSON object of arrays (`{"msgs_per_s": [20001.5, null,
+/// ...], ...}`), null where a round lacks the figure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerRound(pub Vec<(String, Vec<Option<f64>>)>);
+
+impl PerRound {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values of figure `name`, round by round, if any round has it.
+    pub fn get(&self, name: &str) -> Option<&[Option<f64>]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, values)| values.as_slice())
+    }
+}
+
+impl Serialize for PerRound {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(name, values)| (name, values)))
+    }
+}
+
+impl<'de> Deserialize<'de> for PerRound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PerRound, D::Error> {
+        /// Reads the object's entries in the order they are written.
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = PerRound;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of figure names to arrays of numbers or nulls")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PerRound, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(PerRound(entries))
+            }
+        }
+        d.deserialize_map(InOrder)
+    }
 }
 
 /// What a paired comparison of two columns says.
@@ -196,6 +268,41 @@ pub enum Judgement {
 /// ([`CellSummary::client_bound`]).
 pub const CLIENT_BOUND: f64 = 0.9;
 
+impl CellSummary {
+    /// Every figure of the cell, by its name in summary.json, in the order of the fields: what
+    /// summary.csv's columns and `per_round` list.
+    pub fn figures(&self) -> [(&'static str, Option<Estimate>); 20] {
+        [
+            ("msgs_per_s", self.msgs_per_s),
+            ("p50_us", self.p50_us),
+            ("p99_us", self.p99_us),
+            ("p999_us", self.p999_us),
+            ("max_us", self.max_us),
+            ("server_cpu_us_per_msg", self.server_cpu_us_per_msg),
+            ("server_syscalls_per_msg", self.server_syscalls_per_msg),
+            (
+                "server_cpu_us_per_msg_whole_life",
+                self.server_cpu_us_per_msg_whole_life,
+            ),
+            (
+                "server_syscalls_per_msg_whole_life",
+                self.server_syscalls_per_msg_whole_life,
+            ),
+            ("events_per_wait", self.events_per_wait),
+            ("client_cpu_us_per_msg", self.client_cpu_us_per_msg),
+            ("send_lateness_p50_us", self.send_lateness_p50_us),
+            ("send_lateness_p99_us", self.send_lateness_p99_us),
+            ("connections_per_s", self.connections_per_s),
+            ("connect_p50_us", self.connect_p50_us),
+            ("connect_p99_us", self.connect_p99_us),
+            ("accept_spread", self.accept_spread),
+            ("empty_wakeups_per_accept", self.empty_wakeups_per_accept),
+            ("server_busy", self.server_busy),
+            ("client_busy", self.client_busy),
+        ]
+    }
+}
+
 /// Two columns of a sweep at one row, compared on `metric` round by round.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct VerdictSummary {
@@ -213,6 +320,11 @@ pub struct VerdictSummary {
     /// was bound by its client. Added within version 1: absent where nothing does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limited_by: Option<String>,
+    /// The ratio a/b in each round, in round order (round k of a against round k of b): `ratio`
+    /// is the median and interval of these. Added within version 1: absent in documents written
+    /// before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_round: Vec<f64>,
 }
 
 #[cfg(test)]
@@ -235,12 +347,37 @@ mod tests {
             },
             verdict: Judgement::ABetter,
             limited_by: None,
+            per_round: vec![1.4, 1.5, 1.5, 1.5, 1.6, 1.7],
         };
         let text = serde_json::to_string(&v).unwrap();
         assert!(text.contains(r#""verdict":"a better""#), "{text}");
         assert_eq!(serde_json::from_str::<VerdictSummary>(&text).unwrap(), v);
         let err = serde_json::from_str::<Judgement>(r#""a_better""#).unwrap_err();
         assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    /// Per-round values keep their figures' order and their nulls, both ways; a cell without
+    /// them (written before them) reads with none.
+    #[test]
+    fn per_round_values_are_an_object_of_arrays_in_the_figures_order() {
+        let per_round = PerRound(vec![
+            ("p99_us".into(), vec![Some(80.0), None, Some(95.5)]),
+            (
+                "msgs_per_s".into(),
+                vec![Some(20_000.0), Some(19_999.5), None],
+            ),
+        ]);
+        let text = serde_json::to_string(&per_round).unwrap();
+        assert_eq!(
+            text,
+            r#"{"p99_us":[80.0,null,95.5],"msgs_per_s":[20000.0,19999.5,null]}"#
+        );
+        let read: PerRound = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, per_round);
+        assert_eq!(read.get("msgs_per_s").unwrap()[1], Some(19_999.5));
+        assert!(read.get("p50_us").is_none());
+        let err = serde_json::from_str::<PerRound>(r#"{"p99_us": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("expected a sequence"), "{err}");
     }
 
     #[test]
@@ -262,5 +399,13 @@ mod tests {
         );
         let read: CellSummary = serde_json::from_str(&whole).unwrap();
         assert_eq!(read.status, CellStatus::Skipped);
+        // The fields added within version 1 are absent here: they read as none, and are left
+        // out again when written.
+        assert!(read.per_round.is_empty() && read.p999_us.is_none() && read.max_us.is_none());
+        let written = serde_json::to_string(&read).unwrap();
+        assert!(
+            !written.contains("per_round") && !written.contains("p999_us"),
+            "{written}"
+        );
     }
 }

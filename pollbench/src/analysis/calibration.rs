@@ -196,6 +196,7 @@ mod tests {
             },
             verdict,
             limited_by: None,
+            per_round: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use pollbench_schema::file::{read_json, write_json_atomically, Versioned};
 use pollbench_schema::results::{Cell, CellStatus, Meta};
 use pollbench_schema::run::RunReport;
 use pollbench_schema::server::{ServerSecond, ServerStats};
-use pollbench_schema::summary::{CellSummary, Estimate, Summary, CLIENT_BOUND, SCHEMA};
+use pollbench_schema::summary::{CellSummary, Estimate, PerRound, Summary, CLIENT_BOUND, SCHEMA};
 
 use crate::analysis::stats::{
     false_call_rate, interval_in_words, median_interval, order_statistics, Interval,
@@ -67,6 +67,8 @@ pub(super) struct Figures {
     pub(super) msgs_per_s: Option<f64>,
     pub(super) p50_us: Option<f64>,
     pub(super) p99_us: Option<f64>,
+    pub(super) p999_us: Option<f64>,
+    pub(super) max_us: Option<f64>,
     pub(super) server_cpu_us_per_msg: Option<f64>,
     pub(super) server_syscalls_per_msg: Option<f64>,
     /// The two above over the measured window alone, where the server's readings cover it.
@@ -102,6 +104,8 @@ impl Figures {
             msgs_per_s: Some(run.throughput_msgs_per_s),
             p50_us: Some(run.latency_us.p50 as f64),
             p99_us: Some(run.latency_us.p99 as f64),
+            p999_us: Some(run.latency_us.p999 as f64),
+            max_us: Some(run.latency_us.max as f64),
             server_cpu_us_per_msg: server.and_then(|s| server_cpu_us_per_msg(s, size)),
             server_syscalls_per_msg: server.and_then(|s| server_syscalls_per_msg(s, size)),
             window_cpu_us_per_msg: window.and_then(|w| w.cpu_us_per_msg(size)),
@@ -153,6 +157,8 @@ impl Figures {
             msgs_per_s: Some(run.throughput_msgs_per_s),
             p50_us: Some(run.latency_us.p50 as f64),
             p99_us: Some(run.latency_us.p99 as f64),
+            p999_us: Some(run.latency_us.p999 as f64),
+            max_us: Some(run.latency_us.max as f64),
             window_cpu_us_per_msg: span
                 .filter(|&(_, seconds)| messages(seconds) >= 1.0)
                 .map(|(used, seconds)| used * 1e6 / messages(seconds)),
@@ -298,12 +304,72 @@ fn over_rounds(figures: &[Figures], pick: fn(&Figures) -> Option<f64>) -> Option
     values.and_then(|v| median_interval(&v)).map(estimate)
 }
 
+/// A figure of summary.json and its value in a round, as the cell's estimate takes it.
+type Pick = (&'static str, fn(&Figures) -> Option<f64>);
+
+/// Every figure of a cell (in the order of [`CellSummary::figures`]) and its value in a round,
+/// with the server's cost over the measured window.
+const PICKS: [Pick; 20] = [
+    ("msgs_per_s", |f| f.msgs_per_s),
+    ("p50_us", |f| f.p50_us),
+    ("p99_us", |f| f.p99_us),
+    ("p999_us", |f| f.p999_us),
+    ("max_us", |f| f.max_us),
+    ("server_cpu_us_per_msg", |f| f.window_cpu_us_per_msg),
+    ("server_syscalls_per_msg", |f| f.window_syscalls_per_msg),
+    ("server_cpu_us_per_msg_whole_life", |f| {
+        f.server_cpu_us_per_msg
+    }),
+    ("server_syscalls_per_msg_whole_life", |f| {
+        f.server_syscalls_per_msg
+    }),
+    ("events_per_wait", |f| f.events_per_wait),
+    ("client_cpu_us_per_msg", |f| f.client_cpu_us_per_msg),
+    ("send_lateness_p50_us", |f| f.send_lateness_p50_us),
+    ("send_lateness_p99_us", |f| f.send_lateness_p99_us),
+    ("connections_per_s", |f| f.connections_per_s),
+    ("connect_p50_us", |f| f.connect_p50_us),
+    ("connect_p99_us", |f| f.connect_p99_us),
+    ("accept_spread", |f| f.accept_spread),
+    ("empty_wakeups_per_accept", |f| f.empty_wakeups_per_accept),
+    ("server_busy", |f| f.server_busy),
+    ("client_busy", |f| f.client_busy),
+];
+
+/// Every figure's value in each round, as the cell's estimates take them: the server's cost over
+/// its whole life unless `windowed` (every round has the window's figure); a figure no round has
+/// is left out.
+fn per_round(figures: &[Figures], windowed: bool) -> PerRound {
+    PerRound(
+        PICKS
+            .iter()
+            .map(|&(name, pick)| {
+                let pick = match name {
+                    "server_cpu_us_per_msg" if !windowed => |f: &Figures| f.server_cpu_us_per_msg,
+                    "server_syscalls_per_msg" if !windowed => {
+                        |f: &Figures| f.server_syscalls_per_msg
+                    }
+                    _ => pick,
+                };
+                (
+                    name.to_string(),
+                    figures.iter().map(pick).collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, values)| values.iter().any(Option::is_some))
+            .collect(),
+    )
+}
+
 /// A cell's server cost figures and the span they are over.
 struct ServerCost {
     cpu: Option<Estimate>,
     syscalls: Option<Estimate>,
     over: Option<String>,
 }
+
+/// `server_cost_over` of a cell whose server cost is over the measured window.
+const WINDOW: &str = "measured window";
 
 impl ServerCost {
     /// Over the measured window where every round has the window's CPU figure (a cell's rounds
@@ -314,7 +380,7 @@ impl ServerCost {
             Some(cpu) => ServerCost {
                 cpu: Some(cpu),
                 syscalls: over_rounds(figures, |f| f.window_syscalls_per_msg),
-                over: Some("measured window".into()),
+                over: Some(WINDOW.into()),
             },
             None => {
                 let cpu = over_rounds(figures, |f| f.server_cpu_us_per_msg);
@@ -359,6 +425,7 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
         let outcome = meta.outcome(&c.id);
         let cost = ServerCost::of(&figures);
         let client_busy = over_rounds(&figures, |f| f.client_busy);
+        let windowed = cost.over.as_deref() == Some(WINDOW);
         cells.push(CellSummary {
             id: c.id.clone(),
             sweep: c.sweep.clone(),
@@ -374,6 +441,8 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             msgs_per_s: over_rounds(&figures, |f| f.msgs_per_s),
             p50_us: over_rounds(&figures, |f| f.p50_us),
             p99_us: over_rounds(&figures, |f| f.p99_us),
+            p999_us: over_rounds(&figures, |f| f.p999_us),
+            max_us: over_rounds(&figures, |f| f.max_us),
             server_cpu_us_per_msg: cost.cpu,
             server_syscalls_per_msg: cost.syscalls,
             server_cost_over: cost.over,
@@ -393,6 +462,7 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
             server_busy: over_rounds(&figures, |f| f.server_busy),
             client_busy,
             client_bound: client_bound(c, client_busy),
+            per_round: per_round(&figures, windowed),
         });
     }
     let verdicts = verdicts(&cells, &by_round);
@@ -431,6 +501,8 @@ pub(crate) mod tests {
             msgs_per_s: None,
             p50_us: None,
             p99_us: None,
+            p999_us: None,
+            max_us: None,
             server_cpu_us_per_msg: None,
             server_syscalls_per_msg: None,
             server_cost_over: None,
@@ -448,7 +520,82 @@ pub(crate) mod tests {
             server_busy: None,
             client_busy: None,
             client_bound: None,
+            per_round: PerRound::default(),
         }
+    }
+
+    /// The summary of committed run `run` (under results/).
+    fn committed(run: &str) -> Summary {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results")
+            .join(run);
+        summarize(&dir, &Meta::read(&dir).unwrap()).unwrap()
+    }
+
+    /// Every figure of every cell is the median and interval of its per-round values, which list
+    /// every round (null where one lacks the figure), and every verdict's ratio those of its
+    /// per-round ratios: a reader can redo the statistics from summary.json. On committed runs
+    /// with rounds, churn, the server's window and whole-life cost, and a cell that failed.
+    #[test]
+    fn per_round_values_give_every_figures_median_and_interval() {
+        let mut figures_checked = 0;
+        for run in [
+            "20261123T210857Z-vm-full",
+            "20261123T232628Z-vm-full-accept",
+            "20261202T065307Z-vm-completion-batch",
+        ] {
+            let summary = committed(run);
+            for c in &summary.cells {
+                let names: Vec<&str> = c.figures().iter().map(|(n, _)| *n).collect();
+                let listed: Vec<&str> = c.per_round.0.iter().map(|(n, _)| n.as_str()).collect();
+                let mut in_order = names.clone();
+                in_order.retain(|n| listed.contains(n));
+                assert_eq!(listed, in_order, "{run} {}: figures' order", c.id);
+                for (name, figure) in c.figures() {
+                    let values = c.per_round.get(name);
+                    if let Some(values) = values {
+                        assert_eq!(values.len(), c.rounds, "{run} {} {name}", c.id);
+                    }
+                    let Some(e) = figure else {
+                        assert!(
+                            values.is_none_or(|v| v.contains(&None)),
+                            "{run} {} {name}: every round has it, but no estimate",
+                            c.id
+                        );
+                        continue;
+                    };
+                    let values: Vec<f64> = values
+                        .unwrap_or_else(|| panic!("{run} {} {name}: no rounds", c.id))
+                        .iter()
+                        .map(|v| v.expect("an estimate's rounds all have it"))
+                        .collect();
+                    assert_eq!(
+                        median_interval(&values).map(estimate),
+                        Some(e),
+                        "{run} {} {name}: {values:?}",
+                        c.id
+                    );
+                    figures_checked += 1;
+                }
+                // Every figure summary.json writes is one the per-round values and summary.csv
+                // list.
+                let json = serde_json::to_value(c).unwrap();
+                for (key, value) in json.as_object().unwrap() {
+                    if value.get("median").is_some() {
+                        assert!(names.contains(&key.as_str()), "{key} is not in figures()");
+                    }
+                }
+            }
+            assert!(!summary.verdicts.is_empty(), "{run}");
+            for v in &summary.verdicts {
+                assert_eq!(
+                    median_interval(&v.per_round).map(estimate),
+                    Some(v.ratio),
+                    "{run} {v:?}"
+                );
+            }
+        }
+        assert!(figures_checked > 1000, "{figures_checked}");
     }
 
     fn reading(at_unix_s: f64, cpu_s: f64, bytes_out: u64, syscalls: u64) -> ServerSecond {

@@ -162,9 +162,10 @@ pub(super) fn verdicts(
                 if !one_dimension_apart(ja.cell, jb.cell) {
                     continue;
                 }
-                let Some((ratio, verdict)) =
-                    metric.values(ja, jb).and_then(|(ra, rb)| paired(&ra, &rb))
-                else {
+                let Some((ra, rb)) = metric.values(ja, jb) else {
+                    continue;
+                };
+                let Some((ratio, verdict)) = paired(&ra, &rb) else {
                     continue;
                 };
                 verdicts.push(VerdictSummary {
@@ -178,6 +179,7 @@ pub(super) fn verdicts(
                     limited_by: (metric.name == "msgs_per_s"
                         && (a.client_bound == Some(true) || b.client_bound == Some(true)))
                     .then(|| "limited by the client: see cost".into()),
+                    per_round: ra.iter().zip(&rb).map(|(a, b)| a / b).collect(),
                 });
             }
         }
@@ -311,6 +313,7 @@ mod tests {
             },
             verdict,
             limited_by: None,
+            per_round: Vec::new(),
         };
         let six = crate::analysis::stats::order_statistics(6).1;
         let five = crate::analysis::stats::order_statistics(5).1;

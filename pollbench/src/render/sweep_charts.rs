@@ -605,6 +605,7 @@ mod tests {
             },
             verdict: Judgement::NoClearDifference,
             limited_by: None,
+            per_round: Vec::new(),
         }
     }
 

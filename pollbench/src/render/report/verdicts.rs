@@ -331,6 +331,7 @@ mod tests {
             ratio: estimate(1.2, 0.9, 1.5).unwrap(),
             verdict,
             limited_by: None,
+            per_round: Vec::new(),
         }
     }
 
