@@ -201,7 +201,7 @@ pub struct CellSummary {
 }
 
 /// Each figure's value in each round, by the figure's name in summary.json, in the order of
-/// [`CellSummary::figures`]; written as a JSON object of arrays (`{"msgs_per_s": [20001.5, null,
+/// [`CellSummary::FIGURES`]; written as a JSON object of arrays (`{"msgs_per_s": [20001.5, null,
 /// ...], ...}`), null where a round lacks the figure.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PerRound(pub Vec<(String, Vec<Option<f64>>)>);
@@ -269,37 +269,56 @@ pub enum Judgement {
 pub const CLIENT_BOUND: f64 = 0.9;
 
 impl CellSummary {
-    /// Every figure of the cell, by its name in summary.json, in the order of the fields: what
-    /// summary.csv's columns and `per_round` list.
+    /// The name of every figure in summary.json, in the order of the fields: what summary.csv's
+    /// columns and `per_round` list.
+    pub const FIGURES: [&'static str; 20] = [
+        "msgs_per_s",
+        "p50_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "server_cpu_us_per_msg",
+        "server_syscalls_per_msg",
+        "server_cpu_us_per_msg_whole_life",
+        "server_syscalls_per_msg_whole_life",
+        "events_per_wait",
+        "client_cpu_us_per_msg",
+        "send_lateness_p50_us",
+        "send_lateness_p99_us",
+        "connections_per_s",
+        "connect_p50_us",
+        "connect_p99_us",
+        "accept_spread",
+        "empty_wakeups_per_accept",
+        "server_busy",
+        "client_busy",
+    ];
+
+    /// Every figure of the cell with its name ([`Self::FIGURES`]).
     pub fn figures(&self) -> [(&'static str, Option<Estimate>); 20] {
-        [
-            ("msgs_per_s", self.msgs_per_s),
-            ("p50_us", self.p50_us),
-            ("p99_us", self.p99_us),
-            ("p999_us", self.p999_us),
-            ("max_us", self.max_us),
-            ("server_cpu_us_per_msg", self.server_cpu_us_per_msg),
-            ("server_syscalls_per_msg", self.server_syscalls_per_msg),
-            (
-                "server_cpu_us_per_msg_whole_life",
-                self.server_cpu_us_per_msg_whole_life,
-            ),
-            (
-                "server_syscalls_per_msg_whole_life",
-                self.server_syscalls_per_msg_whole_life,
-            ),
-            ("events_per_wait", self.events_per_wait),
-            ("client_cpu_us_per_msg", self.client_cpu_us_per_msg),
-            ("send_lateness_p50_us", self.send_lateness_p50_us),
-            ("send_lateness_p99_us", self.send_lateness_p99_us),
-            ("connections_per_s", self.connections_per_s),
-            ("connect_p50_us", self.connect_p50_us),
-            ("connect_p99_us", self.connect_p99_us),
-            ("accept_spread", self.accept_spread),
-            ("empty_wakeups_per_accept", self.empty_wakeups_per_accept),
-            ("server_busy", self.server_busy),
-            ("client_busy", self.client_busy),
-        ]
+        let values = [
+            self.msgs_per_s,
+            self.p50_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_us,
+            self.server_cpu_us_per_msg,
+            self.server_syscalls_per_msg,
+            self.server_cpu_us_per_msg_whole_life,
+            self.server_syscalls_per_msg_whole_life,
+            self.events_per_wait,
+            self.client_cpu_us_per_msg,
+            self.send_lateness_p50_us,
+            self.send_lateness_p99_us,
+            self.connections_per_s,
+            self.connect_p50_us,
+            self.connect_p99_us,
+            self.accept_spread,
+            self.empty_wakeups_per_accept,
+            self.server_busy,
+            self.client_busy,
+        ];
+        std::array::from_fn(|i| (Self::FIGURES[i], values[i]))
     }
 }
 

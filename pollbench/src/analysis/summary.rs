@@ -307,7 +307,7 @@ fn over_rounds(figures: &[Figures], pick: fn(&Figures) -> Option<f64>) -> Option
 /// A figure of summary.json and its value in a round, as the cell's estimate takes it.
 type Pick = (&'static str, fn(&Figures) -> Option<f64>);
 
-/// Every figure of a cell (in the order of [`CellSummary::figures`]) and its value in a round,
+/// Every figure of a cell (in the order of [`CellSummary::FIGURES`]) and its value in a round,
 /// with the server's cost over the measured window.
 const PICKS: [Pick; 20] = [
     ("msgs_per_s", |f| f.msgs_per_s),
@@ -475,11 +475,13 @@ pub fn summarize(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     })
 }
 
-/// Write summary.json of run directory `dir` from its meta.json and the cells' files; the summary.
+/// Write summary.json and summary.csv of run directory `dir` from its meta.json and the cells'
+/// files; the summary.
 pub fn write(dir: &Path, meta: &Meta) -> Result<Summary, String> {
     let summary = summarize(dir, meta)?;
     let path = dir.join("summary.json");
     write_json_atomically(&path, &summary).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::analysis::csv::write(dir, &summary)?;
     Ok(summary)
 }
 
@@ -532,6 +534,13 @@ pub(crate) mod tests {
         summarize(&dir, &Meta::read(&dir).unwrap()).unwrap()
     }
 
+    /// The per-round values are picked for every figure, by the same name, in the same order.
+    #[test]
+    fn every_figure_has_its_per_round_pick() {
+        let picked: Vec<&str> = PICKS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(picked, CellSummary::FIGURES);
+    }
+
     /// Every figure of every cell is the median and interval of its per-round values, which list
     /// every round (null where one lacks the figure), and every verdict's ratio those of its
     /// per-round ratios: a reader can redo the statistics from summary.json. On committed runs
@@ -546,9 +555,9 @@ pub(crate) mod tests {
         ] {
             let summary = committed(run);
             for c in &summary.cells {
-                let names: Vec<&str> = c.figures().iter().map(|(n, _)| *n).collect();
+                let names = CellSummary::FIGURES;
                 let listed: Vec<&str> = c.per_round.0.iter().map(|(n, _)| n.as_str()).collect();
-                let mut in_order = names.clone();
+                let mut in_order = names.to_vec();
                 in_order.retain(|n| listed.contains(n));
                 assert_eq!(listed, in_order, "{run} {}: figures' order", c.id);
                 for (name, figure) in c.figures() {
