@@ -24,13 +24,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a benchmark suite (scripts/suites/NAME.toml): every cell against a fresh bench-server,
-    /// results in results/<UTC time>-<host>-<suite>/ with meta.json, cells/ and report.md.
+    /// results in results/<UTC time>-<host>-<suite>/ with meta.json, suite.toml (the suite as it
+    /// ran), cells/, summary.json, summary.csv and report.md.
     ///
     /// Exit status: 0 when every cell that could run here completed; 1 if any failed; 2 for a
     /// suite that cannot be found or read; 130 when interrupted (the report of the cells completed
     /// is written).
     Suite(SuiteArgs),
-    /// Rebuild report.md of a results directory from its data.
+    /// Rebuild report.md of a results directory from its data (and summary.json, summary.csv, the
+    /// charts, and suite.toml where the run has none).
     Report(ReportArgs),
     /// Compare two results directories cell by cell: msgs/s and p99 deltas, with regressions flagged
     /// beyond the thresholds. Prints a Markdown table.
@@ -68,7 +70,8 @@ fn main() {
 
 #[derive(Parser, Debug)]
 struct SuiteArgs {
-    /// A suite name (quick, full, smoke: scripts/suites/NAME.toml) or a path to a .toml file.
+    /// A suite name (quick, full, smoke: scripts/suites/NAME.toml) or a path to a .toml file; a
+    /// run directory's suite.toml reruns that run's suite as it ran.
     #[arg(value_name = "SUITE")]
     suite: String,
 
@@ -92,10 +95,11 @@ struct SuiteArgs {
     externals: Vec<String>,
 }
 
-/// `pollbench report`: summary.json, then report.md and its charts, from the run's meta.json and
-/// its cells' files; the path of report.md.
+/// `pollbench report`: suite.toml where the run has none, summary.json and summary.csv, then
+/// report.md and its charts, from the run's meta.json and its cells' files; the path of report.md.
 fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
     let meta = Meta::read(dir)?;
+    run::suite::write_as_ran(dir, &meta)?;
     let summary = analysis::summary::write(dir, &meta)?;
     render::report::write(dir, &meta, &summary)
 }

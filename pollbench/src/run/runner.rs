@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use crate::place::network::Network;
 use crate::run::binaries::Binaries;
 use crate::run::disturbance::Sample;
-use crate::run::suite::Suite;
+use crate::run::suite::{Suite, RUN_SUITE_FILE};
 
 /// A suite being run into its directory.
 pub struct SuiteRun {
@@ -53,9 +53,7 @@ impl SuiteRun {
             bins.capabilities = capabilities;
             hosts = Some(facts);
         }
-        let name = path
-            .file_stem()
-            .map_or("suite".into(), |s| s.to_string_lossy().to_string());
+        let name = Suite::name_of(path);
         let started = SystemTime::now();
         let dir = create_run_dir(path, &name, sweeps, results, started)?;
         // Labels name what bench-server runs ("kqueue (libkqueue)" where that is what kqueue is).
@@ -68,7 +66,7 @@ impl SuiteRun {
         });
         let meta = crate::run::machine::collect_meta(
             &name,
-            std::fs::read_to_string(path).unwrap_or_default(),
+            suite.text.clone(),
             humantime::format_rfc3339_seconds(started).to_string(),
             cells.clone(),
         );
@@ -99,7 +97,17 @@ impl SuiteRun {
             net,
         };
         run.save_meta()?;
+        run.save_suite()?;
         Ok(run)
+    }
+
+    /// Write suite.toml: the suite as this run runs it (its text, with only the sweeps `--sweep`
+    /// chose), so `pollbench suite DIR/suite.toml` reruns it.
+    fn save_suite(&self) -> Result<(), String> {
+        let text = crate::run::suite::as_ran(&self.meta)
+            .map_err(|e| format!("cannot write {RUN_SUITE_FILE}: {e}"))?;
+        pollbench_schema::file::write_atomically(&self.dir.join(RUN_SUITE_FILE), text.as_bytes())
+            .map_err(|e| format!("cannot write {RUN_SUITE_FILE}: {e}"))
     }
 
     /// Run the suite's rounds: every cell once per round, in an order shuffled per round by row

@@ -6,7 +6,7 @@ use crate::place::network::{Network, TopologyKind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pollbench_schema::results::Cell;
+use pollbench_schema::results::{Cell, Meta};
 use serde::{Deserialize, Deserializer};
 
 /// A suite file, parsed and validated once: durations are durations and sizes are checked sizes
@@ -63,6 +63,10 @@ pub struct Suite {
     /// (not the file's: a path on one machine is not a path on another).
     #[serde(skip)]
     pub externals: crate::run::external::Commands,
+    /// The file's text, as read: what meta.json records and a run directory's suite.toml is
+    /// made from. Empty for a suite not read from a file.
+    #[serde(skip)]
+    pub text: String,
 }
 
 fn default_size() -> Size {
@@ -219,7 +223,25 @@ impl Suite {
         if let Some(hosts) = &suite.hosts {
             suite.clients = hosts.clients.len();
         }
+        suite.text = text;
         Ok(suite)
+    }
+
+    /// The name of the suite in file `path`, as run directories and reports call it: the file's
+    /// stem, except for a run directory's suite.toml, which is named after the run it reruns
+    /// (its suite, and the sweeps `--sweep` chose: `full-accept`).
+    pub fn name_of(path: &Path) -> String {
+        let beside = path.parent().unwrap_or(Path::new("."));
+        if path.file_name().is_some_and(|n| n == RUN_SUITE_FILE) {
+            if let Ok(meta) = Meta::read(beside) {
+                return std::iter::once(meta.suite)
+                    .chain(meta.sweeps.into_iter().flatten())
+                    .collect::<Vec<_>>()
+                    .join("-");
+            }
+        }
+        path.file_stem()
+            .map_or("suite".into(), |s| s.to_string_lossy().to_string())
     }
 
     /// Every cell of every sweep, in order. `mechanism` names a backend for reports: what
@@ -443,6 +465,59 @@ impl Suite {
     }
 }
 
+/// The file in a run directory that holds its suite as it ran: `pollbench suite DIR/suite.toml`
+/// reruns it.
+pub const RUN_SUITE_FILE: &str = "suite.toml";
+
+/// The text of the suite run `meta` ran: meta.json's suite text, with only the sweeps that ran
+/// where `--sweep` chose some (the others' `[[sweep]]` tables, and the comments above them,
+/// taken out; everything else as written). Err says why there is none that would be exact.
+pub fn as_ran(meta: &Meta) -> Result<String, String> {
+    if meta.suite_file.trim().is_empty() {
+        return Err("meta.json does not record the suite's text".into());
+    }
+    let Some(sweeps) = &meta.sweeps else {
+        return Ok(meta.suite_file.clone());
+    };
+    let mut doc: toml_edit::DocumentMut = meta.suite_file.parse().map_err(|e| {
+        format!("meta.json's suite text does not parse, so its sweeps cannot be chosen: {e}")
+    })?;
+    let tables = doc
+        .get_mut("sweep")
+        .and_then(toml_edit::Item::as_array_of_tables_mut)
+        .ok_or("meta.json's suite text has no [[sweep]] tables to choose from")?;
+    let mut kept = Vec::new();
+    tables.retain(|t| {
+        let name = t.get("name").and_then(toml_edit::Item::as_str);
+        let keep = name.is_some_and(|n| sweeps.iter().any(|s| s == n));
+        if keep {
+            kept.extend(name.map(str::to_string));
+        }
+        keep
+    });
+    if let Some(missing) = sweeps.iter().find(|s| !kept.contains(s)) {
+        return Err(format!(
+            "meta.json's suite text has no sweep named {missing}, which ran"
+        ));
+    }
+    Ok(doc.to_string())
+}
+
+/// Write `dir`'s suite.toml from meta.json ([`as_ran`]), atomically, unless it is there already
+/// (a run writes it before its first cell). Nothing is written when there is no exact text: the
+/// report says why.
+pub fn write_as_ran(dir: &Path, meta: &Meta) -> Result<(), String> {
+    let path = dir.join(RUN_SUITE_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let Ok(text) = as_ran(meta) else {
+        return Ok(());
+    };
+    pollbench_schema::file::write_atomically(&path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// A sweep's backend entry, as the suite writes it ("io_uring_completion --fixed-files"): the
 /// backend bench-server runs, then bench-server flags of a variant, a column of its own.
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -543,6 +618,130 @@ pub mod tests {
             }
         }
         assert!(read >= 4, "{read} suites in {}", dir.display());
+    }
+
+    /// A meta.json for [`as_ran`]: suite text `text`, sweeps chosen `sweeps`.
+    fn meta_of(text: &str, sweeps: Option<&[&str]>) -> Meta {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/20261123T210857Z-vm-full");
+        Meta {
+            suite_file: text.into(),
+            sweeps: sweeps.map(|s| s.iter().map(|s| s.to_string()).collect()),
+            ..Meta::read(&dir).unwrap()
+        }
+    }
+
+    /// The suite as it ran: the text as written, or with only the sweeps `--sweep` chose (each
+    /// other sweep's table and the comment above it taken out, nothing else changed).
+    #[test]
+    fn a_suite_as_it_ran_keeps_the_text_and_only_the_sweeps_that_ran() {
+        let text =
+            "# The suite.\ndescription = \"d, \\\"quoted\\\"\"\nduration = \"1s\" # inline\n\
+                    warmup = \"0s\"\n\n# First.\n[[sweep]]\nname = \"a\"\nbackends = [\"epoll\"]\n\
+                    connections = [1]\n\n# Second,\n# two lines.\n[[sweep]]\nname = \"b\"\n\
+                    backends = [\"poll\"]\nconnections = [2]\n\n[[sweep]]\nname = \"c\"\n\
+                    backends = [\"select\"]\nconnections = [3] # last\n# The end.\n";
+        assert_eq!(as_ran(&meta_of(text, None)).unwrap(), text);
+        assert_eq!(
+            as_ran(&meta_of(text, Some(&["a", "b", "c"]))).unwrap(),
+            text
+        );
+        let a_and_c = as_ran(&meta_of(text, Some(&["c", "a"]))).unwrap();
+        let (head, tail) = text.split_once("# Second,").unwrap();
+        let expected = format!(
+            "{head}{}",
+            &tail[tail.find("[[sweep]]\nname = \"c\"").unwrap()..]
+        );
+        assert_eq!(a_and_c, expected);
+        let read = suite(&a_and_c).unwrap();
+        let names: Vec<&str> = read.sweep.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        for (meta, why) in [
+            (meta_of("", None), "does not record"),
+            (meta_of(text, Some(&["a", "z"])), "no sweep named z"),
+            (meta_of("description = ", Some(&["a"])), "does not parse"),
+            (meta_of("sweep = 3", Some(&["a"])), "no [[sweep]] tables"),
+        ] {
+            let err = as_ran(&meta).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        // Every committed suite, all its sweeps chosen, is its text to the byte.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/suites");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let suite = Suite::load(&path).unwrap();
+            let names: Vec<&str> = suite.sweep.iter().map(|s| s.name.as_str()).collect();
+            let all = as_ran(&meta_of(&suite.text, Some(&names))).unwrap();
+            assert_eq!(all, suite.text, "{}", path.display());
+        }
+    }
+
+    /// A run directory's suite.toml is named after the run it reruns; any other file after its
+    /// stem.
+    #[test]
+    fn a_runs_suite_toml_is_named_after_the_run() {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
+        let run = |name: &str| results.join(name).join(RUN_SUITE_FILE);
+        assert_eq!(Suite::name_of(&run("20261123T210857Z-vm-full")), "full");
+        assert_eq!(
+            Suite::name_of(&run("20261123T232628Z-vm-full-accept")),
+            "full-accept"
+        );
+        // Without a meta.json beside it, or under another name: the file's stem.
+        assert_eq!(Suite::name_of(&run("nonesuch")), "suite");
+        assert_eq!(
+            Suite::name_of(&results.join("20261123T210857Z-vm-full/quick.toml")),
+            "quick"
+        );
+    }
+
+    /// Every committed run's suite as it ran reads today and expands to the cells the run
+    /// records (ids, and everything each cell is), so its suite.toml reruns those cells.
+    #[test]
+    fn every_committed_runs_suite_as_it_ran_expands_to_its_cells() {
+        fn runs(dir: &Path, found: &mut Vec<PathBuf>) {
+            if dir.join("meta.json").exists() {
+                found.push(dir.to_path_buf());
+            }
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.path().is_dir() {
+                    runs(&entry.path(), found);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        runs(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../results"),
+            &mut found,
+        );
+        let mut differ = Vec::new();
+        for dir in &found {
+            let meta = Meta::read(dir).unwrap();
+            let text = as_ran(&meta).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            let cells = match suite(&text) {
+                // Labels as the run's bench-server named each backend.
+                Ok(s) => s.cells(|backend| {
+                    meta.cells
+                        .iter()
+                        .find(|c| c.backend == backend && c.label.starts_with(backend))
+                        .map_or(backend.to_string(), |c| {
+                            if c.label.starts_with(&format!("{backend} (libkqueue)")) {
+                                format!("{backend} (libkqueue)")
+                            } else {
+                                backend.to_string()
+                            }
+                        })
+                }),
+                Err(e) => {
+                    differ.push(format!("{}: {e}", dir.display()));
+                    continue;
+                }
+            };
+            if cells != meta.cells {
+                differ.push(format!("{}: other cells", dir.display()));
+            }
+        }
+        assert!(found.len() >= 10, "{found:?}");
+        assert!(differ.is_empty(), "{differ:#?}");
     }
 
     /// A backend entry is a name and maybe flags; a flag in the name's place, or one of the

@@ -324,6 +324,72 @@ fn sweep_runs_only_the_named_sweeps_and_the_run_says_so() {
     assert!(all.meta["sweeps"].is_null());
 }
 
+/// A run directory holds its suite as it ran (suite.toml: the sweeps `--sweep` chose, and no
+/// others), its report names the one command that reruns it, and that command, run as written
+/// from beside results/, runs the same cells under the first run's name.
+#[test]
+fn a_runs_suite_toml_reruns_the_suite_as_it_ran() {
+    let first = "[[sweep]]\nname = \"first\"\nbackends = [\"poll\"]\nconnections = [10]\n";
+    let second = "# The second sweep.\n[[sweep]]\nname = \"second\"\nbackends = [\"epoll\", \"poll\"]\nconnections = [10]\n";
+    let head =
+        "# Two sweeps.\ndescription = \"two sweeps\"\nduration = \"200ms\"\nwarmup = \"0s\"\n";
+    let s = run_suite_with(
+        "rerun",
+        &format!("{head}{first}{second}"),
+        &["--sweep", "second"],
+    );
+    let ran = std::fs::read_to_string(s.run.join("suite.toml")).unwrap();
+    assert_eq!(ran, format!("{head}{second}"));
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
+    let name = s.run.file_name().unwrap().to_string_lossy().to_string();
+    let command = report
+        .split_once("To rerun it: `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(command, _)| command)
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(
+        command,
+        format!("pollbench suite results/{name}/suite.toml")
+    );
+    // The command as the report writes it, from the directory that holds results/.
+    let beside = s.run.parent().unwrap().parent().unwrap();
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    let out = Command::new(BIN)
+        .args(&args)
+        .current_dir(beside)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let again = std::fs::read_dir(beside.join("results"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| *p != s.run)
+        .expect("a second run directory");
+    let meta = read_json(again.join("meta.json"));
+    assert_eq!(meta["cells"], s.meta["cells"]);
+    assert_eq!(meta["suite"], "rerun-second");
+    assert!(meta["sweeps"].is_null(), "{meta}");
+    let dir = again.file_name().unwrap().to_string_lossy().to_string();
+    // (…-rerun-second-2 when it started in the first run's second.)
+    assert!(
+        dir.ends_with("-rerun-second") || dir.ends_with("-rerun-second-2"),
+        "{dir}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(again.join("suite.toml")).unwrap(),
+        ran
+    );
+    assert!(
+        meta["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "ok"),
+        "{meta}"
+    );
+}
+
 /// A backend entry with flags is a variant of its own: "io_uring_completion --fixed-files" is a
 /// column labelled so, its cells pass the flags to bench-server (whose stats say it ran with fixed
 /// files), and meta.json keeps them; a plain entry has none.

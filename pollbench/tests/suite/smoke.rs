@@ -235,13 +235,38 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
             "report.md shows {chart}"
         );
     }
-    // `pollbench report DIR` rebuilds the same report from the data.
-    std::fs::remove_file(run.join("report.md")).unwrap();
+    // The suite as it ran (the whole file), and summary.csv: a header and a line per cell.
+    let suite_toml = std::fs::read_to_string(run.join("suite.toml")).unwrap();
+    assert_eq!(
+        suite_toml,
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/suites/smoke.toml")
+        )
+        .unwrap()
+    );
+    let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    assert!(
+        csv.starts_with("id,sweep,column,backend,row,status,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1 + summary.cells.len(), "{csv}");
+    // `pollbench report DIR` rebuilds the same report, summary.csv and suite.toml from the data.
+    for file in ["report.md", "summary.csv", "suite.toml"] {
+        std::fs::remove_file(run.join(file)).unwrap();
+    }
     let out = Command::new(BIN).arg("report").arg(run).output().unwrap();
     assert!(out.status.success());
     assert_eq!(
         std::fs::read_to_string(run.join("report.md")).unwrap(),
         report
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("summary.csv")).unwrap(),
+        csv
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("suite.toml")).unwrap(),
+        suite_toml
     );
     // A second run never overwrites the first.
     let again = smoke();

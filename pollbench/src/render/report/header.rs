@@ -2,17 +2,20 @@
 //! and where the processes ran.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use pollbench_schema::results::{Meta, SuiteSettings};
 
 use super::markdown::Markdown;
 use crate::analysis::stats::interval_in_words;
+use crate::run::suite::RUN_SUITE_FILE;
 
 impl Markdown<'_> {
     /// The title, the machine, and how to read what follows.
     pub(super) fn header(&mut self) {
         let SuiteSettings { repeat, pin } = suite_settings(self.run.meta);
         self.title_and_machine();
+        self.rerun();
         self.how_cells_ran(repeat);
         self.disturbance();
         self.placement(pin);
@@ -45,6 +48,30 @@ impl Markdown<'_> {
                 ""
             },
         );
+    }
+
+    /// The command that reruns the suite as it ran, from the run directory's suite.toml; or why
+    /// there is none.
+    fn rerun(&mut self) {
+        let (md, meta) = (&mut self.md, self.run.meta);
+        let _ = match crate::run::suite::as_ran(meta) {
+            Ok(_) => writeln!(
+                md,
+                "To rerun it: `pollbench suite {}`{} ({RUN_SUITE_FILE} holds the suite as it \
+                 ran{}).\n",
+                rerun_path(self.run.dir),
+                meta.git_commit.as_ref().map_or(String::new(), |_| format!(
+                    " on a checkout of commit {}",
+                    meta.short_commit()
+                )),
+                if meta.sweeps.is_some() {
+                    ": only the sweeps that ran"
+                } else {
+                    ""
+                },
+            ),
+            Err(why) => writeln!(md, "No {RUN_SUITE_FILE} reruns it: {why}.\n"),
+        };
     }
 
     /// What a cell is, and how its runs (rounds, or `repeat` runs back to back) make its figures.
@@ -223,6 +250,29 @@ fn suite_settings(meta: &Meta) -> SuiteSettings {
     })
 }
 
+/// The path of run directory `dir`'s suite.toml as `pollbench suite` takes it: from the results/
+/// that holds the run (`results/RUN/suite.toml`, `results/CALIBRATION/RUN/suite.toml`), or
+/// beside the run where no results/ does (`RUN/suite.toml`). Never the absolute path, so a
+/// rebuilt report reads the same wherever the run directory is.
+fn rerun_path(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let from = match dir
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "results"))
+    {
+        Some(results) => results.parent(),
+        None => dir.parent(),
+    }
+    .unwrap_or(Path::new(""));
+    let inside = dir.strip_prefix(from).unwrap_or(&dir);
+    let parts: Vec<String> = inside
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().to_string())
+        .chain([RUN_SUITE_FILE.to_string()])
+        .collect();
+    parts.join("/")
+}
+
 /// "sweep `a`" or "sweeps `a`, `b`" when `--sweep` chose some of the suite's sweeps.
 pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
     let sweeps = meta.sweeps.as_ref()?;
@@ -234,6 +284,19 @@ pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rerun command names suite.toml from the results/ that holds the run, wherever that
+    /// is, or beside the run.
+    #[test]
+    fn the_rerun_path_starts_at_the_results_directory() {
+        let path = |p: &str| rerun_path(Path::new(p));
+        assert_eq!(path("/nowhere/results/R1"), "results/R1/suite.toml");
+        assert_eq!(path("/x/results/CAL/R2"), "results/CAL/R2/suite.toml");
+        assert_eq!(path("/x/results/a/results/R3"), "results/R3/suite.toml");
+        assert_eq!(path("/tmp/out/R4"), "R4/suite.toml");
+        assert_eq!(path("results/R5"), "results/R5/suite.toml");
+        assert_eq!(path("R6"), "R6/suite.toml");
+    }
 
     #[test]
     fn suite_settings_come_from_meta_json_else_from_the_suite_text() {
