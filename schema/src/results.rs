@@ -25,6 +25,9 @@ pub struct Meta {
     pub host: String,
     #[serde(deserialize_with = "crate::file::required")]
     pub git_commit: Option<String>,
+    /// Whether the tree the run was built from had uncommitted changes (`git status
+    /// --porcelain` listed anything, untracked files included): true, the run is not
+    /// reproducible from `git_commit`; null, git could not say.
     #[serde(deserialize_with = "crate::file::required")]
     pub git_dirty: Option<bool>,
     #[serde(deserialize_with = "crate::file::required")]
@@ -90,6 +93,17 @@ impl Meta {
         self.git_commit
             .as_deref()
             .map_or("unknown", |c| &c[..c.len().min(12)])
+    }
+
+    /// The commit as a reader must see it: never a plain commit unless the tree was known to be
+    /// clean ("0123456789ab (with uncommitted changes)", "... (uncommitted changes unknown)").
+    pub fn commit_text(&self) -> String {
+        let commit = self.short_commit();
+        match self.git_dirty {
+            Some(false) => commit.to_string(),
+            Some(true) => format!("{commit} (with uncommitted changes)"),
+            None => format!("{commit} (uncommitted changes unknown)"),
+        }
     }
 
     /// The outcome of cell `id`, if it finished.

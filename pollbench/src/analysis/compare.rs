@@ -211,7 +211,7 @@ fn describe(meta: &Meta) -> String {
         "suite {}, {}, commit {}, {} ({} cores)",
         meta.suite,
         meta.started_utc,
-        meta.short_commit(),
+        meta.commit_text(),
         meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
         meta.cores
     )

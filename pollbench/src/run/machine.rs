@@ -12,6 +12,19 @@ fn command_line(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// git's answer about the tree this program was built from, where bench-server and load-gen are
+/// built too (not the current directory's repository, which may be another one); None where
+/// that tree is gone or git cannot say.
+fn git(args: &[&str]) -> Option<String> {
+    let tree = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let tree = tree.to_str().filter(|_| tree.join("Cargo.toml").exists())?;
+    let with_tree: Vec<&str> = ["-C", tree]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    command_line("git", &with_tree)
+}
+
 fn read_trimmed(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
@@ -52,8 +65,8 @@ pub fn collect_meta(
         suite_file,
         started_utc,
         host: host_name(),
-        git_commit: command_line("git", &["rev-parse", "HEAD"]),
-        git_dirty: command_line("git", &["status", "--porcelain"]).map(|s| !s.is_empty()),
+        git_commit: git(&["rev-parse", "HEAD"]),
+        git_dirty: git(&["status", "--porcelain"]).map(|s| !s.is_empty()),
         rustc: command_line("rustc", &["--version"]),
         kernel: read_trimmed("/proc/sys/kernel/osrelease"),
         cpu_model,

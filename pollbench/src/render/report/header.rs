@@ -32,21 +32,20 @@ impl Markdown<'_> {
             chosen_sweeps(meta).map_or(String::new(), |s| format!(" ({s} only)")),
             meta.started_utc
         );
+        // First of all, whether the run can be reproduced from its commit.
+        if let Some(warning) = reproducibility(meta) {
+            let _ = writeln!(md, "{warning}\n");
+        }
         let _ = writeln!(
             md,
-            "Machine: {} ({} cores, {:.1} GiB), Linux {}, {}, open-files limit {}. Commit {}{}.\n",
+            "Machine: {} ({} cores, {:.1} GiB), Linux {}, {}, open-files limit {}. Commit {}.\n",
             meta.cpu_model.as_deref().unwrap_or("unknown CPU"),
             meta.cores,
             meta.memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
             meta.kernel.as_deref().unwrap_or("?"),
             meta.rustc.as_deref().unwrap_or("rustc ?"),
             meta.fd_limit.map_or("?".into(), |l| l.to_string()),
-            meta.short_commit(),
-            if meta.git_dirty == Some(true) {
-                " (with uncommitted changes)"
-            } else {
-                ""
-            },
+            meta.commit_text(),
         );
     }
 
@@ -58,7 +57,7 @@ impl Markdown<'_> {
             Ok(_) => writeln!(
                 md,
                 "To rerun it: `pollbench suite {}`{} ({RUN_SUITE_FILE} holds the suite as it \
-                 ran{}).\n",
+                 ran{}).{}\n",
                 rerun_path(self.run.dir),
                 meta.git_commit.as_ref().map_or(String::new(), |_| format!(
                     " on a checkout of commit {}",
@@ -66,6 +65,11 @@ impl Markdown<'_> {
                 )),
                 if meta.sweeps.is_some() {
                     ": only the sweeps that ran"
+                } else {
+                    ""
+                },
+                if meta.git_dirty == Some(true) {
+                    " That checkout lacks the uncommitted changes this run was built with."
                 } else {
                     ""
                 },
@@ -250,6 +254,24 @@ fn suite_settings(meta: &Meta) -> SuiteSettings {
     })
 }
 
+/// What the report says first when a run cannot be reproduced from its commit, or may not be:
+/// None only when the tree was known to be clean.
+fn reproducibility(meta: &Meta) -> Option<String> {
+    match meta.git_dirty {
+        Some(false) => None,
+        Some(true) => Some(format!(
+            "**Not reproducible: built from a tree with uncommitted changes.** It ran commit {} \
+             plus changes that nothing here records.",
+            meta.short_commit()
+        )),
+        None => Some(
+            "**Reproducibility unknown: it is not known whether the tree it was built from had \
+             uncommitted changes** (git could not say when it ran)."
+                .into(),
+        ),
+    }
+}
+
 /// The path of run directory `dir`'s suite.toml as `pollbench suite` takes it: from the results/
 /// that holds the run (`results/RUN/suite.toml`, `results/CALIBRATION/RUN/suite.toml`), or
 /// beside the run where no results/ does (`RUN/suite.toml`). Never the absolute path, so a
@@ -284,6 +306,41 @@ pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run is called reproducible only from a tree known to be clean: a dirty one says it is
+    /// not, first, and one git could not judge says that is unknown.
+    #[test]
+    fn a_run_from_a_dirty_or_unknown_tree_says_so_first() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results/20261123T210857Z-vm-full");
+        let mut meta = Meta::read(&path).unwrap();
+        assert_eq!(meta.git_dirty, Some(false));
+        assert_eq!(reproducibility(&meta), None);
+        assert_eq!(meta.commit_text(), "83db320991d3");
+        meta.git_dirty = Some(true);
+        let dirty = reproducibility(&meta).unwrap();
+        assert!(
+            dirty.starts_with(
+                "**Not reproducible: built from a tree with uncommitted changes.** It ran commit \
+                 83db320991d3 plus"
+            ),
+            "{dirty}"
+        );
+        assert_eq!(
+            meta.commit_text(),
+            "83db320991d3 (with uncommitted changes)"
+        );
+        meta.git_dirty = None;
+        let unknown = reproducibility(&meta).unwrap();
+        assert!(
+            unknown.starts_with("**Reproducibility unknown: "),
+            "{unknown}"
+        );
+        assert_eq!(
+            meta.commit_text(),
+            "83db320991d3 (uncommitted changes unknown)"
+        );
+    }
 
     /// The rerun command names suite.toml from the results/ that holds the run, wherever that
     /// is, or beside the run.
