@@ -89,8 +89,9 @@ struct SuiteArgs {
     /// build (liburing's example echo server, say): words split at spaces, `{port}` where the
     /// port goes; it must listen on 127.0.0.1 at that port. It runs in bench-server's place,
     /// pinned as bench-server would be, against the same load-gen; its CPU time is read from
-    /// /proc at every whole second. Without this option the column's cells are skipped, saying
-    /// so. Repeat for several.
+    /// /proc at every whole second. Without this option (or the suite's `[external]` table, which
+    /// a run directory's suite.toml writes) the column's cells are skipped, saying so. Repeat for
+    /// several.
     #[arg(long = "external", value_name = "NAME=COMMAND")]
     externals: Vec<String>,
 }

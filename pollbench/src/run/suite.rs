@@ -59,8 +59,14 @@ pub struct Suite {
     /// instead of this machine: see `hosts`. Sets `clients` to its number of clients.
     pub hosts: Option<crate::place::hosts::HostsSpec>,
     pub sweep: Vec<Sweep>,
-    /// The commands of the suite's `external:NAME` columns, from `pollbench suite --external`
-    /// (not the file's: a path on one machine is not a path on another).
+    /// Commands of the suite's `external:NAME` columns written in the file, `[external]` NAME =
+    /// "COMMAND {port}": what a run directory's suite.toml records of the commands its run was
+    /// given, so that it reruns them. A shared suite leaves them to `pollbench suite --external`
+    /// (a path on one machine is not a path on another), which takes precedence over these.
+    #[serde(default)]
+    pub external: std::collections::BTreeMap<String, String>,
+    /// The commands of the suite's `external:NAME` columns that run: the file's `[external]`, and
+    /// over them those of `pollbench suite --external`.
     #[serde(skip)]
     pub externals: crate::run::external::Commands,
     /// The file's text, as read: what meta.json records and a run directory's suite.toml is
@@ -209,7 +215,20 @@ impl Suite {
             ));
         }
         self.sweep.retain(|s| names.contains(&s.name));
+        // The file's commands of columns that no longer run are not run.
+        let columns = self.external_columns();
+        self.externals.retain(|name, _| columns.contains(name));
         Ok(())
+    }
+
+    /// The names of the suite's external columns (`external:NAME`).
+    fn external_columns(&self) -> Vec<String> {
+        self.sweep
+            .iter()
+            .flat_map(|s| &s.backends)
+            .filter_map(|b| crate::run::external::name_of(&b.backend))
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn load(path: &Path) -> Result<Suite, String> {
@@ -222,6 +241,11 @@ impl Suite {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some(hosts) = &suite.hosts {
             suite.clients = hosts.clients.len();
+        }
+        for (name, command) in &suite.external {
+            let (name, words) = crate::run::external::parse(&format!("{name}={command}"))
+                .map_err(|e| format!("{}: [external] {name}: {e}", path.display()))?;
+            suite.externals.insert(name, words);
         }
         suite.text = text;
         Ok(suite)
@@ -364,17 +388,13 @@ impl Suite {
         variants
     }
 
-    /// Take the commands of the suite's external columns (`--external NAME=COMMAND`, parsed); a
-    /// name no column of the suite has is refused.
+    /// Take the commands of the suite's external columns (`--external NAME=COMMAND`, parsed), over
+    /// any the file gives; a name no column of the suite has is refused.
     pub fn use_externals(&mut self, given: &[String]) -> Result<(), String> {
         for arg in given {
             let (name, words) = crate::run::external::parse(arg)?;
             let column = format!("{}{name}", crate::run::external::PREFIX);
-            if !self
-                .sweep
-                .iter()
-                .any(|s| s.backends.iter().any(|b| b.backend == column))
-            {
+            if !self.external_columns().contains(&name) {
                 return Err(format!(
                     "--external {name}: the suite has no column {column}"
                 ));
@@ -453,6 +473,16 @@ impl Suite {
                 ));
             }
         }
+        if let Some(name) = self
+            .external
+            .keys()
+            .find(|n| !self.external_columns().contains(n))
+        {
+            return Err(format!(
+                "[external] {name}: the suite has no column {}{name}",
+                crate::run::external::PREFIX
+            ));
+        }
         if self
             .sweep
             .iter()
@@ -471,17 +501,48 @@ pub const RUN_SUITE_FILE: &str = "suite.toml";
 
 /// The text of the suite run `meta` ran: meta.json's suite text, with only the sweeps that ran
 /// where `--sweep` chose some (the others' `[[sweep]]` tables, and the comments above them,
-/// taken out; everything else as written). Err says why there is none that would be exact.
+/// taken out), and the commands its external columns ran (`--external`) in its `[external]`
+/// table; everything else as written. Err says why there is none that would be exact.
 pub fn as_ran(meta: &Meta) -> Result<String, String> {
     if meta.suite_file.trim().is_empty() {
         return Err("meta.json does not record the suite's text".into());
     }
-    let Some(sweeps) = &meta.sweeps else {
+    if meta.sweeps.is_none() && meta.externals.is_none() {
         return Ok(meta.suite_file.clone());
-    };
-    let mut doc: toml_edit::DocumentMut = meta.suite_file.parse().map_err(|e| {
-        format!("meta.json's suite text does not parse, so its sweeps cannot be chosen: {e}")
-    })?;
+    }
+    let mut doc: toml_edit::DocumentMut = meta
+        .suite_file
+        .parse()
+        .map_err(|e| format!("meta.json's suite text does not parse: {e}"))?;
+    if let Some(sweeps) = &meta.sweeps {
+        only_sweeps(&mut doc, sweeps)?;
+    }
+    let ran = meta.externals.clone().unwrap_or_default();
+    let written: crate::run::external::Commands = doc
+        .get("external")
+        .and_then(toml_edit::Item::as_table_like)
+        .into_iter()
+        .flat_map(|t| t.iter())
+        .filter_map(|(name, command)| {
+            let words = command.as_str()?.split_whitespace().map(str::to_owned);
+            Some((name.to_string(), words.collect()))
+        })
+        .collect();
+    if written != ran {
+        doc.remove("external");
+        if !ran.is_empty() {
+            let mut table = toml_edit::Table::new();
+            for (name, words) in &ran {
+                table.insert(name, toml_edit::value(words.join(" ")));
+            }
+            doc.insert("external", toml_edit::Item::Table(table));
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// Keep only the `[[sweep]]` tables of `sweeps` in `doc`, each with the comment above it.
+fn only_sweeps(doc: &mut toml_edit::DocumentMut, sweeps: &[String]) -> Result<(), String> {
     let tables = doc
         .get_mut("sweep")
         .and_then(toml_edit::Item::as_array_of_tables_mut)
@@ -495,12 +556,12 @@ pub fn as_ran(meta: &Meta) -> Result<String, String> {
         }
         keep
     });
-    if let Some(missing) = sweeps.iter().find(|s| !kept.contains(s)) {
-        return Err(format!(
+    match sweeps.iter().find(|s| !kept.contains(s)) {
+        Some(missing) => Err(format!(
             "meta.json's suite text has no sweep named {missing}, which ran"
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(doc.to_string())
 }
 
 /// Write `dir`'s suite.toml from meta.json ([`as_ran`]), atomically, unless it is there already
@@ -673,6 +734,53 @@ pub mod tests {
             let all = as_ran(&meta_of(&suite.text, Some(&names))).unwrap();
             assert_eq!(all, suite.text, "{}", path.display());
         }
+    }
+
+    /// The commands external columns ran with (`--external`) are written into the suite as it
+    /// ran, as its `[external]` table, so that it reruns them; a file whose table already says
+    /// them is left as written, and its table is what a suite loads, under `--external`'s.
+    #[test]
+    fn a_suite_as_it_ran_holds_the_external_commands_it_ran() {
+        let text = "description = \"x\"\nduration = \"1s\"\nwarmup = \"0s\"\n\n\
+                    [[sweep]]\nname = \"a\"\nbackends = [\"epoll\", \"external:lib\"]\n\
+                    connections = [1]\n\n[[sweep]]\nname = \"b\"\nbackends = [\"poll\"]\n\
+                    connections = [2]\n";
+        let command = vec!["/opt/echo".to_string(), "-p".into(), "{port}".into()];
+        let mut meta = meta_of(text, None);
+        meta.externals = Some([("lib".to_string(), command.clone())].into());
+        let ran = as_ran(&meta).unwrap();
+        assert_eq!(
+            ran,
+            format!("{text}\n[external]\nlib = \"/opt/echo -p {{port}}\"\n")
+        );
+        // Read back: the column's command is the file's.
+        let dir = std::env::temp_dir().join(format!("pollbench-as-ran-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.toml");
+        std::fs::write(&path, &ran).unwrap();
+        let mut loaded = Suite::load(&path).unwrap();
+        assert_eq!(loaded.externals["lib"], command);
+        // --external takes precedence; a sweep chosen without the column drops its command.
+        loaded.use_externals(&["lib=/other {port}".into()]).unwrap();
+        assert_eq!(loaded.externals["lib"], ["/other", "{port}"]);
+        loaded.only(&["b".into()]).unwrap();
+        assert!(loaded.externals.is_empty());
+        // Already written so: the text as it is; with other sweeps chosen, still there.
+        let mut again = meta_of(&ran, None);
+        again.externals = meta.externals.clone();
+        assert_eq!(as_ran(&again).unwrap(), ran);
+        again.sweeps = Some(vec!["a".into()]);
+        assert!(as_ran(&again)
+            .unwrap()
+            .ends_with("[external]\nlib = \"/opt/echo -p {port}\"\n"));
+        // A command the file gives for a column it does not have is refused.
+        std::fs::write(&path, format!("{text}[external]\nnone = \"/x {{port}}\"\n")).unwrap();
+        let err = Suite::load(&path).unwrap_err();
+        assert!(
+            err.contains("[external] none: the suite has no column external:none"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A run directory's suite.toml is named after the run it reruns; any other file after its

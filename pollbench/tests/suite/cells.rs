@@ -494,4 +494,38 @@ fn an_external_column_runs_the_given_command_and_its_cpu_time_is_read() {
     let cpu = cell["server_cpu_us_per_msg"]["median"].as_f64().unwrap();
     assert!(cpu > 0.0 && cpu < 1e6 / 2000.0, "{cell}");
     assert!(cell["server_syscalls_per_msg"].is_null(), "{cell}");
+    // The run's suite.toml holds the command it was given, so it reruns the column without it.
+    let ran = std::fs::read_to_string(with.run.join("suite.toml")).unwrap();
+    assert_eq!(
+        ran,
+        format!(
+            "{toml}\n[external]\nother = \"{} --addr 127.0.0.1:{{port}} --backend epoll\"\n",
+            bench_server.display()
+        )
+    );
+    let results = with.run.parent().unwrap();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(with.run.join("suite.toml"))
+        .arg("--results")
+        .arg(results)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let again = std::fs::read_dir(results)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| *p != with.run)
+        .expect("the rerun's directory");
+    let meta = read_json(again.join("meta.json"));
+    assert_eq!(meta["externals"], with.meta["externals"]);
+    let outcome = meta["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(outcome["status"], "ok", "{meta}");
 }
