@@ -197,7 +197,10 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
     // The cost table (bench-server's CPU time and system calls), and in the open-loop idle sweep
     // the client's send lateness beside the latency it is part of; summary.json has both, and
     // no lateness in closed loop.
-    assert!(report.contains("Cost per message: "), "{report}");
+    assert!(
+        report.contains("Cost per message, ") && report.contains("| server CPU µs/msg |"),
+        "{report}"
+    );
     assert!(
         report.contains("Client send lateness (open loop)"),
         "{report}"
