@@ -1,13 +1,14 @@
 //! A run directory's report: report.md and the SVG charts it shows, rebuilt from meta.json, the
 //! run's summary (summary.json) and the cells' files. One module per output format (`markdown`,
 //! `svg`) and one per section of report.md (`header`, `tables`, `cost`, `verdicts`, `clients`,
-//! `notes`); `run` is what they read.
+//! `notes`, `planted`); `run` is what they read.
 
 mod clients;
 mod cost;
 mod header;
 mod markdown;
 mod notes;
+mod planted;
 mod run;
 mod svg;
 mod tables;

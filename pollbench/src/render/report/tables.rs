@@ -147,6 +147,7 @@ impl Markdown<'_> {
             self.cost_table(sweep);
         }
         self.churn_table(sweep);
+        self.planted(sweep);
         self.verdict_lists(sweep, &leads.judged());
     }
 

@@ -150,7 +150,7 @@ pub(super) fn winner(
 
 /// Whether two column labels name the same server, one of them a backend listed again
 /// (`epoll` and `epoll #2`, `epoll 64B` and `epoll #2 64B`): an A/A pair.
-fn same_server(a: &str, b: &str) -> bool {
+pub(super) fn same_server(a: &str, b: &str) -> bool {
     let plain = |label: &str| -> Vec<String> {
         label
             .split_whitespace()
