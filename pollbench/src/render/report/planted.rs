@@ -40,6 +40,9 @@ fn found(
     metric: &str,
 ) -> Found {
     let mut found = Found::default();
+    // A planted cost is judged when every column without the work it was paired with (epoll and
+    // epoll #2) reads better than it.
+    let mut planted_costs: std::collections::BTreeMap<u64, bool> = Default::default();
     for v in verdicts.iter().filter(|v| v.metric == metric) {
         match (planted(&v.a), planted(&v.b)) {
             (None, Some(ns)) | (Some(ns), None) => {
@@ -49,11 +52,7 @@ fn found(
                 } else {
                     Judgement::BBetter
                 };
-                if v.verdict == plain_better {
-                    found.judged.push(ns);
-                } else {
-                    found.missed.push(ns);
-                }
+                *planted_costs.entry(ns).or_insert(true) &= v.verdict == plain_better;
             }
             (None, None) if same_server(&v.a, &v.b) => {
                 found.aa.1 += 1;
@@ -64,14 +63,19 @@ fn found(
             _ => {}
         }
     }
-    found.judged.sort_unstable();
-    found.missed.sort_unstable();
+    for (ns, judged) in planted_costs {
+        if judged {
+            found.judged.push(ns);
+        } else {
+            found.missed.push(ns);
+        }
+    }
     found
 }
 
 /// "200 ns", "1 µs".
 fn ns_text(ns: u64) -> String {
-    if ns >= 1000 && ns % 1000 == 0 {
+    if ns >= 1000 && ns.is_multiple_of(1000) {
         format!("{} µs", ns / 1000)
     } else {
         format!("{ns} ns")
@@ -172,7 +176,16 @@ mod tests {
                 Judgement::NoClearDifference,
             ),
             verdict("epoll", "epoll --work 1us", cpu, Judgement::ABetter),
+            verdict("epoll #2", "epoll --work 1us", cpu, Judgement::ABetter),
             verdict("epoll --work 500ns", "epoll", cpu, Judgement::BBetter),
+            // Judged against one plain column and not the other: not judged.
+            verdict(
+                "epoll #2",
+                "epoll --work 500ns",
+                cpu,
+                Judgement::NoClearDifference,
+            ),
+            verdict("epoll", "epoll --work 4us", cpu, Judgement::ABetter),
             // A planted column better than the plain one is not a finding of the planted cost.
             verdict("epoll #2", "epoll --work 2us", cpu, Judgement::BBetter),
             verdict(
@@ -192,8 +205,8 @@ mod tests {
         assert_eq!(
             found(&verdicts, &planted, cpu),
             Found {
-                judged: vec![500, 1000],
-                missed: vec![200, 2000],
+                judged: vec![1000, 4000],
+                missed: vec![200, 500, 2000],
                 aa: (1, 1),
             }
         );
