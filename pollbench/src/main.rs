@@ -70,8 +70,8 @@ fn main() {
 
 #[derive(Parser, Debug)]
 struct SuiteArgs {
-    /// A suite name (quick, full, smoke: scripts/suites/NAME.toml) or a path to a .toml file; a
-    /// run directory's suite.toml reruns that run's suite as it ran.
+    /// A suite name (quick, full, smoke, calibrate, completion, ...: scripts/suites/NAME.toml)
+    /// or a path to a .toml file; a run directory's suite.toml reruns that run's suite as it ran.
     #[arg(value_name = "SUITE")]
     suite: String,
 
