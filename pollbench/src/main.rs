@@ -87,9 +87,10 @@ struct SuiteArgs {
 
     /// The command of the suite's column `external:NAME`, a server this repository does not
     /// build (liburing's example echo server, say): words split at spaces, `{port}` where the
-    /// port goes; it must listen on 127.0.0.1 at that port. It runs in bench-server's place,
-    /// pinned as bench-server would be, against the same load-gen; its CPU time is read from
-    /// /proc at every whole second. Without this option (or the suite's `[external]` table, which
+    /// port goes; it must listen on 127.0.0.1 at that port, and be the server itself (not a
+    /// script that starts it in the background: its CPU time and its stop are the process
+    /// started's). It runs in bench-server's place, one thread pinned to the server's core,
+    /// against the same load-gen; its CPU time is read from /proc at every whole second. Without this option (or the suite's `[external]` table, which
     /// a run directory's suite.toml writes) the column's cells are skipped, saying so. Repeat for
     /// several.
     #[arg(long = "external", value_name = "NAME=COMMAND")]

@@ -125,26 +125,30 @@ fn cell_spread(msgs_per_s: &[f64]) -> Option<(f64, f64)> {
     (mean > 0.0 && median > 0.0).then(|| (var.sqrt() / mean, slowest / median))
 }
 
-/// The Markdown table of how much each cell's msgs/s spread over its rounds, run by run: the
-/// median over runs of the cell's coefficient of variation, its largest, and the lowest ratio of a
-/// cell's slowest round to its median round.
+/// The Markdown table of how much each closed-loop cell's msgs/s spread over its rounds, run by
+/// run: the median over runs of the cell's coefficient of variation, its largest, and the lowest
+/// ratio of a cell's slowest round to its median round.
 fn spread(runs: &[Meta]) -> String {
     let mut by_cell: BTreeMap<(String, usize, String), Vec<(f64, f64)>> = BTreeMap::new();
     let mut order = Vec::new();
     for meta in runs {
         for cell in &meta.cells {
-            let Some(outcome) = meta.outcome(&cell.id).filter(|o| o.is_ok()) else {
+            // In open loop msgs/s is the rate: its spread says nothing.
+            let Some(outcome) = meta
+                .outcome(&cell.id)
+                .filter(|o| o.is_ok() && cell.rate.is_none())
+            else {
                 continue;
             };
             let msgs: Vec<f64> = outcome.repeats.iter().map(|r| r.msgs_per_s).collect();
             let Some(one) = cell_spread(&msgs) else {
                 continue;
             };
-            let row = if cell.idle > 0 {
-                cell.idle
-            } else {
-                cell.connections
-            };
+            let by_idle = meta
+                .cells
+                .iter()
+                .any(|c| c.sweep == cell.sweep && c.idle > 0);
+            let row = cell.row(by_idle);
             let key = (cell.sweep.clone(), row, cell.label.clone());
             if !by_cell.contains_key(&key) {
                 order.push(key.clone());
@@ -152,11 +156,16 @@ fn spread(runs: &[Meta]) -> String {
             by_cell.entry(key).or_default().push(one);
         }
     }
+    if order.is_empty() {
+        return "No closed-loop cell with rounds: no msgs/s spread to show (in open loop msgs/s \
+                is the rate).\n"
+            .into();
+    }
     let mut out = format!(
-        "Each cell's msgs/s over its rounds, in {} runs: the median over runs of its coefficient \
-         of variation (sd / mean), the largest, and the lowest ratio of its slowest round to its \
-         median round.\n\n| sweep | row | column | runs | CV, median | CV, largest | slowest / \
-         median, lowest |\n|---|---|---|---|---|---|---|\n",
+        "Each closed-loop cell's msgs/s over its rounds, in {} runs: the median over runs of its \
+         coefficient of variation (sd / mean), the largest, and the lowest ratio of its slowest \
+         round to its median round.\n\n| sweep | row | column | runs | CV, median | CV, \
+         largest | slowest / median, lowest |\n|---|---|---|---|---|---|---|\n",
         runs.len()
     );
     for key in &order {

@@ -43,8 +43,9 @@ fn method(rounds: Option<usize>) -> String {
     format!(
         "median over rounds; [lo, hi] the interval of the median: {interval}; verdicts from the \
          interval of the per-round ratio a/b, called only at 95% or more, between the columns \
-         of a row that differ in one dimension (the server, message size, pipeline, messages per \
-         connection, rate or client threads) or in none (the same server twice), on each metric \
+         of a row that differ in one dimension (the server, its trigger mode, accept strategy or \
+         threads, message size, pipeline, messages per connection, rate or client threads) or in \
+         none (the same server twice), on each metric \
          where its sweep can resolve it (msgs/s in closed loop, p50 and p99 in open loop, \
          connections/s with churn, the server's CPU time and system calls per message \
          everywhere; lower is better for latency and cost); a verdict's false-call rate (a clear \

@@ -340,7 +340,12 @@ impl SweepView<'_> {
                 }
                 let r = &v.ratio;
                 let (median, lo, hi) = if v.a == *base && v.b == *col {
-                    (1.0 / r.median, 1.0 / r.hi, 1.0 / r.lo)
+                    // The median of the inverted rounds (with an even count not the inverse of
+                    // the median); the interval's bounds invert exactly (order statistics).
+                    let inverted: Vec<f64> = v.per_round.iter().map(|x| 1.0 / x).collect();
+                    let median = crate::analysis::stats::median_interval(&inverted)
+                        .map_or(1.0 / r.median, |i| i.median);
+                    (median, 1.0 / r.hi, 1.0 / r.lo)
                 } else if v.a == *col && v.b == *base {
                     (r.median, r.lo, r.hi)
                 } else {

@@ -17,10 +17,17 @@ use crate::run::external;
 use crate::run::process::WaitEnd;
 use crate::run::suite::Suite;
 
-/// The files every run of a cell leaves, by extension, and the server's record: bench-server's
-/// statistics or what was read of an external server.
+/// The files every run of a cell leaves, by extension, then the server's record: bench-server's
+/// statistics, or what was read of an external server.
 const CELL_FILES: [&str; 2] = ["json", "hlog"];
-const SERVER_FILES: [&str; 2] = ["server.json", "external.json"];
+
+/// The extension of the server's record of a cell's run.
+fn server_file(cell: &Cell) -> &'static str {
+    match external::name_of(&cell.backend) {
+        Some(_) => "external.json",
+        None => "server.json",
+    }
+}
 
 /// Run one round of a cell: its files go to `dir` as ID.json (load-gen), ID.server.json and
 /// ID.hlog, or ID.rK.* in round K of a suite with several rounds. Err when the runner was
@@ -67,10 +74,7 @@ pub fn combine_rounds(cell: &Cell, dir: &Path, rounds: &[usize]) -> Outcome {
     let mut order: Vec<usize> = (0..repeats.len()).collect();
     order.sort_by(|&a, &b| repeats[a].msgs_per_s.total_cmp(&repeats[b].msgs_per_s));
     let median = rounds[order[(order.len() - 1) / 2]];
-    let server_file = SERVER_FILES
-        .into_iter()
-        .filter(|ext| dir.join(format!("{}.r{median}.{ext}", cell.id)).exists());
-    for ext in CELL_FILES.into_iter().chain(server_file) {
+    for ext in CELL_FILES.into_iter().chain([server_file(cell)]) {
         let from = dir.join(format!("{}.r{median}.{ext}", cell.id));
         let to = dir.join(format!("{}.{ext}", cell.id));
         if let Err(e) =
@@ -272,10 +276,15 @@ fn run_external(
         .flatten();
     let server = match external::Running::start(&place.net.server(), name, words, core) {
         Ok(server) => server,
+        Err(_) if crate::run::process::interrupted().load(std::sync::atomic::Ordering::Relaxed) => {
+            return Err(Interrupted)
+        }
         Err(why) => return Ok(outcome(CellStatus::Failed, Some(why))),
     };
     let addr = server.addr;
     let clients = run_clients(cell, suite, place, addr, files);
+    // A server that ended during the run (a crash, or another program on its port) leaves CPU
+    // readings that stopped counting: its cell failed, whatever load-gen saw.
     let recorded = server.stop(Duration::from_secs(2), &files.path("external.json"));
     match (clients, recorded) {
         (Err(StepError::Interrupted), _) => Err(Interrupted),

@@ -72,14 +72,15 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 /// Wait until the server at `addr` accepts a connection (closed at once), within [`START`]; false
-/// when it does not, or `still_running` says it ended.
+/// when it does not, `still_running` says it ended, or the runner is interrupted.
 pub fn wait_until_listening(addr: SocketAddr, mut still_running: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + START;
+    let interrupted = crate::run::process::interrupted();
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return true;
         }
-        if !still_running() {
+        if !still_running() || interrupted.load(Ordering::Relaxed) {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -191,10 +192,18 @@ impl<'a> Running<'a> {
     }
 
     /// Take the last CPU reading, stop the server (SIGTERM, killed after `grace`) and write its
-    /// record to `path`.
+    /// record to `path`. An error when it had ended before it was stopped: its readings stopped
+    /// counting where it did.
     pub fn stop(mut self, grace: Duration, path: &Path) -> Result<(), String> {
+        let alive = self.process.is_running();
         let record = self.reader.finish(&self.name, self.command, self.core);
         self.process.stop(grace);
+        if !alive {
+            return Err(format!(
+                "external server {} ended during the run",
+                self.name
+            ));
+        }
         pollbench_schema::file::write_json_atomically(path, &record)
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }

@@ -454,9 +454,12 @@ impl Suite {
                 crate::run::external::name_of(&e.backend).is_some()
                     && (!e.flags.is_empty()
                         || self.hosts.is_some()
-                        || self.topology != TopologyKind::Loopback)
+                        || self.topology != TopologyKind::Loopback
+                        || s.server_threads.unwrap_or(self.server_threads) != 1
+                        || !s.triggers.is_empty()
+                        || !s.accepts.is_empty())
             }) {
-                return Err(format!("sweep '{name}': {entry}: an external server takes no flags (its command is given with --external) and runs on this machine over 127.0.0.1 (no [hosts], topology \"loopback\")"));
+                return Err(format!("sweep '{name}': {entry}: an external server takes no flags, triggers or accept strategies (its command is given with --external), runs with server_threads = 1 (it is pinned to one core and its busy share is over one) and on this machine over 127.0.0.1 (no [hosts], topology \"loopback\")"));
             }
             if s.rate.is_some() && !s.rates.is_empty() {
                 return Err(format!(
@@ -1065,6 +1068,15 @@ pub mod tests {
         }
         let twice = format!("{HEAD}{sweep}{sweep}");
         assert!(suite(&twice).unwrap_err().contains("same name"));
+        // An external column runs one thread of its own, with no flags, triggers or strategies.
+        let external = "[[sweep]]\nname = \"x\"\nbackends = [\"epoll\", \"external:other\"]\nconnections = [10]\n";
+        assert!(suite(&format!("{HEAD}{external}")).is_ok());
+        for extra in ["server_threads = 2\n", "triggers = [\"edge\"]\n", "accepts = [\"shared\"]\n"] {
+            let err = suite(&format!("{HEAD}{external}{extra}")).unwrap_err();
+            assert!(err.contains("an external server takes no flags"), "{extra}: {err}");
+        }
+        let flagged = external.replace("external:other", "external:other --fast");
+        assert!(suite(&format!("{HEAD}{flagged}")).is_err());
         assert!(suite(&format!("{HEAD}{sweep}")).is_ok());
     }
 }

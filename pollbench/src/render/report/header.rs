@@ -108,8 +108,8 @@ impl Markdown<'_> {
                  beside it is the interval of that median: {} (order statistics, \
                  distribution-free: from 6 rounds on the narrowest interval of 95% or more, below \
                  6 the extremes), and the charts draw it as error bars. A verdict compares two \
-                 columns of a row that differ in one dimension (the server, or one setting of the \
-                 load; the same server twice is the A/A pair), pairing them round by round: the \
+                 columns of a row that differ in one dimension (the server, or one of its settings, \
+                 or one setting of the load; the same server twice is the A/A pair), pairing them round by round: the \
                  median of the per-round ratio a/b and its interval, a clear difference where the \
                  interval leaves out 1; a sweep's ratio chart draws them against its first column. \
                  The cells' ID.* files are the median round by msgs/s; a latency spectrum draws \
@@ -205,11 +205,12 @@ impl Markdown<'_> {
                 md,
                 "**{name} (external)** is a server this repository does not build, run in \
                  bench-server's place as `{}` (`pollbench suite ... --external {name}=COMMAND`), \
-                 pinned as bench-server is. It counts nothing for pollbench: its CPU time per message \
-                 is its CPU time from /proc/PID/stat (all threads, 10 ms ticks) between the whole \
-                 seconds inside load-gen's window, over load-gen's messages in that span; it has no \
-                 system calls, events or wake-ups.\n",
-                command.join(" ")
+                 one thread{}. It counts nothing for pollbench: its CPU time per message is its CPU \
+                 time from /proc/PID/stat (all threads, in ticks of 10 ms: over a 2 s span about \
+                 1% of a half-busy core) between the whole seconds inside load-gen's window, over \
+                 load-gen's messages in that span; it has no system calls, events or wake-ups.\n",
+                command.join(" "),
+                if pin { ", pinned to the server's core" } else { "" }
             );
         }
     }

@@ -21,6 +21,21 @@ fn planted_ns(cell: &Cell) -> Option<u64> {
         .map(|d| d.as_nanos() as u64)
 }
 
+/// The server a cell runs with its planted work taken away: its backend and its flags without
+/// `--work D` and the `--message-size S` that goes with it.
+fn unplanted_server(cell: &Cell) -> String {
+    let mut words = vec![cell.backend.clone()];
+    let mut flags = cell.server_flags.iter();
+    while let Some(flag) = flags.next() {
+        if flag == "--work" || flag == "--message-size" {
+            flags.next();
+        } else {
+            words.push(flag.clone());
+        }
+    }
+    words.join(" ")
+}
+
 /// What a sweep's verdicts on one metric said of its planted differences.
 #[derive(Debug, Default, PartialEq)]
 struct Found {
@@ -31,12 +46,13 @@ struct Found {
     aa: (usize, usize),
 }
 
-/// The verdicts on `metric` in `verdicts` (one sweep's) of a planted column against its server
-/// without the work (the unplanted column is the one verdicts pair it with: one dimension
-/// apart), and of the A/A pairs.
+/// The verdicts on `metric` in `verdicts` (one sweep's) of a planted column (`planted`: its work
+/// per message, by label) against a column of the same server without the work (`server`: the
+/// server without its planted work, by label), and of the A/A pairs.
 fn found(
     verdicts: &[&VerdictSummary],
     planted: &dyn Fn(&str) -> Option<u64>,
+    server: &dyn Fn(&str) -> Option<String>,
     metric: &str,
 ) -> Found {
     let mut found = Found::default();
@@ -44,8 +60,9 @@ fn found(
     // epoll #2) reads better than it.
     let mut planted_costs: std::collections::BTreeMap<u64, bool> = Default::default();
     for v in verdicts.iter().filter(|v| v.metric == metric) {
+        let same_server = server(&v.a).is_some() && server(&v.a) == server(&v.b);
         match (planted(&v.a), planted(&v.b)) {
-            (None, Some(ns)) | (Some(ns), None) => {
+            (None, Some(ns)) | (Some(ns), None) if same_server => {
                 // Lower is better on every metric a planted cost shows in.
                 let plain_better = if planted(&v.a).is_none() {
                     Judgement::ABetter
@@ -92,6 +109,13 @@ impl Markdown<'_> {
                 .find(|c| c.label == label)
                 .and_then(|c| planted_ns(c))
         };
+        let server = |label: &str| -> Option<String> {
+            sweep
+                .cells
+                .iter()
+                .find(|c| c.label == label)
+                .map(unplanted_server)
+        };
         if !sweep.cells.iter().any(|c| planted_ns(c).is_some()) {
             return;
         }
@@ -112,7 +136,7 @@ impl Markdown<'_> {
         );
         let metrics: [&Metric; 4] = [&SERVER_CPU, &SERVER_SYSCALLS, &P50, &P99];
         for metric in metrics {
-            let f = found(&verdicts, &planted, metric.name);
+            let f = found(&verdicts, &planted, &server, metric.name);
             if f.judged.is_empty() && f.missed.is_empty() && f.aa.1 == 0 {
                 continue;
             }
@@ -186,6 +210,8 @@ mod tests {
                 Judgement::NoClearDifference,
             ),
             verdict("epoll", "epoll --work 4us", cpu, Judgement::ABetter),
+            // Another server without the work is not the planted column's baseline.
+            verdict("poll", "epoll --work 200ns", cpu, Judgement::ABetter),
             // A planted column better than the plain one is not a finding of the planted cost.
             verdict("epoll #2", "epoll --work 2us", cpu, Judgement::BBetter),
             verdict(
@@ -202,8 +228,12 @@ mod tests {
                 .ok()
                 .map(|d| d.as_nanos() as u64)
         };
+        let server = |label: &str| -> Option<String> {
+            let plain = label.split(" --work").next()?;
+            Some(plain.trim_end_matches(" #2").to_string())
+        };
         assert_eq!(
-            found(&verdicts, &planted, cpu),
+            found(&verdicts, &planted, &server, cpu),
             Found {
                 judged: vec![1000, 4000],
                 missed: vec![200, 500, 2000],
@@ -211,7 +241,7 @@ mod tests {
             }
         );
         assert_eq!(
-            found(&verdicts, &planted, "p50_us"),
+            found(&verdicts, &planted, &server, "p50_us"),
             Found {
                 judged: vec![],
                 missed: vec![1000],
@@ -230,6 +260,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(planted_ns(&cell), Some(1000));
+        assert_eq!(unplanted_server(&cell), "epoll");
         assert_eq!(ns_text(1000), "1 µs");
         assert_eq!(ns_text(200), "200 ns");
     }

@@ -124,7 +124,7 @@ impl Markdown<'_> {
                 sweep,
                 &columns,
                 &MSGS_PER_S,
-                "msgs/s achieved (not judged: every column is sent the same rate; one below it \
+                "msgs/s achieved (not judged: in open loop each column is sent its rate; one below it \
                  fell behind).",
                 false,
             );
