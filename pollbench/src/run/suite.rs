@@ -829,8 +829,11 @@ pub mod tests {
             let meta = Meta::read(dir).unwrap();
             let text = as_ran(&meta).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
             let cells = match suite(&text) {
-                // Labels as the run's bench-server named each backend.
+                // Labels as the run named each backend (and external column).
                 Ok(s) => s.cells(|backend| {
+                    if let Some(name) = crate::run::external::name_of(backend) {
+                        return format!("{name} (external)");
+                    }
                     meta.cells
                         .iter()
                         .find(|c| c.backend == backend && c.label.starts_with(backend))
@@ -1071,9 +1074,16 @@ pub mod tests {
         // An external column runs one thread of its own, with no flags, triggers or strategies.
         let external = "[[sweep]]\nname = \"x\"\nbackends = [\"epoll\", \"external:other\"]\nconnections = [10]\n";
         assert!(suite(&format!("{HEAD}{external}")).is_ok());
-        for extra in ["server_threads = 2\n", "triggers = [\"edge\"]\n", "accepts = [\"shared\"]\n"] {
+        for extra in [
+            "server_threads = 2\n",
+            "triggers = [\"edge\"]\n",
+            "accepts = [\"shared\"]\n",
+        ] {
             let err = suite(&format!("{HEAD}{external}{extra}")).unwrap_err();
-            assert!(err.contains("an external server takes no flags"), "{extra}: {err}");
+            assert!(
+                err.contains("an external server takes no flags"),
+                "{extra}: {err}"
+            );
         }
         let flagged = external.replace("external:other", "external:other --fast");
         assert!(suite(&format!("{HEAD}{flagged}")).is_err());

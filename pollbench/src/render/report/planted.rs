@@ -60,9 +60,9 @@ fn found(
     // epoll #2) reads better than it.
     let mut planted_costs: std::collections::BTreeMap<u64, bool> = Default::default();
     for v in verdicts.iter().filter(|v| v.metric == metric) {
-        let same_server = server(&v.a).is_some() && server(&v.a) == server(&v.b);
+        let one_server = server(&v.a).is_some() && server(&v.a) == server(&v.b);
         match (planted(&v.a), planted(&v.b)) {
-            (None, Some(ns)) | (Some(ns), None) if same_server => {
+            (None, Some(ns)) | (Some(ns), None) if one_server => {
                 // Lower is better on every metric a planted cost shows in.
                 let plain_better = if planted(&v.a).is_none() {
                     Judgement::ABetter
@@ -114,7 +114,7 @@ impl Markdown<'_> {
                 .cells
                 .iter()
                 .find(|c| c.label == label)
-                .map(unplanted_server)
+                .map(|c| unplanted_server(c))
         };
         if !sweep.cells.iter().any(|c| planted_ns(c).is_some()) {
             return;
