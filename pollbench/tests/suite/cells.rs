@@ -17,7 +17,13 @@ fn kqueue_cells_are_labelled_libkqueue_in_meta_and_report_on_linux() {
     assert_eq!(s.meta["cells"][0]["label"], "kqueue (libkqueue)");
     assert_eq!(s.meta["cells"][0]["id"], "kq-kqueue-libkqueue-c10");
     let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
-    assert!(report.contains("| kqueue (libkqueue) |"), "{report}");
+    // A column of its own where libkqueue is built; named once above the tables where every cell
+    // of it was skipped.
+    assert!(
+        report.contains("| kqueue (libkqueue) |")
+            || report.contains("left out of the tables: kqueue (libkqueue) ("),
+        "{report}"
+    );
     assert!(report.contains("runs on epoll"), "{report}");
 }
 
@@ -190,7 +196,9 @@ fn an_a_a_pair_reads_no_clear_difference_and_a_planted_difference_is_found() {
     );
     assert!(report.contains(" [") && report.contains("–"), "{report}");
     assert!(
-        !report.contains("**"),
+        !report
+            .lines()
+            .any(|l| l.starts_with('|') && l.contains("**")),
         "no clear winner of the row: {report}"
     );
     // summary.json has the same, typed: every cell over its 8 rounds, and the verdicts.
@@ -282,10 +290,12 @@ fn a_churn_sweep_reports_connections_per_second_and_the_listeners_empty_wake_ups
     }
     let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
     assert!(report.contains("Connection churn: "), "{report}");
-    assert!(
-        report.contains("| 10 | ") && report.contains("/s ["),
-        "{report}"
-    );
+    // The sweep leads with connections per second: a table of them, a row per connection count.
+    let table = report
+        .split("Connections per second, established in the measured window")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no connections/s table: {report}"));
+    assert!(table.contains("\n| 10 | "), "{report}");
     for chart in ["accept-connections-per-s.svg", "accept-empty-wakeups.svg"] {
         assert!(report.contains(&format!("]({chart})")), "{chart}: {report}");
         assert!(s.run.join(chart).exists(), "{chart}");
