@@ -323,7 +323,8 @@ mod committed_runs {
     use crate::server::ServerStats;
 
     /// Every published (committed) run directory reads through the current types: meta.json,
-    /// each cell's load-gen and bench-server JSON, and each interval log. Local runs, which git
+    /// each cell's load-gen and bench-server JSON (or what was read of an external server), and
+    /// each interval log. Local runs, which git
     /// ignores, are not published and not read.
     #[test]
     fn every_committed_result_file_reads_as_the_current_schema() {
@@ -346,6 +347,8 @@ mod committed_runs {
                 let name = path.file_name().unwrap().to_string_lossy().to_string();
                 if name.ends_with(".server.json") {
                     read_json::<ServerStats>(&path).unwrap();
+                } else if name.ends_with(".external.json") {
+                    read_json::<crate::external::ExternalServer>(&path).unwrap();
                 } else if name.ends_with(".json") {
                     read_json::<RunReport>(&path).unwrap();
                 } else if name.ends_with(".hlog") {
