@@ -102,11 +102,6 @@ impl Figures {
             return Figures::of_external(run, external, cell.server_threads, client_threads);
         }
         Figures {
-            msgs_per_s: Some(run.throughput_msgs_per_s),
-            p50_us: Some(run.latency_us.p50 as f64),
-            p99_us: Some(run.latency_us.p99 as f64),
-            p999_us: Some(run.latency_us.p999 as f64),
-            max_us: Some(run.latency_us.max as f64),
             server_cpu_us_per_msg: server.and_then(|s| server_cpu_us_per_msg(s, size)),
             server_syscalls_per_msg: server.and_then(|s| server_syscalls_per_msg(s, size)),
             window_cpu_us_per_msg: window.and_then(|w| w.cpu_us_per_msg(size)),
@@ -114,12 +109,6 @@ impl Figures {
             events_per_wait: server
                 .filter(|s| s.totals.counters.waits > 0)
                 .map(|s| s.totals.events_per_wait),
-            client_cpu_us_per_msg: run.client_cpu_us_per_msg,
-            send_lateness_p50_us: run.send_lateness_us.as_ref().map(|l| l.p50 as f64),
-            send_lateness_p99_us: run.send_lateness_us.as_ref().map(|l| l.p99 as f64),
-            connections_per_s: run.connections_per_s,
-            connect_p50_us: run.connect_latency_us.as_ref().map(|l| l.p50 as f64),
-            connect_p99_us: run.connect_latency_us.as_ref().map(|l| l.p99 as f64),
             accept_spread: server
                 .filter(|s| s.threads.len() > 1)
                 .map(|s| s.totals.accept_spread),
@@ -127,7 +116,27 @@ impl Figures {
             server_busy: server
                 .zip(window)
                 .and_then(|(s, w)| w.busy(s.threads.len())),
+            ..Figures::of_load_gen(run, client_threads)
+        }
+    }
+
+    /// A round's figures from load-gen's run alone (every server's cells have them), the server's
+    /// left None.
+    fn of_load_gen(run: &RunReport, client_threads: usize) -> Figures {
+        Figures {
+            msgs_per_s: Some(run.throughput_msgs_per_s),
+            p50_us: Some(run.latency_us.p50 as f64),
+            p99_us: Some(run.latency_us.p99 as f64),
+            p999_us: Some(run.latency_us.p999 as f64),
+            max_us: Some(run.latency_us.max as f64),
+            client_cpu_us_per_msg: run.client_cpu_us_per_msg,
+            send_lateness_p50_us: run.send_lateness_us.as_ref().map(|l| l.p50 as f64),
+            send_lateness_p99_us: run.send_lateness_us.as_ref().map(|l| l.p99 as f64),
+            connections_per_s: run.connections_per_s,
+            connect_p50_us: run.connect_latency_us.as_ref().map(|l| l.p50 as f64),
+            connect_p99_us: run.connect_latency_us.as_ref().map(|l| l.p99 as f64),
             client_busy: client_busy(run, client_threads),
+            ..Figures::default()
         }
     }
 }
@@ -155,24 +164,12 @@ impl Figures {
         });
         let messages = |seconds: f64| run.throughput_msgs_per_s * seconds;
         Figures {
-            msgs_per_s: Some(run.throughput_msgs_per_s),
-            p50_us: Some(run.latency_us.p50 as f64),
-            p99_us: Some(run.latency_us.p99 as f64),
-            p999_us: Some(run.latency_us.p999 as f64),
-            max_us: Some(run.latency_us.max as f64),
             window_cpu_us_per_msg: span
                 .filter(|&(_, seconds)| messages(seconds) >= 1.0)
                 .map(|(used, seconds)| used * 1e6 / messages(seconds)),
             server_busy: span
                 .map(|(used, seconds)| used / (seconds * server_threads.max(1) as f64)),
-            client_cpu_us_per_msg: run.client_cpu_us_per_msg,
-            send_lateness_p50_us: run.send_lateness_us.as_ref().map(|l| l.p50 as f64),
-            send_lateness_p99_us: run.send_lateness_us.as_ref().map(|l| l.p99 as f64),
-            connections_per_s: run.connections_per_s,
-            connect_p50_us: run.connect_latency_us.as_ref().map(|l| l.p50 as f64),
-            connect_p99_us: run.connect_latency_us.as_ref().map(|l| l.p99 as f64),
-            client_busy: client_busy(run, client_threads),
-            ..Figures::default()
+            ..Figures::of_load_gen(run, client_threads)
         }
     }
 }
