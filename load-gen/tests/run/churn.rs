@@ -212,16 +212,32 @@ fn churn_of_one_message_per_connection_against_every_server_and_accept_strategy(
             );
             if rate.is_some() {
                 // The schedule is kept: 2,000 msgs/s for 0.5 s, whatever the churn.
-                assert!(
-                    (800..=1100).contains(&messages),
-                    "{label}: {messages} messages at 2,000/s for 0.5 s: {json}"
-                );
+                assert_schedule_kept(&json, 2000.0, 0.5, &label);
             }
         }
     }
     assert!(
         servers.len() >= 3 || servers.is_empty(),
         "at least select, poll and the baselines: {servers:?}"
+    );
+}
+
+/// An open-loop run kept its schedule: the window holds the messages due in it, at least 80% of
+/// them, and at most those plus the backlog a stall carried in from the warm-up. A message answered
+/// in the window is measured there wherever it was due (see `windows::backlog_from_the_warm_up_is_
+/// measured_when_it_is_answered`), and one due before the window was sent at least that much late;
+/// so the window can hold no more than the messages due from (start - the largest send lateness)
+/// to its end, plus a tenth for the edges. A client that sent ahead of its schedule fails this:
+/// its lateness is small and its count large.
+fn assert_schedule_kept(json: &serde_json::Value, rate: f64, duration_s: f64, label: &str) {
+    let messages = json["messages"].as_u64().unwrap() as f64;
+    let lateness_s = json["send_lateness_us"]["max"].as_f64().unwrap() / 1e6;
+    let due = rate * duration_s;
+    let most = rate * (duration_s + lateness_s) + 0.1 * due;
+    assert!(
+        messages >= 0.8 * due && messages <= most,
+        "{label}: {messages} messages at {rate}/s for {duration_s} s, at most {most:.0} with a \
+         largest send lateness of {lateness_s:.3} s: {json}"
     );
 }
 
@@ -238,7 +254,7 @@ fn open_loop_churn_keeps_the_schedule_and_replaces_connections() {
     assert_eq!(error_count(&json), 0, "{json}");
     let messages = json["messages"].as_u64().unwrap();
     let connects = json["connects"].as_u64().unwrap();
-    assert!((1800..=2200).contains(&messages), "{json}");
+    assert_schedule_kept(&json, 2000.0, 1.0, "open loop, 10 messages per connection");
     assert!(connects.abs_diff(messages / 10) <= 6, "{json}");
     assert!(json["send_lateness_us"]["p50"].is_u64(), "{json}");
 }
