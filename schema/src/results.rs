@@ -70,6 +70,10 @@ pub struct Meta {
     /// where the port went); absent when it has none (and in runs from before them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub externals: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// How steady the machine's own speed was just before the rounds, with the suite's
+    /// `steadiness`; absent without it (and in runs from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steadiness: Option<Steadiness>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
@@ -165,6 +169,32 @@ impl Disturbance {
             0.0
         }
     }
+}
+
+/// The machine's own speed, measured before the rounds: the same fixed arithmetic timed on every
+/// core at once (as a cell keeps server and client cores busy), in back-to-back windows as long as
+/// a cell's measured window. A cell's CPU time per message can be no steadier than the work its
+/// CPU does per CPU second, and this is that, with no network, kernel or client in it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Steadiness {
+    /// Each window's length, seconds (the suite's cell duration).
+    pub window_s: f64,
+    /// How many units of the arithmetic one chunk is; work below is counted in these units.
+    pub chunk: u64,
+    /// What the work was timed against: "thread CPU time" where the system keeps a per-thread
+    /// clock (Linux), else "wall time" (the thread alone on its core).
+    pub clock: String,
+    pub cores: Vec<CoreSpeed>,
+}
+
+/// One core's windows in a [`Steadiness`] measurement.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CoreSpeed {
+    /// The core's id, as `taskset` names it; null where the thread could not be pinned.
+    #[serde(deserialize_with = "crate::file::required")]
+    pub core: Option<usize>,
+    /// Work per second of the clock in each window, in order: chunks done / seconds.
+    pub chunks_per_s: Vec<f64>,
 }
 
 /// A host of a run with `[hosts]`, as it answered before the first cell (`uname -sr`, `nproc`,

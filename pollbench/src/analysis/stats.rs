@@ -117,6 +117,71 @@ fn binomial(n: usize, i: usize) -> f64 {
     (0..i).fold(1.0, |acc, j| acc * (n - j) as f64 / (j + 1) as f64)
 }
 
+/// The chance that [`paired`] over `n` rounds calls a difference in its true direction when each
+/// round's ratio falls on that side of 1 with probability `p`, rounds independent: the interval
+/// (x(k), x(n+1-k)) leaves 1 out on that side when at least n+1-k of the ratios are there. 0 where
+/// `n` rounds give no verdict at all.
+pub fn chance_of_a_call(n: usize, p: f64) -> f64 {
+    let (k, confidence) = order_statistics(n.max(1));
+    if confidence < CONFIDENCE {
+        return 0.0;
+    }
+    let p = p.clamp(0.0, 1.0);
+    (n + 1 - k..=n)
+        .map(|i| binomial(n, i) * p.powi(i as i32) * (1.0 - p).powi((n - i) as i32))
+        .sum()
+}
+
+/// The smallest share of rounds on the right side of 1 that gets a call from [`paired`] over `n`
+/// rounds with probability `power`; None where `n` rounds never give a verdict.
+pub fn side_share_needed(n: usize, power: f64) -> Option<f64> {
+    if chance_of_a_call(n, 1.0) < power {
+        return None;
+    }
+    let (mut lo, mut hi) = (0.5, 1.0);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if chance_of_a_call(n, mid) >= power {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
+}
+
+/// The standard normal distribution's `p` quantile (0 < p < 1), by bisection on its distribution
+/// function.
+pub fn normal_quantile(p: f64) -> f64 {
+    let (mut lo, mut hi) = (-10.0, 10.0);
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if normal_cdf(mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
+}
+
+/// The standard normal distribution function, from erf by the rational approximation of
+/// Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7, ample for a power estimate).
+fn normal_cdf(x: f64) -> f64 {
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-z * z).exp();
+    if x >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
 /// What two columns' paired rounds say: summary.json's own type.
 pub use pollbench_schema::summary::Judgement;
 
@@ -165,6 +230,38 @@ mod tests {
         let i = median_interval(&[3.0, 1.0, 2.0, 4.0]).unwrap();
         assert_eq!(i.median, 2.5);
         assert!(median_interval(&[]).is_none());
+    }
+
+    /// A call needs every one of 6 rounds on one side (the extremes are the interval), and 15 of
+    /// 20 (the 6th and 15th); the share of rounds that gives a call 9 times in 10 follows.
+    #[test]
+    fn the_chance_of_a_call_counts_the_rounds_its_interval_needs() {
+        assert!((chance_of_a_call(6, 0.9) - 0.9f64.powi(6)).abs() < 1e-12);
+        assert_eq!(chance_of_a_call(5, 1.0), 0.0, "5 rounds never reach 95%");
+        let twenty: f64 = (15..=20)
+            .map(|i| binomial(20, i) * 0.8f64.powi(i as i32) * 0.2f64.powi(20 - i as i32))
+            .sum();
+        assert!((chance_of_a_call(20, 0.8) - twenty).abs() < 1e-12);
+        let p6 = side_share_needed(6, 0.9).unwrap();
+        assert!((p6 - 0.9f64.powf(1.0 / 6.0)).abs() < 1e-9, "{p6}");
+        assert!(side_share_needed(20, 0.9).unwrap() < p6);
+        assert_eq!(side_share_needed(4, 0.9), None);
+    }
+
+    #[test]
+    fn normal_quantiles_are_the_textbook_ones() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959_964),
+            (0.9, 1.281_552),
+            (0.01, -2.326_348),
+        ] {
+            assert!(
+                (normal_quantile(p) - z).abs() < 1e-5,
+                "{p}: {}",
+                normal_quantile(p)
+            );
+        }
     }
 
     /// The false-call rate is what the procedure does under no difference: with 6 rounds, every

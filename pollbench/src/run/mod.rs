@@ -9,4 +9,5 @@ pub mod external;
 pub mod machine;
 pub mod process;
 pub mod runner;
+pub mod steadiness;
 pub mod suite;

@@ -539,3 +539,50 @@ fn an_external_column_runs_the_given_command_and_its_cpu_time_is_read() {
         .clone();
     assert_eq!(outcome["status"], "ok", "{meta}");
 }
+
+/// A suite's `steadiness` probe runs before the rounds on every core at once, into meta.json (each
+/// core's windows, as many as the probe holds cell durations), and the report says what it read;
+/// a probe too short for three windows is refused before anything runs, in one line.
+#[test]
+fn the_steadiness_probe_is_recorded_and_reported_and_a_short_one_is_refused() {
+    let suite = |probe: &str| {
+        format!(
+            "description = \"steady\"\nduration = \"200ms\"\nwarmup = \"0s\"\nrepeat = 2\n\
+             steadiness = \"{probe}\"\n\
+             [[sweep]]\nname = \"s\"\nbackends = [\"epoll\"]\nconnections = [10]\n"
+        )
+    };
+    let s = run_suite("steady", &suite("850ms"));
+    let probe = &s.meta["steadiness"];
+    assert_eq!(probe["window_s"], 0.2, "{probe}");
+    let cores = probe["cores"].as_array().unwrap();
+    assert!(!cores.is_empty(), "{probe}");
+    for core in cores {
+        let windows = core["chunks_per_s"].as_array().unwrap();
+        assert_eq!(windows.len(), 4, "850 ms holds 4 windows of 200 ms: {probe}");
+        assert!(windows.iter().all(|w| w.as_f64().unwrap() > 0.0), "{probe}");
+    }
+    let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
+    assert!(
+        report.contains("How steady the machine was: before the rounds, the same arithmetic ran on every core at once for 4 windows of 0.2 s"),
+        "{report}"
+    );
+    // Two rounds give no verdicts, and the report says so rather than a difference.
+    assert!(report.contains("With 2 rounds there are no verdicts"), "{report}");
+
+    let dir = Temp::new("steady-short");
+    let path = dir.0.join("short.toml");
+    std::fs::write(&path, suite("500ms")).unwrap();
+    let out = Command::new(BIN)
+        .arg("suite")
+        .arg(&path)
+        .arg("--results")
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(said.contains("fewer than 3 windows"), "{said}");
+    assert!(!dir.0.join("results").exists(), "nothing written for a refused suite");
+}

@@ -8,6 +8,7 @@ use pollbench_schema::results::{Meta, SuiteSettings};
 
 use super::markdown::Markdown;
 use crate::analysis::stats::interval_in_words;
+use crate::analysis::steadiness::{Reading, POWER};
 use crate::run::suite::RUN_SUITE_FILE;
 
 impl Markdown<'_> {
@@ -18,6 +19,7 @@ impl Markdown<'_> {
         self.rerun();
         self.how_cells_ran(repeat);
         self.disturbance();
+        self.steadiness(repeat);
         self.placement(pin);
         self.libkqueue();
     }
@@ -125,6 +127,60 @@ impl Markdown<'_> {
                  ±x% is the farthest any run's msgs/s was from that median.\n"
             );
         }
+    }
+
+    /// How steady the machine's own speed was (the suite's `steadiness` probe), and the smallest
+    /// difference the suite's rounds can judge on a machine that moves that much.
+    fn steadiness(&mut self, rounds: usize) {
+        let (md, meta) = (&mut self.md, self.run.meta);
+        let Some(probe) = &meta.steadiness else {
+            return;
+        };
+        let Some(r) = Reading::of(probe) else {
+            let _ = writeln!(
+                md,
+                "The machine's steadiness was probed, but with too few windows to read.\n"
+            );
+            return;
+        };
+        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        let cores: Vec<String> = r
+            .cores
+            .iter()
+            .map(|c| match c.core {
+                Some(id) => format!("core {id} {}", pct(c.adjacent)),
+                None => format!("an unpinned thread {}", pct(c.adjacent)),
+            })
+            .collect();
+        let judged = match r.smallest_judged(rounds) {
+            Some(d) => format!(
+                "If two columns' per-round ratios spread only that much, {rounds} rounds judge a \
+                 difference {} times in 10 from about {}",
+                (10.0 * POWER).round(),
+                pct(d)
+            ),
+            None => format!("With {rounds} rounds there are no verdicts"),
+        };
+        let five = match r.rounds_for(0.05) {
+            Some(n) if n <= rounds => "; 5% is within reach".to_string(),
+            Some(n) => format!("; 5% would take {n} rounds"),
+            None => "; 5% would take more than 1,000 rounds".to_string(),
+        };
+        let _ = writeln!(
+            md,
+            "How steady the machine was: before the rounds, the same arithmetic ran on every core at \
+             once for {} windows of {} s (its work per second of {}). From one window to the next \
+             it moved by {} (standard deviation of the ratio of adjacent windows: {}), and its \
+             windows spread {} about their mean. A cell's CPU time per message can be no steadier \
+             than the CPU under it. {judged}{five} (a lower bound: a pair's cells are seldom \
+             adjacent, and the server, kernel and client add spread of their own).\n",
+            r.windows,
+            r.window_s,
+            r.clock,
+            pct(r.adjacent),
+            cores.join(", "),
+            pct(r.spread),
+        );
     }
 
     /// What else the machine did while the suite ran: stolen time, context switches, load.
