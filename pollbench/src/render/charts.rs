@@ -7,6 +7,8 @@
 use std::fmt::Debug;
 use std::path::Path;
 
+use plotters::coord::combinators::WithKeyPoints;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -487,36 +489,59 @@ pub fn line_chart(
     let scale = XScale::of(series, zero_drawn);
     let (y_min, y_max) = y_range(&extent(series), log);
     let frame = frame(path, labels, &entries(series)).map_err(|e| err(&e))?;
-    let last_x = std::cell::Cell::new(f64::NAN);
     let mut chart = builder(&frame.plot, 24)
         .build_cartesian_2d((scale.lo..scale.hi).log_scale(), y_min..y_max)
         .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc(scale.describe(labels.x, series.len()))
-        .x_labels(30)
-        .x_max_light_lines(0)
-        .x_label_formatter(&|v| once(&last_x, *v, || scale.label(*v)))
-        .y_desc(labels.y)
-        .y_labels(if log {
-            (y_max - y_min) as usize + 1
+    let y_labels = if log {
+        (y_max - y_min) as usize + 1
+    } else {
+        10
+    };
+    let y_label = |v: f64| {
+        if log {
+            micros(10f64.powf(v))
         } else {
-            10
-        })
-        .y_label_formatter(&|v| {
-            if log {
-                micros(10f64.powf(*v))
-            } else {
-                linear_tick(*v, y_max - y_min)
-            }
-        })
-        .draw()
+            linear_tick(v, y_max - y_min)
+        }
+    };
+    draw_log_x_mesh(&mut chart, &scale, series, labels, Some(y_labels), y_label)
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {
         let at = |x| scale.at(x, i, series.len());
         draw_with_bars(&mut chart, s, look(s.look), at, y_of).map_err(|e| err(&e))?;
     }
     frame.root.present().map_err(|e| err(&e))
+}
+
+/// The mesh of a chart of `series` on the log x axis `scale`, as [`line_chart`] and
+/// [`ratio_chart`] draw it: x described by `scale`, labelled at the data's x values and the
+/// decades (each once), with no light grid lines; y described by `labels.y` and labelled by
+/// `y_label`, at `y_labels` ticks (None: at the y axis's own key points).
+fn draw_log_x_mesh<Y>(
+    chart: &mut Chart<'_, LogCoord<f64>, Y>,
+    scale: &XScale,
+    series: &[Series],
+    labels: &Labels,
+    y_labels: Option<usize>,
+    y_label: impl Fn(f64) -> String,
+) -> Result<(), DrawError>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let last_x = std::cell::Cell::new(f64::NAN);
+    let x_label = |v: &f64| once(&last_x, *v, || scale.label(*v));
+    let y_label = |v: &f64| y_label(*v);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(scale.describe(labels.x, series.len()))
+        .x_labels(30)
+        .x_max_light_lines(0)
+        .x_label_formatter(&x_label)
+        .y_desc(labels.y)
+        .y_label_formatter(&y_label);
+    if let Some(n) = y_labels {
+        mesh.y_labels(n);
+    }
+    mesh.draw()
 }
 
 /// A log axis's tick label, from `label`; none where the tick is the one before again (plotters'
@@ -696,6 +721,15 @@ fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo / pad, hi * pad)
 }
 
+/// A log axis from `lo` to `hi` ticked by [`log_ticks`]: its labelled ticks and light grid lines.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let (bold, light) = log_ticks(lo, hi);
+    (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light)
+}
+
 /// Draw ratios against a baseline into an SVG at `path`: one series per column with its
 /// intervals as error bars, x as [`line_chart`] draws it, y on a log scale fitted to the points,
 /// the bars and 1 (where a column equals the baseline, drawn as a dashed line).
@@ -709,26 +743,11 @@ pub fn ratio_chart(
     let scale = XScale::of(series, zero_drawn);
     let points = extent(series);
     let (y_lo, y_hi) = log_range(points.iter().map(|p| p.1).chain([1.0]));
-    let (bold, light) = log_ticks(y_lo, y_hi);
     let frame = frame(path, labels, &entries(series)).map_err(|e| err(&e))?;
-    let last_x = std::cell::Cell::new(f64::NAN);
-    let y_axis = (y_lo..y_hi)
-        .log_scale()
-        .with_key_points(bold)
-        .with_light_points(light);
     let mut chart = builder(&frame.plot, 24)
-        .build_cartesian_2d((scale.lo..scale.hi).log_scale(), y_axis)
+        .build_cartesian_2d((scale.lo..scale.hi).log_scale(), log_axis(y_lo, y_hi))
         .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc(scale.describe(labels.x, series.len()))
-        .x_labels(30)
-        .x_max_light_lines(0)
-        .x_label_formatter(&|v| once(&last_x, *v, || scale.label(*v)))
-        .y_desc(labels.y)
-        .y_label_formatter(&|v| ratio_tick(*v))
-        .draw()
-        .map_err(|e| err(&e))?;
+    draw_log_x_mesh(&mut chart, &scale, series, labels, None, ratio_tick).map_err(|e| err(&e))?;
     let one = vec![(scale.lo, 1.0), (scale.hi, 1.0)];
     let grey = RGBColor(90, 90, 90).stroke_width(1);
     chart
@@ -811,15 +830,10 @@ pub fn spectrum_chart(path: &Path, labels: &Labels, spectra: &[Spectrum]) -> Res
     let points: Vec<(f64, f64)> = lines.iter().flat_map(|l| l.iter().copied()).collect();
     let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max).ceil();
     let (y_lo, y_hi) = log_range(points.iter().map(|p| p.1));
-    let (bold, light) = log_ticks(y_lo, y_hi);
     let err = |e: &dyn Debug| chart_error(path, e);
     let frame = frame(path, labels, &entries).map_err(|e| err(&e))?;
-    let y_axis = (y_lo..y_hi)
-        .log_scale()
-        .with_key_points(bold)
-        .with_light_points(light);
     let mut chart = builder(&frame.plot, 44)
-        .build_cartesian_2d(0f64..x_max, y_axis)
+        .build_cartesian_2d(0f64..x_max, log_axis(y_lo, y_hi))
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
