@@ -559,7 +559,11 @@ fn the_steadiness_probe_is_recorded_and_reported_and_a_short_one_is_refused() {
     assert!(!cores.is_empty(), "{probe}");
     for core in cores {
         let windows = core["chunks_per_s"].as_array().unwrap();
-        assert_eq!(windows.len(), 4, "850 ms holds 4 windows of 200 ms: {probe}");
+        assert_eq!(
+            windows.len(),
+            4,
+            "850 ms holds 4 windows of 200 ms: {probe}"
+        );
         assert!(windows.iter().all(|w| w.as_f64().unwrap() > 0.0), "{probe}");
     }
     let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
@@ -568,7 +572,10 @@ fn the_steadiness_probe_is_recorded_and_reported_and_a_short_one_is_refused() {
         "{report}"
     );
     // Two rounds give no verdicts, and the report says so rather than a difference.
-    assert!(report.contains("With 2 rounds there are no verdicts"), "{report}");
+    assert!(
+        report.contains("With 2 rounds there are no verdicts"),
+        "{report}"
+    );
 
     let dir = Temp::new("steady-short");
     let path = dir.0.join("short.toml");
@@ -584,5 +591,8 @@ fn the_steadiness_probe_is_recorded_and_reported_and_a_short_one_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert!(said.contains("fewer than 3 windows"), "{said}");
-    assert!(!dir.0.join("results").exists(), "nothing written for a refused suite");
+    assert!(
+        !dir.0.join("results").exists(),
+        "nothing written for a refused suite"
+    );
 }
