@@ -1,8 +1,9 @@
 //! `pollbench calibration DIR...`: what a suite can resolve, over repeated runs of it. In each run,
 //! every column of a sweep is judged against the sweep's first column on each metric (the
 //! calibrate suite: epoll, epoll again for the A/A pair, and epoll with planted costs); the table
-//! counts, pair by pair and metric by metric, how often each verdict came out over the runs, and a
-//! second table how much each cell's msgs/s spread over its rounds.
+//! counts, pair by pair and metric by metric, how often each verdict came out over the runs and how
+//! much one round's ratio spread; a line what the runs' steadiness probes say the machine allows;
+//! and a second table how much each cell's msgs/s spread over its rounds.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,6 +14,7 @@ use pollbench_schema::results::Meta;
 use pollbench_schema::summary::{Judgement, Summary};
 
 use crate::analysis::stats::median_interval;
+use crate::analysis::steadiness::Reading;
 
 #[derive(clap::Args, Debug)]
 pub struct CalibrationArgs {
@@ -38,7 +40,12 @@ pub fn run(args: CalibrationArgs) -> i32 {
     };
     match read() {
         Ok((summaries, metas)) => {
-            print!("{}\n{}", table(&summaries), spread(&metas));
+            print!(
+                "{}\n{}\n{}",
+                table(&summaries),
+                steadiness(&metas),
+                spread(&metas)
+            );
             0
         }
         Err(e) => {
@@ -58,6 +65,8 @@ struct Tally {
     b_better: usize,
     no_clear: usize,
     ratios: Vec<f64>,
+    /// Every run's per-round ratios a/b.
+    rounds: Vec<f64>,
 }
 
 /// The Markdown table of the verdicts of every column against its sweep's first, over `runs`.
@@ -87,27 +96,88 @@ fn table(runs: &[Summary]) -> String {
                 Judgement::NoClearDifference => tally.no_clear += 1,
             }
             tally.ratios.push(v.ratio.median);
+            tally.rounds.extend(&v.per_round);
         }
     }
     let n = runs.len();
     let mut out = format!(
         "{n} runs. Each row: a column against its sweep's first on one metric; how many runs \
-         judged a better, b better or no clear difference, and the median over runs of each \
-         run's median ratio a/b.\n\n| sweep | row | a vs b | metric | a better | b better | no \
-         clear difference | ratio a/b |\n|---|---|---|---|---|---|---|---|\n"
+         judged a better, b better or no clear difference, the median over runs of each \
+         run's median ratio a/b, and the standard deviation of the ratio a/b of a single round \
+         (every round of every run).\n\n| sweep | row | a vs b | metric | a better | b better | no \
+         clear difference | ratio a/b | one round's ratio, sd |\n|---|---|---|---|---|---|---|---|---|\n"
     );
     for key in &order {
         let t = &tallies[key];
         let (sweep, row, a, b, metric) = key;
         let _ = writeln!(
             out,
-            "| {sweep} | {row} | {a} vs {b} | {metric} | {} of {n} | {} of {n} | {} of {n} | {:.3} |",
+            "| {sweep} | {row} | {a} vs {b} | {metric} | {} of {n} | {} of {n} | {} of {n} | {:.3} | {} |",
             t.a_better,
             t.b_better,
             t.no_clear,
-            median_interval(&t.ratios).map_or(f64::NAN, |i| i.median)
+            median_interval(&t.ratios).map_or(f64::NAN, |i| i.median),
+            match sd(&t.rounds) {
+                Some(sd) => format!("{sd:.3}"),
+                None => "-".into(),
+            }
         );
     }
+    out
+}
+
+/// Sample standard deviation; None for fewer than two values.
+fn sd(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    (n >= 2).then(|| {
+        let mean = values.iter().sum::<f64>() / n as f64;
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    })
+}
+
+/// What the runs' steadiness probes read (the suite's `steadiness`): how much the machine's own
+/// speed moved between adjacent cell-long windows, and the smallest difference that made
+/// judgeable 9 times in 10 at the runs' rounds; to hold against the table's per-round sd.
+fn steadiness(runs: &[Meta]) -> String {
+    let read: Vec<(Reading, usize)> = runs
+        .iter()
+        .filter_map(|m| {
+            let rounds = m.suite_settings.as_ref().map_or(1, |s| s.repeat);
+            Some((Reading::of(m.steadiness.as_ref()?)?, rounds))
+        })
+        .collect();
+    if read.is_empty() {
+        return "No run has a steadiness probe (the suite's `steadiness`).\n".into();
+    }
+    let adjacent: Vec<f64> = read.iter().map(|(r, _)| r.adjacent).collect();
+    let judged: Vec<f64> = read
+        .iter()
+        .filter_map(|(r, rounds)| r.smallest_judged(*rounds))
+        .collect();
+    let median = |v: &[f64]| median_interval(v).map_or(f64::NAN, |i| i.median);
+    let most = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+    let least = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::min);
+    let mut out = format!(
+        "The machine's own speed, from the steadiness probe of {} of the {} runs (the same \
+         arithmetic on every core, windows as long as a cell): the ratio of adjacent windows had a \
+         standard deviation of {:.3} (median over runs; {:.3} to {:.3})",
+        read.len(),
+        runs.len(),
+        median(&adjacent),
+        least(&adjacent),
+        most(&adjacent),
+    );
+    if !judged.is_empty() {
+        let _ = write!(
+            out,
+            ", so that a pair of columns spread no more than that gets a verdict 9 times in 10 \
+             from a difference of about {:.1}% (median over runs; {:.1}% to {:.1}%)",
+            100.0 * median(&judged),
+            100.0 * least(&judged),
+            100.0 * most(&judged),
+        );
+    }
+    out.push_str(".\n");
     out
 }
 
@@ -242,11 +312,17 @@ mod tests {
         let cpu = "server_cpu_us_per_msg";
         let runs = [
             run(vec![
-                verdict("epoll #2", cpu, Judgement::NoClearDifference, 1.01),
+                VerdictSummary {
+                    per_round: vec![1.0, 1.02],
+                    ..verdict("epoll #2", cpu, Judgement::NoClearDifference, 1.01)
+                },
                 verdict("epoll --work 250ns", cpu, Judgement::ABetter, 0.95),
             ]),
             run(vec![
-                verdict("epoll #2", cpu, Judgement::NoClearDifference, 0.99),
+                VerdictSummary {
+                    per_round: vec![0.98, 1.0],
+                    ..verdict("epoll #2", cpu, Judgement::NoClearDifference, 0.99)
+                },
                 verdict(
                     "epoll --work 250ns",
                     cpu,
@@ -258,11 +334,11 @@ mod tests {
         let text = table(&runs);
         assert!(text.starts_with("2 runs."), "{text}");
         assert!(
-            text.contains("| calibrate | 100 | epoll vs epoll #2 | server_cpu_us_per_msg | 0 of 2 | 0 of 2 | 2 of 2 | 1.000 |"),
+            text.contains("| calibrate | 100 | epoll vs epoll #2 | server_cpu_us_per_msg | 0 of 2 | 0 of 2 | 2 of 2 | 1.000 | 0.016 |"),
             "{text}"
         );
         assert!(
-            text.contains("| epoll vs epoll --work 250ns | server_cpu_us_per_msg | 1 of 2 | 0 of 2 | 1 of 2 | 0.960 |"),
+            text.contains("| epoll vs epoll --work 250ns | server_cpu_us_per_msg | 1 of 2 | 0 of 2 | 1 of 2 | 0.960 | - |"),
             "{text}"
         );
         // A pair not against the first column is not counted.
@@ -272,5 +348,64 @@ mod tests {
             ..verdict("epoll --work 250ns", cpu, Judgement::ABetter, 0.9)
         });
         assert_eq!(table(&[other]).lines().count(), 4);
+    }
+
+    /// The probes' line reads each run's adjacent-window spread and the difference it makes
+    /// judgeable at that run's rounds; runs without a probe are counted, not read.
+    #[test]
+    fn the_steadiness_line_reads_every_probe() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../results/20261202T125637Z-vm-completion/meta.json"
+        ))
+        .unwrap();
+        let without: Meta = serde_json::from_str(&text).unwrap();
+        assert!(steadiness(std::slice::from_ref(&without)).starts_with("No run has"));
+        let probe = |windows: &[f64]| Meta {
+            steadiness: Some(pollbench_schema::results::Steadiness {
+                window_s: 4.0,
+                chunk: 1,
+                clock: "thread CPU time".into(),
+                cores: vec![pollbench_schema::results::CoreSpeed {
+                    core: Some(0),
+                    chunks_per_s: windows.to_vec(),
+                }],
+            }),
+            ..without.clone()
+        };
+        let (a, b) = (probe(&[100.0, 110.0, 100.0]), probe(&[100.0; 4]));
+        let line = steadiness(&[a.clone(), b, without]);
+        let sd_a = Reading::of(a.steadiness.as_ref().unwrap())
+            .unwrap()
+            .adjacent;
+        let rounds = rounds_of(&a);
+        let judged = Reading::of(a.steadiness.as_ref().unwrap())
+            .unwrap()
+            .smallest_judged(rounds)
+            .unwrap();
+        // Medians over two runs: halfway between run a's and the steady run's 0.
+        assert!(
+            line.contains("from the steadiness probe of 2 of the 3 runs"),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!(
+                "{:.3} (median over runs; 0.000 to {sd_a:.3})",
+                sd_a / 2.0
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!(
+                "about {:.1}% (median over runs; 0.0% to {:.1}%)",
+                50.0 * judged,
+                100.0 * judged
+            )),
+            "{line}"
+        );
+    }
+
+    fn rounds_of(meta: &Meta) -> usize {
+        meta.suite_settings.as_ref().map_or(1, |s| s.repeat)
     }
 }
