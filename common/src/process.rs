@@ -2,6 +2,11 @@
 //! than a pipe holds never blocks on it), waited for with a time limit, signalled through the
 //! `kill` system call, and killed and reaped when dropped. Every child alive is listed, so a panic
 //! hook can kill them all ([`kill_all`]) where no destructor runs (`panic = "abort"`).
+//!
+//! A child that may start children of its own (a command pollbench does not know, such as a shell
+//! script that runs the real server) is started as the leader of a process group of its own
+//! ([`Running::spawn_group`]): every signal that stops it goes to the whole group, so what it
+//! started does not outlive it.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -13,8 +18,9 @@ use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
 
-/// Every child process alive now, by pid, for [`kill_all`].
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Every child process alive now, for [`kill_all`]: its pid, and whether it leads a process
+/// group of its own (signalled as a whole).
+static CHILDREN: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
 
 /// When set (a program registers it for SIGINT and SIGTERM), waits end early and their children
 /// are killed.
@@ -23,20 +29,32 @@ pub fn interrupted() -> &'static Arc<AtomicBool> {
     FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
 }
 
-/// SIGKILL every child spawned through [`Running`] that is still alive; for a panic hook.
+/// SIGKILL every child spawned through [`Running`] that is still alive, and the whole process
+/// group of one spawned with [`Running::spawn_group`]; for a panic hook.
 pub fn kill_all() {
     // try_lock: the panic may have happened while the list was held.
     if let Ok(pids) = CHILDREN.try_lock() {
-        for &pid in pids.iter() {
-            let _ = signal(pid, Signal::SIGKILL);
+        for &(pid, group) in pids.iter() {
+            let _ = send(pid, group, Some(Signal::SIGKILL));
         }
     }
 }
 
 /// Send `sig` to process `pid`.
 pub fn signal(pid: u32, sig: Signal) -> nix::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| nix::errno::Errno::ESRCH)?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+    send(pid, false, Some(sig))
+}
+
+/// Send `sig` to process `pid`, or with `group` to every process of the group it leads (`kill`
+/// of -pid); no signal only checks that one exists (a zombie counts). Never pid 0 or 1: as
+/// groups, 0 and -1 would name the caller's own group and every process it may signal.
+fn send(pid: u32, group: bool, sig: Option<Signal>) -> nix::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or(nix::errno::Errno::ESRCH)?;
+    let target = if group { -pid } else { pid };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig)
 }
 
 /// How a wait ended other than by the child's exit.
@@ -52,6 +70,8 @@ pub enum WaitEnd {
 /// dropped.
 pub struct Running {
     child: Child,
+    /// Whether it leads a process group of its own, signalled as a whole.
+    group: bool,
     /// Stdout as it arrives, a line (with its newline, if it had one) at a time.
     stdout_lines: Option<Receiver<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
@@ -59,12 +79,32 @@ pub struct Running {
 
 impl Running {
     /// Spawn `cmd` with stdin closed, stdout read line by line, stderr collected.
-    pub fn spawn(mut cmd: Command) -> std::io::Result<Running> {
+    pub fn spawn(cmd: Command) -> std::io::Result<Running> {
+        Running::start(cmd, false)
+    }
+
+    /// [`spawn`](Self::spawn) `cmd` as the leader of a new process group, so that the processes it
+    /// starts (a script's server, `sh -c 'server & wait'`) are signalled with it: by
+    /// [`terminate`](Self::terminate), on drop, and by [`kill_all`], even after it has ended.
+    ///
+    /// For a command that may fork. The group is not the terminal's foreground one: a Ctrl-C
+    /// reaches the caller only, which stops the group, and a program that reads the terminal (an
+    /// ssh password prompt) is stopped by SIGTTIN, so launchers are not started this way.
+    pub fn spawn_group(mut cmd: Command) -> std::io::Result<Running> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        Running::start(cmd, true)
+    }
+
+    fn start(mut cmd: Command, group: bool) -> std::io::Result<Running> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn()?;
-        CHILDREN.lock().expect("child list").push(child.id());
+        CHILDREN
+            .lock()
+            .expect("child list")
+            .push((child.id(), group));
         let (tx, rx) = std::sync::mpsc::channel();
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         std::thread::spawn(move || loop {
@@ -83,6 +123,7 @@ impl Running {
         });
         Ok(Running {
             child,
+            group,
             stdout_lines: Some(rx),
             stderr: Some(stderr),
         })
@@ -96,6 +137,12 @@ impl Running {
     /// Whether the child has not exited yet.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Whether the child, or a process left in its group, has not exited yet.
+    fn any_running(&mut self) -> bool {
+        // The child first: reaped, its zombie no longer counts as one of the group.
+        self.is_running() || (self.group && send(self.child.id(), true, None).is_ok())
     }
 
     /// The next line the child writes to stdout, without its line ending, waiting at most `limit`;
@@ -171,7 +218,10 @@ impl Running {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(_)) = self.child.try_wait() {
-                forget(self.child.id());
+                // A group's other processes may still run: it stays listed until dropped.
+                if !self.group {
+                    forget(self.child.id());
+                }
                 return Ok(());
             }
             if interruptible && interrupted().load(Ordering::Relaxed) {
@@ -186,12 +236,14 @@ impl Running {
         }
     }
 
-    /// Ask the child to stop (SIGTERM), wait up to `grace` for it, then kill it.
+    /// Ask the child (and its group, if it leads one) to stop (SIGTERM), wait up to `grace` for
+    /// it (for all of the group: a process of it that ended counts until its parent, init once it
+    /// is reparented, reaps it), then kill it (all of the group).
     pub fn terminate(&mut self, grace: Duration) {
-        if self.is_running() {
-            let _ = signal(self.child.id(), Signal::SIGTERM);
+        if self.any_running() {
+            let _ = send(self.child.id(), self.group, Some(Signal::SIGTERM));
             let deadline = Instant::now() + grace;
-            while Instant::now() < deadline && self.is_running() {
+            while Instant::now() < deadline && self.any_running() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -211,6 +263,11 @@ impl Running {
     }
 
     fn kill(&mut self) {
+        if self.group {
+            // The group's id is the child's pid, which is not reused while a process of the group,
+            // or the child's zombie, is left (and after that, not before pids wrap around).
+            let _ = send(self.child.id(), true, Some(Signal::SIGKILL));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         forget(self.child.id());
@@ -225,7 +282,7 @@ impl Drop for Running {
 
 fn forget(pid: u32) {
     if let Ok(mut pids) = CHILDREN.lock() {
-        pids.retain(|&p| p != pid);
+        pids.retain(|&(p, _)| p != pid);
     }
 }
 
@@ -261,7 +318,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         // Reaped: the pid no longer names a process (or zombie) of ours.
         assert!(signal(pid, Signal::SIGCONT).is_err());
-        assert!(!CHILDREN.lock().unwrap().contains(&pid));
+        assert!(!CHILDREN.lock().unwrap().iter().any(|&(p, _)| p == pid));
     }
 
     #[test]
@@ -286,5 +343,78 @@ mod tests {
         let pid = child.child.id();
         drop(child);
         assert!(signal(pid, Signal::SIGCONT).is_err());
+    }
+
+    /// A shell that starts `sleep 30` in the background (its output not on our pipes), says its
+    /// pid, then runs `then`; started as a group. The child and the sleep's pid.
+    fn forking(then: &str) -> (Running, u32) {
+        let script = format!("sleep 30 </dev/null >/dev/null 2>&1 & echo $!; {then}");
+        let mut child = Running::spawn_group(sh(&script)).unwrap();
+        let line = child.stdout_line(Duration::from_secs(5)).expect("a pid");
+        (child, line.trim().parse().expect("a pid"))
+    }
+
+    /// Whether process `pid` is gone: no such process, or a zombie (dead; reparented, it waits
+    /// for init, which is not ours to hurry, to reap it).
+    fn gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rfind(')').is_some_and(|end| {
+                matches!(stat[end + 1..].trim_start().chars().next(), Some('Z' | 'X'))
+            }),
+            Err(_) if std::path::Path::new("/proc/self/stat").exists() => true,
+            // No /proc: init reaps at once.
+            Err(_) => send(pid, false, None).is_err(),
+        }
+    }
+
+    /// Assert `pid` is gone within 1 s; if it is not, kill it (not to leave it behind) and fail.
+    fn assert_gone_soon(pid: u32, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !gone(pid) {
+            if Instant::now() >= deadline {
+                let _ = signal(pid, Signal::SIGKILL);
+                panic!("{what}: process {pid} it started still runs");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_group_child_stopped_takes_what_it_started_with_it() {
+        let (mut child, grandchild) = forking("wait");
+        assert!(!gone(grandchild));
+        let started = Instant::now();
+        child.terminate(Duration::from_millis(500));
+        let took = started.elapsed();
+        assert_gone_soon(grandchild, "a terminated group child");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(!CHILDREN
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|&(p, _)| p == child.id()));
+    }
+
+    #[test]
+    fn a_group_child_dropped_takes_what_it_started_with_it() {
+        let (child, grandchild) = forking("wait");
+        assert!(!gone(grandchild));
+        drop(child);
+        assert_gone_soon(grandchild, "a dropped group child");
+    }
+
+    /// A script that starts its server in the background and exits: the server is stopped with
+    /// the child's handle, after the child's own end.
+    #[test]
+    fn a_group_child_that_exited_leaves_nothing_running_once_dropped() {
+        let (mut child, grandchild) = forking("exit 0");
+        let (status, _) = child.wait(Duration::from_secs(5)).expect("exits");
+        assert!(status.success());
+        assert!(!gone(grandchild));
+        // Still listed, as a group, for the panic hook's kill_all.
+        let listed = CHILDREN.lock().unwrap().contains(&(child.id(), true));
+        drop(child);
+        assert_gone_soon(grandchild, "a group child that exited");
+        assert!(listed);
     }
 }

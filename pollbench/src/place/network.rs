@@ -256,7 +256,10 @@ impl<'a> Site<'a> {
 impl<'a> Site<'a> {
     /// Start `program` with `args` on this machine, on `core` from its first instruction where one
     /// is given (Linux: every thread it makes inherits the pin). A server pollbench does not build
-    /// runs this way; it is refused at any other site.
+    /// runs this way; it is refused at any other site. It may be a script that starts the server
+    /// as its child: it leads a process group of its own, stopped, killed on drop and by the
+    /// panic hook as a whole ([`Running::spawn_group`]), so no process it started keeps running,
+    /// or keeps its port, after it.
     pub fn start_pinned(
         &self,
         program: &Path,
@@ -275,7 +278,7 @@ impl<'a> Site<'a> {
         }
         Ok(Process {
             site: *self,
-            child: Running::spawn(command)?,
+            child: Running::spawn_group(command)?,
             host_pid: None,
         })
     }

@@ -66,6 +66,14 @@ pub fn command_for(words: &[String], port: u16) -> Vec<String> {
 }
 
 /// A port on 127.0.0.1 free now: the kernel picks one, and it is let go for the server to take.
+///
+/// Free when asked, not certainly when the server binds it: in between, another process may take
+/// it (an outgoing connection's local port comes from the same range). Nothing closes that gap
+/// for a program that binds a port it is told (handing it a bound socket would need the program
+/// to take one). A server that cannot bind exits, and the cell fails rather than measure another
+/// process: it ended before accepting, or, if another listener there accepted first, it ended
+/// during the run ([`Running::stop`]). Only a server that keeps running without its port would
+/// go unnoticed.
 pub fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
@@ -243,6 +251,7 @@ fn clock_ticks() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollbench_common::process::Signal;
 
     #[test]
     fn an_external_is_a_name_and_a_command_with_a_port() {
@@ -274,6 +283,89 @@ mod tests {
                     100 1000 10 18446744073709551615";
         assert_eq!(cpu_of_stat(stat, 100.0), Some((2.5, 0.75)));
         assert_eq!(cpu_of_stat("4242 (srv) S 1", 100.0), None);
+    }
+
+    /// Whether process `pid` is gone: no such process, or a zombie (reparented, it waits for
+    /// init, which is not ours to hurry, to reap it).
+    fn gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rfind(')').is_some_and(|end| {
+                matches!(stat[end + 1..].trim_start().chars().next(), Some('Z' | 'X'))
+            }),
+            Err(_) if Path::new("/proc/self/stat").exists() => true,
+            // No /proc: init reaps at once. SIGCONT changes nothing for a running process.
+            Err(_) => pollbench_common::process::signal(pid, Signal::SIGCONT).is_err(),
+        }
+    }
+
+    /// Assert `pid` is gone within 1 s; if it is not, kill it (not to leave it behind) and fail.
+    fn assert_gone_soon(pid: u32, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !gone(pid) {
+            if Instant::now() >= deadline {
+                let _ = pollbench_common::process::signal(pid, Signal::SIGKILL);
+                panic!("{what}: process {pid} it started still runs");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The pid the command's shell says first (`echo $!` after starting one in the background).
+    fn said_pid(process: &mut Process) -> u32 {
+        let line = process.stdout_line(Duration::from_secs(5)).expect("a pid");
+        line.trim().parse().expect("a pid")
+    }
+
+    /// An external command that starts the listener in the background and waits (as a script that
+    /// runs the real server does): stopping it stops the listener too, which lets its port go.
+    #[test]
+    fn an_external_server_that_forks_is_stopped_with_its_listener() {
+        let perl = std::process::Command::new("perl")
+            .args(["-MIO::Socket::INET", "-e1"])
+            .output();
+        if !perl.is_ok_and(|o| o.status.success()) {
+            return pollbench_test_support::skip(
+                "a forking external server",
+                "no perl with IO::Socket::INET to listen with",
+            );
+        }
+        let listener =
+            "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \"127.0.0.1\", \
+                        LocalPort => $ARGV[0], Listen => 8, ReuseAddr => 1) or die; \
+                        close $s->accept while 1' {port}";
+        let script = format!("{listener} </dev/null >/dev/null 2>&1 & echo $!; wait");
+        let words = ["sh".to_string(), "-c".into(), script];
+        let net = crate::place::network::Network::Loopback;
+        let mut server = Running::start(&net.server(), "forks", &words, None).expect("started");
+        let listener = said_pid(&mut server.process);
+        let addr = server.addr;
+        let dir = pollbench_test_support::Temp::new("external-forks");
+        server
+            .stop(Duration::from_millis(500), &dir.0.join("x.external.json"))
+            .expect("recorded");
+        assert_gone_soon(listener, "a stopped external server");
+        assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
+    }
+
+    /// An external server's program dropped, not stopped (an early return, a panic's unwinding),
+    /// pinned where it can be: what it started goes with it.
+    #[test]
+    fn a_forking_program_started_pinned_is_killed_with_what_it_started_when_dropped() {
+        let core = if cfg!(target_os = "linux") {
+            pollbench_common::cores::allowed().first().copied()
+        } else {
+            None
+        };
+        let script = "sleep 30 </dev/null >/dev/null 2>&1 & echo $!; wait";
+        let net = crate::place::network::Network::Loopback;
+        let mut process = net
+            .server()
+            .start_pinned(Path::new("sh"), &["-c".into(), script.into()], core)
+            .expect("started");
+        let sleeper = said_pid(&mut process);
+        assert!(!gone(sleeper));
+        drop(process);
+        assert_gone_soon(sleeper, "a dropped external server");
     }
 
     /// This process's own CPU time, read the external way, grows with work it does.
