@@ -171,19 +171,26 @@ impl Disturbance {
     }
 }
 
-/// The machine's own speed, measured before the rounds: the same fixed arithmetic timed on every
-/// core at once (as a cell keeps server and client cores busy), in back-to-back windows as long as
-/// a cell's measured window. A cell's CPU time per message can be no steadier than the work its
-/// CPU does per CPU second, and this is that, with no network, kernel or client in it.
+/// The machine's own speed, measured before the rounds: the same fixed work timed on every core
+/// at once (as a cell keeps server and client cores busy), in back-to-back windows as long as a
+/// cell's measured window, of two kinds in alternating slices of each window: arithmetic in
+/// registers (the core alone) and a chain of dependent loads through a buffer larger than the
+/// core's own cache (the shared cache, where a server's sockets and buffers live). A cell's CPU
+/// time per message can be no steadier than the work its CPU does per CPU second.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Steadiness {
     /// Each window's length, seconds (the suite's cell duration).
     pub window_s: f64,
-    /// How many units of the arithmetic one chunk is; work below is counted in these units.
-    pub chunk: u64,
     /// What the work was timed against: "thread CPU time" where the system keeps a per-thread
     /// clock (Linux), else "wall time" (the thread alone on its core).
     pub clock: String,
+    /// Rounds of a xorshift in one arithmetic chunk.
+    pub arithmetic_chunk: u64,
+    /// The buffer the dependent loads go through, bytes (twice the core's largest cache below
+    /// the last level).
+    pub cache_bytes: u64,
+    /// Dependent loads in one cache chunk.
+    pub cache_chunk: u64,
     pub cores: Vec<CoreSpeed>,
 }
 
@@ -193,8 +200,10 @@ pub struct CoreSpeed {
     /// The core's id, as `taskset` names it; null where the thread could not be pinned.
     #[serde(deserialize_with = "crate::file::required")]
     pub core: Option<usize>,
-    /// Work per second of the clock in each window, in order: chunks done / seconds.
-    pub chunks_per_s: Vec<f64>,
+    /// Arithmetic chunks per second of the clock, in each window in order.
+    pub arithmetic_per_s: Vec<f64>,
+    /// Cache chunks per second of the clock, in each window in order.
+    pub cache_per_s: Vec<f64>,
 }
 
 /// A host of a run with `[hosts]`, as it answered before the first cell (`uname -sr`, `nproc`,

@@ -149,7 +149,7 @@ fn steadiness(runs: &[Meta]) -> String {
     if read.is_empty() {
         return "No run has a steadiness probe (the suite's `steadiness`).\n".into();
     }
-    let adjacent: Vec<f64> = read.iter().map(|(r, _)| r.adjacent).collect();
+    let adjacent: Vec<f64> = read.iter().map(|(r, _)| r.adjacent()).collect();
     let judged: Vec<f64> = read
         .iter()
         .filter_map(|(r, rounds)| r.smallest_judged(*rounds))
@@ -158,9 +158,10 @@ fn steadiness(runs: &[Meta]) -> String {
     let most = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     let least = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::min);
     let mut out = format!(
-        "The machine's own speed, from the steadiness probe of {} of the {} runs (the same \
-         arithmetic on every core, windows as long as a cell): the ratio of adjacent windows had a \
-         standard deviation of {:.3} (median over runs; {:.3} to {:.3})",
+        "The machine's own speed, from the steadiness probe of {} of the {} runs (fixed work on \
+         every core, windows as long as a cell; of its arithmetic and its loads through the \
+         shared cache, the less steady): the ratio of adjacent windows had a standard deviation \
+         of {:.3} (median over runs; {:.3} to {:.3})",
         read.len(),
         runs.len(),
         median(&adjacent),
@@ -364,11 +365,14 @@ mod tests {
         let probe = |windows: &[f64]| Meta {
             steadiness: Some(pollbench_schema::results::Steadiness {
                 window_s: 4.0,
-                chunk: 1,
                 clock: "thread CPU time".into(),
+                arithmetic_chunk: 1,
+                cache_bytes: 2 << 20,
+                cache_chunk: 1,
                 cores: vec![pollbench_schema::results::CoreSpeed {
                     core: Some(0),
-                    chunks_per_s: windows.to_vec(),
+                    arithmetic_per_s: vec![5.0; windows.len()],
+                    cache_per_s: windows.to_vec(),
                 }],
             }),
             ..without.clone()
@@ -377,7 +381,7 @@ mod tests {
         let line = steadiness(&[a.clone(), b, without]);
         let sd_a = Reading::of(a.steadiness.as_ref().unwrap())
             .unwrap()
-            .adjacent;
+            .adjacent();
         let rounds = rounds_of(&a);
         let judged = Reading::of(a.steadiness.as_ref().unwrap())
             .unwrap()

@@ -18,7 +18,7 @@ pub const POWER: f64 = 0.9;
 /// The most rounds [`Reading::rounds_for`] looks at.
 const MOST_ROUNDS: usize = 1000;
 
-/// One core's windows, as spreads.
+/// One core's windows of one kind of work, as spreads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoreReading {
     pub core: Option<usize>,
@@ -28,43 +28,32 @@ pub struct CoreReading {
     pub adjacent: f64,
 }
 
-/// The probe, read.
+/// One kind of work over every core.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    pub window_s: f64,
-    pub windows: usize,
-    pub clock: String,
+pub struct KindReading {
     pub cores: Vec<CoreReading>,
-    /// Over every core: each core's windows over its own mean, pooled, as a standard deviation.
+    /// Each core's windows over its own mean, pooled, as a standard deviation.
     pub spread: f64,
-    /// Over every core: the standard deviation of every adjacent-window ratio.
+    /// The standard deviation of every adjacent-window ratio of every core.
     pub adjacent: f64,
 }
 
-impl Reading {
-    /// The probe's spreads; None unless every core has at least 3 windows (2 adjacent ratios).
-    pub fn of(s: &Steadiness) -> Option<Reading> {
-        let windows = s.cores.iter().map(|c| c.chunks_per_s.len()).min()?;
-        if windows < 3
-            || s.cores
-                .iter()
-                .flat_map(|c| &c.chunks_per_s)
-                .any(|&w| w <= 0.0)
-        {
+impl KindReading {
+    /// None unless every core has at least 3 windows (2 adjacent ratios), all of them positive.
+    fn of<'a>(cores: impl Iterator<Item = (Option<usize>, &'a [f64])> + Clone) -> Option<Self> {
+        let windows = cores.clone().map(|(_, w)| w.len()).min()?;
+        if windows < 3 || cores.clone().flat_map(|(_, w)| w).any(|&w| w <= 0.0) {
             return None;
         }
         let mut relative = Vec::new();
         let mut ratios = Vec::new();
-        let cores = s
-            .cores
-            .iter()
-            .map(|c| {
-                let w = &c.chunks_per_s;
+        let cores = cores
+            .map(|(core, w)| {
                 let mean = mean(w);
                 let own: Vec<f64> = w.iter().map(|x| x / mean).collect();
                 let adjacent: Vec<f64> = w.windows(2).map(|p| p[1] / p[0]).collect();
                 let reading = CoreReading {
-                    core: c.core,
+                    core,
                     spread: sd(&own),
                     adjacent: sd(&adjacent),
                 };
@@ -73,22 +62,57 @@ impl Reading {
                 reading
             })
             .collect();
-        Some(Reading {
-            window_s: s.window_s,
-            windows,
-            clock: s.clock.clone(),
+        Some(KindReading {
             cores,
             spread: sd(&relative),
             adjacent: sd(&ratios),
         })
     }
+}
+
+/// The probe, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub window_s: f64,
+    pub windows: usize,
+    pub clock: String,
+    pub cache_bytes: u64,
+    /// Arithmetic in registers: the cores alone.
+    pub arithmetic: KindReading,
+    /// Dependent loads through the shared cache.
+    pub cache: KindReading,
+}
+
+impl Reading {
+    /// The probe's spreads; None unless every core has at least 3 windows of each kind.
+    pub fn of(s: &Steadiness) -> Option<Reading> {
+        let arithmetic = s
+            .cores
+            .iter()
+            .map(|c| (c.core, c.arithmetic_per_s.as_slice()));
+        let cache = s.cores.iter().map(|c| (c.core, c.cache_per_s.as_slice()));
+        Some(Reading {
+            window_s: s.window_s,
+            windows: s.cores.iter().map(|c| c.arithmetic_per_s.len()).min()?,
+            clock: s.clock.clone(),
+            cache_bytes: s.cache_bytes,
+            arithmetic: KindReading::of(arithmetic)?,
+            cache: KindReading::of(cache)?,
+        })
+    }
+
+    /// How much the machine moved between adjacent windows: the larger of the two kinds' (a
+    /// server's work is some of each).
+    pub fn adjacent(&self) -> f64 {
+        self.arithmetic.adjacent.max(self.cache.adjacent)
+    }
 
     /// The smallest difference (as a fraction: 0.05 for 5%) that `rounds` rounds judge in
-    /// [`POWER`] of runs, if per-round ratios spread like adjacent windows; None where that many
-    /// rounds never give a verdict.
+    /// [`POWER`] of runs, if per-round ratios spread like adjacent windows ([`Reading::adjacent`]);
+    /// None where that many rounds never give a verdict.
     pub fn smallest_judged(&self, rounds: usize) -> Option<f64> {
         let share = stats::side_share_needed(rounds, POWER)?;
-        Some(stats::normal_quantile(share) * self.adjacent)
+        Some(stats::normal_quantile(share) * self.adjacent())
     }
 
     /// The fewest rounds whose [`Reading::smallest_judged`] is `difference` or less; None beyond
@@ -116,17 +140,26 @@ mod tests {
     use super::*;
     use pollbench_schema::results::CoreSpeed;
 
-    fn probe(cores: &[&[f64]]) -> Steadiness {
+    /// A probe whose cores did `arithmetic` windows of arithmetic, and steady cache work.
+    fn probe(arithmetic: &[&[f64]]) -> Steadiness {
+        with_cache(arithmetic, &vec![&[7.0; 8][..]; arithmetic.len()])
+    }
+
+    fn with_cache(arithmetic: &[&[f64]], cache: &[&[f64]]) -> Steadiness {
         Steadiness {
             window_s: 4.0,
-            chunk: 1,
             clock: "thread CPU time".into(),
-            cores: cores
+            arithmetic_chunk: 1,
+            cache_bytes: 2 << 20,
+            cache_chunk: 1,
+            cores: arithmetic
                 .iter()
+                .zip(cache)
                 .enumerate()
-                .map(|(i, w)| CoreSpeed {
+                .map(|(i, (a, c))| CoreSpeed {
                     core: Some(i),
-                    chunks_per_s: w.to_vec(),
+                    arithmetic_per_s: a.to_vec(),
+                    cache_per_s: c[..a.len()].to_vec(),
                 })
                 .collect(),
         }
@@ -135,7 +168,11 @@ mod tests {
     #[test]
     fn a_steady_machine_reads_no_spread_and_resolves_anything() {
         let r = Reading::of(&probe(&[&[100.0; 5], &[50.0; 5]])).unwrap();
-        assert_eq!((r.spread, r.adjacent), (0.0, 0.0));
+        assert_eq!((r.arithmetic.spread, r.arithmetic.adjacent), (0.0, 0.0));
+        assert_eq!(
+            (r.cache.spread, r.cache.adjacent, r.adjacent()),
+            (0.0, 0.0, 0.0)
+        );
         assert_eq!(r.smallest_judged(6), Some(0.0));
         assert_eq!(r.rounds_for(0.01), Some(6));
     }
@@ -146,16 +183,22 @@ mod tests {
     fn spreads_are_the_windows_own() {
         let w = [90.0, 110.0, 90.0, 110.0];
         let r = Reading::of(&probe(&[&w])).unwrap();
+        let a = &r.arithmetic;
         assert!(
-            (r.spread - 0.1 * (4.0f64 / 3.0).sqrt()).abs() < 1e-12,
+            (a.spread - 0.1 * (4.0f64 / 3.0).sqrt()).abs() < 1e-12,
             "{r:?}"
         );
         let ratios = [110.0 / 90.0, 90.0 / 110.0, 110.0 / 90.0];
-        assert!((r.adjacent - sd(&ratios)).abs() < 1e-12);
-        assert_eq!(r.cores[0].core, Some(0));
+        assert!((a.adjacent - sd(&ratios)).abs() < 1e-12);
+        assert_eq!(a.cores[0].core, Some(0));
+        assert_eq!(r.adjacent(), a.adjacent, "the unsteadier kind is the floor");
         // Each core is taken relative to its own mean: a core twice as fast adds no spread.
         let both = Reading::of(&probe(&[&w, &[180.0, 220.0, 180.0, 220.0]])).unwrap();
-        assert!((both.cores[1].spread - r.spread).abs() < 1e-12);
+        assert!((both.arithmetic.cores[1].spread - a.spread).abs() < 1e-12);
+        // Unsteady cache work and steady arithmetic: the cache's is the floor.
+        let cache = Reading::of(&with_cache(&[&[100.0; 4]], &[&w])).unwrap();
+        assert_eq!(cache.arithmetic.adjacent, 0.0);
+        assert!((cache.adjacent() - sd(&ratios)).abs() < 1e-12);
     }
 
     /// With 6 rounds a call needs all six on the right side: 9 runs of 10 at 0.9^(1/6) per round,
@@ -166,9 +209,9 @@ mod tests {
         let r = Reading::of(&probe(&[&[95.0, 100.0, 105.0, 100.0, 95.0]])).unwrap();
         let six = r.smallest_judged(6).unwrap();
         assert!(
-            (six / r.adjacent - 2.11).abs() < 0.01,
+            (six / r.adjacent() - 2.11).abs() < 0.01,
             "{}",
-            six / r.adjacent
+            six / r.adjacent()
         );
         assert_eq!(r.smallest_judged(5), None);
         let twenty = r.smallest_judged(20).unwrap();

@@ -8,7 +8,7 @@ use pollbench_schema::results::{Meta, SuiteSettings};
 
 use super::markdown::Markdown;
 use crate::analysis::stats::interval_in_words;
-use crate::analysis::steadiness::{Reading, POWER};
+use crate::analysis::steadiness::{KindReading, Reading, POWER};
 use crate::run::suite::RUN_SUITE_FILE;
 
 impl Markdown<'_> {
@@ -144,18 +144,21 @@ impl Markdown<'_> {
             return;
         };
         let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-        let cores: Vec<String> = r
-            .cores
-            .iter()
-            .map(|c| match c.core {
-                Some(id) => format!("core {id} {}", pct(c.adjacent)),
-                None => format!("an unpinned thread {}", pct(c.adjacent)),
-            })
-            .collect();
+        let by_core = |kind: &KindReading| -> String {
+            let cores: Vec<String> = kind
+                .cores
+                .iter()
+                .map(|c| match c.core {
+                    Some(id) => format!("core {id} {}", pct(c.adjacent)),
+                    None => format!("unpinned {}", pct(c.adjacent)),
+                })
+                .collect();
+            format!("{} ({})", pct(kind.adjacent), cores.join(", "))
+        };
         let judged = match r.smallest_judged(rounds) {
             Some(d) => format!(
-                "If two columns' per-round ratios spread only that much, {rounds} rounds judge a \
-                 difference {} times in 10 from about {}",
+                "If two columns' per-round ratios spread only as much as the less steady of the \
+                 two, {rounds} rounds judge a difference {} times in 10 from about {}",
                 (10.0 * POWER).round(),
                 pct(d)
             ),
@@ -168,18 +171,19 @@ impl Markdown<'_> {
         };
         let _ = writeln!(
             md,
-            "How steady the machine was: before the rounds, the same arithmetic ran on every core at \
-             once for {} windows of {} s (its work per second of {}). From one window to the next \
-             it moved by {} (standard deviation of the ratio of adjacent windows: {}), and its \
-             windows spread {} about their mean. A cell's CPU time per message can be no steadier \
-             than the CPU under it. {judged}{five} (a lower bound: a pair's cells are seldom \
-             adjacent, and the server, kernel and client add spread of their own).\n",
+            "How steady the machine was: before the rounds, fixed work ran on every core at once \
+             for {} windows of {} s, timed by {}. From one window to the next (the standard \
+             deviation of the ratio of adjacent windows), arithmetic in registers moved by {}, \
+             and dependent loads through {} (more than each core's own cache holds) by {}. A \
+             cell's CPU time per message can be no steadier than the CPU under it. \
+             {judged}{five} (a lower bound: a pair's cells are seldom adjacent, and the server, \
+             kernel and client add spread of their own).\n",
             r.windows,
             r.window_s,
             r.clock,
-            pct(r.adjacent),
-            cores.join(", "),
-            pct(r.spread),
+            by_core(&r.arithmetic),
+            bytes_text(r.cache_bytes),
+            by_core(&r.cache),
         );
     }
 
@@ -358,6 +362,15 @@ pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
     let names: Vec<String> = sweeps.iter().map(|s| format!("`{s}`")).collect();
     let noun = if names.len() == 1 { "sweep" } else { "sweeps" };
     Some(format!("{noun} {}", names.join(", ")))
+}
+
+/// A buffer's size as people write it: "2 MiB", "768 KiB".
+fn bytes_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("a {} MiB buffer", bytes >> 20)
+    } else {
+        format!("a {} KiB buffer", bytes.div_ceil(1 << 10))
+    }
 }
 
 #[cfg(test)]
