@@ -70,10 +70,6 @@ pub struct Meta {
     /// where the port went); absent when it has none (and in runs from before them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub externals: Option<std::collections::BTreeMap<String, Vec<String>>>,
-    /// How steady the machine's own speed was just before the rounds, with the suite's
-    /// `steadiness`; absent without it (and in runs from before it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steadiness: Option<Steadiness>,
     pub cells: Vec<Cell>,
     /// One per cell that has finished, in run order (fewer than `cells` in an interrupted run).
     pub outcomes: Vec<Outcome>,
@@ -169,41 +165,6 @@ impl Disturbance {
             0.0
         }
     }
-}
-
-/// The machine's own speed, measured before the rounds: the same fixed work timed on every core
-/// at once (as a cell keeps server and client cores busy), in back-to-back windows as long as a
-/// cell's measured window, of two kinds in alternating slices of each window: arithmetic in
-/// registers (the core alone) and a chain of dependent loads through a buffer larger than the
-/// core's own cache (the shared cache, where a server's sockets and buffers live). A cell's CPU
-/// time per message can be no steadier than the work its CPU does per CPU second.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct Steadiness {
-    /// Each window's length, seconds (the suite's cell duration).
-    pub window_s: f64,
-    /// What the work was timed against: "thread CPU time" where the system keeps a per-thread
-    /// clock (Linux), else "wall time" (the thread alone on its core).
-    pub clock: String,
-    /// Rounds of a xorshift in one arithmetic chunk.
-    pub arithmetic_chunk: u64,
-    /// The buffer the dependent loads go through, bytes (twice the core's largest cache below
-    /// the last level).
-    pub cache_bytes: u64,
-    /// Dependent loads in one cache chunk.
-    pub cache_chunk: u64,
-    pub cores: Vec<CoreSpeed>,
-}
-
-/// One core's windows in a [`Steadiness`] measurement.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct CoreSpeed {
-    /// The core's id, as `taskset` names it; null where the thread could not be pinned.
-    #[serde(deserialize_with = "crate::file::required")]
-    pub core: Option<usize>,
-    /// Arithmetic chunks per second of the clock, in each window in order.
-    pub arithmetic_per_s: Vec<f64>,
-    /// Cache chunks per second of the clock, in each window in order.
-    pub cache_per_s: Vec<f64>,
 }
 
 /// A host of a run with `[hosts]`, as it answered before the first cell (`uname -sr`, `nproc`,

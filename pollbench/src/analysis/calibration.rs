@@ -1,9 +1,9 @@
 //! `pollbench calibration DIR...`: what a suite can resolve, over repeated runs of it. In each run,
 //! every column of a sweep is judged against the sweep's first column on each metric (the
 //! calibrate suite: epoll, epoll again for the A/A pair, and epoll with planted costs); the table
-//! counts, pair by pair and metric by metric, how often each verdict came out over the runs and how
-//! much one round's ratio spread; a line what the runs' steadiness probes say the machine allows;
-//! and a second table how much each cell's msgs/s spread over its rounds.
+//! counts, pair by pair and metric by metric, how often each verdict came out over the runs, how
+//! much one round's ratio spread, and what that spread lets the runs' rounds resolve; a second table
+//! how much each cell's msgs/s spread over its rounds.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,8 +13,7 @@ use pollbench_schema::file::read_json;
 use pollbench_schema::results::Meta;
 use pollbench_schema::summary::{Judgement, Summary};
 
-use crate::analysis::stats::median_interval;
-use crate::analysis::steadiness::Reading;
+use crate::analysis::stats::{median_interval, rounds_to_reach, side_share_needed};
 
 #[derive(clap::Args, Debug)]
 pub struct CalibrationArgs {
@@ -40,12 +39,7 @@ pub fn run(args: CalibrationArgs) -> i32 {
     };
     match read() {
         Ok((summaries, metas)) => {
-            print!(
-                "{}\n{}\n{}",
-                table(&summaries),
-                steadiness(&metas),
-                spread(&metas)
-            );
+            print!("{}\n{}", table(&summaries), spread(&metas));
             0
         }
         Err(e) => {
@@ -67,6 +61,8 @@ struct Tally {
     ratios: Vec<f64>,
     /// Every run's per-round ratios a/b.
     rounds: Vec<f64>,
+    /// Rounds in a run (the most any run had).
+    rounds_per_run: usize,
 }
 
 /// The Markdown table of the verdicts of every column against its sweep's first, over `runs`.
@@ -97,15 +93,21 @@ fn table(runs: &[Summary]) -> String {
             }
             tally.ratios.push(v.ratio.median);
             tally.rounds.extend(&v.per_round);
+            tally.rounds_per_run = tally.rounds_per_run.max(v.per_round.len());
         }
     }
     let n = runs.len();
     let mut out = format!(
         "{n} runs. Each row: a column against its sweep's first on one metric; how many runs \
          judged a better, b better or no clear difference, the median over runs of each \
-         run's median ratio a/b, and the standard deviation of the ratio a/b of a single round \
-         (every round of every run).\n\n| sweep | row | a vs b | metric | a better | b better | no \
-         clear difference | ratio a/b | one round's ratio, sd |\n|---|---|---|---|---|---|---|---|---|\n"
+         run's median ratio a/b, and how much the ratio a/b of a single round spreads (every round \
+         of every run, as a standard deviation: 1.4826 x its median absolute deviation, which a \
+         few wild rounds do not carry off); then, from those rounds themselves, re-centred on \
+         their median and shifted by a difference (no distribution assumed), the smallest \
+         difference a run of this many rounds would judge 9 times in 10, and the fewest rounds \
+         that would judge 5% that often: what this machine would take.\n\n| sweep | row | a vs \
+         b | metric | a better | b better | no clear difference | ratio a/b | one round's ratio, \
+         spread | judged 9 in 10 from | rounds for 5% |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for key in &order {
         let t = &tallies[key];
@@ -117,69 +119,58 @@ fn table(runs: &[Summary]) -> String {
             t.b_better,
             t.no_clear,
             median_interval(&t.ratios).map_or(f64::NAN, |i| i.median),
-            match sd(&t.rounds) {
-                Some(sd) => format!("{sd:.3}"),
-                None => "-".into(),
-            }
+            resolving(t),
         );
     }
     out
 }
 
-/// Sample standard deviation; None for fewer than two values.
+/// The last three cells of a pair's row ("-" where unknown): how much one round's ratio spreads;
+/// then, from those rounds themselves re-centred on their median (no distribution assumed: the
+/// same rounds, shifted by a difference), the smallest difference a run of its rounds would
+/// judge 9 times in 10, and the fewest rounds that would judge 5% that often.
+fn resolving(t: &Tally) -> String {
+    let (Some(spread), Some(centre)) = (sd(&t.rounds), median_interval(&t.rounds)) else {
+        return "- | - | -".into();
+    };
+    let relative: Vec<f64> = t.rounds.iter().map(|r| r / centre.median).collect();
+    // The share of rounds on the side of 1 a true difference of `d` puts them, either way round
+    // (the less of the two: a verdict either way must be reached).
+    let share = |d: f64| {
+        let count = |f: &dyn Fn(f64) -> bool| relative.iter().filter(|&&r| f(r)).count();
+        let lower = count(&|r| r * (1.0 - d) < 1.0);
+        let higher = count(&|r| r * (1.0 + d) > 1.0);
+        lower.min(higher) as f64 / relative.len() as f64
+    };
+    let judged = match side_share_needed(t.rounds_per_run, POWER) {
+        None => "no verdicts".to_string(),
+        Some(needed) => (1..1000)
+            .map(|permille| permille as f64 / 1000.0)
+            .find(|&d| share(d) >= needed)
+            .map_or("over 100%".into(), |d| format!("{:.1}%", 100.0 * d)),
+    };
+    let five = rounds_to_reach(share(0.05), POWER, MOST_ROUNDS)
+        .map_or(format!("over {MOST_ROUNDS}"), |r| r.to_string());
+    format!("{spread:.3} | {judged} | {five}")
+}
+
+/// The share of runs a difference worth reporting should be judged in.
+const POWER: f64 = 0.9;
+
+/// The most rounds the table looks at for 5%.
+const MOST_ROUNDS: usize = 200;
+
+/// The spread of `values` as a standard deviation, robustly: 1.4826 x their median absolute
+/// deviation from their median, which is the standard deviation of normally spread values and is
+/// not carried off by a few wild ones (one round's p50 ratio of 100 among ratios near 1); None for
+/// fewer than two values.
 fn sd(values: &[f64]) -> Option<f64> {
-    let n = values.len();
-    (n >= 2).then(|| {
-        let mean = values.iter().sum::<f64>() / n as f64;
-        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-    })
-}
-
-/// What the runs' steadiness probes read (the suite's `steadiness`): how much the machine's own
-/// speed moved between adjacent cell-long windows, and the smallest difference that made
-/// judgeable 9 times in 10 at the runs' rounds; to hold against the table's per-round sd.
-fn steadiness(runs: &[Meta]) -> String {
-    let read: Vec<(Reading, usize)> = runs
-        .iter()
-        .filter_map(|m| {
-            let rounds = m.suite_settings.as_ref().map_or(1, |s| s.repeat);
-            Some((Reading::of(m.steadiness.as_ref()?)?, rounds))
-        })
-        .collect();
-    if read.is_empty() {
-        return "No run has a steadiness probe (the suite's `steadiness`).\n".into();
+    if values.len() < 2 {
+        return None;
     }
-    let adjacent: Vec<f64> = read.iter().map(|(r, _)| r.adjacent()).collect();
-    let judged: Vec<f64> = read
-        .iter()
-        .filter_map(|(r, rounds)| r.smallest_judged(*rounds))
-        .collect();
-    let median = |v: &[f64]| median_interval(v).map_or(f64::NAN, |i| i.median);
-    let most = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
-    let least = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::min);
-    let mut out = format!(
-        "The machine's own speed, from the steadiness probe of {} of the {} runs (fixed work on \
-         every core, windows as long as a cell; of its arithmetic and its loads through the \
-         shared cache, the less steady): the ratio of adjacent windows had a standard deviation \
-         of {:.3} (median over runs; {:.3} to {:.3})",
-        read.len(),
-        runs.len(),
-        median(&adjacent),
-        least(&adjacent),
-        most(&adjacent),
-    );
-    if !judged.is_empty() {
-        let _ = write!(
-            out,
-            ", so that a pair of columns spread no more than that gets a verdict 9 times in 10 \
-             from a difference of about {:.1}% (median over runs; {:.1}% to {:.1}%)",
-            100.0 * median(&judged),
-            100.0 * least(&judged),
-            100.0 * most(&judged),
-        );
-    }
-    out.push_str(".\n");
-    out
+    let median = median_interval(values)?.median;
+    let deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+    Some(1.4826 * median_interval(&deviations)?.median)
 }
 
 /// How far one cell's msgs/s moves over the rounds of one run: its coefficient of variation
@@ -335,11 +326,11 @@ mod tests {
         let text = table(&runs);
         assert!(text.starts_with("2 runs."), "{text}");
         assert!(
-            text.contains("| calibrate | 100 | epoll vs epoll #2 | server_cpu_us_per_msg | 0 of 2 | 0 of 2 | 2 of 2 | 1.000 | 0.016 |"),
+            text.contains("| calibrate | 100 | epoll vs epoll #2 | server_cpu_us_per_msg | 0 of 2 | 0 of 2 | 2 of 2 | 1.000 | 0.015 | no verdicts | 6 |"),
             "{text}"
         );
         assert!(
-            text.contains("| epoll vs epoll --work 250ns | server_cpu_us_per_msg | 1 of 2 | 0 of 2 | 1 of 2 | 0.960 | - |"),
+            text.contains("| epoll vs epoll --work 250ns | server_cpu_us_per_msg | 1 of 2 | 0 of 2 | 1 of 2 | 0.960 | - | - | - |"),
             "{text}"
         );
         // A pair not against the first column is not counted.
@@ -349,67 +340,5 @@ mod tests {
             ..verdict("epoll --work 250ns", cpu, Judgement::ABetter, 0.9)
         });
         assert_eq!(table(&[other]).lines().count(), 4);
-    }
-
-    /// The probes' line reads each run's adjacent-window spread and the difference it makes
-    /// judgeable at that run's rounds; runs without a probe are counted, not read.
-    #[test]
-    fn the_steadiness_line_reads_every_probe() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../results/20261202T125637Z-vm-completion/meta.json"
-        ))
-        .unwrap();
-        let without: Meta = serde_json::from_str(&text).unwrap();
-        assert!(steadiness(std::slice::from_ref(&without)).starts_with("No run has"));
-        let probe = |windows: &[f64]| Meta {
-            steadiness: Some(pollbench_schema::results::Steadiness {
-                window_s: 4.0,
-                clock: "thread CPU time".into(),
-                arithmetic_chunk: 1,
-                cache_bytes: 2 << 20,
-                cache_chunk: 1,
-                cores: vec![pollbench_schema::results::CoreSpeed {
-                    core: Some(0),
-                    arithmetic_per_s: vec![5.0; windows.len()],
-                    cache_per_s: windows.to_vec(),
-                }],
-            }),
-            ..without.clone()
-        };
-        let (a, b) = (probe(&[100.0, 110.0, 100.0]), probe(&[100.0; 4]));
-        let line = steadiness(&[a.clone(), b, without]);
-        let sd_a = Reading::of(a.steadiness.as_ref().unwrap())
-            .unwrap()
-            .adjacent();
-        let rounds = rounds_of(&a);
-        let judged = Reading::of(a.steadiness.as_ref().unwrap())
-            .unwrap()
-            .smallest_judged(rounds)
-            .unwrap();
-        // Medians over two runs: halfway between run a's and the steady run's 0.
-        assert!(
-            line.contains("from the steadiness probe of 2 of the 3 runs"),
-            "{line}"
-        );
-        assert!(
-            line.contains(&format!(
-                "{:.3} (median over runs; 0.000 to {sd_a:.3})",
-                sd_a / 2.0
-            )),
-            "{line}"
-        );
-        assert!(
-            line.contains(&format!(
-                "about {:.1}% (median over runs; 0.0% to {:.1}%)",
-                50.0 * judged,
-                100.0 * judged
-            )),
-            "{line}"
-        );
-    }
-
-    fn rounds_of(meta: &Meta) -> usize {
-        meta.suite_settings.as_ref().map_or(1, |s| s.repeat)
     }
 }

@@ -122,26 +122,45 @@ fn binomial(n: usize, i: usize) -> f64 {
 /// (x(k), x(n+1-k)) leaves 1 out on that side when at least n+1-k of the ratios are there. 0 where
 /// `n` rounds give no verdict at all.
 pub fn chance_of_a_call(n: usize, p: f64) -> f64 {
-    let (k, confidence) = order_statistics(n.max(1));
-    if confidence < CONFIDENCE {
-        return 0.0;
+    match rounds_a_call_needs(n) {
+        Some(need) => at_least(n, need, p),
+        None => 0.0,
     }
+}
+
+/// How many of `n` rounds must fall on one side of 1 for [`paired`] to call a difference: n+1-k
+/// for its interval (x(k), x(n+1-k)); None where `n` rounds give no verdict.
+fn rounds_a_call_needs(n: usize) -> Option<usize> {
+    let (k, confidence) = order_statistics(n.max(1));
+    (confidence >= CONFIDENCE).then_some(n + 1 - k)
+}
+
+/// P(Binomial(n, p) >= need), the terms built one from the other (no factorials to overflow).
+fn at_least(n: usize, need: usize, p: f64) -> f64 {
     let p = p.clamp(0.0, 1.0);
-    (n + 1 - k..=n)
-        .map(|i| binomial(n, i) * p.powi(i as i32) * (1.0 - p).powi((n - i) as i32))
-        .sum()
+    if p == 1.0 {
+        return 1.0;
+    }
+    // P(X = i) for i = 0, 1, ..., n: (1-p)^n, then times (n-i)/(i+1) x p/(1-p) each step.
+    let mut term = (1.0 - p).powi(n as i32);
+    let mut tail = 0.0;
+    for i in 0..=n {
+        if i >= need {
+            tail += term;
+        }
+        term *= (n - i) as f64 / (i + 1) as f64 * p / (1.0 - p);
+    }
+    tail.min(1.0)
 }
 
 /// The smallest share of rounds on the right side of 1 that gets a call from [`paired`] over `n`
 /// rounds with probability `power`; None where `n` rounds never give a verdict.
 pub fn side_share_needed(n: usize, power: f64) -> Option<f64> {
-    if chance_of_a_call(n, 1.0) < power {
-        return None;
-    }
+    let need = rounds_a_call_needs(n)?;
     let (mut lo, mut hi) = (0.5, 1.0);
-    for _ in 0..60 {
+    for _ in 0..50 {
         let mid = (lo + hi) / 2.0;
-        if chance_of_a_call(n, mid) >= power {
+        if at_least(n, need, mid) >= power {
             hi = mid;
         } else {
             lo = mid;
@@ -150,36 +169,10 @@ pub fn side_share_needed(n: usize, power: f64) -> Option<f64> {
     Some(hi)
 }
 
-/// The standard normal distribution's `p` quantile (0 < p < 1), by bisection on its distribution
-/// function.
-pub fn normal_quantile(p: f64) -> f64 {
-    let (mut lo, mut hi) = (-10.0, 10.0);
-    for _ in 0..100 {
-        let mid = (lo + hi) / 2.0;
-        if normal_cdf(mid) < p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    (lo + hi) / 2.0
-}
-
-/// The standard normal distribution function, from erf by the rational approximation of
-/// Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7, ample for a power estimate).
-fn normal_cdf(x: f64) -> f64 {
-    let z = x.abs() / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erf = 1.0 - poly * (-z * z).exp();
-    if x >= 0.0 {
-        0.5 * (1.0 + erf)
-    } else {
-        0.5 * (1.0 - erf)
-    }
+/// The fewest rounds (up to `most`) over which [`paired`] calls a difference with probability
+/// `power` or more, when each round falls on its side of 1 with probability `p`.
+pub fn rounds_to_reach(p: f64, power: f64, most: usize) -> Option<usize> {
+    (1..=most).find(|&n| chance_of_a_call(n, p) >= power)
 }
 
 /// What two columns' paired rounds say: summary.json's own type.
@@ -249,19 +242,17 @@ mod tests {
     }
 
     #[test]
-    fn normal_quantiles_are_the_textbook_ones() {
-        for (p, z) in [
-            (0.5, 0.0),
-            (0.975, 1.959_964),
-            (0.9, 1.281_552),
-            (0.01, -2.326_348),
-        ] {
-            assert!(
-                (normal_quantile(p) - z).abs() < 1e-5,
-                "{p}: {}",
-                normal_quantile(p)
-            );
-        }
+    fn the_rounds_to_reach_a_power_are_the_fewest_that_do() {
+        // Every round on its side: 6 rounds, the fewest that give a verdict.
+        assert_eq!(rounds_to_reach(1.0, 0.9, 100), Some(6));
+        let n = rounds_to_reach(0.9, 0.9, 100).unwrap();
+        assert!(chance_of_a_call(n, 0.9) >= 0.9);
+        assert!((6..n).all(|m| chance_of_a_call(m, 0.9) < 0.9), "{n}");
+        assert_eq!(
+            rounds_to_reach(0.5, 0.9, 100),
+            None,
+            "a coin never gets there"
+        );
     }
 
     /// The false-call rate is what the procedure does under no difference: with 6 rounds, every

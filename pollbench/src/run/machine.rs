@@ -81,7 +81,6 @@ pub fn collect_meta(
         hosts: None,
         suite_settings: None,
         externals: None,
-        steadiness: None,
         outcomes: Vec::new(),
     }
 }

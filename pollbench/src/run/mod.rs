@@ -9,5 +9,4 @@ pub mod external;
 pub mod machine;
 pub mod process;
 pub mod runner;
-pub mod steadiness;
 pub mod suite;

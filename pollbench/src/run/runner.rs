@@ -127,9 +127,6 @@ impl SuiteRun {
             });
             rand::rngs::StdRng::seed_from_u64(seed)
         });
-        if suite.steadiness.is_some() && !self.probe_steadiness(suite)? {
-            return Ok(true);
-        }
         let mut progress: Vec<Progress> = vec![Progress::Rounds(Vec::new()); self.cells.len()];
         let mut interrupted = false;
         let suite_began = Sample::now();
@@ -188,32 +185,6 @@ impl SuiteRun {
         self.note_disturbance(suite_began);
         self.save_meta()?;
         Ok(interrupted)
-    }
-
-    /// The suite's `steadiness` probe, on every core this process may use, into meta.json. Ok(false)
-    /// when the runner was interrupted during it.
-    fn probe_steadiness(&mut self, suite: &Suite) -> Result<bool, String> {
-        let windows = suite.steadiness_windows();
-        let line = format!(
-            "steadiness: timing the same arithmetic on every core, {windows} windows of {}, before the rounds",
-            humantime::format_duration(suite.duration)
-        );
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-        let probe = crate::run::steadiness::measure(
-            &pollbench_common::cores::allowed(),
-            suite.duration,
-            windows,
-            crate::run::process::interrupted(),
-        );
-        let Some(probe) = probe else {
-            return Ok(false);
-        };
-        self.meta.steadiness = Some(probe);
-        self.save_meta()?;
-        Ok(true)
     }
 
     /// Record in meta.json what disturbed the suite from `began` until now.

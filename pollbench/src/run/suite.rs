@@ -39,11 +39,6 @@ pub struct Suite {
     /// so the two do not migrate onto each other's cores between runs.
     #[serde(default)]
     pub pin: bool,
-    /// Before the rounds, time the same arithmetic on every core at once for this long, in windows
-    /// of the cells' `duration` (at least three), and put in the report how much the machine's own
-    /// speed moved between windows: the floor under every CPU figure's spread. [default: not done]
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub steadiness: Option<Duration>,
     /// Where server and client talk: over 127.0.0.1 in the machine's own network stack, or from
     /// network namespaces of their own across a veth bridge.
     #[serde(default)]
@@ -409,16 +404,6 @@ impl Suite {
         Ok(())
     }
 
-    /// The windows of the `steadiness` probe: as many whole cell durations as it holds.
-    pub fn steadiness_windows(&self) -> usize {
-        match self.steadiness {
-            Some(probe) if !self.duration.is_zero() => {
-                (probe.as_secs_f64() / self.duration.as_secs_f64() + 1e-9) as usize
-            }
-            _ => 0,
-        }
-    }
-
     /// What the TOML format cannot say: lists that must not be empty, values that must parse.
     fn check(&self) -> Result<(), String> {
         if self.repeat == 0 {
@@ -429,19 +414,6 @@ impl Suite {
         }
         if self.sweep.is_empty() {
             return Err("no [[sweep]]: a suite needs at least one".into());
-        }
-        if let Some(probe) = self.steadiness {
-            if self.steadiness_windows() < 3 {
-                return Err(format!(
-                    "steadiness = {:?} holds fewer than 3 windows of the cells' duration ({:?}): give at least {:?}",
-                    probe,
-                    self.duration,
-                    self.duration * 3
-                ));
-            }
-            if self.hosts.is_some() {
-                return Err("steadiness measures this machine, and with [hosts] the cells run on others: leave it out".into());
-            }
         }
         if self.link_delay.is_some() || self.link_rate.is_some() {
             if self.topology != TopologyKind::Netns {

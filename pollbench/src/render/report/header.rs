@@ -8,7 +8,6 @@ use pollbench_schema::results::{Meta, SuiteSettings};
 
 use super::markdown::Markdown;
 use crate::analysis::stats::interval_in_words;
-use crate::analysis::steadiness::{KindReading, Reading, POWER};
 use crate::run::suite::RUN_SUITE_FILE;
 
 impl Markdown<'_> {
@@ -19,7 +18,6 @@ impl Markdown<'_> {
         self.rerun();
         self.how_cells_ran(repeat);
         self.disturbance();
-        self.steadiness(repeat);
         self.placement(pin);
         self.libkqueue();
     }
@@ -127,64 +125,6 @@ impl Markdown<'_> {
                  ±x% is the farthest any run's msgs/s was from that median.\n"
             );
         }
-    }
-
-    /// How steady the machine's own speed was (the suite's `steadiness` probe), and the smallest
-    /// difference the suite's rounds can judge on a machine that moves that much.
-    fn steadiness(&mut self, rounds: usize) {
-        let (md, meta) = (&mut self.md, self.run.meta);
-        let Some(probe) = &meta.steadiness else {
-            return;
-        };
-        let Some(r) = Reading::of(probe) else {
-            let _ = writeln!(
-                md,
-                "The machine's steadiness was probed, but with too few windows to read.\n"
-            );
-            return;
-        };
-        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-        let by_core = |kind: &KindReading| -> String {
-            let cores: Vec<String> = kind
-                .cores
-                .iter()
-                .map(|c| match c.core {
-                    Some(id) => format!("core {id} {}", pct(c.adjacent)),
-                    None => format!("unpinned {}", pct(c.adjacent)),
-                })
-                .collect();
-            format!("{} ({})", pct(kind.adjacent), cores.join(", "))
-        };
-        let judged = match r.smallest_judged(rounds) {
-            Some(d) => format!(
-                "If two columns' per-round ratios spread only as much as the less steady of the \
-                 two, {rounds} rounds judge a difference {} times in 10 from about {}",
-                (10.0 * POWER).round(),
-                pct(d)
-            ),
-            None => format!("With {rounds} rounds there are no verdicts"),
-        };
-        let five = match r.rounds_for(0.05) {
-            Some(n) if n <= rounds => "; 5% is within reach".to_string(),
-            Some(n) => format!("; 5% would take {n} rounds"),
-            None => "; 5% would take more than 1,000 rounds".to_string(),
-        };
-        let _ = writeln!(
-            md,
-            "How steady the machine was: before the rounds, fixed work ran on every core at once \
-             for {} windows of {} s, timed by {}. From one window to the next (the standard \
-             deviation of the ratio of adjacent windows), arithmetic in registers moved by {}, \
-             and dependent loads through {} (more than each core's own cache holds) by {}. A \
-             cell's CPU time per message can be no steadier than the CPU under it. \
-             {judged}{five} (a lower bound: a pair's cells are seldom adjacent, and the server, \
-             kernel and client add spread of their own).\n",
-            r.windows,
-            r.window_s,
-            r.clock,
-            by_core(&r.arithmetic),
-            bytes_text(r.cache_bytes),
-            by_core(&r.cache),
-        );
     }
 
     /// What else the machine did while the suite ran: stolen time, context switches, load.
@@ -362,15 +302,6 @@ pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
     let names: Vec<String> = sweeps.iter().map(|s| format!("`{s}`")).collect();
     let noun = if names.len() == 1 { "sweep" } else { "sweeps" };
     Some(format!("{noun} {}", names.join(", ")))
-}
-
-/// A buffer's size as people write it: "2 MiB", "768 KiB".
-fn bytes_text(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("a {} MiB buffer", bytes >> 20)
-    } else {
-        format!("a {} KiB buffer", bytes.div_ceil(1 << 10))
-    }
 }
 
 #[cfg(test)]
