@@ -88,7 +88,22 @@ impl Markdown<'_> {
              for coordinated omission). Data: `cells/`.\n"
         );
         if let Some(rounds) = &meta.rounds {
-            let n = rounds.order.len();
+            let began = rounds.order.len();
+            // A run interrupted in a round began more rounds than its cells completed.
+            let (n, most) = completed_rounds(meta).unwrap_or((began, began));
+            let ran = if n == began {
+                format!("Every cell ran once in each of {n} rounds.")
+            } else {
+                format!(
+                    "The run was interrupted in round {began}: each cell's figures are from the \
+                     rounds it completed ({}).",
+                    if n == most {
+                        format!("{n}")
+                    } else {
+                        format!("{n} or {most}")
+                    }
+                )
+            };
             let order = if rounds.blocks.is_some() {
                 "In a round each row of a sweep (the cells its verdicts compare) ran as a block, \
                  its cells back to back in a shuffled order, the blocks in a shuffled order"
@@ -103,7 +118,7 @@ impl Markdown<'_> {
             };
             let _ = writeln!(
                 md,
-                "Every cell ran once in each of {n} rounds. {order} (seed {}; each round's order is \
+                "{ran} {order} (seed {}; each round's order is \
                  in meta.json): {spread}. Each figure is the median over the rounds; [lo–hi] \
                  beside it is the interval of that median: {} (order statistics, \
                  distribution-free: from 6 rounds on the narrowest interval of 95% or more, below \
@@ -304,6 +319,16 @@ pub(super) fn chosen_sweeps(meta: &Meta) -> Option<String> {
     Some(format!("{noun} {}", names.join(", ")))
 }
 
+/// The fewest and the most rounds any completed cell of the run has; None where no cell completed.
+fn completed_rounds(meta: &Meta) -> Option<(usize, usize)> {
+    let counts = meta
+        .outcomes
+        .iter()
+        .filter(|o| o.is_ok())
+        .map(|o| o.repeats.len().max(1));
+    Some((counts.clone().min()?, counts.max()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +366,46 @@ mod tests {
             meta.commit_text(),
             "83db320991d3 (uncommitted changes unknown)"
         );
+    }
+
+    /// A run interrupted in its third round says so, and counts the rounds its cells completed,
+    /// not the round it began; a whole run reads as before.
+    #[test]
+    fn an_interrupted_run_counts_the_rounds_its_cells_completed() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results/20261202T125637Z-vm-completion");
+        let meta = Meta::read(&path).unwrap();
+        let summary: pollbench_schema::summary::Summary =
+            pollbench_schema::file::read_json(&path.join("summary.json")).unwrap();
+        let data = std::collections::BTreeMap::new();
+        let header = |meta: &Meta| {
+            let run = super::super::run::Run::new(&path, meta, &summary, &data);
+            let mut md = Markdown::new(&run);
+            md.header();
+            md.md
+        };
+        let whole = header(&meta);
+        assert!(
+            whole.contains("Every cell ran once in each of 6 rounds."),
+            "{whole}"
+        );
+        // Round 3 began; the first cell completed it, the others only rounds 1 and 2.
+        let mut cut = meta.clone();
+        cut.rounds.as_mut().unwrap().order.truncate(3);
+        for (i, o) in cut.outcomes.iter_mut().filter(|o| o.is_ok()).enumerate() {
+            o.repeats.truncate(if i == 0 { 3 } else { 2 });
+        }
+        assert_eq!(completed_rounds(&cut), Some((2, 3)));
+        let text = header(&cut);
+        assert!(
+            text.contains(
+                "The run was interrupted in round 3: each cell's figures are from the rounds it \
+                 completed (2 or 3)."
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("each of 3 rounds"), "{text}");
+        assert!(text.contains(&interval_in_words(2)), "{text}");
     }
 
     /// The rerun command names suite.toml from the results/ that holds the run, wherever that
