@@ -127,6 +127,10 @@ impl SuiteRun {
             });
             rand::rngs::StdRng::seed_from_u64(seed)
         });
+        if shuffle.is_some() {
+            // suite.toml again, now with the seed just drawn: a rerun shuffles the same way.
+            self.save_suite()?;
+        }
         let mut progress: Vec<Progress> = vec![Progress::Rounds(Vec::new()); self.cells.len()];
         let mut interrupted = false;
         let suite_began = Sample::now();

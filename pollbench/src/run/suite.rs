@@ -510,13 +510,30 @@ pub fn as_ran(meta: &Meta) -> Result<String, String> {
     if meta.suite_file.trim().is_empty() {
         return Err("meta.json does not record the suite's text".into());
     }
-    if meta.sweeps.is_none() && meta.externals.is_none() {
+    // The seed a run of several rounds drew from the clock, where its text gives none: without it
+    // a rerun would shuffle its rounds another way.
+    let drawn = meta
+        .rounds
+        .as_ref()
+        .map(|r| r.seed)
+        .filter(|_| !gives_a_seed(&meta.suite_file));
+    if meta.sweeps.is_none() && meta.externals.is_none() && drawn.is_none() {
         return Ok(meta.suite_file.clone());
     }
     let mut doc: toml_edit::DocumentMut = meta
         .suite_file
         .parse()
         .map_err(|e| format!("meta.json's suite text does not parse: {e}"))?;
+    if let Some(seed) = drawn {
+        let seed = i64::try_from(seed)
+            .map_err(|_| format!("the run's seed {seed} is beyond what a TOML integer holds"))?;
+        doc.insert("seed", toml_edit::value(seed));
+        if let Some(mut key) = doc.key_mut("seed") {
+            key.leaf_decor_mut().set_prefix(
+                "# The seed this run's shuffles drew from the clock (meta.json: rounds.seed).\n",
+            );
+        }
+    }
     if let Some(sweeps) = &meta.sweeps {
         only_sweeps(&mut doc, sweeps)?;
     }
@@ -542,6 +559,12 @@ pub fn as_ran(meta: &Meta) -> Result<String, String> {
         }
     }
     Ok(doc.to_string())
+}
+
+/// Whether suite text `text` sets `seed` (text that does not parse sets none).
+fn gives_a_seed(text: &str) -> bool {
+    text.parse::<toml_edit::DocumentMut>()
+        .is_ok_and(|doc| doc.get("seed").is_some())
 }
 
 /// Keep only the `[[sweep]]` tables of `sweeps` in `doc`, each with the comment above it.
@@ -690,8 +713,41 @@ pub mod tests {
         Meta {
             suite_file: text.into(),
             sweeps: sweeps.map(|s| s.iter().map(|s| s.to_string()).collect()),
+            rounds: None,
             ..Meta::read(&dir).unwrap()
         }
+    }
+
+    /// A run of several rounds whose suite gave no seed writes the one it drew from the clock into
+    /// its suite.toml, so that the rerun shuffles its rounds the same way; a suite that gives one
+    /// is left as written.
+    #[test]
+    fn a_suite_as_it_ran_holds_the_seed_its_rounds_drew() {
+        let text = "description = \"x\"\nduration = \"1s\"\nwarmup = \"0s\"\nrepeat = 6\n\n\
+                    [[sweep]]\nname = \"a\"\nbackends = [\"epoll\"]\nconnections = [1]\n";
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/20261123T210857Z-vm-full");
+        let drew = Meta {
+            rounds: Meta::read(&dir).unwrap().rounds,
+            ..meta_of(text, None)
+        };
+        let seed = drew.rounds.as_ref().unwrap().seed;
+        let ran = as_ran(&drew).unwrap();
+        assert!(
+            ran.starts_with(text.split("\n[[sweep]]").next().unwrap()),
+            "{ran}"
+        );
+        assert!(
+            ran.contains(&format!(
+                "# The seed this run's shuffles drew from the clock (meta.json: rounds.seed).\nseed = {seed}\n"
+            )),
+            "{ran}"
+        );
+        assert_eq!(suite(&ran).unwrap().seed, Some(seed));
+        // Given in the text: as written.
+        let given = text.replace("repeat = 6\n", "repeat = 6\nseed = 7\n");
+        let mut seeded = drew.clone();
+        seeded.suite_file = given.clone();
+        assert_eq!(as_ran(&seeded).unwrap(), given);
     }
 
     /// The suite as it ran: the text as written, or with only the sweeps `--sweep` chose (each

@@ -342,14 +342,23 @@ fn a_runs_suite_toml_reruns_the_suite_as_it_ran() {
     let first = "[[sweep]]\nname = \"first\"\nbackends = [\"poll\"]\nconnections = [10]\n";
     let second = "# The second sweep.\n[[sweep]]\nname = \"second\"\nbackends = [\"epoll\", \"poll\"]\nconnections = [10]\n";
     let head =
-        "# Two sweeps.\ndescription = \"two sweeps\"\nduration = \"200ms\"\nwarmup = \"0s\"\n";
+        "# Two sweeps.\ndescription = \"two sweeps\"\nduration = \"200ms\"\nwarmup = \"0s\"\n\
+                repeat = 2\n";
     let s = run_suite_with(
         "rerun",
         &format!("{head}{first}{second}"),
         &["--sweep", "second"],
     );
     let ran = std::fs::read_to_string(s.run.join("suite.toml")).unwrap();
-    assert_eq!(ran, format!("{head}{second}"));
+    // With the seed its rounds drew from the clock, so the rerun shuffles them the same way.
+    let seed = s.meta["rounds"]["seed"].as_u64().unwrap();
+    assert_eq!(
+        ran,
+        format!(
+            "{head}# The seed this run's shuffles drew from the clock (meta.json: rounds.seed).\n\
+             seed = {seed}\n{second}"
+        )
+    );
     let report = std::fs::read_to_string(s.run.join("report.md")).unwrap();
     let name = s.run.file_name().unwrap().to_string_lossy().to_string();
     let command = report
@@ -378,6 +387,8 @@ fn a_runs_suite_toml_reruns_the_suite_as_it_ran() {
         .expect("a second run directory");
     let meta = read_json(again.join("meta.json"));
     assert_eq!(meta["cells"], s.meta["cells"]);
+    assert_eq!(meta["rounds"]["seed"], seed, "{meta}");
+    assert_eq!(meta["rounds"]["order"], s.meta["rounds"]["order"], "{meta}");
     assert_eq!(meta["suite"], "rerun-second");
     assert!(meta["sweeps"].is_null(), "{meta}");
     let dir = again.file_name().unwrap().to_string_lossy().to_string();

@@ -238,10 +238,16 @@ fn the_smoke_suite_runs_end_to_end_and_its_report_rebuilds() {
             "report.md shows {chart}"
         );
     }
-    // The suite as it ran (the whole file), and summary.csv: a header and a line per cell.
+    // The suite as it ran: the whole file, and the seed its rounds drew from the clock (the
+    // file gives none); and summary.csv: a header and a line per cell.
     let suite_toml = std::fs::read_to_string(run.join("suite.toml")).unwrap();
+    let seed_lines = format!(
+        "# The seed this run's shuffles drew from the clock (meta.json: rounds.seed).\nseed = {}\n",
+        meta["rounds"]["seed"]
+    );
+    assert!(suite_toml.contains(&seed_lines), "{suite_toml}");
     assert_eq!(
-        suite_toml,
+        suite_toml.replace(&seed_lines, ""),
         std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/suites/smoke.toml")
         )
