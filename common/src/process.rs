@@ -139,10 +139,30 @@ impl Running {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Whether the child, or a process left in its group, has not exited yet.
+    /// Whether the child, or a process left in its group, has not exited yet (an unreaped
+    /// zombie of the group counts: the wait for it lasts until its parent reaps it).
     fn any_running(&mut self) -> bool {
         // The child first: reaped, its zombie no longer counts as one of the group.
-        self.is_running() || (self.group && send(self.child.id(), true, None).is_ok())
+        self.is_running() || (self.group && self.group_left())
+    }
+
+    /// Whether a process of the child's group is left. When none is, the group is over for good:
+    /// its id is free for another group, which must never be signalled in its place, so it is
+    /// never signalled again.
+    fn group_left(&mut self) -> bool {
+        if !self.group {
+            return false;
+        }
+        let left = send(self.child.id(), true, None).is_ok();
+        if !left && !self.is_running() {
+            self.group = false;
+            if let Ok(mut pids) = CHILDREN.lock() {
+                for entry in pids.iter_mut().filter(|(p, _)| *p == self.child.id()) {
+                    entry.1 = false;
+                }
+            }
+        }
+        left
     }
 
     /// The next line the child writes to stdout, without its line ending, waiting at most `limit`;
@@ -263,9 +283,9 @@ impl Running {
     }
 
     fn kill(&mut self) {
-        if self.group {
-            // The group's id is the child's pid, which is not reused while a process of the group,
-            // or the child's zombie, is left (and after that, not before pids wrap around).
+        // The group's id is the child's pid, not reused while a process of the group or the
+        // child's zombie is left; `group_left` says whether one is, and ends the group if not.
+        if self.group_left() {
             let _ = send(self.child.id(), true, Some(Signal::SIGKILL));
         }
         let _ = self.child.kill();
@@ -377,6 +397,35 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// As groups, 0 and 1 name the caller's own group and every process it may signal: never
+    /// sent to (checked with no signal, so a failure harms nothing).
+    #[test]
+    fn pid_0_and_1_are_never_signalled() {
+        for (pid, group) in [(0, false), (0, true), (1, false), (1, true)] {
+            assert_eq!(send(pid, group, None), Err(nix::errno::Errno::ESRCH));
+        }
+    }
+
+    /// Once every process of a child's group has ended, its id may name another group: it is
+    /// not signalled again, by the child or by `kill_all`.
+    #[test]
+    fn a_group_that_has_ended_is_never_signalled_again() {
+        let mut child = Running::spawn_group(sh("exit 0")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.any_running() {
+            assert!(Instant::now() < deadline, "sh -c 'exit 0' still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!child.group);
+        let listed = CHILDREN
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(p, _)| *p == child.id())
+            .copied();
+        assert_eq!(listed, Some((child.id(), false)));
     }
 
     #[test]

@@ -33,13 +33,16 @@ fn kill_all_kills_the_processes_a_group_child_started() {
         .expect("a pid");
     assert!(!gone(grandchild));
     kill_all();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !gone(grandchild) {
+    // Both the grandchild and the child end; on a loaded machine that may take a moment.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !gone(grandchild) || child.is_running() {
         if Instant::now() >= deadline {
             let _ = signal(grandchild, Signal::SIGKILL);
-            panic!("kill_all left process {grandchild}, started by a group child, running");
+            panic!(
+                "kill_all left process {grandchild} (started by a group child) or the child {} running",
+                child.id()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!child.is_running());
 }

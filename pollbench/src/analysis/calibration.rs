@@ -138,7 +138,8 @@ fn resolving(t: &Tally) -> String {
     // (the less of the two: a verdict either way must be reached).
     let share = |d: f64| {
         let count = |f: &dyn Fn(f64) -> bool| relative.iter().filter(|&&r| f(r)).count();
-        let lower = count(&|r| r * (1.0 - d) < 1.0);
+        // a worse by d (ratio 1/(1+d)) and a better by d (ratio 1+d): the same distance in logs.
+        let lower = count(&|r| r / (1.0 + d) < 1.0);
         let higher = count(&|r| r * (1.0 + d) > 1.0);
         lower.min(higher) as f64 / relative.len() as f64
     };
@@ -340,5 +341,34 @@ mod tests {
             ..verdict("epoll --work 250ns", cpu, Judgement::ABetter, 0.9)
         });
         assert_eq!(table(&[other]).lines().count(), 4);
+    }
+
+    /// What a pair's rounds resolve, from those rounds shifted: rounds at 0.9 and 1.1 of their
+    /// median need a difference above 11.1% before all of them fall on one side (1.1/(1+d) < 1
+    /// and 0.9 x (1+d) > 1), so 6 rounds judge it 9 times in 10 from 11.2% (the first 0.1% step
+    /// past); at 5% half the rounds fall each way, which no number of rounds turns into a call.
+    #[test]
+    fn what_a_pair_resolves_is_read_from_its_own_rounds() {
+        let cpu = "server_cpu_us_per_msg";
+        let runs: Vec<Summary> = (0..2)
+            .map(|_| {
+                run(vec![VerdictSummary {
+                    per_round: vec![0.9, 1.1, 0.9, 1.1, 0.9, 1.1],
+                    ..verdict("epoll #2", cpu, Judgement::NoClearDifference, 1.0)
+                }])
+            })
+            .collect();
+        let text = table(&runs);
+        assert!(
+            text.contains("| 1.000 | 0.148 | 11.2% | over 200 |"),
+            "{text}"
+        );
+        // Steady rounds: any difference a verdict can see, 5% in the fewest rounds that judge.
+        let steady = run(vec![VerdictSummary {
+            per_round: vec![1.0, 1.001, 0.999, 1.0, 1.0, 1.0],
+            ..verdict("epoll #2", cpu, Judgement::NoClearDifference, 1.0)
+        }]);
+        let text = table(&[steady]);
+        assert!(text.contains("| 0.000 | 0.2% | 6 |"), "{text}");
     }
 }

@@ -135,20 +135,22 @@ fn rounds_a_call_needs(n: usize) -> Option<usize> {
     (confidence >= CONFIDENCE).then_some(n + 1 - k)
 }
 
-/// P(Binomial(n, p) >= need), the terms built one from the other (no factorials to overflow).
+/// P(Binomial(n, p) >= need). Each term from the one before, in logarithms: (1-p)^n alone
+/// underflows to 0 for p near 1 at a few hundred rounds, and every term after it would too.
 fn at_least(n: usize, need: usize, p: f64) -> f64 {
     let p = p.clamp(0.0, 1.0);
     if p == 1.0 {
         return 1.0;
     }
-    // P(X = i) for i = 0, 1, ..., n: (1-p)^n, then times (n-i)/(i+1) x p/(1-p) each step.
-    let mut term = (1.0 - p).powi(n as i32);
+    // ln P(X = i) for i = 0, 1, ..., n: n ln(1-p), then + ln((n-i)/(i+1)) + ln(p/(1-p)) each step.
+    let odds = (p / (1.0 - p)).ln();
+    let mut log_term = n as f64 * (1.0 - p).ln();
     let mut tail = 0.0;
     for i in 0..=n {
         if i >= need {
-            tail += term;
+            tail += log_term.exp();
         }
-        term *= (n - i) as f64 / (i + 1) as f64 * p / (1.0 - p);
+        log_term += ((n - i) as f64 / (i + 1) as f64).ln() + odds;
     }
     tail.min(1.0)
 }
@@ -239,6 +241,21 @@ mod tests {
         assert!((p6 - 0.9f64.powf(1.0 / 6.0)).abs() < 1e-9, "{p6}");
         assert!(side_share_needed(20, 0.9).unwrap() < p6);
         assert_eq!(side_share_needed(4, 0.9), None);
+    }
+
+    /// Far into a tail and near p = 1, where (1-p)^n alone underflows: the sums still add up.
+    #[test]
+    fn binomial_tails_hold_at_hundreds_of_rounds() {
+        assert!((at_least(200, 115, 0.99) - 1.0).abs() < 1e-12);
+        assert!(at_least(200, 199, 0.99) > 0.39 && at_least(200, 199, 0.99) < 0.41);
+        assert!((at_least(200, 0, 0.3) - 1.0).abs() < 1e-9);
+        assert!(at_least(200, 150, 0.5) < 1e-12);
+        assert_eq!(at_least(10, 3, 0.0), 0.0);
+        // Against the direct sum where it does not underflow.
+        let direct: f64 = (4..=10)
+            .map(|i| binomial(10, i) * 0.3f64.powi(i as i32) * 0.7f64.powi(10 - i as i32))
+            .sum();
+        assert!((at_least(10, 4, 0.3) - direct).abs() < 1e-12);
     }
 
     #[test]

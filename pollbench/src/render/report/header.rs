@@ -89,9 +89,11 @@ impl Markdown<'_> {
         );
         if let Some(rounds) = &meta.rounds {
             let began = rounds.order.len();
-            // A run interrupted in a round began more rounds than its cells completed.
+            // A run interrupted in a round began more rounds than its cells completed, or fewer
+            // than it was to run, or left cells without an outcome (interrupted in round 1).
             let (n, most) = completed_rounds(meta).unwrap_or((began, began));
-            let ran = if n == began {
+            let whole = n == began && began >= repeat && meta.outcomes.len() >= meta.cells.len();
+            let ran = if whole {
                 format!("Every cell ran once in each of {n} rounds.")
             } else {
                 format!(
@@ -406,6 +408,19 @@ mod tests {
         );
         assert!(!text.contains("each of 3 rounds"), "{text}");
         assert!(text.contains(&interval_in_words(2)), "{text}");
+        // Interrupted in round 1: the cells that completed have that one round, and the others
+        // none at all.
+        let mut first = meta.clone();
+        first.rounds.as_mut().unwrap().order.truncate(1);
+        first.outcomes.truncate(3);
+        for o in first.outcomes.iter_mut() {
+            o.repeats.truncate(1);
+        }
+        let text = header(&first);
+        assert!(
+            text.contains("The run was interrupted in round 1: each cell's figures are from the rounds it completed (1)."),
+            "{text}"
+        );
     }
 
     /// The rerun command names suite.toml from the results/ that holds the run, wherever that
