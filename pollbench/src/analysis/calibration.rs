@@ -130,7 +130,7 @@ fn table(runs: &[Summary]) -> String {
 /// same rounds, shifted by a difference), the smallest difference a run of its rounds would
 /// judge 9 times in 10, and the fewest rounds that would judge 5% that often.
 fn resolving(t: &Tally) -> String {
-    let (Some(spread), Some(centre)) = (sd(&t.rounds), median_interval(&t.rounds)) else {
+    let (Some(spread), Some(centre)) = (robust_sd(&t.rounds), median_interval(&t.rounds)) else {
         return "- | - | -".into();
     };
     let relative: Vec<f64> = t.rounds.iter().map(|r| r / centre.median).collect();
@@ -165,7 +165,7 @@ const MOST_ROUNDS: usize = 200;
 /// deviation from their median, which is the standard deviation of normally spread values and is
 /// not carried off by a few wild ones (one round's p50 ratio of 100 among ratios near 1); None for
 /// fewer than two values.
-fn sd(values: &[f64]) -> Option<f64> {
+fn robust_sd(values: &[f64]) -> Option<f64> {
     if values.len() < 2 {
         return None;
     }
