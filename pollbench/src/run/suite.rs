@@ -510,20 +510,18 @@ pub fn as_ran(meta: &Meta) -> Result<String, String> {
     if meta.suite_file.trim().is_empty() {
         return Err("meta.json does not record the suite's text".into());
     }
+    let parsed = meta.suite_file.parse::<toml_edit::DocumentMut>();
     // The seed a run of several rounds drew from the clock, where its text gives none: without it
     // a rerun would shuffle its rounds another way.
     let drawn = meta
         .rounds
         .as_ref()
         .map(|r| r.seed)
-        .filter(|_| !gives_a_seed(&meta.suite_file));
+        .filter(|_| !parsed.as_ref().is_ok_and(|doc| doc.get("seed").is_some()));
     if meta.sweeps.is_none() && meta.externals.is_none() && drawn.is_none() {
         return Ok(meta.suite_file.clone());
     }
-    let mut doc: toml_edit::DocumentMut = meta
-        .suite_file
-        .parse()
-        .map_err(|e| format!("meta.json's suite text does not parse: {e}"))?;
+    let mut doc = parsed.map_err(|e| format!("meta.json's suite text does not parse: {e}"))?;
     if let Some(seed) = drawn {
         let seed = i64::try_from(seed)
             .map_err(|_| format!("the run's seed {seed} is beyond what a TOML integer holds"))?;
@@ -559,12 +557,6 @@ pub fn as_ran(meta: &Meta) -> Result<String, String> {
         }
     }
     Ok(doc.to_string())
-}
-
-/// Whether suite text `text` sets `seed` (text that does not parse sets none).
-fn gives_a_seed(text: &str) -> bool {
-    text.parse::<toml_edit::DocumentMut>()
-        .is_ok_and(|doc| doc.get("seed").is_some())
 }
 
 /// Keep only the `[[sweep]]` tables of `sweeps` in `doc`, each with the comment above it.
